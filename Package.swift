@@ -1,0 +1,78 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Vigil",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "clusterd", targets: ["clusterd"]),
+        .executable(name: "hactl", targets: ["hactl"]),
+        .executable(name: "vigil-lab", targets: ["vigil-lab"]),
+    ],
+    dependencies: [
+        // Command-line parsing for clusterd, hactl and vigil-lab.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // HMAC-SHA256 for authenticating cluster traffic (BoringSSL-backed on Linux).
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // Structured logging: libraries take a Logger, only executables bootstrap it.
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libqb (Debian: libqb-dev) for local IPC between hactl and clusterd.
+        .systemLibrary(
+            name: "CQB",
+            providers: [.apt(["libqb-dev"])]
+        ),
+        // Deterministic core: config, TOML, membership, quorum, coordinator, scheduler. No I/O.
+        .target(name: "VigilCore"),
+        // Wire format and packet authentication (HMAC-SHA256, replay windows).
+        .target(
+            name: "VigilWire",
+            dependencies: ["VigilCore", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        // Thin system shells: UDP sockets, rtnetlink, ARP/NA, files, poll reactor.
+        .target(name: "VigilSystem", dependencies: ["VigilCore"]),
+        // libqb IPC server and client plus the hactl request/response protocol.
+        .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore"]),
+        // The node runtime: drives the core engine with real sockets, netlink and IPC.
+        .target(
+            name: "VigilDaemon",
+            dependencies: [
+                "VigilCore", "VigilWire", "VigilSystem", "VigilIPC",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // hactl's commands and output formatting.
+        .target(name: "VigilControl", dependencies: ["VigilCore", "VigilIPC"]),
+        // Network-namespace lab used by the integration tests, the demo and the benchmark.
+        .target(name: "VigilLab", dependencies: ["VigilCore"]),
+        // Simulated clock and network for driving many engines in unit tests.
+        .target(name: "VigilTestKit", dependencies: ["VigilCore"]),
+        .executableTarget(
+            name: "clusterd",
+            dependencies: [
+                "VigilDaemon", "VigilCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "hactl",
+            dependencies: [
+                "VigilControl",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "vigil-lab",
+            dependencies: [
+                "VigilLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"]),
+        .testTarget(name: "VigilWireTests", dependencies: ["VigilWire", "VigilCore"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

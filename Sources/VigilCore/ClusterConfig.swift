@@ -1,0 +1,237 @@
+/// The cluster file: identical on every node. See README "Cluster file".
+public struct ClusterConfig: Sendable, Equatable {
+    public struct Node: Sendable, Equatable {
+        public var name: String
+        public var id: UInt32
+        /// One address per link, in the order of `links`.
+        public var addresses: [IPAddress]
+        public var stateDir: String?
+        public var ipcName: String?
+        public var line: Int
+    }
+
+    public struct Link: Sendable, Equatable {
+        public var name: String
+        public var port: UInt16
+    }
+
+    public enum NoQuorumPolicy: String, Sendable, Codable {
+        /// Release every resource (the safe default).
+        case stop
+        /// Keep what runs, start nothing. Unsafe for addresses unless the minority is fenced.
+        case freeze
+    }
+
+    public var name: String
+    public var keyFile: String
+    public var stateDir: String
+    public var ipcName: String
+    public var adminGroup: String
+    public var noQuorumPolicy: NoQuorumPolicy
+    public var timing: Timing
+    public var links: [Link]
+    public var nodes: [Node]
+    public var hooksDir: String?
+
+    public var majority: Int { nodes.count / 2 + 1 }
+
+    public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
+    public func node(id: UInt32) -> Node? { nodes.first { $0.id == id } }
+
+    /// The state directory of a node, with `{node}` replaced by its name.
+    public func stateDir(for node: Node) -> String {
+        (node.stateDir ?? stateDir).replacingPlaceholder(node.name)
+    }
+
+    public func ipcName(for node: Node) -> String {
+        (node.ipcName ?? ipcName).replacingPlaceholder(node.name)
+    }
+}
+
+/// Heartbeat timing. All values in milliseconds.
+///
+/// Relation (checked at load):
+/// - `interval < timeout`: a peer is declared lost after `timeout` without any packet on any link;
+///   `timeout >= 3 * interval` is required so a single lost heartbeat never counts as a failure.
+/// - `lease <= timeout`: a node keeps resources only while it holds a lease renewed by the
+///   coordinator; the coordinator restarts a lost node's resources elsewhere only after
+///   `lastHeard + lease + guard`, and voters switch coordinator only after `timeout` and `lease + guard`.
+/// - `lease >= 2 * interval + guard`: one lost heartbeat must not let a healthy lease lapse.
+/// - `guard` covers the reactor tick and the time to remove an address.
+public struct Timing: Sendable, Equatable, Codable {
+    public var interval: UInt64
+    public var timeout: UInt64
+    public var lease: UInt64
+    public var guardTime: UInt64
+
+    public static let defaultInterval: UInt64 = 100
+    public static let defaultTimeout: UInt64 = 400
+
+    public init(interval: UInt64 = defaultInterval, timeout: UInt64 = defaultTimeout, lease: UInt64? = nil, guardTime: UInt64? = nil) {
+        self.interval = interval
+        self.timeout = timeout
+        self.lease = lease ?? timeout
+        self.guardTime = guardTime ?? max(10, interval / 4)
+    }
+
+    /// The reactor's tick: how often leases and deadlines are checked.
+    public var tick: UInt64 { max(2, min(interval / 4, 20)) }
+
+    /// Returns a description of the first violated relation, or nil.
+    public func violation() -> (key: String, message: String)? {
+        if interval < 10 { return ("heartbeat_interval_ms", "must be at least 10 ms") }
+        if timeout <= interval {
+            return ("failure_timeout_ms", "\(timeout) ms must be larger than heartbeat_interval_ms (\(interval) ms)")
+        }
+        if timeout < 3 * interval {
+            return ("failure_timeout_ms", "\(timeout) ms must be at least 3 x heartbeat_interval_ms (\(3 * interval) ms) so one lost heartbeat is not a failure")
+        }
+        if lease > timeout {
+            return ("lease_ms", "\(lease) ms must not exceed failure_timeout_ms (\(timeout) ms)")
+        }
+        if lease < 2 * interval + guardTime {
+            return ("lease_ms", "\(lease) ms must be at least 2 x heartbeat_interval_ms + guard (\(2 * interval + guardTime) ms)")
+        }
+        return nil
+    }
+
+    /// Worst case from the last packet of a dead node to its resources starting elsewhere.
+    public var worstCaseTakeover: UInt64 { max(timeout, lease + guardTime) + tick }
+}
+
+extension ClusterConfig {
+    public static let allowedNameChars = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+    static func validName(_ s: String) -> Bool {
+        !s.isEmpty && s.count <= 64 && s.allSatisfy { allowedNameChars.contains($0) }
+    }
+
+    /// Parses and validates the cluster file text. Pure: the key file is checked separately.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> ClusterConfig {
+        let root = try parseTOML(text, file: file)
+        var top = TableReader(root, path: "", file: file)
+        guard var cluster = try top.subtable("cluster") else {
+            throw ConfigError(file: file, message: "missing [cluster] table")
+        }
+        let name = try cluster.requiredString("name")
+        guard validName(name) else { throw cluster.error("name", "'\(name)' may contain only letters, digits, '-', '_' and '.'") }
+        let keyFile = try cluster.requiredString("key_file")
+        guard keyFile.hasPrefix("/") else { throw cluster.error("key_file", "'\(keyFile)' must be an absolute path") }
+        let stateDir = try cluster.string("state_dir") ?? "/var/lib/vigil"
+        guard stateDir.hasPrefix("/") else { throw cluster.error("state_dir", "'\(stateDir)' must be an absolute path") }
+        let ipcName = try cluster.string("ipc_name") ?? "vigil"
+        guard validName(ipcName.replacingPlaceholder("x")) else { throw cluster.error("ipc_name", "'\(ipcName)' may contain only letters, digits, '-', '_', '.' and {node}") }
+        let adminGroup = try cluster.string("admin_group") ?? "haclient"
+        let policyText = try cluster.string("no_quorum_policy") ?? "stop"
+        guard let policy = NoQuorumPolicy(rawValue: policyText) else {
+            throw cluster.error("no_quorum_policy", "'\(policyText)' is not one of: stop, freeze")
+        }
+        let hooksDir = try cluster.string("hooks_dir")
+        try cluster.finish()
+
+        var timing = Timing()
+        if var t = try top.subtable("timing") {
+            let interval = try t.int("heartbeat_interval_ms", range: 1...60_000).map(UInt64.init) ?? Timing.defaultInterval
+            let timeout = try t.int("failure_timeout_ms", range: 1...600_000).map(UInt64.init) ?? Timing.defaultTimeout
+            let lease = try t.int("lease_ms", range: 1...600_000).map(UInt64.init)
+            try t.finish()
+            timing = Timing(interval: interval, timeout: timeout, lease: lease)
+            if let v = timing.violation() {
+                let explicitKey = t.has(v.key) ? v.key : (v.key == "lease_ms" ? "failure_timeout_ms" : v.key)
+                throw t.error(explicitKey, v.message)
+            }
+        }
+
+        var links: [Link] = []
+        let linkTables = try top.tableArray("link")
+        if linkTables.isEmpty { throw ConfigError(file: file, message: "at least one [[link]] is required") }
+        if linkTables.count > 4 { throw ConfigError(file: file, line: linkTables[4].table.line, key: "link", message: "at most 4 links are supported") }
+        for var lt in linkTables {
+            let lname = try lt.string("name") ?? "link\(links.count)"
+            guard let port = try lt.int("port", range: 1...65535) else { throw lt.error(nil, "missing required key 'port'") }
+            try lt.finish()
+            if links.contains(where: { $0.name == lname }) { throw lt.error("name", "duplicate link name '\(lname)'") }
+            links.append(Link(name: lname, port: UInt16(port)))
+        }
+
+        var nodes: [Node] = []
+        var seenAddr: [IPAddress: String] = [:]
+        for var nt in try top.tableArray("node") {
+            let nname = try nt.requiredString("name")
+            guard validName(nname), nname.count <= 32 else {
+                throw nt.error("name", "'\(nname)' may contain only letters, digits, '-', '_' and '.' (at most 32)")
+            }
+            guard let id = try nt.int("id", range: 1...Int64(UInt32.max)) else { throw nt.error(nil, "missing required key 'id'") }
+            guard let addrTexts = try nt.stringArray("addresses") else {
+                throw nt.error(nil, "missing required key 'addresses' (one address per [[link]])")
+            }
+            guard addrTexts.count == links.count else {
+                throw nt.error("addresses", "has \(addrTexts.count) address(es) but \(links.count) [[link]] entries are defined: give one per link, in link order")
+            }
+            var addrs: [IPAddress] = []
+            for text in addrTexts {
+                guard let a = IPAddress(text) else { throw nt.error("addresses", "'\(text)' is not a valid IPv4 or IPv6 address") }
+                if a.isUnspecified || a.isMulticast { throw nt.error("addresses", "'\(text)' cannot be a node address") }
+                if let other = seenAddr[a] { throw nt.error("addresses", "address \(a) is also used by node '\(other)'") }
+                seenAddr[a] = nname
+                addrs.append(a)
+            }
+            let sd = try nt.string("state_dir")
+            if let sd, !sd.hasPrefix("/") { throw nt.error("state_dir", "'\(sd)' must be an absolute path") }
+            let ipc = try nt.string("ipc_name")
+            try nt.finish()
+            if let other = nodes.first(where: { $0.name == nname }) {
+                throw nt.error("name", "duplicate node name '\(nname)' (first at line \(other.line))")
+            }
+            if let other = nodes.first(where: { $0.id == UInt32(id) }) {
+                throw nt.error("id", "duplicate node id \(id) (also used by node '\(other.name)')")
+            }
+            nodes.append(Node(name: nname, id: UInt32(id), addresses: addrs, stateDir: sd, ipcName: ipc, line: nt.table.line))
+        }
+        try top.finish()
+        if nodes.isEmpty { throw ConfigError(file: file, message: "at least one [[node]] is required") }
+        if nodes.count == 2 {
+            throw ConfigError(
+                file: file, key: "node",
+                message: "a two-node cluster cannot form a safe majority on its own and needs a tiebreaker (quorum device), which Vigil does not support yet; use three or more nodes")
+        }
+        if nodes.count > 32 { throw ConfigError(file: file, key: "node", message: "at most 32 nodes are supported") }
+        // Per link, all nodes must use the same address family.
+        for (i, link) in links.enumerated() {
+            let fams = Set(nodes.map { $0.addresses[i].family })
+            if fams.count > 1 {
+                throw ConfigError(file: file, key: "node.addresses", message: "link '\(link.name)' mixes IPv4 and IPv6 node addresses")
+            }
+        }
+        return ClusterConfig(
+            name: name, keyFile: keyFile, stateDir: stateDir, ipcName: ipcName, adminGroup: adminGroup,
+            noQuorumPolicy: policy, timing: timing, links: links, nodes: nodes, hooksDir: hooksDir)
+    }
+}
+
+extension String {
+    func replacingPlaceholder(_ node: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.range(of: "{node}") {
+            out += rest[..<r.lowerBound]
+            out += node
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}
+
+extension Substring {
+    func range(of needle: String) -> Range<Substring.Index>? {
+        guard !needle.isEmpty else { return nil }
+        var i = startIndex
+        while i < endIndex {
+            if self[i...].hasPrefix(needle) {
+                return i..<(index(i, offsetBy: needle.count))
+            }
+            i = index(after: i)
+        }
+        return nil
+    }
+}

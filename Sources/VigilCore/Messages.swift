@@ -1,0 +1,221 @@
+/// Messages exchanged between nodes. The envelope (authentication, sequence numbers)
+/// lives in VigilWire; these are the payloads the engine understands.
+
+/// Sent every heartbeat interval on every link to every peer, and at once when
+/// something the peers must know changes.
+public struct Heartbeat: Sendable, Equatable {
+    /// Sender's monotonic clock (ms) when sent. Peers echo it back.
+    public var sentAt: UInt64
+    /// The recipient's incarnation and the latest `sentAt` the sender received from it.
+    /// This is what makes connectivity bidirectional and leases measurable on one clock.
+    public var echoIncarnation: UInt64
+    public var echo: UInt64
+    /// Node id the sender votes for as coordinator (0: none, e.g. while its previous vote is still binding).
+    public var vote: UInt32
+    /// The sender holds a majority of votes.
+    public var isCoordinator: Bool
+    /// Coordinator only: the recipient may hold resources until `echo + lease` on its own clock.
+    public var leaseGranted: Bool
+    /// The sender is shutting down gracefully and hands its resources over.
+    public var leaving: Bool
+    public var configVersion: UInt64
+    public var configDigest: UInt64
+    /// Resources the sender currently runs (including ones it is starting).
+    public var held: [String]
+    /// Resources that failed on the sender and must not be placed there.
+    public var failed: [String]
+    /// Coordinator only: resource name to node id.
+    public var assignments: [String: UInt32]
+    /// Peers the sender has bidirectional contact with.
+    public var members: [UInt32]
+
+    public init(
+        sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
+        leaseGranted: Bool = false, leaving: Bool = false, configVersion: UInt64 = 0, configDigest: UInt64 = 0,
+        held: [String] = [], failed: [String] = [], assignments: [String: UInt32] = [:], members: [UInt32] = []
+    ) {
+        self.sentAt = sentAt
+        self.echoIncarnation = echoIncarnation
+        self.echo = echo
+        self.vote = vote
+        self.isCoordinator = isCoordinator
+        self.leaseGranted = leaseGranted
+        self.leaving = leaving
+        self.configVersion = configVersion
+        self.configDigest = configDigest
+        self.held = held
+        self.failed = failed
+        self.assignments = assignments
+        self.members = members
+    }
+}
+
+public enum Message: Sendable, Equatable {
+    case heartbeat(Heartbeat)
+    /// Ask a peer for its resource configuration (it announced a newer one).
+    case configRequest(version: UInt64)
+    case configData(version: UInt64, text: String)
+    /// A node forwards an operator's `hactl apply` to the coordinator.
+    case configProposal(requestId: UInt64, text: String)
+    case configResult(requestId: UInt64, ok: Bool, version: UInt64, message: String)
+
+    public var kind: UInt8 {
+        switch self {
+        case .heartbeat: return 1
+        case .configRequest: return 2
+        case .configData: return 3
+        case .configProposal: return 4
+        case .configResult: return 5
+        }
+    }
+}
+
+public struct DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Big-endian byte writer.
+public struct ByteWriter {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u16(_ v: UInt16) { bytes.append(UInt8(v >> 8)); bytes.append(UInt8(v & 0xFF)) }
+    public mutating func u32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8((v >> UInt32(s)) & 0xFF)) } }
+    public mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((v >> UInt64(s)) & 0xFF)) } }
+    public mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
+    public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+    public mutating func string(_ s: String) {
+        let u = Array(s.utf8)
+        u32(UInt32(u.count))
+        bytes.append(contentsOf: u)
+    }
+}
+
+/// Big-endian byte reader with bounds checks: malformed input throws, never traps.
+public struct ByteReader {
+    private let bytes: [UInt8]
+    public private(set) var offset: Int
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+    public var remaining: Int { bytes.count - offset }
+
+    private mutating func take(_ n: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+        guard n >= 0, remaining >= n else { throw DecodeError("truncated message (needed \(n) bytes, \(remaining) left)") }
+        defer { offset += n }
+        return bytes[offset..<(offset + n)]
+    }
+    public mutating func u8() throws(DecodeError) -> UInt8 { try take(1).first ?? 0 }
+    public mutating func u16() throws(DecodeError) -> UInt16 { try take(2).reduce(0) { $0 << 8 | UInt16($1) } }
+    public mutating func u32() throws(DecodeError) -> UInt32 { try take(4).reduce(0) { $0 << 8 | UInt32($1) } }
+    public mutating func u64() throws(DecodeError) -> UInt64 { try take(8).reduce(0) { $0 << 8 | UInt64($1) } }
+    public mutating func bool() throws(DecodeError) -> Bool {
+        let v = try u8()
+        guard v <= 1 else { throw DecodeError("invalid boolean \(v)") }
+        return v == 1
+    }
+    public mutating func raw(_ n: Int) throws(DecodeError) -> [UInt8] { Array(try take(n)) }
+    public mutating func string(max: Int = 65_536) throws(DecodeError) -> String {
+        let n = Int(try u32())
+        guard n <= max else { throw DecodeError("string of \(n) bytes exceeds \(max)") }
+        let b = try take(n)
+        guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("string is not valid UTF-8") }
+        return s
+    }
+    public mutating func count(max: Int) throws(DecodeError) -> Int {
+        let n = Int(try u16())
+        guard n <= max else { throw DecodeError("list of \(n) entries exceeds \(max)") }
+        return n
+    }
+}
+
+extension Message {
+    static let maxNames = 4096
+    static let maxNameBytes = 256
+
+    public func encodePayload() -> [UInt8] {
+        var w = ByteWriter()
+        switch self {
+        case .heartbeat(let h):
+            w.u64(h.sentAt)
+            w.u64(h.echoIncarnation)
+            w.u64(h.echo)
+            w.u32(h.vote)
+            var flags: UInt8 = 0
+            if h.isCoordinator { flags |= 1 }
+            if h.leaseGranted { flags |= 2 }
+            if h.leaving { flags |= 4 }
+            w.u8(flags)
+            w.u64(h.configVersion)
+            w.u64(h.configDigest)
+            w.u16(UInt16(h.held.count))
+            for s in h.held { w.string(s) }
+            w.u16(UInt16(h.failed.count))
+            for s in h.failed { w.string(s) }
+            let keys = h.assignments.keys.sorted()
+            w.u16(UInt16(keys.count))
+            for k in keys {
+                w.string(k)
+                w.u32(h.assignments[k] ?? 0)
+            }
+            w.u16(UInt16(h.members.count))
+            for m in h.members { w.u32(m) }
+        case .configRequest(let v):
+            w.u64(v)
+        case .configData(let v, let text):
+            w.u64(v)
+            w.string(text)
+        case .configProposal(let id, let text):
+            w.u64(id)
+            w.string(text)
+        case .configResult(let id, let ok, let v, let msg):
+            w.u64(id)
+            w.bool(ok)
+            w.u64(v)
+            w.string(msg)
+        }
+        return w.bytes
+    }
+
+    public static func decode(kind: UInt8, payload: [UInt8]) throws(DecodeError) -> Message {
+        var r = ByteReader(payload)
+        let m: Message
+        switch kind {
+        case 1:
+            var h = Heartbeat(sentAt: try r.u64())
+            h.echoIncarnation = try r.u64()
+            h.echo = try r.u64()
+            h.vote = try r.u32()
+            let flags = try r.u8()
+            guard flags & ~7 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
+            h.isCoordinator = flags & 1 != 0
+            h.leaseGranted = flags & 2 != 0
+            h.leaving = flags & 4 != 0
+            h.configVersion = try r.u64()
+            h.configDigest = try r.u64()
+            for _ in 0..<(try r.count(max: maxNames)) { h.held.append(try r.string(max: maxNameBytes)) }
+            for _ in 0..<(try r.count(max: maxNames)) { h.failed.append(try r.string(max: maxNameBytes)) }
+            for _ in 0..<(try r.count(max: maxNames)) {
+                let k = try r.string(max: maxNameBytes)
+                h.assignments[k] = try r.u32()
+            }
+            for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.u32()) }
+            m = .heartbeat(h)
+        case 2:
+            m = .configRequest(version: try r.u64())
+        case 3:
+            m = .configData(version: try r.u64(), text: try r.string())
+        case 4:
+            m = .configProposal(requestId: try r.u64(), text: try r.string())
+        case 5:
+            m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string())
+        default:
+            throw DecodeError("unknown message kind \(kind)")
+        }
+        guard r.remaining == 0 else { throw DecodeError("\(r.remaining) trailing bytes after message") }
+        return m
+    }
+}

@@ -1,0 +1,53 @@
+/// What `hactl status` shows. Produced by the engine, enriched by the daemon, sent as JSON over IPC.
+public struct ClusterStatus: Codable, Sendable, Equatable {
+    public struct LinkStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var up: Bool
+        public var lastHeardMsAgo: UInt64?
+    }
+    public struct NodeStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var id: UInt32
+        /// "local", "online", "offline", "leaving"
+        public var state: String
+        public var links: [LinkStatus]
+        public var vote: UInt32?
+    }
+    public struct ResourceStatus: Codable, Sendable, Equatable {
+        public var name: String
+        public var kind: String
+        public var address: String
+        /// Node the coordinator assigned it to, if any.
+        public var assignedTo: String?
+        /// Nodes reporting that they run it.
+        public var runningOn: [String]
+        /// "started", "starting", "stopped", "moving", "failed", "unknown"
+        public var state: String
+        public var detail: String?
+    }
+    public struct Counters: Codable, Sendable, Equatable {
+        public var accepted: UInt64 = 0
+        public var forged: UInt64 = 0
+        public var replayed: UInt64 = 0
+        public var malformed: UInt64 = 0
+        public var incompatible: UInt64 = 0
+        public var foreignCluster: UInt64 = 0
+        public var unknownSender: UInt64 = 0
+        public init() {}
+    }
+
+    public var cluster: String
+    public var localNode: String
+    public var quorate: Bool
+    public var votesForLocal: Int
+    public var majority: Int
+    public var coordinator: String?
+    public var localIsCoordinator: Bool
+    public var leaseRemainingMs: UInt64?
+    public var noQuorumPolicy: String
+    public var configVersion: UInt64
+    public var nodes: [NodeStatus]
+    public var resources: [ResourceStatus]
+    public var counters: Counters
+    public var incompatiblePeers: [String]
+}

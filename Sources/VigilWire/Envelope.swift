@@ -1,0 +1,120 @@
+@preconcurrency import Crypto
+import VigilCore
+
+/// The on-the-wire envelope of every cluster packet.
+///
+/// ```
+/// offset size
+///  0     4   magic "VGIL"
+///  4     2   protocol version (big endian)
+///  6     1   message kind
+///  7     1   link index the packet was sent on
+///  8     4   cluster id (FNV-1a of the cluster name, truncated)
+/// 12     4   sender node id
+/// 16     8   sender incarnation (grows with every start of clusterd)
+/// 24     8   sequence number (per sender incarnation, grows with every packet)
+/// 32     4   payload length
+/// 36     n   payload (see Message.encodePayload)
+/// 36+n  32   HMAC-SHA256 over bytes 0..<36+n under the cluster key
+/// ```
+/// The magic and version come first and keep their place in every future version, so a peer
+/// speaking another version is recognised and reported instead of misread.
+public enum Envelope {
+    public static let magic: [UInt8] = Array("VGIL".utf8)
+    public static let protocolVersion: UInt16 = 1
+    public static let headerSize = 36
+    public static let macSize = 32
+    public static let maxPacket = 65_000
+
+    public struct Header: Equatable, Sendable {
+        public var kind: UInt8
+        public var link: UInt8
+        public var clusterId: UInt32
+        public var sender: UInt32
+        public var incarnation: UInt64
+        public var seq: UInt64
+    }
+
+    public enum OpenError: Error, Equatable, Sendable {
+        case tooShort
+        case notVigil
+        case incompatibleVersion(UInt16)
+        case badLength
+        case badMAC
+        case foreignCluster(UInt32)
+        case malformed(String)
+    }
+
+    public static func clusterId(_ name: String) -> UInt32 { UInt32(truncatingIfNeeded: fnv1a64(Array(name.utf8))) }
+
+    public static func seal(_ message: Message, header: Header, key: SymmetricKey) -> [UInt8] {
+        let payload = message.encodePayload()
+        var w = ByteWriter()
+        w.raw(magic)
+        w.u16(protocolVersion)
+        w.u8(message.kind)
+        w.u8(header.link)
+        w.u32(header.clusterId)
+        w.u32(header.sender)
+        w.u64(header.incarnation)
+        w.u64(header.seq)
+        w.u32(UInt32(payload.count))
+        w.raw(payload)
+        var bytes = w.bytes
+        let mac = HMAC<SHA256>.authenticationCode(for: bytes, using: key)
+        bytes.append(contentsOf: Array(mac))
+        return bytes
+    }
+
+    /// Verifies and decodes a packet. Nothing in it is trusted before the MAC checks out.
+    public static func open(_ bytes: [UInt8], key: SymmetricKey, clusterId expected: UInt32) -> Result<(Header, Message), OpenError> {
+        guard bytes.count >= 6 else { return .failure(.tooShort) }
+        guard Array(bytes[0..<4]) == magic else { return .failure(.notVigil) }
+        let version = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
+        guard version == protocolVersion else { return .failure(.incompatibleVersion(version)) }
+        guard bytes.count >= headerSize + macSize else { return .failure(.tooShort) }
+        let body = Array(bytes[0..<(bytes.count - macSize)])
+        let mac = Array(bytes[(bytes.count - macSize)...])
+        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: key) else { return .failure(.badMAC) }
+        var r = ByteReader(body, offset: 6)
+        do {
+            let kind = try r.u8()
+            let link = try r.u8()
+            let cid = try r.u32()
+            let sender = try r.u32()
+            let inc = try r.u64()
+            let seq = try r.u64()
+            let len = Int(try r.u32())
+            guard len == r.remaining else { return .failure(.badLength) }
+            guard cid == expected else { return .failure(.foreignCluster(cid)) }
+            let payload = try r.raw(len)
+            let msg = try Message.decode(kind: kind, payload: payload)
+            return .success((Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq), msg))
+        } catch {
+            return .failure(.malformed(error.message))
+        }
+    }
+}
+
+/// Rejects replayed packets: per (sender, link), the sender's incarnation may only grow and,
+/// within an incarnation, sequence numbers must grow.
+public struct ReplayGuard: Sendable {
+    private struct Key: Hashable { var sender: UInt32; var link: UInt8 }
+    private var latest: [Key: (incarnation: UInt64, seq: UInt64)] = [:]
+    private var incarnations: [UInt32: UInt64] = [:]
+
+    public init() {}
+
+    /// Returns true and records the packet if it is new; false for a replay.
+    public mutating func accept(sender: UInt32, link: UInt8, incarnation: UInt64, seq: UInt64) -> Bool {
+        if let known = incarnations[sender], incarnation < known { return false }
+        let k = Key(sender: sender, link: link)
+        if let last = latest[k], last.incarnation == incarnation, seq <= last.seq { return false }
+        latest[k] = (incarnation, seq)
+        incarnations[sender] = max(incarnations[sender] ?? 0, incarnation)
+        return true
+    }
+}
+
+/// Loads the cluster key from bytes already read and checked by the caller.
+public func makeKey(_ bytes: [UInt8]) -> SymmetricKey { SymmetricKey(data: bytes) }
