@@ -31,9 +31,11 @@ let package = Package(
             dependencies: ["VigilCore", .product(name: "Crypto", package: "swift-crypto")]
         ),
         // Thin system shells: UDP sockets, rtnetlink, ARP/NA, files, poll reactor.
-        .target(name: "VigilSystem", dependencies: ["VigilCore"]),
+        .target(name: "VigilSystem", dependencies: ["VigilCore", "CVigilSys"]),
+        // Linux headers (signalfd, rtnetlink, packet sockets) that the Glibc module does not surface.
+        .target(name: "CVigilSys"),
         // libqb IPC server and client plus the hactl request/response protocol.
-        .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore"]),
+        .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore", "VigilSystem"]),
         // The node runtime: drives the core engine with real sockets, netlink and IPC.
         .target(
             name: "VigilDaemon",

@@ -1,0 +1,17 @@
+#ifndef CVIGILSYS_H
+#define CVIGILSYS_H
+// Linux headers that Swift's Glibc module does not surface.
+#include <sys/signalfd.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/if_addr.h>
+#include <linux/if_packet.h>
+#include <linux/if_ether.h>
+#include <netinet/in.h>
+
+static inline int vigil_ioctl_ifreq(int fd, unsigned long req, struct ifreq *ifr) { return ioctl(fd, req, ifr); }
+static inline unsigned long vigil_SIOCGIFFLAGS(void) { return SIOCGIFFLAGS; }
+static inline unsigned long vigil_SIOCGIFHWADDR(void) { return SIOCGIFHWADDR; }
+#endif

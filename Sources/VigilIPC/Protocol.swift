@@ -1,0 +1,39 @@
+import VigilCore
+
+/// hactl <-> clusterd requests, carried as JSON after libqb's request header.
+public struct IPCRequest: Codable, Sendable {
+    public enum Command: String, Codable, Sendable {
+        case status
+        case configShow = "config-show"
+        case apply
+    }
+    public var command: Command
+    public var text: String?
+    public init(command: Command, text: String? = nil) {
+        self.command = command
+        self.text = text
+    }
+    /// Commands that change the cluster: root or the admin group only.
+    public var isChange: Bool { command == .apply }
+}
+
+public struct IPCResponse: Codable, Sendable {
+    public var ok: Bool
+    public var message: String?
+    public var status: ClusterStatus?
+    public var configVersion: UInt64?
+    public var configText: String?
+    public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {
+        self.ok = ok
+        self.message = message
+        self.status = status
+        self.configVersion = configVersion
+        self.configText = configText
+    }
+}
+
+public enum IPCLimits {
+    public static let maxMessage = 256 * 1024
+    public static let requestHeader = 16  // struct qb_ipc_request_header (two 8-aligned int32)
+    public static let responseHeader = 24  // struct qb_ipc_response_header
+}

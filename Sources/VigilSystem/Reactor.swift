@@ -1,0 +1,86 @@
+import Glibc
+import CVigilSys
+
+/// A single-threaded poll(2) loop: every socket, the IPC server's descriptors, the signal
+/// descriptor and the periodic tick are served on one thread, so the engine never sees
+/// two inputs at once and needs no locks.
+public final class Reactor {
+    public typealias Handler = (Int16) -> Void
+    private var handlers: [Int32: (events: Int16, handler: Handler)] = [:]
+    private var jobs: [() -> Void] = []
+    private var running = true
+    public var tickIntervalMs: Int32
+    public var onTick: () -> Void = {}
+
+    public init(tickIntervalMs: Int32) { self.tickIntervalMs = tickIntervalMs }
+
+    public func add(fd: Int32, events: Int16 = Int16(POLLIN), _ handler: @escaping Handler) {
+        handlers[fd] = (events, handler)
+    }
+
+    public func modify(fd: Int32, events: Int16) {
+        if let h = handlers[fd] { handlers[fd] = (events, h.handler) }
+    }
+
+    public func remove(fd: Int32) { handlers[fd] = nil }
+
+    /// Runs `job` after the current round of events.
+    public func enqueue(_ job: @escaping () -> Void) { jobs.append(job) }
+
+    public func stop() { running = false }
+
+    public func run() {
+        var lastTick: UInt64 = 0
+        while running {
+            let now = MonotonicClock.nowMs()
+            let sinceTick = now - min(now, lastTick)
+            if sinceTick >= UInt64(tickIntervalMs) {
+                lastTick = now
+                onTick()
+            }
+            while !jobs.isEmpty {
+                let j = jobs
+                jobs = []
+                for job in j { job() }
+            }
+            guard running else { break }
+            let wait = Int32(max(0, Int64(tickIntervalMs) - Int64(MonotonicClock.nowMs() - lastTick)))
+            var fds = handlers.map { pollfd(fd: $0.key, events: $0.value.events, revents: 0) }
+            let n = poll(&fds, nfds_t(fds.count), wait)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            guard n > 0 else { continue }
+            for p in fds where p.revents != 0 {
+                // A handler may have removed this descriptor while serving an earlier one.
+                if let h = handlers[p.fd] { h.handler(p.revents) }
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT/SIGHUP delivered through a descriptor the reactor can poll.
+public final class SignalDescriptor {
+    public let fd: Int32
+
+    public init(signals: [Int32]) throws {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for s in signals { sigaddset(&mask, s) }
+        guard sigprocmask(SIG_BLOCK, &mask, nil) == 0 else { throw SystemError("sigprocmask") }
+        fd = signalfd(-1, &mask, Int32(SFD_NONBLOCK | SFD_CLOEXEC))
+        guard fd >= 0 else { throw SystemError("signalfd") }
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Returns the pending signal numbers.
+    public func read() -> [Int32] {
+        var out: [Int32] = []
+        var info = signalfd_siginfo()
+        while Glibc.read(fd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            out.append(Int32(info.ssi_signo))
+        }
+        return out
+    }
+}
