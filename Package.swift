@@ -14,8 +14,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // HMAC-SHA256 for authenticating cluster traffic (BoringSSL-backed on Linux).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
-        // Structured logging: libraries take a Logger, only executables bootstrap it.
-        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // libqb (Debian: libqb-dev) for local IPC between hactl and clusterd.
@@ -41,7 +39,6 @@ let package = Package(
             name: "VigilDaemon",
             dependencies: [
                 "VigilCore", "VigilWire", "VigilSystem", "VigilIPC",
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // hactl's commands and output formatting.
@@ -55,7 +52,6 @@ let package = Package(
             dependencies: [
                 "VigilDaemon", "VigilCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

@@ -237,3 +237,9 @@ public enum Interfaces {
         return r ?? nil
     }
 }
+
+/// if_indextoname, returning false when the index is unknown.
+public func if_indextoname_wrapper(_ index: UInt32, _ buf: inout [CChar]) -> Bool {
+    if buf.count < 17 { buf = [CChar](repeating: 0, count: 17) }
+    return buf.withUnsafeMutableBufferPointer { vigil_if_indextoname(index, $0.baseAddress) != 0 }
+}

@@ -33,6 +33,14 @@ public enum Envelope {
         public var sender: UInt32
         public var incarnation: UInt64
         public var seq: UInt64
+        public init(kind: UInt8, link: UInt8, clusterId: UInt32, sender: UInt32, incarnation: UInt64, seq: UInt64) {
+            self.kind = kind
+            self.link = link
+            self.clusterId = clusterId
+            self.sender = sender
+            self.incarnation = incarnation
+            self.seq = seq
+        }
     }
 
     public enum OpenError: Error, Equatable, Sendable {

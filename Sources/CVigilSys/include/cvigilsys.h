@@ -14,4 +14,5 @@
 static inline int vigil_ioctl_ifreq(int fd, unsigned long req, struct ifreq *ifr) { return ioctl(fd, req, ifr); }
 static inline unsigned long vigil_SIOCGIFFLAGS(void) { return SIOCGIFFLAGS; }
 static inline unsigned long vigil_SIOCGIFHWADDR(void) { return SIOCGIFHWADDR; }
+static inline int vigil_if_indextoname(unsigned int idx, char *buf) { return if_indextoname(idx, buf) != 0; }
 #endif

@@ -1,0 +1,54 @@
+import Foundation
+import VigilCore
+
+/// hactl's output: a table for people, JSON for scripts.
+public enum StatusFormatter {
+    public static func json(_ s: ClusterStatus) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let d = try? enc.encode(s) else { return "{}" }
+        return String(decoding: d, as: UTF8.self)
+    }
+
+    public static func table(_ s: ClusterStatus) -> String {
+        var out: [String] = []
+        let quorum = s.quorate ? "yes" : "NO (policy: \(s.noQuorumPolicy))"
+        out.append("Cluster \(s.cluster) — seen from \(s.localNode)")
+        out.append("Quorum: \(quorum)   Coordinator: \(s.coordinator ?? "none")   Config version: \(s.configVersion)")
+        out.append("")
+        var rows = [["NODE", "ID", "STATE", "LINKS"]]
+        for n in s.nodes {
+            let links = n.state == "local" ? "-" : n.links.map { "\($0.name):\($0.up ? "up" : "DOWN")" }.joined(separator: " ")
+            rows.append([n.name, "\(n.id)", n.state, links])
+        }
+        out.append(contentsOf: render(rows))
+        out.append("")
+        if s.resources.isEmpty {
+            out.append("No resources defined (hactl apply -f resources.toml).")
+        } else {
+            var r = [["RESOURCE", "TYPE", "ADDRESS", "NODE", "STATE", "DETAIL"]]
+            for x in s.resources {
+                let node = x.runningOn.isEmpty ? (x.assignedTo ?? "-") : x.runningOn.joined(separator: ",")
+                r.append([x.name, x.kind, x.address, node, x.state, x.detail ?? ""])
+            }
+            out.append(contentsOf: render(r))
+        }
+        let c = s.counters
+        if c.forged + c.replayed + c.malformed + c.incompatible + c.foreignCluster > 0 {
+            out.append("")
+            out.append("Dropped packets: forged=\(c.forged) replayed=\(c.replayed) malformed=\(c.malformed) incompatible=\(c.incompatible) other-cluster=\(c.foreignCluster)")
+        }
+        for p in s.incompatiblePeers { out.append("Incompatible peer: \(p)") }
+        return out.joined(separator: "\n")
+    }
+
+    static func render(_ rows: [[String]]) -> [String] {
+        guard let first = rows.first else { return [] }
+        var widths = first.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }
+    }
+}

@@ -1,0 +1,272 @@
+import Glibc
+import VigilCore
+import VigilIPC
+import VigilSystem
+@preconcurrency import Crypto
+import VigilWire
+
+/// The shell around `Engine`: owns the sockets, netlink, the IPC server and the state
+/// directory, feeds the engine with events and carries out its directives.
+/// Everything runs on one thread, in the reactor.
+public final class Daemon {
+    let setup: NodeSetup
+    let cluster: ClusterConfig
+    let selfNode: ClusterConfig.Node
+    let log: EventLog
+    let store: StateStore
+    let reactor: Reactor
+    let key: SymmetricKey
+    let clusterId: UInt32
+    let incarnation: UInt64
+    var engine: Engine
+    var sockets: [UDPSocket] = []
+    var replay = ReplayGuard()
+    var seq: UInt64 = 0
+    var counters = ClusterStatus.Counters()
+    var incompatible: [String: UInt16] = [:]
+    let ips: FloatingIPs
+    var ipc: IPCServer?
+    var pendingReplies: [UInt64: OpaquePointer] = [:]
+    var nextRequestId: UInt64 = 1
+    var leavingSince: UInt64?
+    var heldBeforeLeaving: Set<String> = []
+    var exitCode: Int32 = 0
+    var lastMonitor: UInt64 = 0
+
+    public init(setup: NodeSetup) throws {
+        self.setup = setup
+        self.cluster = setup.cluster
+        self.selfNode = setup.node
+        self.log = EventLog(node: setup.node.name)
+        self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
+        self.incarnation = try store.nextIncarnation()
+        self.key = makeKey(setup.key)
+        self.clusterId = Envelope.clusterId(setup.cluster.name)
+        self.reactor = Reactor(tickIntervalMs: Int32(setup.cluster.timing.tick))
+        self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
+
+        var versioned = VersionedResources.empty
+        var set = ResourceSet()
+        do {
+            if let saved = try store.loadResources() {
+                set = try ResourceSet.parse(saved.text, file: store.dir + "/resources.state", cluster: setup.cluster)
+                versioned = saved
+            }
+        } catch {
+            // Never start with a half-understood configuration: start empty and fetch the
+            // current one from the peers.
+            log.error("ignoring saved resource configuration: \(error); it will be fetched from the cluster")
+        }
+        self.engine = Engine(cluster: setup.cluster, selfId: setup.node.id, incarnation: incarnation,
+                             resources: versioned, resourceSet: set, now: MonotonicClock.nowMs())
+        ips.setDefinitions(set)
+    }
+
+    /// Runs until SIGTERM/SIGINT has handed every resource over (or the hand-over timed out).
+    public func run() throws -> Int32 {
+        let t = cluster.timing
+        log.info("starting cluster=\(cluster.name) node=\(selfNode.name) id=\(selfNode.id) incarnation=\(incarnation) interval=\(t.interval)ms timeout=\(t.timeout)ms lease=\(t.lease)ms config-version=\(engine.resources.version) state-dir=\(store.dir)")
+        for (i, link) in cluster.links.enumerated() {
+            let sock = try UDPSocket(bind: selfNode.addresses[i], port: link.port)
+            sockets.append(sock)
+            reactor.add(fd: sock.fd) { [unowned self] _ in self.drain(link: i) }
+        }
+        let signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP])
+        reactor.add(fd: signals.fd) { [unowned self] _ in
+            for s in signals.read() { self.signal(s) }
+        }
+        let server = IPCServer(name: cluster.ipcName(for: selfNode), adminGroup: cluster.adminGroup, poll: (
+            add: { [unowned self] fd, events, handler in
+                self.reactor.add(fd: fd, events: events) { revents in
+                    if handler(revents) < 0 { self.reactor.remove(fd: fd) }
+                }
+            },
+            modify: { [unowned self] fd, events in self.reactor.modify(fd: fd, events: events) },
+            remove: { [unowned self] fd in self.reactor.remove(fd: fd) },
+            enqueue: { [unowned self] job in self.reactor.enqueue(job) }
+        ))
+        server.log = { [log] in log.warning($0) }
+        server.handler = { [unowned self] req, conn, _ in self.handleIPC(req, conn) }
+        try server.start()
+        ipc = server
+        log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")
+
+        let now = MonotonicClock.nowMs()
+        for name in ips.adoptLeftovers() { execute(engine.foundLeftover(name, now: now)) }
+        reactor.onTick = { [unowned self] in self.tick() }
+        reactor.run()
+        ips.stopAll()
+        server.stop()
+        log.info("stopped")
+        return exitCode
+    }
+
+    // MARK: inputs
+
+    func tick() {
+        let now = MonotonicClock.nowMs()
+        execute(engine.tick(now: now))
+        ips.runAnnouncements(now: now)
+        if now >= lastMonitor + 50 {
+            lastMonitor = now
+            let (failed, recovered) = ips.monitor(now: now)
+            for (name, why) in failed {
+                log.warning("monitor resource=\(name) failed: \(why)")
+                execute(engine.resourceFailed(name, reason: why, now: now))
+            }
+            for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
+        }
+        if let since = leavingSince {
+            let limit = 2 * (cluster.timing.timeout + cluster.timing.lease) + 2000
+            if engine.handoverComplete(previouslyHeld: heldBeforeLeaving) {
+                log.info("hand-over complete; exiting")
+                reactor.stop()
+            } else if now >= since + limit {
+                log.warning("hand-over not confirmed within \(limit) ms; exiting with resources stopped here")
+                reactor.stop()
+            }
+        }
+    }
+
+    func signal(_ s: Int32) {
+        switch s {
+        case SIGTERM, SIGINT:
+            guard leavingSince == nil else {
+                log.warning("second stop signal: exiting now")
+                reactor.stop()
+                return
+            }
+            let now = MonotonicClock.nowMs()
+            leavingSince = now
+            heldBeforeLeaving = engine.held
+            execute(engine.beginLeaving(now: now))
+        default:
+            log.info("signal \(s) ignored (configuration is reloaded only by a restart)")
+        }
+    }
+
+    private var buffer = [UInt8](repeating: 0, count: 65_536)
+
+    func drain(link: Int) {
+        let sock = sockets[link]
+        while let (n, from) = sock.receive(into: &buffer) {
+            let bytes = Array(buffer[0..<n])
+            switch Envelope.open(bytes, key: key, clusterId: clusterId) {
+            case .failure(let e):
+                let src = from.map { "\($0)" } ?? "?"
+                switch e {
+                case .incompatibleVersion(let v):
+                    counters.incompatible += 1
+                    if incompatible[src] != v {
+                        incompatible[src] = v
+                        log.error("peer \(src) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
+                    }
+                case .badMAC:
+                    counters.forged += 1
+                    if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
+                case .foreignCluster(let cid):
+                    counters.foreignCluster += 1
+                    if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
+                default:
+                    counters.malformed += 1
+                    if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
+                }
+            case .success(let (h, msg)):
+                guard h.sender != selfNode.id, cluster.node(id: h.sender) != nil else {
+                    counters.unknownSender += 1
+                    continue
+                }
+                guard replay.accept(sender: h.sender, link: UInt8(link), incarnation: h.incarnation, seq: h.seq) else {
+                    counters.replayed += 1
+                    if counters.replayed.isPowerOfTwo { log.warning("dropped replayed packet claiming node \(h.sender) seq=\(h.seq) total=\(counters.replayed)") }
+                    continue
+                }
+                counters.accepted += 1
+                execute(engine.receive(from: h.sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
+            }
+        }
+    }
+
+    // MARK: directives
+
+    func execute(_ directives: [Engine.Directive]) {
+        var queue = directives[...]
+        while let d = queue.popFirst() {
+            let now = MonotonicClock.nowMs()
+            switch d {
+            case .send(let to, let msg):
+                send(msg, to: to)
+            case .start(let name):
+                if let err = ips.start(name, now: now) {
+                    log.error("start resource=\(name) failed: \(err)")
+                    ips.markStartFailed(name, now: now)
+                    queue.append(contentsOf: engine.resourceFailed(name, reason: err, now: now))
+                } else {
+                    queue.append(contentsOf: engine.resourceStarted(name, now: now))
+                }
+            case .stop(let name):
+                ips.stop(name)
+            case .announce(let name):
+                ips.scheduleAnnouncements(name, now: now)
+            case .persist(let v):
+                do {
+                    try store.saveResources(v)
+                } catch {
+                    log.error("cannot save resource configuration version \(v.version): \(error)")
+                }
+            case .adoptResources(let set):
+                ips.setDefinitions(set)
+                for name in engine.held.sorted() where ips.needsRestart(name) {
+                    log.info("definition of \(name) changed: re-adding it")
+                    ips.stop(name)
+                    if let err = ips.start(name, now: now) {
+                        ips.markStartFailed(name, now: now)
+                        queue.append(contentsOf: engine.resourceFailed(name, reason: err, now: now))
+                    }
+                }
+            case .reply(let id, let ok, let version, let message):
+                if let conn = pendingReplies.removeValue(forKey: id) {
+                    ipc?.respond(IPCResponse(ok: ok, message: message, configVersion: version), to: conn)
+                }
+            case .event(let e):
+                log.info(e.description)
+            }
+        }
+    }
+
+    func send(_ msg: Message, to peer: UInt32) {
+        guard let node = cluster.node(id: peer) else { return }
+        seq += 1
+        for (i, link) in cluster.links.enumerated() {
+            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
+            let packet = Envelope.seal(msg, header: header, key: key)
+            sockets[i].send(packet, to: node.addresses[i], port: link.port)
+        }
+    }
+
+    // MARK: IPC
+
+    func handleIPC(_ req: IPCRequest, _ conn: OpaquePointer) -> IPCServer.Reply {
+        let now = MonotonicClock.nowMs()
+        switch req.command {
+        case .status:
+            var st = engine.status(now: now)
+            st.counters = counters
+            st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
+            return .now(IPCResponse(ok: true, status: st))
+        case .configShow:
+            return .now(IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text))
+        case .apply:
+            guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
+            let id = nextRequestId
+            nextRequestId += 1
+            pendingReplies[id] = conn
+            execute(engine.proposeConfig(requestId: id, text: text, now: now))
+            return .later
+        }
+    }
+}
+
+extension UInt64 {
+    var isPowerOfTwo: Bool { self != 0 && (self & (self - 1)) == 0 }
+}

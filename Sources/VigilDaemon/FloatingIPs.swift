@@ -1,0 +1,210 @@
+import VigilCore
+import VigilSystem
+
+/// Runs floating addresses on this node: add/remove through rtnetlink, announce, monitor.
+final class FloatingIPs {
+    struct Active {
+        var ip: FloatingIP
+        var interface: String
+        var nextMonitor: UInt64
+        var nextRefresh: UInt64?
+    }
+    struct Announcement {
+        var name: String
+        var address: IPAddress
+        var interface: String
+        var due: UInt64
+        var remaining: Int
+        var total: Int
+        var interval: UInt64
+    }
+    enum FailureKind { case interfaceDown(String), vanished(since: UInt64), startFailed(since: UInt64) }
+
+    let nodeName: String
+    let netlink: AddressManager
+    let log: EventLog
+    private(set) var definitions: [String: FloatingIP] = [:]
+    private(set) var active: [String: Active] = [:]
+    private var announcements: [Announcement] = []
+    var failures: [String: FailureKind] = [:]
+    /// How long a vanished address or failed start keeps the resource away from this node.
+    let failureExpiryMs: UInt64 = 30_000
+
+    init(nodeName: String, log: EventLog) throws {
+        self.nodeName = nodeName
+        self.log = log
+        self.netlink = try AddressManager()
+    }
+
+    func setDefinitions(_ set: ResourceSet) {
+        var new: [String: FloatingIP] = [:]
+        for ip in set.ips { new[ip.name] = ip }
+        definitions = new
+    }
+
+    /// Addresses we added in an earlier life (marked with our protocol number), by resource name.
+    /// Ours that match no current definition are removed.
+    func adoptLeftovers() -> [String] {
+        let found: [AddressManager.Found]
+        do {
+            found = try netlink.list()
+        } catch {
+            log.error("cannot list addresses at start-up: \(error)")
+            return []
+        }
+        var adopted: [String] = []
+        for f in found where f.proto == AddressManager.proto {
+            let ifname = interfaceName(f.ifindex) ?? "?"
+            if let ip = definitions.values.first(where: { $0.prefix.address == f.address }), ip.interface(on: nodeName) == ifname {
+                active[ip.name] = Active(ip: ip, interface: ifname, nextMonitor: 0, nextRefresh: nil)
+                adopted.append(ip.name)
+                log.info("found-leftover address=\(f.address)/\(f.prefixLength) interface=\(ifname) resource=\(ip.name)")
+            } else {
+                let p = IPPrefix(address: f.address, length: f.prefixLength)
+                do {
+                    try netlink.remove(p, interface: ifname)
+                    log.info("removed stale address=\(p) interface=\(ifname) (no longer configured)")
+                } catch {
+                    log.error("cannot remove stale address \(p) from \(ifname): \(error)")
+                }
+            }
+        }
+        return adopted.sorted()
+    }
+
+    func interfaceName(_ index: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: 17)
+        guard if_indextoname_wrapper(UInt32(index), &buf) else { return nil }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Adds the address; returns an error text on failure.
+    func start(_ name: String, now: UInt64) -> String? {
+        guard let ip = definitions[name] else { return "no definition for \(name)" }
+        guard let ifname = ip.interface(on: nodeName) else { return "no interface configured for node \(nodeName)" }
+        let st = Interfaces.state(ifname)
+        guard st.exists else { return "interface \(ifname) does not exist" }
+        guard st.up else { return "interface \(ifname) is down" }
+        do {
+            try netlink.add(ip.prefix, interface: ifname)
+        } catch {
+            return "\(error)"
+        }
+        log.info("address-added resource=\(name) address=\(ip.prefix) interface=\(ifname)")
+        active[name] = Active(ip: ip, interface: ifname, nextMonitor: now + ip.monitorIntervalMs,
+                              nextRefresh: ip.refreshIntervalMs > 0 ? now + ip.refreshIntervalMs : nil)
+        scheduleAnnouncements(name, now: now)
+        return nil
+    }
+
+    func stop(_ name: String) {
+        announcements.removeAll { $0.name == name }
+        guard let a = active.removeValue(forKey: name) else {
+            // Not ours as far as we know; make sure anyway (e.g. after a failed start).
+            if let ip = definitions[name], let ifname = ip.interface(on: nodeName) {
+                try? netlink.remove(ip.prefix, interface: ifname)
+            }
+            return
+        }
+        do {
+            try netlink.remove(a.ip.prefix, interface: a.interface)
+            log.info("address-removed resource=\(name) address=\(a.ip.prefix) interface=\(a.interface)")
+        } catch {
+            log.error("cannot remove \(a.ip.prefix) from \(a.interface): \(error)")
+        }
+    }
+
+    func stopAll() {
+        for name in active.keys.sorted() { stop(name) }
+    }
+
+    /// A definition that changed under a running address: remove the old one, add the new one.
+    func needsRestart(_ name: String) -> Bool {
+        guard let a = active[name], let d = definitions[name] else { return false }
+        return a.ip.prefix != d.prefix || a.interface != d.interface(on: nodeName)
+    }
+
+    func scheduleAnnouncements(_ name: String, now: UInt64) {
+        guard let a = active[name], a.ip.announceCount > 0 else { return }
+        announcements.removeAll { $0.name == name }
+        announcements.append(Announcement(name: name, address: a.ip.prefix.address, interface: a.interface, due: now,
+                                          remaining: a.ip.announceCount, total: a.ip.announceCount, interval: a.ip.announceIntervalMs))
+        runAnnouncements(now: now)
+    }
+
+    func runAnnouncements(now: UInt64) {
+        var keep: [Announcement] = []
+        for var a in announcements {
+            if a.due <= now {
+                do {
+                    try Announcer.announce(a.address, interface: a.interface)
+                    let n = a.total - a.remaining + 1
+                    log.info("announced resource=\(a.name) address=\(a.address) interface=\(a.interface) \(a.address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(a.total)")
+                } catch {
+                    log.warning("announce \(a.address) on \(a.interface) failed: \(error)")
+                }
+                a.remaining -= 1
+                a.due = now + a.interval
+            }
+            if a.remaining > 0 { keep.append(a) }
+        }
+        announcements = keep
+    }
+
+    /// Periodic checks. Returns resources that failed (name, reason) and ones whose failure cleared.
+    func monitor(now: UInt64) -> (failed: [(String, String)], recovered: [String]) {
+        var failed: [(String, String)] = []
+        var recovered: [String] = []
+        var present: Set<IPAddress>?
+        for name in active.keys.sorted() {
+            guard var a = active[name] else { continue }
+            if let r = a.nextRefresh, r <= now {
+                a.nextRefresh = now + a.ip.refreshIntervalMs
+                active[name] = a
+                scheduleAnnouncements(name, now: now)
+            }
+            guard a.nextMonitor <= now else { continue }
+            a.nextMonitor = now + a.ip.monitorIntervalMs
+            active[name] = a
+            let st = Interfaces.state(a.interface)
+            if !st.exists || !st.up || !st.running {
+                let why = !st.exists ? "interface \(a.interface) disappeared" : (!st.up ? "interface \(a.interface) is down" : "interface \(a.interface) has no carrier")
+                failures[name] = .interfaceDown(a.interface)
+                failed.append((name, why))
+                continue
+            }
+            if present == nil {
+                present = Set(((try? netlink.list()) ?? []).map(\.address))
+            }
+            if let present, !present.contains(a.ip.prefix.address) {
+                failures[name] = .vanished(since: now)
+                failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)"))
+            }
+        }
+        for (name, kind) in failures {
+            switch kind {
+            case .interfaceDown(let ifname):
+                let st = Interfaces.state(ifname)
+                if st.exists && st.up && st.running {
+                    failures[name] = nil
+                    recovered.append(name)
+                }
+            case .vanished(let since), .startFailed(let since):
+                if now >= since + failureExpiryMs {
+                    failures[name] = nil
+                    recovered.append(name)
+                }
+            }
+        }
+        return (failed, recovered.sorted())
+    }
+
+    func markStartFailed(_ name: String, now: UInt64) {
+        guard let ip = definitions[name], let ifname = ip.interface(on: nodeName) else {
+            failures[name] = .startFailed(since: now)
+            return
+        }
+        let st = Interfaces.state(ifname)
+        failures[name] = (!st.exists || !st.up) ? .interfaceDown(ifname) : .startFailed(since: now)
+    }
+}

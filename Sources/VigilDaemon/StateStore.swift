@@ -1,0 +1,52 @@
+import Glibc
+import VigilCore
+import VigilSystem
+
+/// The node's state directory: the replicated resource configuration and the incarnation counter.
+/// Every write is atomic (temporary file, fsync, rename).
+public struct StateStore {
+    public let dir: String
+    var resourcesPath: String { dir + "/resources.state" }
+    var incarnationPath: String { dir + "/incarnation" }
+
+    public init(dir: String) throws {
+        self.dir = dir
+        try Files.ensureDirectory(dir)
+    }
+
+    /// The next incarnation: strictly larger than any earlier start of this node, so peers
+    /// can tell a restart from a replay.
+    public func nextIncarnation() throws -> UInt64 {
+        var last: UInt64 = 0
+        if Files.exists(incarnationPath) {
+            let text = try Files.readText(incarnationPath).trimmingWhitespace()
+            last = UInt64(text) ?? 0
+        }
+        let next = max(last + 1, WallClock.nowSeconds() * 1000)
+        try Files.writeAtomically(incarnationPath, Array("\(next)\n".utf8))
+        return next
+    }
+
+    static let header = "# vigil resource configuration, replicated by the coordinator; do not edit (use hactl apply)\n"
+
+    public func loadResources() throws -> VersionedResources? {
+        guard Files.exists(resourcesPath) else { return nil }
+        let text = try Files.readText(resourcesPath)
+        guard text.hasPrefix(Self.header) else { throw SystemError("\(resourcesPath): unrecognised format", errno: EINVAL) }
+        let rest = text.dropFirst(Self.header.count)
+        guard let nl = rest.firstIndex(of: "\n"), rest.hasPrefix("version="), let v = UInt64(rest[rest.index(rest.startIndex, offsetBy: 8)..<nl]) else {
+            throw SystemError("\(resourcesPath): missing version line", errno: EINVAL)
+        }
+        return VersionedResources(version: v, text: String(rest[rest.index(after: nl)...]))
+    }
+
+    public func saveResources(_ r: VersionedResources) throws {
+        try Files.writeAtomically(resourcesPath, Array((Self.header + "version=\(r.version)\n" + r.text).utf8))
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        String(self.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
+    }
+}

@@ -1,0 +1,38 @@
+import VigilCore
+import VigilSystem
+
+public enum ConfigSummary {
+    public static func describe(_ s: NodeSetup) -> String {
+        let c = s.cluster
+        let t = c.timing
+        var lines = [
+            "\(s.configPath): OK",
+            "cluster \(c.name): \(c.nodes.count) nodes, majority \(c.majority), no_quorum_policy=\(c.noQuorumPolicy.rawValue)",
+            "this node: \(s.node.name) (id \(s.node.id)), state_dir \(c.stateDir(for: s.node)), ipc_name \(c.ipcName(for: s.node))",
+            "links: " + c.links.map { "\($0.name) port \($0.port)" }.joined(separator: ", "),
+            "timing: heartbeat every \(t.interval) ms, peer lost after \(t.timeout) ms, lease \(t.lease) ms (guard \(t.guardTime) ms)",
+            "worst case from a node's last heartbeat to its addresses starting elsewhere: \(t.worstCaseTakeover) ms",
+            "key file \(c.keyFile): \(s.key.count) bytes, permissions OK",
+        ]
+        for n in c.nodes { lines.append("  node \(n.name) id \(n.id): " + n.addresses.map(\.description).joined(separator: ", ")) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+public enum Cleanup {
+    /// Removes every address carrying Vigil's protocol mark. Returns how many were removed.
+    public static func removeLeftovers(log: EventLog) throws -> Int {
+        let nl = try AddressManager()
+        var n = 0
+        for f in try nl.list() where f.proto == AddressManager.proto {
+            var buf = [CChar](repeating: 0, count: 17)
+            guard if_indextoname_wrapper(UInt32(f.ifindex), &buf) else { continue }
+            let ifname = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let p = IPPrefix(address: f.address, length: f.prefixLength)
+            try nl.remove(p, interface: ifname)
+            log.info("cleanup removed address=\(p) interface=\(ifname)")
+            n += 1
+        }
+        return n
+    }
+}

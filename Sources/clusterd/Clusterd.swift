@@ -1,0 +1,65 @@
+import ArgumentParser
+import Glibc
+import VigilCore
+import VigilDaemon
+
+@main
+struct Clusterd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "clusterd",
+        abstract: "Vigil cluster daemon: membership, quorum, coordinator and floating addresses.")
+
+    @Option(name: .long, help: "Cluster file (TOML).")
+    var config: String = "/etc/vigil/cluster.toml"
+
+    @Option(name: .long, help: "This node's name (default: the hostname, else the node whose address is configured here).")
+    var node: String?
+
+    @Flag(name: .long, help: "Validate the cluster file and key, print a summary, and exit.")
+    var checkConfig = false
+
+    @Flag(name: .long, help: "Remove every floating address Vigil left on this machine and exit (for ExecStopPost after a crash).")
+    var cleanup = false
+
+    func run() throws {
+        let setup: NodeSetup
+        do {
+            setup = try NodeSetup.load(configPath: config, nodeName: node)
+        } catch {
+            FileHandleOut.err("clusterd: configuration error: \(error)")
+            throw ExitCode(2)
+        }
+        if checkConfig {
+            print(ConfigSummary.describe(setup))
+            return
+        }
+        if cleanup {
+            let n = try Cleanup.removeLeftovers(log: EventLog(node: setup.node.name))
+            print("removed \(n) floating address(es)")
+            return
+        }
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(setup: setup)
+        } catch {
+            FileHandleOut.err("clusterd: cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        do {
+            let code = try daemon.run()
+            if code != 0 { throw ExitCode(code) }
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            FileHandleOut.err("clusterd: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+enum FileHandleOut {
+    static func err(_ s: String) {
+        let bytes = Array((s + "\n").utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

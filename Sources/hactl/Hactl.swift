@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import VigilControl
+import VigilIPC
+
+struct Connection: ParsableArguments {
+    @Option(name: .long, help: "IPC service name of the local clusterd (default: $VIGIL_IPC or 'vigil').")
+    var ipc: String?
+
+    var service: String { ipc ?? ProcessInfo.processInfo.environment["VIGIL_IPC"] ?? "vigil" }
+
+    func call(_ req: IPCRequest) throws -> IPCResponse {
+        do {
+            return try IPCClient.call(service: service, req)
+        } catch {
+            printErr("hactl: \(error)")
+            throw ExitCode(3)
+        }
+    }
+}
+
+func printErr(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+@main
+struct Hactl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hactl",
+        abstract: "Operate a Vigil cluster through the local clusterd.",
+        subcommands: [Status.self, Apply.self, Config.self])
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Nodes, links, quorum, coordinator and resources.")
+    enum Output: String, ExpressibleByArgument { case table, json }
+    @OptionGroup var connection: Connection
+    @Option(name: .shortAndLong, help: "table or json.")
+    var output: Output = .table
+
+    func run() throws {
+        let r = try connection.call(IPCRequest(command: .status))
+        guard r.ok, let s = r.status else {
+            printErr("hactl: \(r.message ?? "no status")")
+            throw ExitCode(1)
+        }
+        print(output == .json ? StatusFormatter.json(s) : StatusFormatter.table(s))
+    }
+}
+
+struct Apply: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the cluster's resource definitions with a file (validated by the coordinator, all or nothing).")
+    @OptionGroup var connection: Connection
+    @Option(name: .customShort("f"), help: "Resources file (TOML); '-' for standard input.")
+    var file: String
+
+    func run() throws {
+        let text: String
+        if file == "-" {
+            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+        } else {
+            guard let d = FileManager.default.contents(atPath: file) else {
+                printErr("hactl: cannot read \(file)")
+                throw ExitCode(2)
+            }
+            guard let t = String(data: d, encoding: .utf8) else {
+                printErr("hactl: \(file) is not UTF-8 text")
+                throw ExitCode(2)
+            }
+            text = t
+        }
+        let r = try connection.call(IPCRequest(command: .apply, text: text))
+        if r.ok {
+            print(r.message ?? "applied")
+        } else {
+            printErr("hactl: apply refused, nothing changed: \(r.message?.replacingOccurrences(of: "resources:", with: "\(file):") ?? "unknown error")")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Config: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Resource configuration in force.", subcommands: [Show.self])
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the resource configuration in force, with its version.")
+        @OptionGroup var connection: Connection
+        func run() throws {
+            let r = try connection.call(IPCRequest(command: .configShow))
+            guard r.ok else {
+                printErr("hactl: \(r.message ?? "error")")
+                throw ExitCode(1)
+            }
+            print("# version \(r.configVersion ?? 0)")
+            print(r.configText ?? "", terminator: (r.configText ?? "").hasSuffix("\n") ? "" : "\n")
+        }
+    }
+}
