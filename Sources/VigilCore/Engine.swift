@@ -382,18 +382,17 @@ public struct Engine: Sendable {
         let t = timing.timeout
         for id in peers.keys.sorted() {
             guard var p = peers[id] else { continue }
+            let heard = p.lastHeard.map { now < $0 + t } ?? false
             for l in 0..<p.linkUp.count {
                 let up = p.linkLastHeard[l].map { now < $0 + t } ?? false
                 if up != p.linkUp[l] {
                     p.linkUp[l] = up
-                    // A single link's loss is worth telling; a whole node's loss is told once below.
-                    let anyOther = p.linkUp.enumerated().contains { $0.offset != l && $0.element }
-                    if up { out.append(.event(.linkUp(p.name, cluster.links[l].name))) } else if anyOther || p.member {
+                    // A single dead link is worth telling; a whole node's loss is told once, below.
+                    if up { out.append(.event(.linkUp(p.name, cluster.links[l].name))) } else if heard {
                         out.append(.event(.linkDown(p.name, cluster.links[l].name)))
                     }
                 }
             }
-            let heard = p.lastHeard.map { now < $0 + t } ?? false
             let echoed = p.report.map { $0.echoIncarnation == incarnation && now < $0.echo + t && $0.echo > 0 } ?? false
             let member = heard && echoed
             if member != p.member {

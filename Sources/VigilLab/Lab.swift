@@ -1,0 +1,332 @@
+import Foundation
+import Glibc
+
+/// A cluster of real `clusterd` processes on one machine, each node in its own network
+/// namespace, wired by two bridges (link 0 also carries the service network), plus a
+/// client namespace on link 0. Used by the integration tests, the demo and the benchmark.
+///
+/// Everything it creates carries a per-run prefix and is removed by `teardown()`, which
+/// also runs from `deinit`. Only processes it started are killed, by PID.
+public final class Lab: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var nodes = 3
+        public var binDir: String
+        public var workDir: String? = nil
+        public var timing: (interval: Int, timeout: Int)? = nil
+        public var extraClusterLines = ""
+        public init(binDir: String) { self.binDir = binDir }
+    }
+
+    public let prefix: String
+    public let options: Options
+    public let workDir: String
+    public let configPath: String
+    /// CLOCK_MONOTONIC minus CLOCK_REALTIME, to put ping's wall-clock stamps on the daemons' clock.
+    public let monoMinusReal: Double
+    private var pids: [Int: pid_t] = [:]
+    private var processes: [Int: Process] = [:]
+    private var tornDown = false
+    private(set) var namespaces: [String] = []
+    private(set) var bridges: [String] = []
+
+    public static let servicePrefix = "198.18.0"
+    public static let serviceV6 = "fd00:18::"
+
+    public init(_ options: Options) throws {
+        self.options = options
+        prefix = "vl\(getpid() % 10000)\(Int.random(in: 0..<10))"
+        let base = options.workDir ?? NSTemporaryDirectory() + "vigil-lab-\(prefix)"
+        workDir = base
+        configPath = base + "/cluster.toml"
+        var r = timespec()
+        var m = timespec()
+        clock_gettime(CLOCK_REALTIME, &r)
+        clock_gettime(CLOCK_MONOTONIC, &m)
+        monoMinusReal = (Double(m.tv_sec) + Double(m.tv_nsec) / 1e9) - (Double(r.tv_sec) + Double(r.tv_nsec) / 1e9)
+        do {
+            try build()
+        } catch {
+            teardown()
+            throw error
+        }
+    }
+
+    deinit { teardown() }
+
+    public func ns(_ node: Int) -> String { "\(prefix)-n\(node)" }
+    public var clientNS: String { "\(prefix)-c" }
+    public func nodeName(_ i: Int) -> String { "node\(i)" }
+    func hostVeth(_ node: Int, _ link: Int) -> String { "\(prefix)n\(node)l\(link)" }
+
+    private func build() throws {
+        try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
+        chmod(workDir, 0o700)
+        for b in 0..<2 {
+            let br = "\(prefix)b\(b)"
+            try sh("ip", "link", "add", br, "type", "bridge")
+            bridges.append(br)
+            try sh("ip", "link", "set", br, "up")
+        }
+        for i in 1...options.nodes {
+            try addNamespace(ns(i), links: [0, 1], host: i)
+        }
+        try addNamespace(clientNS, links: [0], host: 100)
+        // The key: 64 random bytes, mode 0600.
+        let keyPath = workDir + "/authkey"
+        var key = [UInt8](repeating: 0, count: 64)
+        for i in 0..<64 { key[i] = UInt8.random(in: 0...255) }
+        _ = FileManager.default.createFile(atPath: keyPath, contents: Data(key), attributes: [.posixPermissions: 0o600])
+        var toml = """
+            [cluster]
+            name = "lab"
+            key_file = "\(keyPath)"
+            state_dir = "\(workDir)/state-{node}"
+            ipc_name = "vigil-\(prefix)-{node}"
+            \(options.extraClusterLines)
+
+            """
+        if let t = options.timing {
+            toml += "[timing]\nheartbeat_interval_ms = \(t.interval)\nfailure_timeout_ms = \(t.timeout)\n\n"
+        }
+        toml += "[[link]]\nname = \"ring0\"\nport = 5405\n\n[[link]]\nname = \"ring1\"\nport = 5406\n"
+        for i in 1...options.nodes {
+            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\"198.18.0.\(i)\", \"198.18.1.\(i)\"]\n"
+        }
+        try toml.write(toFile: configPath, atomically: true, encoding: .utf8)
+    }
+
+    private func addNamespace(_ name: String, links: [Int], host: Int) throws {
+        try sh("ip", "netns", "add", name)
+        namespaces.append(name)
+        try sh("ip", "-n", name, "link", "set", "lo", "up")
+        for l in links {
+            let hv = host == 100 ? "\(prefix)cl\(l)" : hostVeth(host, l)
+            try sh("ip", "link", "add", hv, "type", "veth", "peer", "name", "eth\(l)", "netns", name)
+            try sh("ip", "link", "set", hv, "master", "\(prefix)b\(l)", "up")
+            try sh("ip", "-n", name, "addr", "add", "198.18.\(l).\(host)/24", "dev", "eth\(l)")
+            if l == 0 {
+                try sh("ip", "-n", name, "addr", "add", "\(Self.serviceV6)\(host)/64", "dev", "eth0", "nodad")
+            }
+            try sh("ip", "-n", name, "link", "set", "eth\(l)", "up")
+        }
+    }
+
+    // MARK: nodes
+
+    public func startNode(_ i: Int) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = ["netns", "exec", ns(i), options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)]
+        let logPath = logFile(i)
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        guard let fh = FileHandle(forWritingAtPath: logPath) else { throw LabError("cannot open \(logPath)") }
+        fh.seekToEndOfFile()
+        p.standardError = fh
+        p.standardOutput = fh
+        try p.run()
+        pids[i] = p.processIdentifier
+        processes[i] = p
+    }
+
+    public func startAll() throws {
+        for i in 1...options.nodes { try startNode(i) }
+    }
+
+    public func logFile(_ i: Int) -> String { "\(workDir)/\(nodeName(i)).log" }
+
+    public func isRunning(_ i: Int) -> Bool { processes[i]?.isRunning ?? false }
+
+    /// SIGKILL, by the PID we started.
+    public func kill(_ i: Int) {
+        guard let pid = pids[i] else { return }
+        Glibc.kill(pid, SIGKILL)
+        processes[i]?.waitUntilExit()
+        pids[i] = nil
+        processes[i] = nil
+    }
+
+    /// SIGTERM and wait (graceful stop with hand-over).
+    public func stop(_ i: Int, timeout: Double = 15) -> Bool {
+        guard let pid = pids[i], let p = processes[i] else { return true }
+        Glibc.kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { usleep(10_000) }
+        if p.isRunning {
+            Glibc.kill(pid, SIGKILL)
+            p.waitUntilExit()
+            pids[i] = nil
+            processes[i] = nil
+            return false
+        }
+        pids[i] = nil
+        processes[i] = nil
+        return true
+    }
+
+    public func setLinks(_ i: Int, up: Bool) throws {
+        for l in 0..<2 { try sh("ip", "link", "set", hostVeth(i, l), up ? "up" : "down") }
+    }
+
+    public func setLink(_ i: Int, _ l: Int, up: Bool) throws {
+        try sh("ip", "link", "set", hostVeth(i, l), up ? "up" : "down")
+    }
+
+    /// Runs hactl inside a node's namespace.
+    public func hactl(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        run("/usr/sbin/ip", ["netns", "exec", ns(i), options.binDir + "/hactl"] + args + ["--ipc", "vigil-\(prefix)-\(nodeName(i))"], stdin: stdin)
+    }
+
+    public func apply(_ i: Int, resources: String) throws -> String {
+        let path = workDir + "/resources-\(UInt32.random(in: 0...UInt32.max)).toml"
+        try resources.write(toFile: path, atomically: true, encoding: .utf8)
+        let r = hactl(i, ["apply", "-f", path])
+        guard r.code == 0 else { throw LabError("hactl apply failed: \(r.err)") }
+        return r.out
+    }
+
+    /// Nodes whose namespace currently carries `address`.
+    public func owners(of address: String) -> [Int] {
+        (1...options.nodes).filter { i in
+            run("/usr/sbin/ip", ["-n", ns(i), "-o", "addr", "show"]).out.contains(" \(address)/")
+        }
+    }
+
+    public func waitFor(_ what: String, timeout: Double, _ cond: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if cond() { return }
+            usleep(20_000)
+        }
+        if cond() { return }
+        throw LabError("timed out after \(timeout) s waiting for \(what)\n" + (1...options.nodes).map { "--- \(nodeName($0)) log (tail):\n" + tail(logFile($0), lines: 25) }.joined(separator: "\n"))
+    }
+
+    public func tail(_ path: String, lines: Int) -> String {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    // MARK: events from the daemons' logs
+
+    public struct Event: Sendable {
+        public var mono: Int
+        public var node: String
+        public var text: String
+    }
+
+    public func events(_ i: Int) -> [Event] {
+        let text = (try? String(contentsOfFile: logFile(i), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 3)
+            guard parts.count == 4, parts[0].hasPrefix("mono="), let m = Int(parts[0].dropFirst(5)) else { return nil }
+            return Event(mono: m, node: String(parts[1].dropFirst(5)), text: String(parts[3]))
+        }
+    }
+
+    public func allEvents() -> [Event] {
+        (1...options.nodes).flatMap { events($0) }.sorted { $0.mono < $1.mono }
+    }
+
+    /// Intervals (monotonic ms) during which each node carried `address`, from its own log.
+    /// An interval still open ends at `openEnd[node]` (when its links went down) or now.
+    public func holdIntervals(address: String, openEnd: [Int: Int] = [:]) -> [Int: [(Int, Int)]] {
+        var out: [Int: [(Int, Int)]] = [:]
+        let now = Int(Lab.monoNowMs())
+        for i in 1...options.nodes {
+            var start: Int?
+            var list: [(Int, Int)] = []
+            for e in events(i) {
+                let mine = e.text.contains("address=\(address)/") || e.text.contains("address=\(address) ")
+                if mine && (e.text.hasPrefix("address-added") || e.text.hasPrefix("found-leftover")) {
+                    if start == nil { start = e.mono }
+                } else if mine && e.text.hasPrefix("address-removed") {
+                    if let s = start { list.append((s, e.mono)) }
+                    start = nil
+                }
+            }
+            if let s = start { list.append((s, openEnd[i] ?? now)) }
+            out[i] = list
+        }
+        return out
+    }
+
+    /// Pairs of nodes that carried the address at the same time (should be empty).
+    public static func overlaps(_ intervals: [Int: [(Int, Int)]]) -> [String] {
+        var found: [String] = []
+        let keys = intervals.keys.sorted()
+        for (ai, a) in keys.enumerated() {
+            for b in keys[(ai + 1)...] {
+                for x in intervals[a] ?? [] {
+                    for y in intervals[b] ?? [] where x.0 < y.1 && y.0 < x.1 {
+                        found.append("node\(a) \(x) and node\(b) \(y)")
+                    }
+                }
+            }
+        }
+        return found
+    }
+
+    public static func monoNowMs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+    }
+
+    // MARK: teardown
+
+    public func teardown() {
+        guard !tornDown else { return }
+        tornDown = true
+        for (i, pid) in pids {
+            Glibc.kill(pid, SIGKILL)
+            processes[i]?.waitUntilExit()
+        }
+        pids = [:]
+        processes = [:]
+        for n in namespaces { _ = run("/usr/sbin/ip", ["netns", "del", n]) }
+        for b in bridges { _ = run("/usr/sbin/ip", ["link", "del", b]) }
+        namespaces = []
+        bridges = []
+    }
+
+    // MARK: commands
+
+    @discardableResult
+    public func sh(_ args: String...) throws -> String {
+        let r = run("/usr/sbin/ip", Array(args.dropFirst()), executable: args[0])
+        guard r.code == 0 else { throw LabError("\(args.joined(separator: " ")) failed (\(r.code)): \(r.err)") }
+        return r.out
+    }
+
+    public func run(_ path: String, _ args: [String], executable: String? = nil, stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        Lab.run(executable.map { $0 == "ip" ? "/usr/sbin/ip" : $0 } ?? path, args, stdin: stdin)
+    }
+
+    public static func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let o = Pipe()
+        let e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        let i = Pipe()
+        p.standardInput = i
+        do {
+            try p.run()
+        } catch {
+            return (127, "", "\(error)")
+        }
+        if let stdin { i.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? i.fileHandleForWriting.close()
+        let od = o.fileHandleForReading.readDataToEndOfFile()
+        let ed = e.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+    }
+}
+
+public struct LabError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
