@@ -1,0 +1,241 @@
+import VigilCore
+
+/// Deterministic pseudo-random numbers for simulations (SplitMix64).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// Several engines on virtual time over a simulated network with per-direction, per-link
+/// loss, delay and cuts. The shell's behaviour is emulated: starts succeed at once, and
+/// `holding` records what each node runs. After every step it checks the safety invariants.
+public struct SimCluster {
+    public struct Path: Hashable { public var from: UInt32; public var to: UInt32; public var link: Int }
+    public struct PathState { public var up = true; public var loss = 0.0; public var delay: UInt64 = 1; public var jitter: UInt64 = 0 }
+    struct Packet { var at: UInt64; var order: UInt64; var from: UInt32; var to: UInt32; var link: Int; var inc: UInt64; var seq: UInt64; var msg: Message }
+
+    public let cluster: ClusterConfig
+    public private(set) var engines: [UInt32: Engine] = [:]
+    public private(set) var now: UInt64 = 1_000
+    public var paths: [Path: PathState] = [:]
+    public private(set) var holding: [UInt32: Set<String>] = [:]
+    public private(set) var crashed: Set<UInt32> = []
+    public private(set) var violations: [String] = []
+    /// (time, node, event) for every event the engines reported.
+    public private(set) var events: [(UInt64, UInt32, EngineEvent)] = []
+    /// (time, node, resource, started?) for every start/stop.
+    public private(set) var actions: [(UInt64, UInt32, String, Bool)] = []
+    public private(set) var replies: [UInt64: (ok: Bool, version: UInt64, message: String)] = [:]
+    /// Resources that fail to start on a node (simulating a missing interface).
+    public var failingStarts: [UInt32: Set<String>] = [:]
+    var inflight: [Packet] = []
+    var seqs: [UInt32: UInt64] = [:]
+    var incarnations: [UInt32: UInt64] = [:]
+    var rng: SplitMix64
+    var order: UInt64 = 0
+    var nextTick: [UInt32: UInt64] = [:]
+
+    public init(cluster: ClusterConfig, resources: String = "", seed: UInt64 = 1) throws {
+        self.cluster = cluster
+        rng = SplitMix64(seed: seed)
+        let set = try ResourceSet.parse(resources, file: "sim", cluster: cluster)
+        let v = resources.isEmpty ? VersionedResources.empty : VersionedResources(version: 1, text: resources)
+        for n in cluster.nodes {
+            incarnations[n.id] = 1
+            engines[n.id] = Engine(cluster: cluster, selfId: n.id, incarnation: 1, resources: v, resourceSet: set, now: now)
+            holding[n.id] = []
+            nextTick[n.id] = now + UInt64(n.id)
+            for m in cluster.nodes where m.id != n.id {
+                for l in 0..<cluster.links.count { paths[Path(from: n.id, to: m.id, link: l)] = PathState() }
+            }
+        }
+    }
+
+    /// A cluster file for `n` nodes with `links` links and the given timing.
+    public static func config(nodes n: Int, links: Int = 2, interval: Int = 100, timeout: Int = 400, policy: String = "stop") throws -> ClusterConfig {
+        var t = "[cluster]\nname = \"sim\"\nkey_file = \"/dev/null\"\nno_quorum_policy = \"\(policy)\"\n[timing]\nheartbeat_interval_ms = \(interval)\nfailure_timeout_ms = \(timeout)\n"
+        for l in 0..<links { t += "[[link]]\nname = \"l\(l)\"\nport = \(5405 + l)\n" }
+        for i in 1...n {
+            let addrs = (0..<links).map { "\"10.\($0).0.\(i)\"" }.joined(separator: ", ")
+            t += "[[node]]\nname = \"n\(i)\"\nid = \(i)\naddresses = [\(addrs)]\n"
+        }
+        return try ClusterConfig.parse(t, file: "sim.toml")
+    }
+
+    public func engine(_ id: UInt32) -> Engine? { engines[id] }
+
+    public func holders(of r: String) -> [UInt32] {
+        holding.filter { $0.value.contains(r) }.map(\.key).sorted()
+    }
+
+    public var coordinators: [UInt32] {
+        engines.filter { !crashed.contains($0.key) && $0.value.isCoordinator }.map(\.key).sorted()
+    }
+
+    // MARK: network manipulation
+
+    public mutating func setPath(from a: UInt32, to b: UInt32, up: Bool, links: [Int]? = nil) {
+        for l in links ?? Array(0..<cluster.links.count) { paths[Path(from: a, to: b, link: l)]?.up = up }
+    }
+
+    /// Cuts all traffic between the groups (symmetric partition).
+    public mutating func partition(_ groups: [[UInt32]]) {
+        for (k, _) in paths { paths[k]?.up = true }
+        for (i, g) in groups.enumerated() {
+            for (j, h) in groups.enumerated() where i != j {
+                for a in g { for b in h { setPath(from: a, to: b, up: false) } }
+            }
+        }
+    }
+
+    public mutating func heal() {
+        for (k, _) in paths { paths[k]?.up = true }
+    }
+
+    public mutating func setAll(loss: Double, delay: UInt64, jitter: UInt64) {
+        for (k, _) in paths {
+            paths[k]?.loss = loss
+            paths[k]?.delay = delay
+            paths[k]?.jitter = jitter
+        }
+    }
+
+    /// The node stops; what it ran is gone with it (a dead machine answers nobody).
+    public mutating func crash(_ id: UInt32) {
+        crashed.insert(id)
+        holding[id] = []
+        inflight.removeAll { $0.to == id || $0.from == id }
+    }
+
+    /// The node comes back as a new incarnation with empty state.
+    public mutating func restart(_ id: UInt32) {
+        guard let e = engines[id] else { return }
+        crashed.remove(id)
+        incarnations[id, default: 1] += 1
+        seqs[id] = 0
+        engines[id] = Engine(cluster: cluster, selfId: id, incarnation: incarnations[id] ?? 2, resources: e.resources, resourceSet: e.resourceSet, now: now)
+    }
+
+    // MARK: driving
+
+    public mutating func propose(on id: UInt32, requestId: UInt64, text: String) {
+        guard var e = engines[id] else { return }
+        let d = e.proposeConfig(requestId: requestId, text: text, now: now)
+        engines[id] = e
+        execute(id, d)
+    }
+
+    public mutating func leave(_ id: UInt32) {
+        guard var e = engines[id] else { return }
+        let d = e.beginLeaving(now: now)
+        engines[id] = e
+        execute(id, d)
+    }
+
+    public mutating func fail(_ id: UInt32, _ r: String, reason: String) {
+        guard var e = engines[id] else { return }
+        let d = e.resourceFailed(r, reason: reason, now: now)
+        engines[id] = e
+        execute(id, d)
+    }
+
+    /// Advances virtual time by `ms`, one millisecond at a time.
+    public mutating func run(_ ms: UInt64) {
+        let end = now + ms
+        while now < end {
+            now += 1
+            step()
+        }
+    }
+
+    /// Runs until `cond` holds or `limit` ms pass; returns the time it took, or nil.
+    public mutating func run(until limit: UInt64, _ cond: (SimCluster) -> Bool) -> UInt64? {
+        let start = now
+        while now < start + limit {
+            if cond(self) { return now - start }
+            now += 1
+            step()
+        }
+        return cond(self) ? now - start : nil
+    }
+
+    mutating func step() {
+        // Deliver due packets in a deterministic order.
+        let due = inflight.filter { $0.at <= now }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
+        inflight.removeAll { $0.at <= now }
+        for p in due where !crashed.contains(p.to) {
+            guard var e = engines[p.to] else { continue }
+            let d = e.receive(from: p.from, link: p.link, incarnation: p.inc, seq: p.seq, message: p.msg, now: now)
+            engines[p.to] = e
+            execute(p.to, d)
+        }
+        let tick = cluster.timing.tick
+        for id in engines.keys.sorted() where !crashed.contains(id) {
+            guard let t = nextTick[id], t <= now, var e = engines[id] else { continue }
+            nextTick[id] = now + tick
+            let d = e.tick(now: now)
+            engines[id] = e
+            execute(id, d)
+        }
+        checkInvariants()
+    }
+
+    mutating func execute(_ id: UInt32, _ directives: [Engine.Directive]) {
+        var queue = directives[...]
+        while let d = queue.popFirst() {
+            switch d {
+            case .send(let to, let msg):
+                seqs[id, default: 0] += 1
+                let seq = seqs[id] ?? 0
+                for l in 0..<cluster.links.count {
+                    guard let ps = paths[Path(from: id, to: to, link: l)], ps.up else { continue }
+                    if ps.loss > 0 && Double.random(in: 0..<1, using: &rng) < ps.loss { continue }
+                    let j = ps.jitter > 0 ? UInt64.random(in: 0...ps.jitter, using: &rng) : 0
+                    order += 1
+                    inflight.append(Packet(at: now + ps.delay + j, order: order, from: id, to: to, link: l, inc: incarnations[id] ?? 1, seq: seq, msg: msg))
+                }
+            case .start(let r):
+                if failingStarts[id]?.contains(r) ?? false {
+                    guard var e = engines[id] else { continue }
+                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", now: now))
+                    engines[id] = e
+                    continue
+                }
+                holding[id, default: []].insert(r)
+                actions.append((now, id, r, true))
+                guard var e = engines[id] else { continue }
+                queue.append(contentsOf: e.resourceStarted(r, now: now))
+                engines[id] = e
+            case .stop(let r):
+                if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
+            case .event(let ev):
+                events.append((now, id, ev))
+            case .reply(let rid, let ok, let v, let m):
+                replies[rid] = (ok, v, m)
+            case .announce, .persist, .adoptResources:
+                break
+            }
+        }
+    }
+
+    mutating func checkInvariants() {
+        guard violations.count < 10 else { return }
+        var byResource: [String: [UInt32]] = [:]
+        for (id, set) in holding where !crashed.contains(id) {
+            for r in set { byResource[r, default: []].append(id) }
+        }
+        for (r, ids) in byResource where ids.count > 1 {
+            violations.append("t=\(now): \(r) held by \(ids.sorted())")
+        }
+        if coordinators.count > 1 {
+            violations.append("t=\(now): two coordinators \(coordinators)")
+        }
+    }
+}
