@@ -1,0 +1,240 @@
+import XCTest
+import VigilCore
+
+final class TOMLTests: XCTestCase {
+    func testParsesTablesArraysAndInlineTables() throws {
+        let t = try TOML.parse("""
+            # comment
+            [cluster]
+            name = "web" # trailing
+            port = 5_405
+            on = true
+            ratio = 0.5
+            [[node]]
+            name = 'a'
+            addrs = ["1.2.3.4",
+                     "5.6.7.8",]
+            [[node]]
+            name = "b\\u00e9"
+            map = { x = "1", y = "2" }
+            [a.b]
+            c = 1
+            """)
+        guard case .table(let cluster)? = t["cluster"]?.value else { return XCTFail("no cluster") }
+        XCTAssertEqual(cluster["name"]?.value, .string("web"))
+        XCTAssertEqual(cluster["port"]?.value, .integer(5405))
+        XCTAssertEqual(cluster["on"]?.value, .bool(true))
+        XCTAssertEqual(cluster["port"]?.line, 4)
+        guard case .array(let nodes)? = t["node"]?.value else { return XCTFail("no nodes") }
+        XCTAssertEqual(nodes.count, 2)
+        guard case .table(let b) = nodes[1].value else { return XCTFail() }
+        XCTAssertEqual(b["name"]?.value, .string("bé"))
+        guard case .table(let ab)? = t["a"]?.value, case .table(let bb)? = ab["b"]?.value else { return XCTFail() }
+        XCTAssertEqual(bb["c"]?.value, .integer(1))
+    }
+
+    func testErrorsCarryLineNumbers() {
+        let cases: [(String, Int, String)] = [
+            ("a = 1\na = 2", 2, "defined twice"),
+            ("[x]\n[x]", 2, "defined twice"),
+            ("a = \"unterminated", 1, "unterminated"),
+            ("a = hello", 1, "strings need quotes"),
+            ("\n\na = 1 b = 2", 3, "unexpected"),
+            ("a = [1, 2", 1, "expected"),
+            ("d = 1979-05-27", 1, "dates"),
+            ("a = \"\"\"x\"\"\"", 1, "multi-line"),
+        ]
+        for (text, line, fragment) in cases {
+            XCTAssertThrowsError(try TOML.parse(text), text) { e in
+                guard let e = e as? TOMLError else { return XCTFail("\(e)") }
+                XCTAssertEqual(e.line, line, text)
+                XCTAssertTrue(e.message.contains(fragment), "\(text): \(e.message)")
+            }
+        }
+    }
+}
+
+final class ClusterConfigTests: XCTestCase {
+    let good = """
+        [cluster]
+        name = "web"
+        key_file = "/etc/vigil/authkey"
+
+        [[link]]
+        port = 5405
+        [[link]]
+        port = 5406
+
+        [[node]]
+        name = "a"
+        id = 1
+        addresses = ["192.0.2.1", "198.51.100.1"]
+        [[node]]
+        name = "b"
+        id = 2
+        addresses = ["192.0.2.2", "198.51.100.2"]
+        [[node]]
+        name = "c"
+        id = 3
+        addresses = ["192.0.2.3", "198.51.100.3"]
+        """
+
+    func testGoodConfigAndDefaults() throws {
+        let c = try ClusterConfig.parse(good, file: "cluster.toml")
+        XCTAssertEqual(c.nodes.map(\.name), ["a", "b", "c"])
+        XCTAssertEqual(c.majority, 2)
+        XCTAssertEqual(c.timing.interval, 100)
+        XCTAssertEqual(c.timing.timeout, 400)
+        XCTAssertEqual(c.timing.lease, 400)
+        XCTAssertEqual(c.noQuorumPolicy, .stop)
+        XCTAssertEqual(c.links.map(\.name), ["link0", "link1"])
+        XCTAssertEqual(c.stateDir(for: c.nodes[0]), "/var/lib/vigil")
+        XCTAssertLessThan(c.timing.worstCaseTakeover, 500, "defaults must allow sub-second failover")
+    }
+
+    func testPerNodeStateDirAndIPCName() throws {
+        let c = try ClusterConfig.parse(good.replacingOccurrences(of: "key_file = \"/etc/vigil/authkey\"", with: "key_file = \"/k\"\nstate_dir = \"/srv/{node}/state\"\nipc_name = \"vigil-{node}\""), file: "f")
+        XCTAssertEqual(c.stateDir(for: c.nodes[1]), "/srv/b/state")
+        XCTAssertEqual(c.ipcName(for: c.nodes[2]), "vigil-c")
+    }
+
+    func expectError(_ text: String, key: String?, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try ClusterConfig.parse(text, file: "cluster.toml"), file: file, line: line) { e in
+            guard let e = e as? ConfigError else { return XCTFail("\(e)", file: file, line: line) }
+            XCTAssertEqual(e.file, "cluster.toml", file: file, line: line)
+            if let key { XCTAssertEqual(e.key, key, "\(e)", file: file, line: line) }
+            XCTAssertTrue(e.description.contains(fragment), "\(e)", file: file, line: line)
+        }
+    }
+
+    func testEveryMistakeIsNamed() {
+        expectError(good + "\n[cluster2]\n", key: "cluster2", "unknown key")
+        expectError(good.replacingOccurrences(of: "name = \"web\"", with: "name = \"web\"\nnmae = \"x\""), key: "cluster.nmae", "unknown key")
+        expectError(good.replacingOccurrences(of: "id = 3", with: "id = 2"), key: "node[2].id", "duplicate node id 2")
+        expectError(good.replacingOccurrences(of: "192.0.2.3", with: "192.0.2.2"), key: "node[2].addresses", "also used by node 'b'")
+        expectError(good.replacingOccurrences(of: "192.0.2.3", with: "192.0.2.300"), key: "node[2].addresses", "not a valid")
+        expectError(good.replacingOccurrences(of: "[\"192.0.2.3\", \"198.51.100.3\"]", with: "[\"192.0.2.3\"]"), key: "node[2].addresses", "one per link")
+        expectError(good + "\n[timing]\nheartbeat_interval_ms = 500\nfailure_timeout_ms = 500\n", key: "timing.failure_timeout_ms", "must be larger than heartbeat_interval_ms")
+        expectError(good + "\n[timing]\nheartbeat_interval_ms = 200\nfailure_timeout_ms = 400\n", key: "timing.failure_timeout_ms", "3 x heartbeat_interval_ms")
+        expectError(good + "\n[timing]\nlease_ms = 900\n", key: "timing.lease_ms", "must not exceed")
+        expectError(good.replacingOccurrences(of: "key_file = \"/etc/vigil/authkey\"", with: "key_file = \"authkey\""), key: "cluster.key_file", "absolute")
+        expectError(good.replacingOccurrences(of: "port = 5406", with: "port = 70000"), key: "link[1].port", "out of range")
+        expectError(good.replacingOccurrences(of: "key_file = \"/etc/vigil/authkey\"", with: "key_file = \"/k\"\nno_quorum_policy = \"ignore\""), key: "cluster.no_quorum_policy", "stop, freeze")
+        expectError(good.replacingOccurrences(of: "port = 5405", with: "port = \"5405\""), key: "link[0].port", "expected an integer")
+    }
+
+    func testTwoNodeClusterIsRefusedWithTiebreakerMessage() {
+        let two = good.components(separatedBy: "[[node]]").prefix(3).joined(separator: "[[node]]")
+        expectError(two, key: "node", "tiebreaker")
+    }
+
+    func testErrorLineNumberPointsAtTheKey() throws {
+        do {
+            _ = try ClusterConfig.parse(good.replacingOccurrences(of: "id = 3", with: "id = 2"), file: "cluster.toml")
+            XCTFail("accepted")
+        } catch {
+            XCTAssertEqual(error.line, 20, "the line of the duplicate id")
+        }
+    }
+}
+
+final class ResourceConfigTests: XCTestCase {
+    func cluster() throws -> ClusterConfig {
+        try ClusterConfig.parse("""
+            [cluster]
+            name = "c"
+            key_file = "/k"
+            [[link]]
+            port = 1
+            [[node]]
+            name = "a"
+            id = 1
+            addresses = ["192.0.2.1"]
+            [[node]]
+            name = "b"
+            id = 2
+            addresses = ["192.0.2.2"]
+            [[node]]
+            name = "c"
+            id = 3
+            addresses = ["192.0.2.3"]
+            """, file: "c")
+    }
+
+    func testParsesIPv4AndIPv6WithPerNodeInterfaces() throws {
+        let set = try ResourceSet.parse("""
+            [[ip]]
+            name = "v4"
+            address = "192.0.2.50/24"
+            interface = "eth0"
+            interfaces = { c = "bond0" }
+            preferred = ["b", "a"]
+            announce_count = 5
+            announce_refresh_ms = 60000
+            [[ip]]
+            name = "v6"
+            address = "2001:db8::50/64"
+            interfaces = { a = "eth1", b = "eth1", c = "ens4" }
+            """, file: "r.toml", cluster: try cluster())
+        XCTAssertEqual(set.ips.count, 2)
+        XCTAssertEqual(set.ips[0].interface(on: "a"), "eth0")
+        XCTAssertEqual(set.ips[0].interface(on: "c"), "bond0")
+        XCTAssertEqual(set.ips[0].announceCount, 5)
+        XCTAssertEqual(set.ips[1].prefix.address.family, .v6)
+        XCTAssertEqual(set.ips[1].prefix.length, 64)
+        XCTAssertEqual(set.ips[1].interface(on: "c"), "ens4")
+        XCTAssertFalse(set.ips[0].failback)
+    }
+
+    func testRefusesBadDefinitions() throws {
+        let c = try cluster()
+        let cases: [(String, String)] = [
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50\"\ninterface = \"eth0\"", "ADDRESS/PREFIX"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.500/24\"\ninterface = \"eth0\"", "not a valid"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/33\"\ninterface = \"eth0\"", "prefix length"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"", "no interface for node(s) a, b, c"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\npreferred = [\"z\"]", "'z' is not a node"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\n[[ip]]\nname = \"x\"\naddress = \"192.0.2.51/24\"\ninterface = \"eth0\"", "duplicate resource name"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\n[[ip]]\nname = \"y\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"", "already used by 'x'"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.1/24\"\ninterface = \"eth0\"", "heartbeat address"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"this-name-is-too-long\"", "not a valid interface name"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\nprefered = [\"a\"]", "unknown key"),
+            ("[[ip]]\nname = \"x\"\naddress = \"224.0.0.1/24\"\ninterface = \"eth0\"", "multicast"),
+        ]
+        for (text, fragment) in cases {
+            XCTAssertThrowsError(try ResourceSet.parse(text, file: "r.toml", cluster: c), text) { e in
+                XCTAssertTrue("\(e)".contains(fragment), "\(text)\n→ \(e)")
+                XCTAssertTrue("\(e)".hasPrefix("r.toml:"), "\(e)")
+            }
+        }
+    }
+}
+
+final class MessageCodecTests: XCTestCase {
+    func testRoundTripsEveryMessage() throws {
+        let h = Heartbeat(sentAt: 123, echoIncarnation: 9, echo: 77, vote: 2, isCoordinator: true, leaseGranted: true, leaving: false,
+                          configVersion: 4, configDigest: 0xDEAD, held: ["a", "b"], failed: ["c"], assignments: ["a": 1, "b": 3], members: [1, 3])
+        let msgs: [Message] = [
+            .heartbeat(h), .configRequest(version: 3), .configData(version: 5, text: "x = 1\n"),
+            .configProposal(requestId: 9, text: "é"), .configResult(requestId: 9, ok: false, version: 2, message: "no"),
+        ]
+        for m in msgs {
+            XCTAssertEqual(try Message.decode(kind: m.kind, payload: m.encodePayload()), m)
+        }
+    }
+
+    func testTruncatedOrPaddedPayloadsAreRejectedNotTrapped() {
+        let m = Message.heartbeat(Heartbeat(sentAt: 1, held: ["abc"]))
+        let p = m.encodePayload()
+        for n in 0..<p.count {
+            XCTAssertThrowsError(try Message.decode(kind: 1, payload: Array(p.prefix(n))))
+        }
+        XCTAssertThrowsError(try Message.decode(kind: 1, payload: p + [0]))
+        XCTAssertThrowsError(try Message.decode(kind: 99, payload: p))
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let junk = (0..<Int.random(in: 0...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            _ = try? Message.decode(kind: UInt8.random(in: 0...6, using: &rng), payload: junk)
+        }
+    }
+}
