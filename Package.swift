@@ -70,7 +70,7 @@ let package = Package(
         ),
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire", "VigilCore"]),
-        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -29,14 +29,24 @@ public final class Lab: @unchecked Sendable {
     private(set) var namespaces: [String] = []
     private(set) var bridges: [String] = []
 
+    nonisolated(unsafe) private static var serial = 0
+    private static let serialLock = NSLock()
+    static func nextSerial() -> Int {
+        serialLock.lock()
+        defer { serialLock.unlock() }
+        serial += 1
+        return serial
+    }
+
     public static let servicePrefix = "198.18.0"
     public static let serviceV6 = "fd00:18::"
 
     public init(_ options: Options) throws {
         self.options = options
-        prefix = "vl\(getpid() % 10000)\(Int.random(in: 0..<10))"
+        prefix = "vl\(getpid() % 1000)x\(Lab.nextSerial() % 100)"
         let base = options.workDir ?? NSTemporaryDirectory() + "vigil-lab-\(prefix)"
         workDir = base
+        try? FileManager.default.removeItem(atPath: base)
         configPath = base + "/cluster.toml"
         var r = timespec()
         var m = timespec()

@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self])
+        subcommands: [Demo.self, Bench.self, Inject.self])
 }
 
 struct Common: ParsableArguments {
@@ -83,5 +83,33 @@ struct Bench: ParsableCommand {
         let s = outages.sorted()
         let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         print("outage_ms min=\(fmt(s.first ?? 0)) median=\(fmt(median)) max=\(fmt(s.last ?? 0)) runs=\(s.count)")
+    }
+}
+
+/// Test helper: sends one UDP datagram (hex payload) from the current network namespace.
+struct Inject: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send one UDP datagram (used by the tests to forge and replay packets).")
+    @Option var to: String
+    @Option var port: UInt16
+    @Option var hex: String
+
+    func run() throws {
+        var bytes: [UInt8] = []
+        var it = hex.makeIterator()
+        while let a = it.next(), let b = it.next() {
+            guard let v = UInt8(String([a, b]), radix: 16) else { throw ValidationError("bad hex") }
+            bytes.append(v)
+        }
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = port.bigEndian
+        guard inet_pton(AF_INET, to, &sin.sin_addr) == 1 else { throw ValidationError("bad IPv4 address \(to)") }
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw ExitCode(1) }
+        defer { close(fd) }
+        let n = bytes.withUnsafeBytes { raw in
+            withUnsafePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, raw.baseAddress, raw.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        }
+        guard n == bytes.count else { throw ExitCode(1) }
     }
 }
