@@ -297,6 +297,9 @@ public final class Lab: @unchecked Sendable {
         for b in bridges { _ = run("/usr/sbin/ip", ["link", "del", b]) }
         namespaces = []
         bridges = []
+        if ProcessInfo.processInfo.environment["VIGIL_LAB_KEEP"] == nil {
+            try? FileManager.default.removeItem(atPath: workDir)
+        }
     }
 
     // MARK: commands
