@@ -1,3 +1,4 @@
+import CVigilSys
 import Glibc
 import VigilCore
 

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Vigil needs to build and test, if any are missing.
+#   libqb-dev   libqb IPC between hactl and clusterd (linked by clusterd and hactl)
+#   iproute2    ip netns / veth / bridge for the namespace lab (tests, demo, benchmark)
+#   iputils-ping  the lab's client probe
+#   util-linux  setpriv, used by the permission test
+set -euo pipefail
+pkgs=(libqb-dev iproute2 iputils-ping util-linux procps)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "need root to install ${missing[*]}" >&2; exit 1; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
