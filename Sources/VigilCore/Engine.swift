@@ -21,8 +21,9 @@
 ///    make a node vote for someone who never hears it, which only costs liveness, never safety.
 ///
 /// 3. **Node leases.** A node runs resources only while it holds a lease: the coordinator's
-///    heartbeat grants it, echoing the node's timestamp `e`, valid until `e + lease - guard` on the
-///    node's clock. The coordinator knows the lease of node Z can last at most until
+///    heartbeat grants it, echoing the node's timestamp `e`, valid until `e + d` on the node's
+///    clock, where `d = min(lease - guard, coordinatorUntil - now)`: no lease outlives the term of
+///    the coordinator that granted it. The coordinator knows the lease of node Z can last at most until
 ///    `receivedAt(e) + lease + guard` on its own clock (`leaseExpiry[Z]`). When Z goes silent the
 ///    coordinator stops granting (it only grants to members), so Z's lease runs out at
 ///    most `lease` after its last heartbeat reached the coordinator, and Z stops its resources then
@@ -33,11 +34,12 @@
 ///    not holding R in a heartbeat echoing a timestamp at or after the withdrawal, or its lease
 ///    (`leaseExpiry`) has run out.
 ///
-/// 5. **New coordinator.** Leases granted by a previous coordinator expire at most `lease + guard`
-///    after the new one took office (the previous one lost its majority before any voter of the new
-///    majority switched), so a new coordinator keeps resources where nodes report them but starts
-///    nothing new before `officeSince + lease + guard`, and rebuilds its picture from every node's
-///    `held` report before placing anything.
+/// 5. **New coordinator.** The previous coordinator's term (the need-th latest expiry among the
+///    votes it counts) includes a vote from at least one node of the new majority, and that node
+///    voted anew only after the old vote had expired; so every lease the previous coordinator
+///    granted ended before the new one took office. A new coordinator still rebuilds its picture
+///    from every node's `held` report (including addresses found after a restart) and keeps
+///    resources where they run; it starts nothing new within `guard` of taking office.
 public struct Engine: Sendable {
     public enum Directive: Equatable, Sendable {
         case send(to: UInt32, Message)
@@ -101,6 +103,10 @@ public struct Engine: Sendable {
     private var leftoverGraceUntil: UInt64
     public private(set) var leaving = false
     private var hadLease = false
+    private var everHadLease = false
+    /// Resources found running at start-up; kept (not started, not stopped) until the first
+    /// lease tells us whether they stay here, or until the grace period ends.
+    private var leftovers: Set<String> = []
     private var wasQuorate = false
     private var lastCoordinatorSeen: UInt32 = 0
 
@@ -220,6 +226,7 @@ public struct Engine: Sendable {
     /// At start-up the shell found a resource of ours still running (left behind by a crash).
     public mutating func foundLeftover(_ name: String, now: UInt64) -> [Directive] {
         held.insert(name)
+        leftovers.insert(name)
         var out: [Directive] = [.event(.foundLeftover(name))]
         return evaluate(now: now, out: &out)
     }
@@ -354,8 +361,8 @@ public struct Engine: Sendable {
             return
         }
         guard !isCoordinator else { return }
-        guard h.leaseGranted, h.echoIncarnation == incarnation else { return }
-        let until = h.echo + timing.lease - min(timing.guardTime, timing.lease)
+        guard h.leaseMs > 0, h.echoIncarnation == incarnation else { return }
+        let until = h.echo + UInt64(h.leaseMs)
         authority = sender
         authorityAssignments = h.assignments
         leaseUntil = until
@@ -439,11 +446,13 @@ public struct Engine: Sendable {
                 urgent = true
             }
         }
-        if votedFor == 0 {
+        // A released vote stays binding until the candidate can no longer count it; this holds
+        // for a vote for ourselves as much as for anyone else.
+        if votedFor == 0 && now >= voteBlockedUntil {
             if cand == selfId {
                 votedFor = selfId
                 urgent = true
-            } else if cand != 0 && now >= voteBlockedUntil {
+            } else if cand != 0 {
                 votedFor = cand
                 urgent = true
             }
@@ -472,7 +481,9 @@ public struct Engine: Sendable {
             urgent = true
             if nowCoord {
                 officeSince = now
-                startBarrier = now + timing.lease + timing.guardTime
+                // Every lease the previous coordinator granted ended by its own term, which
+                // ended before our majority could vote for us; the guard covers processing.
+                startBarrier = now + timing.guardTime
                 placement = [:]
                 withdrawnAt = [:]
                 out.append(.event(.becameCoordinator))
@@ -593,6 +604,7 @@ public struct Engine: Sendable {
 
     private mutating func applyDesired(now: UInt64, out: inout [Directive]) {
         let hasLease = now < leaseUntil
+        if hasLease { everHadLease = true }
         if hasLease != hadLease {
             hadLease = hasLease
             if !hasLease { out.append(.event(.leaseLost(policy: cluster.noQuorumPolicy.rawValue))) }
@@ -605,8 +617,11 @@ public struct Engine: Sendable {
             desired = Set(assignments.filter { $0.value == selfId }.map(\.key))
             desired.subtract(failed.keys)
             desired.formIntersection(resourceSet.names)
-        } else if cluster.noQuorumPolicy == .freeze || now < leftoverGraceUntil {
-            desired = held  // start nothing, stop nothing (freeze, or start-up reconciliation window)
+        } else if cluster.noQuorumPolicy == .freeze {
+            desired = held  // start nothing, stop nothing
+            desired.formIntersection(resourceSet.names)
+        } else if !everHadLease && now < leftoverGraceUntil {
+            desired = held.intersection(leftovers)  // start-up reconciliation window
             desired.formIntersection(resourceSet.names)
         } else {
             desired = []
@@ -628,14 +643,18 @@ public struct Engine: Sendable {
         let members = peers.values.filter(\.member).map(\.id).sorted()
         for id in peers.keys.sorted() {
             guard var p = peers[id] else { continue }
-            let grant = isCoordinator && p.member
-            if grant {
+            // The lease never outlives our own term as coordinator.
+            var leaseMs: UInt32 = 0
+            if isCoordinator && p.member && coordinatorUntil > now {
+                leaseMs = UInt32(min(timing.lease - min(timing.guardTime, timing.lease), coordinatorUntil - now))
+            }
+            if leaseMs > 0 {
                 p.leaseExpiry = max(p.leaseExpiry, p.peerSentAtReceivedAt + timing.lease + timing.guardTime)
                 peers[id] = p
             }
             let h = Heartbeat(
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
-                isCoordinator: isCoordinator, leaseGranted: grant, leaving: leaving,
+                isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest,
                 held: held.sorted(), failed: failed.keys.sorted(),
                 assignments: isCoordinator ? placement : [:], members: members)

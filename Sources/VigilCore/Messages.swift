@@ -14,8 +14,10 @@ public struct Heartbeat: Sendable, Equatable {
     public var vote: UInt32
     /// The sender holds a majority of votes.
     public var isCoordinator: Bool
-    /// Coordinator only: the recipient may hold resources until `echo + lease` on its own clock.
-    public var leaseGranted: Bool
+    /// Coordinator only: the recipient may hold resources until `echo + leaseMs` on its own clock
+    /// (0: no lease). Never longer than the coordinator's own remaining term, so every lease a
+    /// coordinator granted has run out before any successor can be elected.
+    public var leaseMs: UInt32
     /// The sender is shutting down gracefully and hands its resources over.
     public var leaving: Bool
     public var configVersion: UInt64
@@ -31,7 +33,7 @@ public struct Heartbeat: Sendable, Equatable {
 
     public init(
         sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
-        leaseGranted: Bool = false, leaving: Bool = false, configVersion: UInt64 = 0, configDigest: UInt64 = 0,
+        leaseMs: UInt32 = 0, leaving: Bool = false, configVersion: UInt64 = 0, configDigest: UInt64 = 0,
         held: [String] = [], failed: [String] = [], assignments: [String: UInt32] = [:], members: [UInt32] = []
     ) {
         self.sentAt = sentAt
@@ -39,7 +41,7 @@ public struct Heartbeat: Sendable, Equatable {
         self.echo = echo
         self.vote = vote
         self.isCoordinator = isCoordinator
-        self.leaseGranted = leaseGranted
+        self.leaseMs = leaseMs
         self.leaving = leaving
         self.configVersion = configVersion
         self.configDigest = configDigest
@@ -146,9 +148,9 @@ extension Message {
             w.u32(h.vote)
             var flags: UInt8 = 0
             if h.isCoordinator { flags |= 1 }
-            if h.leaseGranted { flags |= 2 }
             if h.leaving { flags |= 4 }
             w.u8(flags)
+            w.u32(h.leaseMs)
             w.u64(h.configVersion)
             w.u64(h.configDigest)
             w.u16(UInt16(h.held.count))
@@ -190,10 +192,10 @@ extension Message {
             h.echo = try r.u64()
             h.vote = try r.u32()
             let flags = try r.u8()
-            guard flags & ~7 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
+            guard flags & ~5 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
-            h.leaseGranted = flags & 2 != 0
             h.leaving = flags & 4 != 0
+            h.leaseMs = try r.u32()
             h.configVersion = try r.u64()
             h.configDigest = try r.u64()
             for _ in 0..<(try r.count(max: maxNames)) { h.held.append(try r.string(max: maxNameBytes)) }

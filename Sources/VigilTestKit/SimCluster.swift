@@ -51,7 +51,8 @@ public struct SimCluster {
             incarnations[n.id] = 1
             engines[n.id] = Engine(cluster: cluster, selfId: n.id, incarnation: 1, resources: v, resourceSet: set, now: now)
             holding[n.id] = []
-            nextTick[n.id] = now + UInt64(n.id)
+            // Nodes start at random moments, so their heartbeats are out of phase as on real machines.
+            nextTick[n.id] = now + UInt64.random(in: 0..<cluster.timing.interval, using: &rng)
             for m in cluster.nodes where m.id != n.id {
                 for l in 0..<cluster.links.count { paths[Path(from: n.id, to: m.id, link: l)] = PathState() }
             }

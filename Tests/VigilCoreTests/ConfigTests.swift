@@ -212,7 +212,7 @@ final class ResourceConfigTests: XCTestCase {
 
 final class MessageCodecTests: XCTestCase {
     func testRoundTripsEveryMessage() throws {
-        let h = Heartbeat(sentAt: 123, echoIncarnation: 9, echo: 77, vote: 2, isCoordinator: true, leaseGranted: true, leaving: false,
+        let h = Heartbeat(sentAt: 123, echoIncarnation: 9, echo: 77, vote: 2, isCoordinator: true, leaseMs: 375, leaving: false,
                           configVersion: 4, configDigest: 0xDEAD, held: ["a", "b"], failed: ["c"], assignments: ["a": 1, "b": 3], members: [1, 3])
         let msgs: [Message] = [
             .heartbeat(h), .configRequest(version: 3), .configData(version: 5, text: "x = 1\n"),

@@ -67,6 +67,29 @@ final class EngineSimulationTests: XCTestCase {
         XCTAssertEqual(sim.violations, [])
     }
 
+    /// The coordinator and the owner end up together in the minority, and the coordinator's
+    /// "I resign" never reaches the owner: the owner's lease must still end with the old
+    /// coordinator's term, before the majority elects a new one and restarts the address.
+    func testOwnerAndCoordinatorCutOffTogetherReleaseBeforeMajorityTakesOver() throws {
+        // Sweep the heartbeat phase at the partition and the moment the coordinator-to-owner
+        // direction fails, across the coordinator's last heartbeats before it resigns.
+        for seed in UInt64(1)...8 {
+          for cutAfter in stride(from: UInt64(200), through: 360, by: 8) {
+            var sim = try makeSim(nodes: 5, seed: seed)
+            XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [2] && $0.coordinators == [1] })
+            sim.run(1000)
+            sim.partition([[1, 2], [3, 4, 5]])
+            sim.run(cutAfter)
+            sim.setPath(from: 1, to: 2, up: false)
+            XCTAssertNotNil(sim.run(until: 4000) { $0.holders(of: "vip").count == 1 && $0.holders(of: "vip") != [2] })
+            let stop2 = try XCTUnwrap(sim.actions.last { $0.1 == 2 && !$0.3 })
+            let start = try XCTUnwrap(sim.actions.last { $0.1 != 2 && $0.3 })
+            XCTAssertLessThan(stop2.0, start.0, "seed \(seed) cut after \(cutAfter) ms")
+            XCTAssertEqual(sim.violations, [], "seed \(seed) cut after \(cutAfter) ms")
+          }
+        }
+    }
+
     func testAsymmetricLinkNeverYieldsTwoCoordinatorsOrTwoHolders() throws {
         var sim = try makeSim()
         XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [2] })
@@ -206,7 +229,11 @@ final class EngineSimulationTests: XCTestCase {
             sim.setAll(loss: 0.05, delay: 2, jitter: 30)
             sim.run(2000)
             for _ in 0..<12 {
-                switch Int.random(in: 0..<4, using: &rng) {
+                switch Int.random(in: 0..<6, using: &rng) {
+                case 4:
+                    sim.crash(UInt32.random(in: 1...5, using: &rng))
+                case 5:
+                    if let c = sim.crashed.first { sim.restart(c) }
                 case 0:
                     let cut = UInt32.random(in: 1...5, using: &rng)
                     let others = (1...5).map(UInt32.init).filter { $0 != cut }
@@ -224,6 +251,7 @@ final class EngineSimulationTests: XCTestCase {
                 sim.run(UInt64.random(in: 200...2500, using: &rng))
             }
             sim.heal()
+            for c in sim.crashed { sim.restart(c) }
             sim.setAll(loss: 0, delay: 1, jitter: 0)
             let settled = sim.run(until: 8000) { $0.coordinators.count == 1 && $0.holders(of: "vip").count == 1 && $0.holders(of: "vip2").count == 1 }
             XCTAssertNotNil(settled, "seed \(seed) did not settle")
