@@ -130,6 +130,41 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertEqual(lab.owners(of: Scenarios.vip).count, 1)
         XCTAssertFalse(lab.owners(of: Scenarios.vip).contains(2))
         XCTAssertEqual(Lab.overlaps(lab.holdIntervals(address: Scenarios.vip)), [])
+        // The owner announces the address again when the partition heals.
+        let owner = try XCTUnwrap(lab.owners(of: Scenarios.vip).first)
+        let healedAt = try XCTUnwrap(lab.events(owner).last { $0.text.hasPrefix("member-joined node=node2") }).mono
+        XCTAssertTrue(lab.events(owner).contains { $0.mono >= healedAt && $0.text.hasPrefix("announced resource=web-ip") })
+    }
+
+    func testInterfaceDownOrVanishedAddressMovesItAndADeadLinkIsOnlyReported() throws {
+        let lab = try makeLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2"))
+        try lab.waitFor("address on node2", timeout: 15) { lab.owners(of: Scenarios.vip) == [2] }
+        // eth0 carries the address and heartbeat link ring0; ring1 keeps node2 in the cluster.
+        _ = try lab.sh("ip", "-n", lab.ns(2), "link", "set", "eth0", "down")
+        try lab.waitFor("the address to move off node2", timeout: 15) {
+            let o = lab.owners(of: Scenarios.vip)
+            return o.count == 1 && o != [2]
+        }
+        XCTAssertTrue(lab.events(2).contains { $0.text.contains("resource-failed resource=web-ip") && $0.text.contains("eth0") })
+        try lab.waitFor("ring0 reported down for node2", timeout: 10) {
+            let n2 = (try? self.status(lab, 1))?.nodes.first { $0.name == "node2" }
+            return n2?.state == "online" && n2?.links.map(\.up) == [false, true]
+        }
+        XCTAssertFalse(lab.events(1).contains { $0.text.hasPrefix("member-lost node=node2") }, "one dead link is not a node failure")
+        XCTAssertTrue(lab.events(1).contains { $0.text.hasPrefix("link-down node=node2 link=ring0") })
+        XCTAssertTrue(ping(lab, Scenarios.vip))
+        _ = try lab.sh("ip", "-n", lab.ns(2), "link", "set", "eth0", "up")
+        // Someone removes the address by hand on its new owner: it is noticed and moved.
+        let owner = try XCTUnwrap(lab.owners(of: Scenarios.vip).first)
+        _ = try lab.sh("ip", "-n", lab.ns(owner), "addr", "del", "\(Scenarios.vip)/24", "dev", "eth0")
+        try lab.waitFor("the vanished address to come back on another node", timeout: 15) {
+            let o = lab.owners(of: Scenarios.vip)
+            return o.count == 1 && o != [owner]
+        }
+        XCTAssertTrue(lab.events(owner).contains { $0.text.contains("vanished") })
+        XCTAssertTrue(ping(lab, Scenarios.vip))
     }
 
     func testForgedCorruptedAndReplayedHeartbeatsChangeNothing() throws {
