@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 import VigilLab
+import VigilCore
 
 /// `clusterd --check-config` on real files: every mistake is refused with the file, the key
 /// and what is wrong. Needs no privileges.
@@ -86,5 +87,21 @@ final class ClusterdCLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("--node 'zz' is not one of: a, b, c"), r.err)
         r = check(cluster(key: key, extra: "[timing]\nheartbeat_interval_ms = 300\nfailure_timeout_ms = 200"))
         XCTAssertTrue(r.err.contains("failure_timeout_ms: 200 ms must be larger than heartbeat_interval_ms"), r.err)
+    }
+}
+
+/// The files we ship must stay valid.
+final class ShippedExamplesTests: XCTestCase {
+    func testShippedClusterAndResourceFilesValidate() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        for rel in ["Resources/cluster.toml", "Examples/three-node/cluster.toml"] {
+            let text = try String(contentsOf: root.appendingPathComponent(rel), encoding: .utf8)
+            let c = try ClusterConfig.parse(text, file: rel)
+            XCTAssertEqual(c.nodes.count, 3, rel)
+            let res = try String(contentsOf: root.appendingPathComponent("Examples/three-node/resources.toml"), encoding: .utf8)
+            let set = try ResourceSet.parse(res, file: "resources.toml", cluster: c)
+            XCTAssertEqual(set.ips.map(\.name), ["web-ip", "web-ip6"])
+            XCTAssertEqual(set.ips[0].interface(on: "gamma"), "bond0")
+        }
     }
 }
