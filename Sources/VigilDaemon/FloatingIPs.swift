@@ -54,7 +54,7 @@ final class FloatingIPs {
         }
         var adopted: [String] = []
         for f in found where f.proto == AddressManager.proto {
-            let ifname = interfaceName(f.ifindex) ?? "?"
+            let ifname = Interfaces.name(ofIndex: f.ifindex) ?? "?"
             if let ip = definitions.values.first(where: { $0.prefix.address == f.address }), ip.interface(on: nodeName) == ifname {
                 active[ip.name] = Active(ip: ip, interface: ifname, nextMonitor: 0, nextRefresh: nil)
                 adopted.append(ip.name)
@@ -72,11 +72,6 @@ final class FloatingIPs {
         return adopted.sorted()
     }
 
-    func interfaceName(_ index: Int32) -> String? {
-        var buf = [CChar](repeating: 0, count: 17)
-        guard if_indextoname_wrapper(UInt32(index), &buf) else { return nil }
-        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
 
     /// Adds the address; returns an error text on failure.
     func start(_ name: String, now: UInt64) -> String? {

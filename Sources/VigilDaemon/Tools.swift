@@ -25,9 +25,7 @@ public enum Cleanup {
         let nl = try AddressManager()
         var n = 0
         for f in try nl.list() where f.proto == AddressManager.proto {
-            var buf = [CChar](repeating: 0, count: 17)
-            guard if_indextoname_wrapper(UInt32(f.ifindex), &buf) else { continue }
-            let ifname = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let ifname = Interfaces.name(ofIndex: f.ifindex) else { continue }
             let p = IPPrefix(address: f.address, length: f.prefixLength)
             try nl.remove(p, interface: ifname)
             log.info("cleanup removed address=\(p) interface=\(ifname)")

@@ -148,10 +148,8 @@ private func ipcDispatchAdd(_ p: qb_loop_priority, _ fd: Int32, _ events: Int32,
 }
 
 private func ipcDispatchMod(_ p: qb_loop_priority, _ fd: Int32, _ events: Int32, _ data: UnsafeMutableRawPointer?, _ fn: qb_ipcs_dispatch_fn_t?) -> Int32 {
-    guard let s = activeServer, let fn else { return -EINVAL }
-    let box = UncheckedBox(data)
-    s.poll.add(fd, Int16(truncatingIfNeeded: events)) { revents in fn(fd, Int32(revents), box.value) }
-    return 0
+    // Re-registering replaces the events and the callback of the descriptor.
+    ipcDispatchAdd(p, fd, events, data, fn)
 }
 
 private func ipcDispatchDel(_ fd: Int32) -> Int32 {

@@ -238,8 +238,11 @@ public enum Interfaces {
     }
 }
 
-/// if_indextoname, returning false when the index is unknown.
-public func if_indextoname_wrapper(_ index: UInt32, _ buf: inout [CChar]) -> Bool {
-    if buf.count < 17 { buf = [CChar](repeating: 0, count: 17) }
-    return buf.withUnsafeMutableBufferPointer { vigil_if_indextoname(index, $0.baseAddress) != 0 }
+extension Interfaces {
+    /// The name of an interface index, or nil when the index is unknown.
+    public static func name(ofIndex index: Int32) -> String? {
+        var buf = [CChar](repeating: 0, count: 17)
+        guard buf.withUnsafeMutableBufferPointer({ vigil_if_indextoname(UInt32(bitPattern: index), $0.baseAddress) != 0 }) else { return nil }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 }
