@@ -68,7 +68,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"]),
+        // Scheduler/ holds the regression scenarios, read from the source tree by the test.
+        .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"], exclude: ["Scheduler"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire", "VigilCore"]),
         .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire"]),
     ],

@@ -1,3 +1,69 @@
+/// Scores as in Pacemaker: integers, with +/-infinity meaning "must" and "never".
+public enum Score {
+    public static let infinity = 1_000_000
+    public static func parse(_ s: String) -> Int? {
+        switch s.lowercased() {
+        case "inf", "+inf", "infinity", "+infinity": return infinity
+        case "-inf", "-infinity": return -infinity
+        default:
+            guard let v = Int(s) else { return nil }
+            return max(-infinity, min(infinity, v))
+        }
+    }
+    public static func add(_ a: Int, _ b: Int) -> Int {
+        if a <= -infinity || b <= -infinity { return -infinity }
+        return min(infinity, a + b)
+    }
+}
+
+/// Options every resource has (floating addresses and agent resources alike).
+public struct ResourceOptions: Sendable, Equatable, Codable {
+    /// Preference to stay where it runs; larger than the default preference scores, so a
+    /// recovered node does not pull resources back unless asked.
+    public var stickiness: Int = 100
+    /// `stopped` keeps it stopped everywhere.
+    public var started: Bool = true
+    /// Failures on one node before the resource moves away from it.
+    public var migrationThreshold: Int = 3
+    /// Failures older than this are forgotten (0: never).
+    public var failureTimeoutMs: UInt64 = 0
+    public var monitorIntervalMs: UInt64 = 10_000
+    public var monitorTimeoutMs: UInt64 = 20_000
+    public var startTimeoutMs: UInt64 = 20_000
+    public var stopTimeoutMs: UInt64 = 20_000
+    /// Location scores per node name (from `preferred` and [[location]]).
+    public var locations: [String: Int] = [:]
+    public init() {}
+}
+
+public struct AgentParam: Sendable, Equatable, Codable {
+    public var name: String
+    public var value: String
+}
+
+/// A protected application run by a resource agent.
+public struct AgentResource: Sendable, Equatable, Codable {
+    public var name: String
+    public var agent: AgentSpec
+    public var params: [AgentParam]
+}
+
+public struct ResourceGroup: Sendable, Equatable, Codable {
+    public var name: String
+    public var members: [String]
+}
+
+public struct Colocation: Sendable, Equatable, Codable {
+    public var resource: String
+    public var with: String
+    public var score: Int
+}
+
+public struct Ordering: Sendable, Equatable, Codable {
+    public var first: String
+    public var then: String
+}
+
 /// Resource definitions: cluster state, replicated by the coordinator. See README "Resources file".
 public struct FloatingIP: Sendable, Equatable, Codable {
     public var name: String
@@ -23,11 +89,43 @@ public struct FloatingIP: Sendable, Equatable, Codable {
 
 public struct ResourceSet: Sendable, Equatable, Codable {
     public var ips: [FloatingIP]
+    public var agents: [AgentResource] = []
+    public var groups: [ResourceGroup] = []
+    public var colocations: [Colocation] = []
+    public var orderings: [Ordering] = []
+    /// Options by resource name.
+    public var options: [String: ResourceOptions] = [:]
+    /// Every resource name in file order.
+    public var names: [String] = []
 
-    public init(ips: [FloatingIP] = []) { self.ips = ips }
+    public init(ips: [FloatingIP] = []) {
+        self.ips = ips
+        self.names = ips.map(\.name)
+        for ip in ips { options[ip.name] = ResourceOptions() }
+    }
 
-    public var names: [String] { ips.map(\.name) }
     public func ip(named n: String) -> FloatingIP? { ips.first { $0.name == n } }
+    public func agent(named n: String) -> AgentResource? { agents.first { $0.name == n } }
+    public func group(of r: String) -> ResourceGroup? { groups.first { $0.members.contains(r) } }
+    public func group(named n: String) -> ResourceGroup? { groups.first { $0.name == n } }
+    public func options(_ r: String) -> ResourceOptions { options[r] ?? ResourceOptions() }
+
+    /// Resources that must be running before `r` starts (and stop after it): the previous
+    /// group member and the `first` of every ordering whose `then` is `r` (or its group).
+    public func predecessors(of r: String) -> [String] {
+        var out: [String] = []
+        if let g = group(of: r), let i = g.members.firstIndex(of: r), i > 0 { out.append(g.members[i - 1]) }
+        let owners = [r] + (group(of: r).map { g in g.members.first == r ? [g.name] : [] } ?? [])
+        for o in orderings where owners.contains(o.then) {
+            if let g = group(named: o.first), let last = g.members.last { out.append(last) } else { out.append(o.first) }
+        }
+        return out
+    }
+
+    /// Resources that depend on `r` (inverse of `predecessors`).
+    public func dependents(of r: String) -> [String] {
+        names.filter { predecessors(of: $0).contains(r) }
+    }
 
     public static let maxTextBytes = 60_000
 
@@ -40,11 +138,17 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         let root = try parseTOML(text, file: file)
         var top = TableReader(root, path: "", file: file)
         var ips: [FloatingIP] = []
+        var set = ResourceSet()
         let nodeNames = Set(cluster.nodes.map(\.name))
+        var allNames: [String] = []
+        func checkNewName(_ name: String, _ t: TableReader) throws(ConfigError) {
+            guard ClusterConfig.validName(name) else { throw t.error("name", "'\(name)' may contain only letters, digits, '-', '_' and '.'") }
+            if allNames.contains(name) { throw t.error("name", "duplicate resource or group name '\(name)'") }
+            allNames.append(name)
+        }
         for var t in try top.tableArray("ip") {
             let name = try t.requiredString("name")
-            guard ClusterConfig.validName(name) else { throw t.error("name", "'\(name)' may contain only letters, digits, '-', '_' and '.'") }
-            if ips.contains(where: { $0.name == name }) { throw t.error("name", "duplicate resource name '\(name)'") }
+            try checkNewName(name, t)
             let addrText = try t.requiredString("address")
             let prefix: IPPrefix
             switch IPPrefix.parse(addrText) {
@@ -84,14 +188,163 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             let refresh = try t.int("announce_refresh_ms", range: 0...86_400_000) ?? 0
             if refresh > 0 && refresh < 1000 { throw t.error("announce_refresh_ms", "\(refresh) ms is too frequent; use 0 (off) or at least 1000") }
             let mon = try t.int("monitor_interval_ms", range: 50...600_000) ?? 1000
+            var opts = try readOptions(&t, preferred: preferred, nodeNames: nodeNames, cluster: cluster)
+            if failback { opts.stickiness = 0 }
+            opts.monitorIntervalMs = UInt64(mon)
+            set.options[name] = opts
+            set.names.append(name)
             try t.finish()
             ips.append(FloatingIP(
                 name: name, prefix: prefix, interface: iface, interfaces: perNode, preferred: preferred,
                 failback: failback, announceCount: Int(count), announceIntervalMs: UInt64(aInt),
                 refreshIntervalMs: UInt64(refresh), monitorIntervalMs: UInt64(mon)))
         }
+        set.ips = ips
+        for var t in try top.tableArray("resource") {
+            let name = try t.requiredString("name")
+            try checkNewName(name, t)
+            let agentText = try t.requiredString("agent")
+            let spec: AgentSpec
+            switch AgentSpec.parse(agentText) {
+            case .success(let a): spec = a
+            case .failure(let e): throw t.error("agent", e.message)
+            }
+            var params: [AgentParam] = []
+            for entry in try t.stringMap("params") ?? [] {
+                guard !entry.key.isEmpty, entry.key.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                    throw t.error("params", "parameter name '\(entry.key)' may contain only letters, digits and '_'", line: entry.line)
+                }
+                params.append(AgentParam(name: entry.key, value: entry.value))
+            }
+            let preferred = try t.stringArray("preferred") ?? []
+            for p in preferred where !nodeNames.contains(p) { throw t.error("preferred", "'\(p)' is not a node of cluster '\(cluster.name)'") }
+            var opts = try readOptions(&t, preferred: preferred, nodeNames: nodeNames, cluster: cluster)
+            opts.monitorIntervalMs = UInt64(try t.int("monitor_interval_ms", range: 0...86_400_000) ?? 10_000)
+            opts.monitorTimeoutMs = UInt64(try t.int("monitor_timeout_ms", range: 100...3_600_000) ?? 20_000)
+            opts.startTimeoutMs = UInt64(try t.int("start_timeout_ms", range: 100...3_600_000) ?? 20_000)
+            opts.stopTimeoutMs = UInt64(try t.int("stop_timeout_ms", range: 100...3_600_000) ?? 20_000)
+            try t.finish()
+            set.agents.append(AgentResource(name: name, agent: spec, params: params))
+            set.options[name] = opts
+            set.names.append(name)
+        }
+        let resourceNames = Set(set.names)
+        for var t in try top.tableArray("group") {
+            let name = try t.requiredString("name")
+            try checkNewName(name, t)
+            guard let members = try t.stringArray("members"), !members.isEmpty else { throw t.error("members", "a group needs at least one member") }
+            for m in members {
+                guard resourceNames.contains(m) else { throw t.error("members", "'\(m)' is not a resource defined in this file") }
+                if let other = set.groups.first(where: { $0.members.contains(m) }) { throw t.error("members", "'\(m)' is already a member of group '\(other.name)'") }
+            }
+            if Set(members).count != members.count { throw t.error("members", "lists a resource twice") }
+            try t.finish()
+            set.groups.append(ResourceGroup(name: name, members: members))
+        }
+        let groupNames = Set(set.groups.map(\.name))
+        func checkRef(_ r: String, _ t: TableReader, _ key: String) throws(ConfigError) {
+            guard resourceNames.contains(r) || groupNames.contains(r) else { throw t.error(key, "'\(r)' is not a resource or group defined in this file") }
+        }
+        for var t in try top.tableArray("location") {
+            let r = try t.requiredString("resource")
+            try checkRef(r, t, "resource")
+            let node = try t.requiredString("node")
+            guard nodeNames.contains(node) else { throw t.error("node", "'\(node)' is not a node of cluster '\(cluster.name)'") }
+            let score = try readScore(&t)
+            try t.finish()
+            for m in set.group(named: r)?.members ?? [r] {
+                set.options[m, default: ResourceOptions()].locations[node] = score
+            }
+        }
+        for var t in try top.tableArray("colocation") {
+            let r = try t.requiredString("resource")
+            try checkRef(r, t, "resource")
+            let w = try t.requiredString("with")
+            try checkRef(w, t, "with")
+            if r == w { throw t.error("with", "a resource cannot be colocated with itself") }
+            let score = try readScore(&t)
+            try t.finish()
+            set.colocations.append(Colocation(resource: r, with: w, score: score))
+        }
+        for var t in try top.tableArray("order") {
+            let f = try t.requiredString("first")
+            try checkRef(f, t, "first")
+            let th = try t.requiredString("then")
+            try checkRef(th, t, "then")
+            if f == th { throw t.error("then", "a resource cannot be ordered after itself") }
+            try t.finish()
+            set.orderings.append(Ordering(first: f, then: th))
+        }
         try top.finish()
-        return ResourceSet(ips: ips)
+        if let cycle = set.dependencyCycle() {
+            throw ConfigError(file: file, key: "order", message: "ordering and groups form a cycle: \(cycle.joined(separator: " -> "))")
+        }
+        if let cycle = set.colocationCycle() {
+            throw ConfigError(file: file, key: "colocation", message: "colocations form a cycle: \(cycle.joined(separator: " -> "))")
+        }
+        return set
+    }
+
+    private static func readScore(_ t: inout TableReader) throws(ConfigError) -> Int {
+        if let i = try? t.int("score") { return max(-Score.infinity, min(Score.infinity, Int(i))) }
+        guard let s = try t.string("score") else { return Score.infinity }
+        guard let v = Score.parse(s) else { throw t.error("score", "'\(s)' is not a score (an integer, \"inf\" or \"-inf\")") }
+        return v
+    }
+
+    /// Options shared by [[ip]] and [[resource]]; `preferred` becomes location scores
+    /// 50, 40, 30... (below the default stickiness of 100).
+    private static func readOptions(_ t: inout TableReader, preferred: [String], nodeNames: Set<String>, cluster: ClusterConfig) throws(ConfigError) -> ResourceOptions {
+        var o = ResourceOptions()
+        if let s = try t.int("stickiness", range: 0...1_000_000) { o.stickiness = Int(s) }
+        if let role = try t.string("target_role") {
+            switch role {
+            case "started": o.started = true
+            case "stopped": o.started = false
+            default: throw t.error("target_role", "'\(role)' is not one of: started, stopped")
+            }
+        }
+        if let m = try t.int("migration_threshold", range: 1...1_000_000) { o.migrationThreshold = Int(m) }
+        if let f = try t.int("failure_timeout_ms", range: 0...31_536_000_000) { o.failureTimeoutMs = UInt64(f) }
+        for (i, p) in preferred.enumerated() { o.locations[p] = max(10, 50 - 10 * i) }
+        return o
+    }
+
+    /// A cycle in start order (groups and [[order]]), if any.
+    func dependencyCycle() -> [String]? {
+        var state: [String: Int] = [:]
+        var stack: [String] = []
+        func visit(_ r: String) -> [String]? {
+            if state[r] == 1 { return stack + [r] }
+            if state[r] == 2 { return nil }
+            state[r] = 1
+            stack.append(r)
+            for p in predecessors(of: r) { if let c = visit(p) { return c } }
+            stack.removeLast()
+            state[r] = 2
+            return nil
+        }
+        for r in names { if let c = visit(r) { return c } }
+        return nil
+    }
+
+    func colocationCycle() -> [String]? {
+        var edges: [String: [String]] = [:]
+        for c in colocations where c.score >= Score.infinity { edges[c.resource, default: []].append(c.with) }
+        var state: [String: Int] = [:]
+        var stack: [String] = []
+        func visit(_ r: String) -> [String]? {
+            if state[r] == 1 { return stack + [r] }
+            if state[r] == 2 { return nil }
+            state[r] = 1
+            stack.append(r)
+            for w in edges[r] ?? [] { if let c = visit(w) { return c } }
+            stack.removeLast()
+            state[r] = 2
+            return nil
+        }
+        for r in edges.keys.sorted() { if let c = visit(r) { return c } }
+        return nil
     }
 
     private static func checkInterfaceName(_ s: String, reader: TableReader, key: String) throws(ConfigError) {

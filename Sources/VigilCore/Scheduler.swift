@@ -1,0 +1,217 @@
+/// Where every resource should run: a pure, deterministic function of the configuration, the
+/// membership and the current resource state, returning the placement and the ordered actions
+/// that get there. The coordinator carries the placement out safely (see Engine); the
+/// regression suite in Tests/VigilCoreTests/Scheduler replays scenario files through it.
+///
+/// Rules, in the order they apply:
+/// - A group is placed as one unit: its members run together on one node, start in order and
+///   stop in reverse. Its score on a node is the sum of its members' scores.
+/// - A node is out for a unit when it is offline, leaving or in standby, when a member failed
+///   there (`banned`: migration threshold reached, hard agent error, failed address monitor),
+///   when a member cannot run there (no interface for an address), or a location says -inf.
+/// - Score = location scores (`preferred` gives 50, 40, 30, ...) + stickiness of every member
+///   already running there + colocation scores. The highest score wins; ties go to the lowest id.
+/// - `A with B` (score inf) puts A where B is and stops A when B is stopped; -inf keeps them
+///   apart; finite scores add to B's node. B is placed before A.
+/// - A member stopped by `target_role = "stopped"` stops the members after it.
+/// - A resource whose stop failed (`blocked`) stays where it may still run: nothing moves it.
+/// - A resource whose agent said its configuration is wrong (`fatal`) runs nowhere.
+public enum Scheduler {
+    public struct Node: Sendable, Equatable {
+        public var id: UInt32
+        public var name: String
+        public var online: Bool
+        public var standby: Bool
+        public init(id: UInt32, name: String, online: Bool = true, standby: Bool = false) {
+            self.id = id
+            self.name = name
+            self.online = online
+            self.standby = standby
+        }
+    }
+
+    public struct State: Sendable, Equatable {
+        /// Nodes reporting each resource as (possibly) running.
+        public var running: [String: Set<UInt32>] = [:]
+        /// Nodes where a resource failed and must not be placed.
+        public var banned: [String: Set<UInt32>] = [:]
+        /// Nodes where stopping a resource failed.
+        public var blocked: [String: Set<UInt32>] = [:]
+        /// Resources banned everywhere (agent reported a configuration error).
+        public var fatal: Set<String> = []
+        public init() {}
+    }
+
+    public enum Action: Equatable, Sendable, CustomStringConvertible {
+        case stop(String, on: String)
+        case start(String, on: String)
+        public var description: String {
+            switch self {
+            case .stop(let r, let n): return "stop \(r) on \(n)"
+            case .start(let r, let n): return "start \(r) on \(n)"
+            }
+        }
+    }
+
+    public struct Result: Sendable, Equatable {
+        /// Resource name to node id; absent means stopped.
+        public var placement: [String: UInt32] = [:]
+        /// Why a resource is stopped or pinned.
+        public var reasons: [String: String] = [:]
+        public var actions: [Action] = []
+    }
+
+    struct Unit {
+        var name: String
+        var members: [String]
+    }
+
+    public static func schedule(_ set: ResourceSet, nodes: [Node], state: State) -> Result {
+        var result = Result()
+        let byId = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0) })
+        let units = orderedUnits(set)
+        var unitPlacement: [String: UInt32?] = [:]
+
+        func unitOf(_ name: String) -> String {
+            if set.group(named: name) != nil { return name }
+            return set.group(of: name)?.name ?? name
+        }
+
+        for unit in units {
+            // Members stopped by target_role, fatal errors: they and the members after them stop.
+            var active = unit.members
+            if let i = unit.members.firstIndex(where: { !set.options($0).started || state.fatal.contains($0) }) {
+                let m = unit.members[i]
+                for r in unit.members[i...] {
+                    result.reasons[r] = state.fatal.contains(m) ? "\(m): agent reported a configuration error (OCF_ERR_CONFIGURED); fix it and run hactl cleanup \(m)"
+                        : (r == m ? "target_role is stopped" : "\(m) is stopped (target_role)")
+                }
+                active = Array(unit.members[..<i])
+            }
+            guard !active.isEmpty else {
+                unitPlacement[unit.name] = .some(nil)
+                continue
+            }
+            // A failed stop pins the unit: it may still run there.
+            if let m = active.first(where: { !(state.blocked[$0] ?? []).isEmpty }), let n = state.blocked[m]?.min() {
+                for r in active { result.reasons[r] = "\(m) failed to stop on \(byId[n]?.name ?? "?"); it stays there until the operator checks it and runs hactl cleanup \(m)" }
+                for r in active where (state.running[r] ?? []).contains(n) { result.placement[r] = n }
+                unitPlacement[unit.name] = .some(n)
+                continue
+            }
+            var best: (score: Int, id: UInt32)?
+            var why = "no node is online"
+            var withStopped: String?
+            for node in nodes.sorted(by: { $0.id < $1.id }) {
+                guard node.online else { continue }
+                if why == "no node is online" { why = "no node can run it" }
+                guard !node.standby else { why = "every eligible node is offline or in standby"; continue }
+                if active.contains(where: { (state.banned[$0] ?? []).contains(node.id) }) { why = "failed on every eligible node (hactl cleanup clears failures)"; continue }
+                if active.contains(where: { r in set.ip(named: r).map { $0.interface(on: node.name) == nil } ?? false }) { continue }
+                var score = 0
+                for r in active {
+                    let o = set.options(r)
+                    score = Score.add(score, o.locations[node.name] ?? 0)
+                    if (state.running[r] ?? []).contains(node.id) { score = Score.add(score, o.stickiness) }
+                }
+                for c in set.colocations where c.resource == unit.name || active.contains(c.resource) {
+                    let w = unitOf(c.with)
+                    guard let wp = unitPlacement[w] else { continue }
+                    if c.score >= Score.infinity {
+                        guard let wn = wp else { withStopped = c.with; score = -Score.infinity; break }
+                        if wn != node.id { score = -Score.infinity }
+                    } else if c.score <= -Score.infinity {
+                        if wp == node.id { score = -Score.infinity }
+                    } else if wp == node.id {
+                        score = Score.add(score, c.score)
+                    }
+                }
+                if score <= -Score.infinity {
+                    why = withStopped.map { "it must run with \($0), which is stopped" } ?? "location or colocation rules forbid every node"
+                    continue
+                }
+                if best == nil || score > (best?.score ?? Int.min) { best = (score, node.id) }
+            }
+            if let b = best {
+                for r in active { result.placement[r] = b.id }
+                unitPlacement[unit.name] = .some(b.id)
+            } else {
+                for r in active { result.reasons[r] = why }
+                unitPlacement[unit.name] = .some(nil)
+            }
+        }
+
+        // Actions: stops (dependents first), then starts (predecessors first). Resources on
+        // offline nodes need no stop: their lease has ended them.
+        let order = startOrder(set)
+        // A resource (re)starts where it is placed if it does not run there yet, or if a
+        // predecessor (re)starts: what depends on it is restarted after it.
+        var needsStart: Set<String> = []
+        for r in order {
+            guard let n = result.placement[r] else { continue }
+            let runsThere = (state.running[r] ?? []).contains(n)
+            let blocked = !(state.blocked[r] ?? []).isEmpty
+            if !blocked && (!runsThere || set.predecessors(of: r).contains(where: { needsStart.contains($0) && result.placement[$0] == n })) {
+                needsStart.insert(r)
+            }
+        }
+        for r in order.reversed() {
+            for n in (state.running[r] ?? []).sorted() where (result.placement[r] != n || needsStart.contains(r)) && (byId[n]?.online ?? false) {
+                result.actions.append(.stop(r, on: byId[n]?.name ?? "node\(n)"))
+            }
+        }
+        for r in order where needsStart.contains(r) {
+            if let n = result.placement[r] {
+                result.actions.append(.start(r, on: byId[n]?.name ?? "node\(n)"))
+            }
+        }
+        return result
+    }
+
+    /// Units in placement order: a unit colocated with another comes after it.
+    static func orderedUnits(_ set: ResourceSet) -> [Unit] {
+        var units: [Unit] = []
+        var seen: Set<String> = []
+        for r in set.names {
+            if let g = set.group(of: r) {
+                if seen.insert(g.name).inserted { units.append(Unit(name: g.name, members: g.members)) }
+            } else {
+                units.append(Unit(name: r, members: [r]))
+            }
+        }
+        func unitName(_ x: String) -> String { set.group(named: x) != nil ? x : (set.group(of: x)?.name ?? x) }
+        var deps: [String: [String]] = [:]
+        for c in set.colocations { deps[unitName(c.resource), default: []].append(unitName(c.with)) }
+        var out: [Unit] = []
+        var done: Set<String> = []
+        var visiting: Set<String> = []
+        let byName = Dictionary(uniqueKeysWithValues: units.map { ($0.name, $0) })
+        func visit(_ u: Unit) {
+            if done.contains(u.name) || visiting.contains(u.name) { return }
+            visiting.insert(u.name)
+            for d in deps[u.name] ?? [] { if let du = byName[d] { visit(du) } }
+            visiting.remove(u.name)
+            done.insert(u.name)
+            out.append(u)
+        }
+        for u in units { visit(u) }
+        return out
+    }
+
+    /// Resources with every predecessor before it (file order otherwise).
+    public static func startOrder(_ set: ResourceSet) -> [String] {
+        var out: [String] = []
+        var done: Set<String> = []
+        var visiting: Set<String> = []
+        func visit(_ r: String) {
+            if done.contains(r) || visiting.contains(r) { return }
+            visiting.insert(r)
+            for p in set.predecessors(of: r) { visit(p) }
+            visiting.remove(r)
+            done.insert(r)
+            out.append(r)
+        }
+        for r in set.names { visit(r) }
+        return out
+    }
+}
