@@ -194,7 +194,7 @@ final class ResourceConfigTests: XCTestCase {
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/33\"\ninterface = \"eth0\"", "prefix length"),
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"", "no interface for node(s) a, b, c"),
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\npreferred = [\"z\"]", "'z' is not a node"),
-            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\n[[ip]]\nname = \"x\"\naddress = \"192.0.2.51/24\"\ninterface = \"eth0\"", "duplicate resource name"),
+            ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\n[[ip]]\nname = \"x\"\naddress = \"192.0.2.51/24\"\ninterface = \"eth0\"", "duplicate resource or group name"),
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\n[[ip]]\nname = \"y\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"", "already used by 'x'"),
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.1/24\"\ninterface = \"eth0\"", "heartbeat address"),
             ("[[ip]]\nname = \"x\"\naddress = \"192.0.2.50/24\"\ninterface = \"this-name-is-too-long\"", "not a valid interface name"),
@@ -236,5 +236,139 @@ final class MessageCodecTests: XCTestCase {
             let junk = (0..<Int.random(in: 0...200, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
             _ = try? Message.decode(kind: UInt8.random(in: 0...6, using: &rng), payload: junk)
         }
+    }
+}
+
+final class AgentConfigTests: XCTestCase {
+    func cluster() throws -> ClusterConfig {
+        var t = "[cluster]\nname = \"c\"\nkey_file = \"/k\"\n[[link]]\nport = 1\n"
+        for i in 1...3 { t += "[[node]]\nname = \"n\(i)\"\nid = \(i)\naddresses = [\"192.0.2.\(i)\"]\n" }
+        return try ClusterConfig.parse(t, file: "c")
+    }
+
+    func testAgentResourcesGroupsAndConstraints() throws {
+        let set = try ResourceSet.parse("""
+            [[ip]]
+            name = "ip"
+            address = "192.0.2.50/24"
+            interface = "eth0"
+            [[resource]]
+            name = "web"
+            agent = "ocf:heartbeat:Dummy"
+            params = { state = "/run/web.state", fake = "x" }
+            monitor_interval_ms = 2000
+            migration_threshold = 2
+            failure_timeout_ms = 60000
+            [[resource]]
+            name = "legacy"
+            agent = "lsb:apache2"
+            [[resource]]
+            name = "mine"
+            agent = "script:/usr/local/bin/app"
+            target_role = "stopped"
+            [[group]]
+            name = "svc"
+            members = ["ip", "web"]
+            [[order]]
+            first = "svc"
+            then = "legacy"
+            [[colocation]]
+            resource = "legacy"
+            with = "svc"
+            score = "inf"
+            [[location]]
+            resource = "svc"
+            node = "n3"
+            score = "-inf"
+            """, file: "r.toml", cluster: try cluster())
+        XCTAssertEqual(set.names, ["ip", "web", "legacy", "mine"])
+        XCTAssertEqual(set.agent(named: "web")?.agent.executable, "/usr/lib/ocf/resource.d/heartbeat/Dummy")
+        XCTAssertEqual(set.agent(named: "web")?.params.map(\.name), ["state", "fake"])
+        XCTAssertEqual(set.agent(named: "legacy")?.agent.executable, "/etc/init.d/apache2")
+        XCTAssertEqual(set.options("web").migrationThreshold, 2)
+        XCTAssertEqual(set.options("web").monitorIntervalMs, 2000)
+        XCTAssertFalse(set.options("mine").started)
+        XCTAssertEqual(set.options("ip").locations["n3"], -Score.infinity)
+        XCTAssertEqual(set.predecessors(of: "web"), ["ip"])
+        XCTAssertEqual(set.predecessors(of: "legacy"), ["web"], "after the group's last member")
+        XCTAssertEqual(set.dependents(of: "ip"), ["web"])
+    }
+
+    func testRefusesBadAgentDefinitions() throws {
+        let c = try cluster()
+        let base = "[[resource]]\nname = \"a\"\nagent = \"ocf:heartbeat:Dummy\"\n"
+        let cases: [(String, String)] = [
+            ("[[resource]]\nname = \"a\"\nagent = \"ocf:Dummy\"\n", "ocf:PROVIDER:TYPE"),
+            ("[[resource]]\nname = \"a\"\nagent = \"systemd:x\"\n", "unknown agent class"),
+            ("[[resource]]\nname = \"a\"\nagent = \"script:relative\"\n", "ABSOLUTE"),
+            ("[[resource]]\nname = \"a\"\nagent = \"ocf:../x:y\"\n", "ocf:PROVIDER:TYPE"),
+            (base + "params = { \"bad-name\" = \"x\" }\n", "may contain only letters"),
+            (base + "[[group]]\nname = \"g\"\nmembers = [\"a\", \"b\"]\n", "'b' is not a resource"),
+            (base + "[[group]]\nname = \"a\"\nmembers = [\"a\"]\n", "duplicate resource or group name"),
+            (base + "[[resource]]\nname = \"b\"\nagent = \"lsb:x\"\n[[order]]\nfirst = \"a\"\nthen = \"b\"\n[[order]]\nfirst = \"b\"\nthen = \"a\"\n", "cycle"),
+            (base + "[[location]]\nresource = \"a\"\nnode = \"n9\"\nscore = 5\n", "'n9' is not a node"),
+            (base + "[[location]]\nresource = \"a\"\nnode = \"n1\"\nscore = \"lots\"\n", "is not a score"),
+            (base + "target_role = \"maybe\"\n", "started, stopped"),
+        ]
+        for (text, fragment) in cases {
+            XCTAssertThrowsError(try ResourceSet.parse(text, file: "r.toml", cluster: c), text) { e in
+                XCTAssertTrue("\(e)".contains(fragment), "\(text)\n→ \(e)")
+            }
+        }
+    }
+
+    func testMetadataParsingAndParameterCheck() throws {
+        let xml = """
+            <?xml version="1.0"?>
+            <!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+            <resource-agent name="Dummy" version="1.0">
+            <version>1.0</version>
+            <shortdesc lang="en">Example stateless resource agent</shortdesc>
+            <parameters>
+            <parameter name="state" unique="1">
+            <shortdesc lang="en">State file</shortdesc>
+            <content type="string" default="/run/x &amp; y" />
+            </parameter>
+            <parameter name="ip" required="1"><shortdesc>IP</shortdesc><content type="string"/></parameter>
+            </parameters>
+            <actions>
+            <action name="start" timeout="20s" />
+            <action name="monitor" timeout="20s" interval="10s" depth="0"/>
+            </actions>
+            </resource-agent>
+            """
+        guard case .success(let md) = AgentMetadata.parse(xml) else { return XCTFail() }
+        XCTAssertEqual(md.name, "Dummy")
+        XCTAssertEqual(md.parameters.map(\.name), ["state", "ip"])
+        XCTAssertEqual(md.parameters[0].defaultValue, "/run/x & y")
+        XCTAssertTrue(md.parameters[1].required)
+        XCTAssertEqual(md.actions.map(\.name), ["start", "monitor"])
+        XCTAssertNil(md.check(["ip"]))
+        let err = try XCTUnwrap(md.check(["state", "bogus"]))
+        XCTAssertTrue(err.contains("unknown parameter(s) bogus"), err)
+        XCTAssertTrue(err.contains("missing required parameter(s) ip"), err)
+        XCTAssertTrue(err.contains("Dummy takes: state, ip (required)"), err)
+        if case .success = AgentMetadata.parse("garbage <<< not xml") { XCTFail("garbage accepted") }
+    }
+
+    func testExitCodeSemantics() throws {
+        guard case .success(let ocf) = AgentSpec.parse("ocf:heartbeat:Dummy"), case .success(let lsb) = AgentSpec.parse("lsb:x") else { return XCTFail() }
+        XCTAssertEqual(ocf.outcome(of: .exited(0), op: .monitor), .success)
+        XCTAssertEqual(ocf.outcome(of: .exited(7), op: .monitor), .notRunning)
+        XCTAssertEqual(ocf.outcome(of: .exited(7), op: .stop), .success)
+        guard case .softError = ocf.outcome(of: .exited(1), op: .monitor) else { return XCTFail() }
+        guard case .hardError = ocf.outcome(of: .exited(5), op: .start) else { return XCTFail() }
+        guard case .fatalError = ocf.outcome(of: .exited(6), op: .start) else { return XCTFail() }
+        guard case .softError(let m) = ocf.outcome(of: .exited(42), op: .monitor) else { return XCTFail() }
+        XCTAssertTrue(m.contains("unknown exit code 42"))
+        guard case .softError = ocf.outcome(of: .timedOut, op: .start) else { return XCTFail() }
+        XCTAssertEqual(lsb.outcome(of: .exited(3), op: .monitor), .notRunning)
+        XCTAssertEqual(lsb.argument(for: .monitor), "status")
+        XCTAssertEqual(ocf.argument(for: .monitor), "monitor")
+        let env = ocf.environment(resource: "web", params: [("state", "/x")], op: .monitor, timeoutMs: 20000, intervalMs: 5000)
+        XCTAssertEqual(env["OCF_RESKEY_state"], "/x")
+        XCTAssertEqual(env["OCF_RESOURCE_INSTANCE"], "web")
+        XCTAssertEqual(env["OCF_ROOT"], "/usr/lib/ocf")
+        XCTAssertEqual(env["OCF_RESKEY_CRM_meta_interval"], "5000")
     }
 }
