@@ -32,6 +32,7 @@ public struct ClusterConfig: Sendable, Equatable {
     public var links: [Link]
     public var nodes: [Node]
     public var hooksDir: String?
+    public var hookTimeoutMs: UInt64 = 10_000
 
     public var majority: Int { nodes.count / 2 + 1 }
 
@@ -127,6 +128,8 @@ extension ClusterConfig {
             throw cluster.error("no_quorum_policy", "'\(policyText)' is not one of: stop, freeze")
         }
         let hooksDir = try cluster.string("hooks_dir")
+        if let h = hooksDir, !h.hasPrefix("/") { throw cluster.error("hooks_dir", "'\(h)' must be an absolute path") }
+        let hookTimeout = try cluster.int("hook_timeout_ms", range: 100...3_600_000).map(UInt64.init) ?? 10_000
         try cluster.finish()
 
         var timing = Timing()
@@ -203,9 +206,11 @@ extension ClusterConfig {
                 throw ConfigError(file: file, key: "node.addresses", message: "link '\(link.name)' mixes IPv4 and IPv6 node addresses")
             }
         }
-        return ClusterConfig(
+        var c = ClusterConfig(
             name: name, keyFile: keyFile, stateDir: stateDir, ipcName: ipcName, adminGroup: adminGroup,
             noQuorumPolicy: policy, timing: timing, links: links, nodes: nodes, hooksDir: hooksDir)
+        c.hookTimeoutMs = hookTimeout
+        return c
     }
 }
 

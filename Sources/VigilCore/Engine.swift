@@ -45,6 +45,8 @@ public struct Engine: Sendable {
         case send(to: UInt32, Message)
         case start(String)
         case stop(String)
+        /// Ask the agent whether the resource already runs here (monitor), before anything starts.
+        case probe(String)
         /// Re-announce a held address (partition healed).
         case announce(String)
         case persist(VersionedResources)
@@ -97,8 +99,22 @@ public struct Engine: Sendable {
     public private(set) var leaseUntil: UInt64 = 0
     public private(set) var authority: UInt32 = 0
     private var authorityAssignments: [String: UInt32] = [:]
-    public private(set) var held: Set<String> = []
+    public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
+    /// What runs here; absent means stopped.
+    public private(set) var local: [String: LocalState] = [:]
+    /// Everything that may run here (starting, started, stopping, blocked): reported as `held`.
+    public var held: Set<String> { Set(local.keys) }
+    /// Resources banned on this node (failed start, threshold reached, hard error, interface down).
     public private(set) var failed: [String: String] = [:]
+    /// Agent said the configuration is wrong: banned everywhere until cleanup.
+    public private(set) var fatal: [String: String] = [:]
+    private var failureTimes: [String: [UInt64]] = [:]
+    private var thresholdBans: Set<String> = []
+    private var restartPending: Set<String> = []
+    private var probeIssued: Set<String> = []
+    public private(set) var probePending: Set<String> = []
+    /// Coordinator: failovers under way (resource: from node, reason).
+    private var failovers: [String: (from: String, reason: String)] = [:]
     private var startedAt: UInt64
     private var leftoverGraceUntil: UInt64
     public private(set) var leaving = false
@@ -183,6 +199,8 @@ public struct Engine: Sendable {
             adoptConfig(VersionedResources(version: version, text: text), from: sender, out: &out)
         case .configProposal(let requestId, let text):
             handleProposal(requestId: requestId, origin: sender, text: text, now: now, out: &out)
+        case .cleanup(let r):
+            applyCleanup(r, out: &out)
         case .configResult(let requestId, let ok, let version, let msg):
             if let i = forwarded.firstIndex(where: { $0.requestId == requestId }) {
                 forwarded.remove(at: i)
@@ -197,23 +215,78 @@ public struct Engine: Sendable {
         return evaluate(now: now, out: &out)
     }
 
+    public enum FailureKind: Sendable, Equatable {
+        /// Restart in place until `migration_threshold`, then move.
+        case soft
+        /// Cannot work on this node: move now.
+        case hard
+        /// The configuration is wrong: stop everywhere until cleanup.
+        case fatal
+    }
+
     /// The shell finished starting a resource.
     public mutating func resourceStarted(_ name: String, now: UInt64) -> [Directive] {
-        var out: [Directive] = [.event(.resourceStarted(name))]
+        var out: [Directive] = []
+        if local[name] == .starting {
+            local[name] = .started
+            urgent = true
+            out.append(.event(.resourceStarted(name)))
+        }
         return evaluate(now: now, out: &out)
     }
 
-    /// A start failed, a monitor found the resource broken, or its interface went down.
-    public mutating func resourceFailed(_ name: String, reason: String, now: UInt64) -> [Directive] {
+    /// The shell finished stopping a resource.
+    public mutating func resourceStopped(_ name: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
-        failed[name] = reason
-        if held.remove(name) != nil { out.append(.stop(name)) }
-        out.append(.event(.resourceFailed(name, reason)))
+        if local[name] == .stopping {
+            local[name] = nil
+            restartPending.remove(name)
+            urgent = true
+            out.append(.event(.resourceStopped(name)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// A stop failed or timed out: the resource may still run here. It is never started
+    /// elsewhere until the operator has checked it and run `hactl cleanup`.
+    public mutating func stopFailed(_ name: String, reason: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        if local[name] != nil {
+            local[name] = .blocked
+            restartPending.remove(name)
+            failed[name] = "stop failed: \(reason)"
+            urgent = true
+            out.append(.event(.stopFailed(name, reason)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// A start failed, a monitor or probe found the resource broken, or its interface went down.
+    public mutating func resourceFailed(_ name: String, reason: String, kind: FailureKind = .hard, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        failureTimes[name, default: []].append(now)
+        let opts = resourceSet.options(name)
+        let count = failCount(name, now: now)
+        switch kind {
+        case .fatal:
+            fatal[name] = reason
+            failed[name] = reason
+        case .hard:
+            failed[name] = reason
+        case .soft:
+            if count >= opts.migrationThreshold {
+                failed[name] = "\(reason) (\(count) failures, migration_threshold \(opts.migrationThreshold))"
+                thresholdBans.insert(name)
+            } else if local[name] == .started || local[name] == .starting {
+                restartPending.insert(name)
+            }
+        }
+        out.append(.event(.resourceFailed(name, reason, count: count)))
         urgent = true
         return evaluate(now: now, out: &out)
     }
 
-    /// The condition behind a failure is gone (interface back up, failure expired, operator cleanup).
+    /// The condition behind a failure is gone (interface back up, failure expired).
     public mutating func resourceRecovered(_ name: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
         if failed.removeValue(forKey: name) != nil {
@@ -223,12 +296,66 @@ public struct Engine: Sendable {
         return evaluate(now: now, out: &out)
     }
 
-    /// At start-up the shell found a resource of ours still running (left behind by a crash).
+    /// Failures of `name` on this node within its failure_timeout.
+    public func failCount(_ name: String, now: UInt64) -> Int {
+        let window = resourceSet.options(name).failureTimeoutMs
+        let times = failureTimes[name] ?? []
+        return window == 0 ? times.count : times.filter { now < $0 + window }.count
+    }
+
+    /// At start-up the shell found an address of ours still configured (left by a crash).
     public mutating func foundLeftover(_ name: String, now: UInt64) -> [Directive] {
-        held.insert(name)
+        local[name] = .started
         leftovers.insert(name)
         var out: [Directive] = [.event(.foundLeftover(name))]
         return evaluate(now: now, out: &out)
+    }
+
+    /// Result of a probe (the agent's monitor before anything was started here).
+    public mutating func probeResult(_ name: String, _ outcome: OperationOutcome, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        guard probePending.remove(name) != nil else { return evaluate(now: now, out: &out) }
+        urgent = true
+        switch outcome {
+        case .notRunning:
+            break
+        case .success:
+            local[name] = .started
+            leftovers.insert(name)
+            out.append(.event(.foundLeftover(name)))
+        case .softError(let why), .hardError(let why), .fatalError(let why):
+            // It may run, but broken: count it as running here so that it is stopped before
+            // anything starts it anywhere.
+            local[name] = .started
+            if case .fatalError = outcome {
+                return resourceFailed(name, reason: "probe: \(why)", kind: .fatal, now: now)
+            }
+            return resourceFailed(name, reason: "probe: \(why)", kind: .hard, now: now)
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// `hactl cleanup RESOURCE` on this node: forget its failures everywhere.
+    public mutating func cleanup(_ name: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        applyCleanup(name, out: &out)
+        for id in peers.keys.sorted() { out.append(.send(to: id, .cleanup(resource: name))) }
+        return evaluate(now: now, out: &out)
+    }
+
+    private mutating func applyCleanup(_ name: String, out: inout [Directive]) {
+        failureTimes[name] = nil
+        failed[name] = nil
+        fatal[name] = nil
+        thresholdBans.remove(name)
+        if local[name] == .blocked {
+            // Retry the stop that failed; until it succeeds the resource stays blocked here.
+            local[name] = .stopping
+            out.append(.event(.resourceStopping(name)))
+            out.append(.stop(name))
+        }
+        out.append(.event(.cleanedUp(name)))
+        urgent = true
     }
 
     /// Graceful shutdown: stop everything, let the coordinator place it elsewhere.
@@ -242,7 +369,7 @@ public struct Engine: Sendable {
     /// True once every resource this node ran is reported running elsewhere (or nobody can run it).
     public func handoverComplete(previouslyHeld: Set<String>) -> Bool {
         guard held.isEmpty else { return false }
-        for r in previouslyHeld where resourceSet.ip(named: r) != nil {
+        for r in previouslyHeld where resourceSet.names.contains(r) {
             let elsewhere = peers.values.contains { $0.member && ($0.report?.held.contains(r) ?? false) }
             let eligibleExists = peers.values.contains { $0.member && !($0.report?.leaving ?? false) && !($0.report?.failed.contains(r) ?? false) }
             if !elsewhere && eligibleExists { return false }
@@ -531,19 +658,39 @@ public struct Engine: Sendable {
         return out.sorted()
     }
 
-    private func eligible(_ ip: FloatingIP) -> [UInt32] {
-        var out: [UInt32] = []
-        if !leaving && failed[ip.name] == nil && ip.interface(on: selfName) != nil { out.append(selfId) }
-        for p in peers.values where p.member {
-            guard let rep = p.report, !rep.leaving, !rep.failed.contains(ip.name), ip.interface(on: p.name) != nil else { continue }
-            out.append(p.id)
-        }
-        return out
+    /// Nodes where `r` is confirmed running.
+    private func startedOn(_ r: String) -> [UInt32] {
+        var out: [UInt32] = local[r] == .started ? [selfId] : []
+        for p in peers.values where p.member && (p.report?.started.contains(r) ?? false) { out.append(p.id) }
+        return out.sorted()
     }
 
-    private func rank(_ id: UInt32, for ip: FloatingIP) -> (Int, UInt32) {
-        let n = name(of: id)
-        return (ip.preferred.firstIndex(of: n) ?? ip.preferred.count, id)
+    private func peerIsLeaving(_ id: UInt32) -> Bool { id == selfId ? leaving : (peers[id]?.report?.leaving ?? false) }
+
+    /// The scheduler's view of the cluster, from this coordinator's reports.
+    private func schedulerInput() -> ([Scheduler.Node], Scheduler.State) {
+        let nodes = cluster.nodes.map { n in
+            Scheduler.Node(id: n.id, name: n.name, online: isMember(n.id) && !peerIsLeaving(n.id), standby: false)
+        }
+        var st = Scheduler.State()
+        for r in resourceSet.names {
+            var h = Set(reportedHolders(r))
+            // Where we placed it counts as running: a restart in place must not move it.
+            if let t = placement[r], isMember(t) { h.insert(t) }
+            if !h.isEmpty { st.running[r] = h }
+        }
+        for r in failed.keys { st.banned[r, default: []].insert(selfId) }
+        for (r, v) in local where v == .blocked { st.blocked[r, default: []].insert(selfId) }
+        st.fatal = Set(fatal.keys)
+        for p in peers.values {
+            guard let rep = p.report else { continue }
+            // Blocked resources count even from nodes we lost: they may still run there.
+            for r in rep.blocked { st.blocked[r, default: []].insert(p.id) }
+            guard p.member else { continue }
+            for r in rep.failed { st.banned[r, default: []].insert(p.id) }
+            st.fatal.formUnion(rep.fatal)
+        }
+        return (nodes, st)
     }
 
     private mutating func place(now: UInt64, out: inout [Directive]) {
@@ -554,29 +701,29 @@ public struct Engine: Sendable {
             placement[r] = nil
             changed = true
         }
-        for ip in resourceSet.ips {
-            let r = ip.name
-            let elig = eligible(ip)
+        let (nodes, state) = schedulerInput()
+        let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
+        let anyProbing = (probePending.isEmpty ? false : true) || peers.values.contains { $0.member && ($0.report?.probing ?? false) }
+        for r in Scheduler.startOrder(resourceSet) {
             let holders = reportedHolders(r)
-            let best = elig.min { rank($0, for: ip) < rank($1, for: ip) }
-            var target: UInt32?
-            if let c = placement[r], elig.contains(c) {
-                target = c
-            } else if let h = holders.filter({ elig.contains($0) }).min(by: { rank($0, for: ip) < rank($1, for: ip) }) {
-                target = h  // keep it where it already runs
-            } else {
-                target = best
-            }
-            if ip.failback, let b = best, let t = target, rank(b, for: ip) < rank(t, for: ip) { target = b }
-
+            let target = plan.placement[r]
             if let c = placement[r], c != target {
                 placement[r] = nil
                 withdrawnAt[r] = now
                 changed = true
                 out.append(.event(.withdrawn(r, from: name(of: c))))
+                if target != nil || !isMember(c) {
+                    let why = !isMember(c) ? "node \(name(of: c)) lost" : (state.banned[r]?.contains(c) ?? false ? "failed on \(name(of: c))" : "placement changed")
+                    failovers[r] = (name(of: c), why)
+                    out.append(.event(.failoverBegun(r, from: name(of: c), reason: why)))
+                }
+            }
+            if let f = failovers[r], let t = placement[r], startedOn(r) == [t] {
+                failovers[r] = nil
+                out.append(.event(.failoverCompleted(r, from: f.from, to: name(of: t), reason: f.reason)))
             }
             guard let t = target else {
-                reasons[r] = "no eligible node"
+                reasons[r] = plan.reasons[r] ?? "stopped"
                 continue
             }
             if placement[r] == t { continue }
@@ -591,7 +738,16 @@ public struct Engine: Sendable {
                 continue
             }
             if isNewStart && now < startBarrier {
-                reasons[r] = "new coordinator: waiting \(startBarrier - now) ms for earlier leases to end"
+                reasons[r] = "new coordinator: waiting \(startBarrier - now) ms before starting anything"
+                continue
+            }
+            if isNewStart && anyProbing {
+                reasons[r] = "waiting for nodes to finish probing what already runs"
+                continue
+            }
+            // Order: everything it depends on must be confirmed running first.
+            if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty }) {
+                reasons[r] = "waiting for \(p) to start"
                 continue
             }
             placement[r] = t
@@ -609,6 +765,20 @@ public struct Engine: Sendable {
             hadLease = hasLease
             if !hasLease { out.append(.event(.leaseLost(policy: cluster.noQuorumPolicy.rawValue))) }
         }
+        // Ask the agents what already runs here before anything is started.
+        for a in resourceSet.agents where !probeIssued.contains(a.name) {
+            probeIssued.insert(a.name)
+            if local[a.name] == nil {
+                probePending.insert(a.name)
+                out.append(.probe(a.name))
+            }
+        }
+        // Failures older than failure_timeout no longer keep a resource away.
+        for r in thresholdBans where failCount(r, now: now) < resourceSet.options(r).migrationThreshold {
+            thresholdBans.remove(r)
+            if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
+            urgent = true
+        }
         var desired: Set<String>
         let assignments = isCoordinator ? placement : authorityAssignments
         if leaving {
@@ -616,6 +786,7 @@ public struct Engine: Sendable {
         } else if hasLease {
             desired = Set(assignments.filter { $0.value == selfId }.map(\.key))
             desired.subtract(failed.keys)
+            desired.subtract(fatal.keys)
             desired.formIntersection(resourceSet.names)
         } else if cluster.noQuorumPolicy == .freeze {
             desired = held  // start nothing, stop nothing
@@ -626,14 +797,36 @@ public struct Engine: Sendable {
         } else {
             desired = []
         }
-        // Stops first, so that a report of "not held" is only ever sent after the stop ran.
-        for r in held.subtracting(desired).sorted() {
-            held.remove(r)
+        if !probePending.isEmpty { desired.formIntersection(held) }
+        let order = Scheduler.startOrder(resourceSet)
+        let unknown = held.subtracting(order).sorted()  // removed from the configuration
+        // Stops: what must not run here, or must restart, and everything depending on it here.
+        var toStop = Set(local.filter { ($0.value == .started || $0.value == .starting) && (!desired.contains($0.key) || restartPending.contains($0.key)) }.keys)
+        var grew = true
+        while grew {
+            grew = false
+            for r in toStop.union(local.filter { $0.value == .stopping }.keys) {
+                for d in resourceSet.dependents(of: r) where (local[d] == .started || local[d] == .starting) && !toStop.contains(d) {
+                    toStop.insert(d)
+                    if desired.contains(d) { restartPending.insert(d) }
+                    grew = true
+                }
+            }
+        }
+        for r in unknown + order.reversed() where toStop.contains(r) {
+            // Dependents here stop first (a blocked dependent keeps it running).
+            if resourceSet.dependents(of: r).contains(where: { local[$0] != nil }) { continue }
+            local[r] = .stopping
+            out.append(.event(.resourceStopping(r)))
             out.append(.stop(r))
             urgent = true
         }
-        for r in desired.subtracting(held).sorted() {
-            held.insert(r)
+        // Starts, in dependency order, once what they depend on runs.
+        for r in order where desired.contains(r) && local[r] == nil {
+            let ready = resourceSet.predecessors(of: r).allSatisfy { local[$0] == .started || !startedOn($0).isEmpty }
+            guard ready else { continue }
+            local[r] = .starting
+            out.append(.event(.resourceStarting(r)))
             out.append(.start(r))
             urgent = true
         }
@@ -641,6 +834,8 @@ public struct Engine: Sendable {
 
     private mutating func sendHeartbeats(now: UInt64, out: inout [Directive]) {
         let members = peers.values.filter(\.member).map(\.id).sorted()
+        let startedHere = local.filter { $0.value == .started }.keys.sorted()
+        let blockedHere = local.filter { $0.value == .blocked }.keys.sorted()
         for id in peers.keys.sorted() {
             guard var p = peers[id] else { continue }
             // The lease never outlives our own term as coordinator.
@@ -652,12 +847,16 @@ public struct Engine: Sendable {
                 p.leaseExpiry = max(p.leaseExpiry, p.peerSentAtReceivedAt + timing.lease + timing.guardTime)
                 peers[id] = p
             }
-            let h = Heartbeat(
+            var h = Heartbeat(
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest,
                 held: held.sorted(), failed: failed.keys.sorted(),
                 assignments: isCoordinator ? placement : [:], members: members)
+            h.started = startedHere
+            h.blocked = blockedHere
+            h.fatal = fatal.keys.sorted()
+            h.probing = !probePending.isEmpty
             out.append(.send(to: id, .heartbeat(h)))
         }
     }
@@ -679,24 +878,52 @@ public struct Engine: Sendable {
             let state = p.member ? ((p.report?.leaving ?? false) ? "leaving" : "online") : (p.lastHeard.map { now < $0 + timing.timeout } ?? false ? "one-way" : "offline")
             nodes.append(.init(name: n.name, id: n.id, state: state, links: links, vote: p.report?.vote))
         }
-        let assignments = isCoordinator ? placement : (now < leaseUntil ? authorityAssignments : [:])
+        let coordKnown = isCoordinator || now < leaseUntil
+        let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
         var res: [ClusterStatus.ResourceStatus] = []
-        for ip in resourceSet.ips {
-            let running = reportedHolders(ip.name).map { name(of: $0) }
-            let assigned = assignments[ip.name].map { name(of: $0) }
+        for r in resourceSet.names {
+            let running = reportedHolders(r).map { name(of: $0) }
+            let started = startedOn(r).map { name(of: $0) }
+            let assigned = assignments[r].map { name(of: $0) }
+            let blockedNodes = (local[r] == .blocked ? [selfName] : []) + peers.values.filter { $0.report?.blocked.contains(r) ?? false }.map(\.name)
             var state = "stopped"
-            var detail = waitingReason[ip.name]
-            if running.count > 1 { state = "moving" } else if let a = assigned, running == [a] { state = "started" } else if assigned != nil { state = "starting" } else if !running.isEmpty { state = "stopping" }
-            if let f = failed[ip.name] {
-                detail = "failed here: \(f)"
+            var detail = waitingReason[r]
+            if !blockedNodes.isEmpty {
+                state = "blocked"
+                detail = "stop failed on \(blockedNodes.sorted().joined(separator: ", ")): check it, then hactl cleanup \(r)"
+            } else if running.count > 1 {
+                state = "moving"
+            } else if let a = assigned, started == [a] {
+                state = "started"
+            } else if assigned != nil {
+                state = "starting"
+            } else if !running.isEmpty {
+                state = "stopping"
+            }
+            if let f = fatal[r] {
+                state = "failed"
+                detail = "configuration error: \(f)"
+            } else if let f = failed[r], blockedNodes.isEmpty {
+                detail = "failed here (\(failCount(r, now: now)) failures): \(f)"
                 if running.isEmpty && assigned == nil { state = "failed" }
             }
-            let coordKnown = isCoordinator || now < leaseUntil
-            if !coordKnown {
+            if !coordKnown && blockedNodes.isEmpty {
                 state = running.isEmpty ? "stopped" : "unknown"
                 detail = detail ?? "no quorum on this node"
             }
-            res.append(.init(name: ip.name, kind: "ip", address: ip.prefix.description, assignedTo: assigned, runningOn: running, state: state, detail: detail))
+            let kind: String
+            let what: String
+            if let ip = resourceSet.ip(named: r) {
+                kind = "ip"
+                what = ip.prefix.description
+            } else {
+                kind = "agent"
+                what = resourceSet.agent(named: r)?.agent.description ?? "?"
+            }
+            var item = ClusterStatus.ResourceStatus(name: r, kind: kind, address: what, assignedTo: assigned, runningOn: running, state: state, detail: detail)
+            item.group = resourceSet.group(of: r)?.name
+            item.failCount = failCount(r, now: now)
+            res.append(item)
         }
         let coordinator: String? = isCoordinator ? selfName : (now < leaseUntil && authority != 0 ? name(of: authority) : nil)
         return ClusterStatus(
@@ -729,8 +956,15 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case placed(String, on: String)
     case withdrawn(String, from: String)
     case leaseLost(policy: String)
+    case resourceStarting(String)
     case resourceStarted(String)
-    case resourceFailed(String, String)
+    case resourceStopping(String)
+    case resourceStopped(String)
+    case stopFailed(String, String)
+    case resourceFailed(String, String, count: Int)
+    case cleanedUp(String)
+    case failoverBegun(String, from: String, reason: String)
+    case failoverCompleted(String, from: String, to: String, reason: String)
     case resourceRecovered(String)
     case foundLeftover(String)
     case leaving
@@ -751,8 +985,15 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .placed(let r, let n): return "decided resource=\(r) node=\(n)"
         case .withdrawn(let r, let n): return "withdrawn resource=\(r) from=\(n)"
         case .leaseLost(let p): return "lease-lost policy=\(p)"
+        case .resourceStarting(let r): return "resource-starting resource=\(r)"
         case .resourceStarted(let r): return "resource-started resource=\(r)"
-        case .resourceFailed(let r, let why): return "resource-failed resource=\(r) reason=\"\(why)\""
+        case .resourceStopping(let r): return "resource-stopping resource=\(r)"
+        case .resourceStopped(let r): return "resource-stopped resource=\(r)"
+        case .stopFailed(let r, let why): return "resource-stop-failed resource=\(r) reason=\"\(why)\" (blocked: it is never started elsewhere until hactl cleanup)"
+        case .resourceFailed(let r, let why, let n): return "resource-failed resource=\(r) failcount=\(n) reason=\"\(why)\""
+        case .cleanedUp(let r): return "cleanup resource=\(r)"
+        case .failoverBegun(let r, let from, let why): return "failover-begun resource=\(r) from=\(from) reason=\"\(why)\""
+        case .failoverCompleted(let r, let from, let to, _): return "failover-completed resource=\(r) from=\(from) to=\(to)"
         case .resourceRecovered(let r): return "resource-recovered resource=\(r)"
         case .foundLeftover(let r): return "found-leftover resource=\(r)"
         case .coordinatorChanged(let n): return "coordinator-changed coordinator=\(n ?? "none")"

@@ -30,6 +30,14 @@ public struct Heartbeat: Sendable, Equatable {
     public var assignments: [String: UInt32]
     /// Peers the sender has bidirectional contact with.
     public var members: [UInt32]
+    /// Resources confirmed running on the sender (a subset of `held`).
+    public var started: [String] = []
+    /// Resources whose stop failed on the sender: they may still run there.
+    public var blocked: [String] = []
+    /// Resources whose agent reported a configuration error on the sender.
+    public var fatal: [String] = []
+    /// The sender is still asking its agents what already runs (start-up or new resources).
+    public var probing = false
 
     public init(
         sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
@@ -60,6 +68,8 @@ public enum Message: Sendable, Equatable {
     /// A node forwards an operator's `hactl apply` to the coordinator.
     case configProposal(requestId: UInt64, text: String)
     case configResult(requestId: UInt64, ok: Bool, version: UInt64, message: String)
+    /// `hactl cleanup`: forget failures of a resource (and retry a failed stop).
+    case cleanup(resource: String)
 
     public var kind: UInt8 {
         switch self {
@@ -68,6 +78,7 @@ public enum Message: Sendable, Equatable {
         case .configData: return 3
         case .configProposal: return 4
         case .configResult: return 5
+        case .cleanup: return 6
         }
     }
 }
@@ -148,6 +159,7 @@ extension Message {
             w.u32(h.vote)
             var flags: UInt8 = 0
             if h.isCoordinator { flags |= 1 }
+            if h.probing { flags |= 2 }
             if h.leaving { flags |= 4 }
             w.u8(flags)
             w.u32(h.leaseMs)
@@ -165,6 +177,10 @@ extension Message {
             }
             w.u16(UInt16(h.members.count))
             for m in h.members { w.u32(m) }
+            for list in [h.started, h.blocked, h.fatal] {
+                w.u16(UInt16(list.count))
+                for s in list { w.string(s) }
+            }
         case .configRequest(let v):
             w.u64(v)
         case .configData(let v, let text):
@@ -178,6 +194,8 @@ extension Message {
             w.bool(ok)
             w.u64(v)
             w.string(msg)
+        case .cleanup(let r):
+            w.string(r)
         }
         return w.bytes
     }
@@ -192,8 +210,9 @@ extension Message {
             h.echo = try r.u64()
             h.vote = try r.u32()
             let flags = try r.u8()
-            guard flags & ~5 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
+            guard flags & ~7 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
+            h.probing = flags & 2 != 0
             h.leaving = flags & 4 != 0
             h.leaseMs = try r.u32()
             h.configVersion = try r.u64()
@@ -205,6 +224,9 @@ extension Message {
                 h.assignments[k] = try r.u32()
             }
             for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.u32()) }
+            for _ in 0..<(try r.count(max: maxNames)) { h.started.append(try r.string(max: maxNameBytes)) }
+            for _ in 0..<(try r.count(max: maxNames)) { h.blocked.append(try r.string(max: maxNameBytes)) }
+            for _ in 0..<(try r.count(max: maxNames)) { h.fatal.append(try r.string(max: maxNameBytes)) }
             m = .heartbeat(h)
         case 2:
             m = .configRequest(version: try r.u64())
@@ -214,6 +236,8 @@ extension Message {
             m = .configProposal(requestId: try r.u64(), text: try r.string())
         case 5:
             m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string())
+        case 6:
+            m = .cleanup(resource: try r.string(max: maxNameBytes))
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

@@ -24,6 +24,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         /// "started", "starting", "stopped", "moving", "failed", "unknown"
         public var state: String
         public var detail: String?
+        public var group: String?
+        public var failCount: Int?
     }
     public struct Counters: Codable, Sendable, Equatable {
         public var accepted: UInt64 = 0

@@ -25,6 +25,9 @@ public final class Daemon {
     var counters = ClusterStatus.Counters()
     var incompatible: [String: UInt16] = [:]
     let ips: FloatingIPs
+    let executor: AgentExecutor
+    let hooks: HookRunner
+    var nextMonitor: [String: UInt64] = [:]
     var ipc: IPCServer?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     var nextRequestId: UInt64 = 1
@@ -32,6 +35,8 @@ public final class Daemon {
     var heldBeforeLeaving: Set<String> = []
     var exitCode: Int32 = 0
     var lastMonitor: UInt64 = 0
+    /// Agent definitions as they were before a configuration change, for stopping removed ones.
+    var lastAgents: [String: AgentResource] = [:]
 
     public init(setup: NodeSetup) throws {
         self.setup = setup
@@ -44,6 +49,11 @@ public final class Daemon {
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = Reactor(tickIntervalMs: Int32(setup.cluster.timing.tick))
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
+        self.executor = AgentExecutor(reactor: reactor, log: log)
+        self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
+                                base: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                       "VIGIL_CLUSTER": setup.cluster.name, "VIGIL_LOCAL_NODE": setup.node.name],
+                                reactor: reactor, log: log)
 
         var versioned = VersionedResources.empty
         var set = ResourceSet()
@@ -71,7 +81,7 @@ public final class Daemon {
             sockets.append(sock)
             reactor.add(fd: sock.fd) { [unowned self] _ in self.drain(link: i) }
         }
-        let signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP])
+        let signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGCHLD])
         reactor.add(fd: signals.fd) { [unowned self] _ in
             for s in signals.read() { self.signal(s) }
         }
@@ -95,6 +105,7 @@ public final class Daemon {
         for name in ips.adoptLeftovers() { execute(engine.foundLeftover(name, now: now)) }
         reactor.onTick = { [unowned self] in self.tick() }
         reactor.run()
+        executor.killAll()
         ips.stopAll()
         server.stop()
         log.info("stopped")
@@ -106,13 +117,16 @@ public final class Daemon {
     func tick() {
         let now = MonotonicClock.nowMs()
         execute(engine.tick(now: now))
+        executor.reap()
+        hooks.tick()
+        scheduleMonitors(now: now)
         ips.runAnnouncements(now: now)
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
             for (name, why) in failed {
                 log.warning("monitor resource=\(name) failed: \(why)")
-                execute(engine.resourceFailed(name, reason: why, now: now))
+                execute(engine.resourceFailed(name, reason: why, kind: .hard, now: now))
             }
             for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
         }
@@ -130,6 +144,9 @@ public final class Daemon {
 
     func signal(_ s: Int32) {
         switch s {
+        case SIGCHLD:
+            executor.reap()
+            hooks.reap()
         case SIGTERM, SIGINT:
             guard leavingSince == nil else {
                 log.warning("second stop signal: exiting now")
@@ -197,15 +214,56 @@ public final class Daemon {
             case .send(let to, let msg):
                 send(msg, to: to)
             case .start(let name):
-                if let err = ips.start(name, now: now) {
+                if let a = engine.resourceSet.agent(named: name) {
+                    let o = engine.resourceSet.options(name)
+                    executor.submit(.init(resource: name, op: .start, spec: a.agent, params: a.params, timeoutMs: o.startTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
+                        let now = MonotonicClock.nowMs()
+                        switch outcome {
+                        case .success:
+                            self.nextMonitor[name] = now + o.monitorIntervalMs
+                            self.execute(self.engine.resourceStarted(name, now: now))
+                        case .fatalError(let why):
+                            self.execute(self.engine.resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now))
+                        default:
+                            // A failed start bans the resource from this node (it moves).
+                            self.execute(self.engine.resourceFailed(name, reason: "start: \(outcome)", kind: .hard, now: now))
+                        }
+                    })
+                } else if let err = ips.start(name, now: now) {
                     log.error("start resource=\(name) failed: \(err)")
                     ips.markStartFailed(name, now: now)
-                    queue.append(contentsOf: engine.resourceFailed(name, reason: err, now: now))
+                    queue.append(contentsOf: engine.resourceFailed(name, reason: err, kind: .hard, now: now))
                 } else {
                     queue.append(contentsOf: engine.resourceStarted(name, now: now))
                 }
             case .stop(let name):
-                ips.stop(name)
+                nextMonitor[name] = nil
+                if let a = engine.resourceSet.agent(named: name) ?? lastAgents[name] {
+                    let o = engine.resourceSet.options(name)
+                    executor.submit(.init(resource: name, op: .stop, spec: a.agent, params: a.params, timeoutMs: o.stopTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
+                        let now = MonotonicClock.nowMs()
+                        if outcome.isFailure {
+                            self.execute(self.engine.stopFailed(name, reason: "\(outcome)", now: now))
+                        } else {
+                            self.execute(self.engine.resourceStopped(name, now: now))
+                        }
+                    })
+                } else {
+                    ips.stop(name)
+                    queue.append(contentsOf: engine.resourceStopped(name, now: now))
+                }
+            case .probe(let name):
+                guard let a = engine.resourceSet.agent(named: name) else {
+                    queue.append(contentsOf: engine.probeResult(name, .notRunning, now: now))
+                    continue
+                }
+                let o = engine.resourceSet.options(name)
+                executor.submit(.init(resource: name, op: .monitor, spec: a.agent, params: a.params, timeoutMs: o.monitorTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
+                    let now = MonotonicClock.nowMs()
+                    self.log.info("probe resource=\(name) agent=\(a.agent) result=\"\(outcome)\"")
+                    if outcome == .success { self.nextMonitor[name] = now + o.monitorIntervalMs }
+                    self.execute(self.engine.probeResult(name, outcome, now: now))
+                })
             case .announce(let name):
                 ips.scheduleAnnouncements(name, now: now)
             case .persist(let v):
@@ -215,6 +273,8 @@ public final class Daemon {
                     log.error("cannot save resource configuration version \(v.version): \(error)")
                 }
             case .adoptResources(let set):
+                // Keep definitions of agents that may still run here, to stop them after removal.
+                for a in engine.resourceSet.agents { lastAgents[a.name] = a }
                 ips.setDefinitions(set)
                 for name in engine.held.sorted() where ips.needsRestart(name) {
                     log.info("definition of \(name) changed: re-adding it")
@@ -230,6 +290,7 @@ public final class Daemon {
                 }
             case .event(let e):
                 log.info(e.description)
+                postHook(e)
             }
         }
     }
@@ -241,6 +302,60 @@ public final class Daemon {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
             let packet = Envelope.seal(msg, header: header, key: key)
             sockets[i].send(packet, to: node.addresses[i], port: link.port)
+        }
+    }
+
+    /// Recurring monitors of agent resources running here.
+    func scheduleMonitors(now: UInt64) {
+        for a in engine.resourceSet.agents {
+            let name = a.name
+            let o = engine.resourceSet.options(name)
+            guard engine.local[name] == .started, o.monitorIntervalMs > 0 else {
+                nextMonitor[name] = nil
+                continue
+            }
+            guard let due = nextMonitor[name] else {
+                nextMonitor[name] = now + o.monitorIntervalMs
+                continue
+            }
+            guard now >= due, !executor.busy(name) else { continue }
+            nextMonitor[name] = now + o.monitorIntervalMs
+            executor.submit(.init(resource: name, op: .monitor, spec: a.agent, params: a.params, timeoutMs: o.monitorTimeoutMs, intervalMs: o.monitorIntervalMs) { [unowned self] outcome, _ in
+                let now = MonotonicClock.nowMs()
+                guard self.engine.local[name] == .started else { return }
+                switch outcome {
+                case .success: return
+                case .notRunning: self.execute(self.engine.resourceFailed(name, reason: "monitor: not running", kind: .soft, now: now))
+                case .softError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .soft, now: now))
+                case .hardError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .hard, now: now))
+                case .fatalError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .fatal, now: now))
+                }
+            })
+        }
+    }
+
+    /// Cluster events as hook invocations (README "Failover hooks").
+    func postHook(_ e: EngineEvent) {
+        let me = selfNode.name
+        switch e {
+        case .peerJoined(let n): hooks.post("node-joined", ["VIGIL_NODE": n])
+        case .peerLost(let n): hooks.post("node-lost", ["VIGIL_NODE": n])
+        case .quorumGained: hooks.post("quorum-gained", ["VIGIL_NODE": me])
+        case .quorumLost: hooks.post("quorum-lost", ["VIGIL_NODE": me])
+        case .coordinatorChanged(let c): hooks.post("coordinator-changed", ["VIGIL_NODE": me, "VIGIL_COORDINATOR": c ?? ""])
+        case .resourceStarting(let r): hooks.post("resource-starting", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStarted(let r): hooks.post("resource-started", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStopping(let r): hooks.post("resource-stopping", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStopped(let r): hooks.post("resource-stopped", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceFailed(let r, let why, let n):
+            hooks.post("resource-failed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_REASON": why, "VIGIL_FAIL_COUNT": String(n)])
+        case .stopFailed(let r, let why):
+            hooks.post("resource-failed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_REASON": "stop failed: \(why)"])
+        case .failoverBegun(let r, let from, let why):
+            hooks.post("failover-begun", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_REASON": why])
+        case .failoverCompleted(let r, let from, let to, let why):
+            hooks.post("failover-completed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to, "VIGIL_REASON": why])
+        default: break
         }
     }
 
@@ -256,6 +371,12 @@ public final class Daemon {
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
             return .now(IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text))
+        case .cleanup:
+            guard let r = req.text, engine.resourceSet.names.contains(r) else {
+                return .now(IPCResponse(ok: false, message: "no resource named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
+            }
+            execute(engine.cleanup(r, now: now))
+            return .now(IPCResponse(ok: true, message: "cleared failures of \(r) on every reachable node"))
         case .apply:
             guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
             let id = nextRequestId

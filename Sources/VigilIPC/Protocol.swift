@@ -6,6 +6,7 @@ public struct IPCRequest: Codable, Sendable {
         case status
         case configShow = "config-show"
         case apply
+        case cleanup
     }
     public var command: Command
     public var text: String?
@@ -14,7 +15,7 @@ public struct IPCRequest: Codable, Sendable {
         self.text = text
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { command == .apply }
+    public var isChange: Bool { command == .apply || command == .cleanup }
 }
 
 public struct IPCResponse: Codable, Sendable {

@@ -35,6 +35,8 @@ public struct SimCluster {
     public private(set) var replies: [UInt64: (ok: Bool, version: UInt64, message: String)] = [:]
     /// Resources that fail to start on a node (simulating a missing interface).
     public var failingStarts: [UInt32: Set<String>] = [:]
+    /// Resources a probe finds already running on a node.
+    public var runningProbes: [UInt32: Set<String>] = [:]
     var inflight: [Packet] = []
     var seqs: [UInt32: UInt64] = [:]
     var incarnations: [UInt32: UInt64] = [:]
@@ -140,9 +142,9 @@ public struct SimCluster {
         execute(id, d)
     }
 
-    public mutating func fail(_ id: UInt32, _ r: String, reason: String) {
+    public mutating func fail(_ id: UInt32, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
         guard var e = engines[id] else { return }
-        let d = e.resourceFailed(r, reason: reason, now: now)
+        let d = e.resourceFailed(r, reason: reason, kind: kind, now: now)
         engines[id] = e
         execute(id, d)
     }
@@ -205,7 +207,7 @@ public struct SimCluster {
             case .start(let r):
                 if failingStarts[id]?.contains(r) ?? false {
                     guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", now: now))
+                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", kind: .hard, now: now))
                     engines[id] = e
                     continue
                 }
@@ -216,6 +218,13 @@ public struct SimCluster {
                 engines[id] = e
             case .stop(let r):
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
+                guard var e = engines[id] else { continue }
+                queue.append(contentsOf: e.resourceStopped(r, now: now))
+                engines[id] = e
+            case .probe(let r):
+                guard var e = engines[id] else { continue }
+                queue.append(contentsOf: e.probeResult(r, runningProbes[id]?.contains(r) ?? false ? .success : .notRunning, now: now))
+                engines[id] = e
             case .event(let ev):
                 events.append((now, id, ev))
             case .reply(let rid, let ok, let v, let m):

@@ -1,0 +1,225 @@
+import Glibc
+import VigilCore
+import VigilSystem
+
+/// Runs agent operations for clusterd without ever blocking its reactor: each operation is a
+/// child process in its own process group, with its own timeout; operations on one resource
+/// run one at a time, in the order asked; different resources run in parallel. A hanging
+/// agent has its whole group killed; garbage on its output is only logged (bounded).
+final class AgentExecutor {
+    struct Request {
+        var resource: String
+        var op: AgentOperation
+        var spec: AgentSpec
+        var params: [AgentParam]
+        var timeoutMs: UInt64
+        var intervalMs: UInt64
+        var completion: (OperationOutcome, String) -> Void
+    }
+    private struct Running {
+        var request: Request
+        var child: ChildProcess
+        var deadline: UInt64
+        var timedOut = false
+    }
+
+    private var queues: [String: [Request]] = [:]
+    private var running: [String: Running] = [:]
+    private let reactor: Reactor
+    private let log: EventLog
+
+    init(reactor: Reactor, log: EventLog) {
+        self.reactor = reactor
+        self.log = log
+    }
+
+    /// Operations queued or running for a resource.
+    func busy(_ resource: String) -> Bool { running[resource] != nil || !(queues[resource]?.isEmpty ?? true) }
+
+    func submit(_ r: Request) {
+        queues[r.resource, default: []].append(r)
+        startNext(r.resource)
+    }
+
+    private func startNext(_ resource: String) {
+        guard running[resource] == nil, var q = queues[resource], !q.isEmpty else { return }
+        let r = q.removeFirst()
+        queues[resource] = q
+        let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
+                                     timeoutMs: r.timeoutMs, intervalMs: r.intervalMs)
+        let child: ChildProcess
+        do {
+            guard access(r.spec.executable, X_OK) == 0 else {
+                throw SystemError("\(r.spec.executable) is not an executable on this node", errno: errno)
+            }
+            child = try ChildProcess.spawn(r.spec.executable, [r.spec.argument(for: r.op)], env: env)
+        } catch {
+            finish(r, .couldNotRun("\(error)"), output: "")
+            startNext(resource)
+            return
+        }
+        running[resource] = Running(request: r, child: child, deadline: MonotonicClock.nowMs() + r.timeoutMs)
+        reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
+            guard let child else { return }
+            if child.drain() { self?.reactor.remove(fd: child.outputFD) }
+            self?.reap()
+        }
+    }
+
+    /// Called on SIGCHLD and on every tick: collects finished operations, enforces timeouts.
+    func reap() {
+        let now = MonotonicClock.nowMs()
+        for (resource, var run) in running {
+            if !run.timedOut && now >= run.deadline {
+                run.timedOut = true
+                running[resource] = run
+                log.warning("\(run.request.op.rawValue) of \(resource) (\(run.request.spec)) timed out after \(run.request.timeoutMs) ms: killing its process group \(run.child.pid)")
+                run.child.killGroup(SIGKILL)
+            }
+            guard let end = run.child.reap() else { continue }
+            running[resource] = nil
+            reactor.remove(fd: run.child.outputFD)
+            finish(run.request, run.timedOut ? .timedOut : end, output: run.child.outputText, durationMs: now - run.child.startedMs)
+            startNext(resource)
+        }
+    }
+
+    private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
+        let outcome = r.spec.outcome(of: end, op: r.op)
+        let trimmed = output.split(separator: "\n").suffix(20).joined(separator: " | ")
+        if outcome.isFailure || (r.op != .monitor && r.op != .metaData) {
+            let line = "agent \(r.op.rawValue) resource=\(r.resource) agent=\(r.spec) result=\"\(outcome)\" \(durationMs)ms"
+            if outcome.isFailure {
+                log.warning(line + (trimmed.isEmpty ? "" : " output: \(trimmed.prefix(2000))"))
+            } else {
+                log.info(line)
+            }
+        }
+        r.completion(outcome, output)
+    }
+
+    /// Kills everything still running (clusterd is exiting).
+    func killAll() {
+        for (_, run) in running { run.child.killGroup(SIGKILL) }
+    }
+}
+
+/// Failover hooks: executables in `hooks_dir`, run for every event, one at a time in event
+/// order from a queue, each with a timeout. A failing or hanging hook is logged and killed; it
+/// never delays the cluster, which does not wait for hooks.
+final class HookRunner {
+    struct Event {
+        var name: String
+        var env: [String: String]
+    }
+    private var queue: [(hook: String, event: Event)] = []
+    private var current: (hook: String, event: Event, child: ChildProcess, deadline: UInt64)?
+    private let dir: String?
+    private let timeoutMs: UInt64
+    private let log: EventLog
+    private let reactor: Reactor
+    private var sequence: UInt64 = 0
+    private let base: [String: String]
+    static let maxQueue = 10_000
+
+    init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, log: EventLog) {
+        self.dir = dir
+        self.timeoutMs = timeoutMs
+        self.base = base
+        self.reactor = reactor
+        self.log = log
+    }
+
+    /// Hook files: regular, executable, owned by root or us, not writable by group or others.
+    func hooks() -> [String] {
+        guard let dir, let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix(".") || name.hasSuffix("~") { continue }
+            let path = dir + "/" + name
+            var st = stat()
+            guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_mode & 0o111 != 0 else { continue }
+            if st.st_mode & 0o022 != 0 || (st.st_uid != 0 && st.st_uid != geteuid()) {
+                log.warning("hook \(path) skipped: it must be owned by root and not writable by group or others")
+                continue
+            }
+            names.append(path)
+        }
+        return names.sorted()
+    }
+
+    func post(_ name: String, _ fields: [String: String]) {
+        sequence += 1
+        var env = base
+        for (k, v) in fields { env[k] = v }
+        env["VIGIL_EVENT"] = name
+        env["VIGIL_SEQUENCE"] = String(sequence)
+        env["VIGIL_MONOTONIC_MS"] = String(MonotonicClock.nowMs())
+        env["VIGIL_TIMESTAMP"] = Self.timestamp()
+        let ev = Event(name: name, env: env)
+        for h in hooks() {
+            if queue.count >= Self.maxQueue {
+                log.error("hook queue full (\(Self.maxQueue)): dropping \(name) for \(h)")
+                continue
+            }
+            queue.append((h, ev))
+        }
+        runNext()
+    }
+
+    func tick() {
+        guard let c = current else { return runNext() }
+        let now = MonotonicClock.nowMs()
+        if now >= c.deadline {
+            log.warning("hook \(c.hook) for \(c.event.name) #\(c.event.env["VIGIL_SEQUENCE"] ?? "?") exceeded \(timeoutMs) ms: killed")
+            c.child.killGroup(SIGKILL)
+            current = (c.hook, c.event, c.child, UInt64.max)
+        }
+        reap()
+    }
+
+    func reap() {
+        guard let c = current, let end = c.child.reap() else { return }
+        reactor.remove(fd: c.child.outputFD)
+        current = nil
+        switch end {
+        case .exited(0): break
+        default:
+            let out = c.child.outputText.split(separator: "\n").suffix(5).joined(separator: " | ")
+            log.warning("hook \(c.hook) for \(c.event.name) #\(c.event.env["VIGIL_SEQUENCE"] ?? "?") failed: \(end)\(out.isEmpty ? "" : " output: \(out.prefix(500))")")
+        }
+        runNext()
+    }
+
+    private func runNext() {
+        guard current == nil, !queue.isEmpty else { return }
+        let (hook, ev) = queue.removeFirst()
+        do {
+            let child = try ChildProcess.spawn(hook, [ev.name], env: ev.env)
+            current = (hook, ev, child, MonotonicClock.nowMs() + timeoutMs)
+            reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
+                guard let child else { return }
+                if child.drain() { self?.reactor.remove(fd: child.outputFD) }
+                self?.reap()
+            }
+        } catch {
+            log.warning("hook \(hook) for \(ev.name) could not run: \(error)")
+            runNext()
+        }
+    }
+
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var t = time_t(ts.tv_sec)
+        var tmv = tm()
+        gmtime_r(&t, &tmv)
+        let ms = Int(ts.tv_nsec / 1_000_000)
+        func p(_ v: Int32, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+        return "\(p(tmv.tm_year + 1900, 4))-\(p(tmv.tm_mon + 1, 2))-\(p(tmv.tm_mday, 2))T\(p(tmv.tm_hour, 2)):\(p(tmv.tm_min, 2)):\(p(tmv.tm_sec, 2)).\(p(Int32(ms), 3))Z"
+    }
+}

@@ -1,0 +1,127 @@
+import CVigilSys
+import Glibc
+import VigilCore
+
+/// A child process in its own process group, stdin from /dev/null, stdout and stderr into one
+/// non-blocking pipe. Killing it kills the whole group (an agent's children included).
+public final class ChildProcess {
+    public let pid: pid_t
+    public let outputFD: Int32
+    public let startedMs: UInt64
+    private var output: [UInt8] = []
+    private var dropped = 0
+    public static let outputLimit = 16 * 1024
+    public private(set) var end: ProcessEnd?
+
+    private init(pid: pid_t, outputFD: Int32) {
+        self.pid = pid
+        self.outputFD = outputFD
+        self.startedMs = MonotonicClock.nowMs()
+    }
+
+    deinit { close(outputFD) }
+
+    public static func spawn(_ path: String, _ args: [String], env: [String: String]) throws -> ChildProcess {
+        var fds: [Int32] = [0, 0]
+        guard vigil_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw SystemError("pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Own process group; no blocked signals and default dispositions (clusterd blocks its
+        // stop signals and ignores SIGPIPE, which children would otherwise inherit).
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setpgroup(&attr, 0)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGQUIT] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            throw SystemError("spawn \(path)", errno: rc)
+        }
+        return ChildProcess(pid: pid, outputFD: fds[0])
+    }
+
+    /// Reads what is available; keeps the first `outputLimit` bytes, counts the rest.
+    @discardableResult
+    public func drain() -> Bool {
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { raw in Glibc.read(outputFD, raw.baseAddress, raw.count) }
+            if n > 0 {
+                let room = max(0, Self.outputLimit - output.count)
+                output.append(contentsOf: buf[0..<min(n, room)])
+                dropped += max(0, n - room)
+                continue
+            }
+            return n == 0  // true: end of file
+        }
+    }
+
+    public var outputText: String {
+        var s = String(decoding: output, as: UTF8.self)
+        if dropped > 0 { s += "\n[... \(dropped) more bytes dropped]" }
+        return s
+    }
+
+    /// Non-blocking reap. Returns how it ended, once.
+    public func reap() -> ProcessEnd? {
+        if let end { return end }
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        guard r == pid else { return nil }
+        let e: ProcessEnd = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+        end = e
+        drain()
+        return e
+    }
+
+    public func killGroup(_ signal: Int32 = SIGKILL) {
+        guard end == nil else { return }
+        Glibc.kill(-pid, signal)
+    }
+
+    /// Runs to completion with a deadline (for hactl, never inside clusterd's reactor).
+    public static func runSync(_ path: String, _ args: [String], env: [String: String], timeoutMs: UInt64) -> (ProcessEnd, String) {
+        let p: ChildProcess
+        do {
+            p = try spawn(path, args, env: env)
+        } catch {
+            return (.couldNotRun("\(error)"), "")
+        }
+        let deadline = MonotonicClock.nowMs() + timeoutMs
+        while true {
+            if let e = p.reap() { return (e, p.outputText) }
+            let now = MonotonicClock.nowMs()
+            if now >= deadline {
+                p.killGroup()
+                var status: Int32 = 0
+                waitpid(p.pid, &status, 0)
+                p.drain()
+                return (.timedOut, p.outputText)
+            }
+            var pfd = pollfd(fd: p.outputFD, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, Int32(min(50, deadline - now)))
+            p.drain()
+        }
+    }
+}
