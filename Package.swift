@@ -42,7 +42,7 @@ let package = Package(
             ]
         ),
         // hactl's commands and output formatting.
-        .target(name: "VigilControl", dependencies: ["VigilCore", "VigilIPC"]),
+        .target(name: "VigilControl", dependencies: ["VigilCore", "VigilIPC", "VigilSystem"]),
         // Network-namespace lab used by the integration tests, the demo and the benchmark.
         .target(name: "VigilLab", dependencies: ["VigilCore"]),
         // Simulated clock and network for driving many engines in unit tests.

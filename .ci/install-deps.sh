@@ -3,9 +3,11 @@
 #   libqb-dev   libqb IPC between hactl and clusterd (linked by clusterd and hactl)
 #   iproute2    ip netns / veth / bridge for the namespace lab (tests, demo, benchmark)
 #   iputils-ping  the lab's client probe
-#   util-linux  setpriv, used by the permission test
+#   util-linux  setpriv and unshare, used by the lab
+#   resource-agents  OCF agents (ocf:heartbeat:Dummy) the tests run unmodified
+#   curl, python3    the example web service agent (Examples/web-service)
 set -euo pipefail
-pkgs=(libqb-dev iproute2 iputils-ping util-linux procps)
+pkgs=(libqb-dev iproute2 iputils-ping util-linux procps resource-agents curl python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -177,12 +177,25 @@ public struct AgentMetadata: Sendable, Equatable, Codable {
         public var name: String
         public var timeout: String?
         public var interval: String?
+        public init(name: String, timeout: String?, interval: String?) {
+            self.name = name
+            self.timeout = timeout
+            self.interval = interval
+        }
     }
     public var name: String
     public var version: String?
     public var shortdesc: String
     public var parameters: [Parameter]
     public var actions: [Action]
+
+    public init(name: String, version: String?, shortdesc: String, parameters: [Parameter], actions: [Action]) {
+        self.name = name
+        self.version = version
+        self.shortdesc = shortdesc
+        self.parameters = parameters
+        self.actions = actions
+    }
 
     /// Parses OCF meta-data XML. Tolerant of unknown elements; strict about what it needs.
     public static func parse(_ xml: String) -> Result<AgentMetadata, PrefixParseError> {

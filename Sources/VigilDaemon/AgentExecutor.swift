@@ -86,7 +86,7 @@ final class AgentExecutor {
 
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
         let outcome = r.spec.outcome(of: end, op: r.op)
-        let trimmed = output.split(separator: "\n").suffix(20).joined(separator: " | ")
+        let trimmed = Self.printable(output.split(separator: "\n").suffix(20).joined(separator: " | "))
         if outcome.isFailure || (r.op != .monitor && r.op != .metaData) {
             let line = "agent \(r.op.rawValue) resource=\(r.resource) agent=\(r.spec) result=\"\(outcome)\" \(durationMs)ms"
             if outcome.isFailure {
@@ -96,6 +96,13 @@ final class AgentExecutor {
             }
         }
         r.completion(outcome, output)
+    }
+
+    /// Agent output as a log-safe string: control characters and invalid bytes become '?'.
+    static func printable(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { u in
+            (u.value < 0x20 || u.value == 0x7F || u.value == 0xFFFD || (0x80..<0xA0).contains(u.value)) ? "?" : u
+        }))
     }
 
     /// Kills everything still running (clusterd is exiting).
@@ -189,7 +196,7 @@ final class HookRunner {
         switch end {
         case .exited(0): break
         default:
-            let out = c.child.outputText.split(separator: "\n").suffix(5).joined(separator: " | ")
+            let out = AgentExecutor.printable(c.child.outputText.split(separator: "\n").suffix(5).joined(separator: " | "))
             log.warning("hook \(c.hook) for \(c.event.name) #\(c.event.env["VIGIL_SEQUENCE"] ?? "?") failed: \(end)\(out.isEmpty ? "" : " output: \(out.prefix(500))")")
         }
         runNext()

@@ -126,7 +126,11 @@ public final class Lab: @unchecked Sendable {
     public func startNode(_ i: Int) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        p.arguments = ["netns", "exec", ns(i), options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)]
+        // Each node also gets a private /run/resource-agents (agents keep their state there),
+        // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
+        p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                       "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\"",
+                       options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)]
         let logPath = logFile(i)
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let fh = FileHandle(forWritingAtPath: logPath) else { throw LabError("cannot open \(logPath)") }
@@ -144,15 +148,70 @@ public final class Lab: @unchecked Sendable {
 
     public func logFile(_ i: Int) -> String { "\(workDir)/\(nodeName(i)).log" }
 
+    /// Installs the example web server agent as ocf:vigil:httpd (what a Vigil package would ship).
+    public static func installExampleAgent(from root: String) throws {
+        let src = root + "/Examples/web-service/agents/httpd"
+        let dir = "/usr/lib/ocf/resource.d/vigil"
+        let dst = dir + "/httpd"
+        let fm = FileManager.default
+        guard let data = fm.contents(atPath: src) else { throw LabError("cannot read \(src)") }
+        if fm.contents(atPath: dst) == data { return }
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = dst + ".tmp"
+        guard fm.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o755]) else { throw LabError("cannot write \(tmp)") }
+        guard rename(tmp, dst) == 0 else { throw LabError("cannot install \(dst)") }
+    }
+
+    /// PIDs in a node's namespace whose command line contains `fragment`.
+    public func pids(in node: Int, matching fragment: String) -> [pid_t] {
+        run("/usr/sbin/ip", ["netns", "pids", ns(node)]).out.split(separator: "\n").compactMap { pid_t($0) }.filter { pid in
+            let cmd = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return cmd.replacingOccurrences(of: "\u{0}", with: " ").contains(fragment)
+        }
+    }
+
+    /// An HTTP GET from the client namespace; true on a 200 answer.
+    public func httpGet(_ url: String, timeout: Double = 2) -> Bool {
+        run("/usr/sbin/ip", ["netns", "exec", clientNS, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "\(timeout)", url]).out == "200"
+    }
+
     public func isRunning(_ i: Int) -> Bool { processes[i]?.isRunning ?? false }
 
     /// SIGKILL, by the PID we started.
     public func kill(_ i: Int) {
         guard let pid = pids[i] else { return }
         Glibc.kill(pid, SIGKILL)
-        processes[i]?.waitUntilExit()
+        Lab.reap(pid)
         pids[i] = nil
         processes[i] = nil
+    }
+
+    /// The exit status of a child, reaping it ourselves when Foundation has not (yet).
+    static func waitExit(_ p: Process) -> Int32 {
+        let pid = p.processIdentifier
+        while true {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid { return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f) }
+            if r < 0 && errno == ECHILD {
+                while p.isRunning { usleep(1000) }
+                return p.terminationStatus
+            }
+            usleep(2000)
+        }
+    }
+
+    /// Waits (bounded) for a child we killed to be gone, reaping it ourselves if Foundation
+    /// has not: its own reaping depends on a run loop these tests do not run.
+    static func reap(_ pid: pid_t, timeoutMs: Int = 5000) {
+        var waited = 0
+        while waited < timeoutMs {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) { return }
+            usleep(5000)
+            waited += 5
+        }
     }
 
     /// SIGTERM and wait (graceful stop with hand-over).
@@ -160,10 +219,19 @@ public final class Lab: @unchecked Sendable {
         guard let pid = pids[i], let p = processes[i] else { return true }
         Glibc.kill(pid, SIGTERM)
         let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(10_000) }
-        if p.isRunning {
+        var exited = false
+        while Date() < deadline {
+            var status: Int32 = 0
+            let r = waitpid(pid, &status, WNOHANG)
+            if r == pid || (r < 0 && errno == ECHILD) || !p.isRunning {
+                exited = true
+                break
+            }
+            usleep(10_000)
+        }
+        if !exited {
             Glibc.kill(pid, SIGKILL)
-            p.waitUntilExit()
+            Lab.reap(pid)
             pids[i] = nil
             processes[i] = nil
             return false
@@ -287,12 +355,18 @@ public final class Lab: @unchecked Sendable {
     public func teardown() {
         guard !tornDown else { return }
         tornDown = true
-        for (i, pid) in pids {
+        for (_, pid) in pids {
             Glibc.kill(pid, SIGKILL)
-            processes[i]?.waitUntilExit()
+            Lab.reap(pid)
         }
         pids = [:]
         processes = [:]
+        // What our daemons started inside our namespaces (agents, hooks, services) goes too.
+        for n in namespaces {
+            for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) {
+                Glibc.kill(pid, SIGKILL)
+            }
+        }
         for n in namespaces { _ = run("/usr/sbin/ip", ["netns", "del", n]) }
         for b in bridges { _ = run("/usr/sbin/ip", ["link", "del", b]) }
         namespaces = []
@@ -334,8 +408,7 @@ public final class Lab: @unchecked Sendable {
         try? i.fileHandleForWriting.close()
         let od = o.fileHandleForReading.readDataToEndOfFile()
         let ed = e.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+        return (waitExit(p), String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
     }
 }
 

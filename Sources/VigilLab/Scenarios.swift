@@ -26,7 +26,7 @@ public final class Probe {
     public func stop() {
         if process.isRunning {
             Glibc.kill(process.processIdentifier, SIGINT)
-            process.waitUntilExit()
+            Lab.reap(process.processIdentifier)
         }
     }
 
@@ -78,6 +78,40 @@ public enum Scenarios {
         }
         return s
     }
+
+    /// The web service group: floating address, the example HTTP server bound to it, and
+    /// ocf:heartbeat:Dummy from Debian's resource-agents as a third member.
+    public static func appResources(preferred: String, docroot: String, monitorMs: Int = 1000, threshold: Int = 3) -> String {
+        """
+        [[ip]]
+        name = "web-ip"
+        address = "\(vip)/24"
+        interface = "eth0"
+        preferred = ["\(preferred)"]
+
+        [[resource]]
+        name = "web"
+        agent = "ocf:vigil:httpd"
+        params = { address = "\(vip)", port = "8080", docroot = "\(docroot)" }
+        monitor_interval_ms = \(monitorMs)
+        monitor_timeout_ms = 5000
+        start_timeout_ms = 10000
+        stop_timeout_ms = 10000
+        migration_threshold = \(threshold)
+
+        [[resource]]
+        name = "cache"
+        agent = "ocf:heartbeat:Dummy"
+        monitor_interval_ms = \(monitorMs)
+
+        [[group]]
+        name = "websvc"
+        members = ["web-ip", "web", "cache"]
+
+        """
+    }
+
+    public static var webURL: String { "http://\(vip):8080/" }
 
     public struct FailoverResult: Sendable {
         public var outageMs: Double

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VigilControl
+import VigilCore
 import VigilIPC
 
 struct Connection: ParsableArguments {
@@ -28,7 +29,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -70,6 +71,13 @@ struct Apply: ParsableCommand {
             }
             text = t
         }
+        // Agent parameters are checked here, against the agents installed on this node.
+        let problems = AgentCatalog.checkParameters(in: text, file: file)
+        if !problems.isEmpty {
+            printErr("hactl: apply refused, nothing changed:")
+            for p in problems { printErr("  " + p) }
+            throw ExitCode(1)
+        }
         let r = try connection.call(IPCRequest(command: .apply, text: text))
         if r.ok {
             print(r.message ?? "applied")
@@ -94,6 +102,53 @@ struct Config: ParsableCommand {
             }
             print("# version \(r.configVersion ?? 0)")
             print(r.configText ?? "", terminator: (r.configText ?? "").hasSuffix("\n") ? "" : "\n")
+        }
+    }
+}
+
+struct Cleanup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget a resource's failures on every node (and retry a stop that failed, once you checked it).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Resource name.")
+    var resource: String
+
+    func run() throws {
+        let r = try connection.call(IPCRequest(command: .cleanup, text: resource))
+        guard r.ok else {
+            printErr("hactl: \(r.message ?? "cleanup failed")")
+            throw ExitCode(1)
+        }
+        print(r.message ?? "done")
+    }
+}
+
+struct Agent: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Resource agents installed on this node.", subcommands: [List.self, Info.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List OCF agents and LSB init scripts.")
+        func run() throws {
+            for a in AgentCatalog.list() { print(a) }
+        }
+    }
+
+    struct Info: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show an agent's parameters and actions (from its own meta-data).")
+        @Argument(help: "ocf:PROVIDER:TYPE, lsb:NAME or script:/PATH")
+        var agent: String
+
+        func run() throws {
+            guard case .success(let spec) = AgentSpec.parse(agent) else {
+                if case .failure(let e) = AgentSpec.parse(agent) { printErr("hactl: \(e.message)") }
+                throw ExitCode(2)
+            }
+            do {
+                print(AgentCatalog.describe(spec, try AgentCatalog.metadata(spec)))
+            } catch {
+                printErr("hactl: \(error)")
+                throw ExitCode(1)
+            }
         }
     }
 }

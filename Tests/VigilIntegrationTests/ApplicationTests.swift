@@ -1,0 +1,208 @@
+import Foundation
+import Glibc
+import XCTest
+import VigilCore
+import VigilLab
+
+/// Protected applications in the namespace cluster: a group of a floating address, a real
+/// HTTP server started by an OCF agent, and ocf:heartbeat:Dummy from Debian's resource-agents.
+final class ApplicationTests: NamespaceTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    func makeAppLab(hooks: Bool = false, hookTimeoutMs: Int = 10_000) throws -> (Lab, String) {
+        if geteuid() == 0 { try Lab.installExampleAgent(from: Self.root) }
+        var lab = try makeLab()
+        if hooks {
+            lab.teardown()
+            var o = Lab.Options(binDir: Self.binDir)
+            o.extraClusterLines = "hooks_dir = \"HOOKS\"\nhook_timeout_ms = \(hookTimeoutMs)"
+            lab = try Lab(o)
+            self.lab = lab
+            let dir = lab.workDir + "/hooks"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let cfg = try String(contentsOfFile: lab.configPath, encoding: .utf8).replacingOccurrences(of: "\"HOOKS\"", with: "\"\(dir)\"")
+            try cfg.write(toFile: lab.configPath, atomically: true, encoding: .utf8)
+        }
+        let docroot = lab.workDir + "/www"
+        try FileManager.default.createDirectory(atPath: docroot, withIntermediateDirectories: true)
+        try "hello from vigil\n".write(toFile: docroot + "/index.html", atomically: true, encoding: .utf8)
+        chmod(lab.workDir, 0o755)
+        return (lab, docroot)
+    }
+
+    /// The single node carrying the address, not counting `dead` (killed, links down).
+    func owner(_ lab: Lab, dead: Set<Int> = []) -> Int? {
+        let o = lab.owners(of: Scenarios.vip).filter { !dead.contains($0) }
+        return o.count == 1 ? o.first : nil
+    }
+
+    func waitServing(_ lab: Lab, on node: Int? = nil, dead: Set<Int> = [], timeout: Double = 30) throws {
+        let asker = (1...3).first { !dead.contains($0) } ?? 1
+        try lab.waitFor("the web service to answer through \(Scenarios.vip)\(node.map { " on node\($0)" } ?? "")", timeout: timeout) {
+            guard let o = self.owner(lab, dead: dead), node == nil || o == node else { return false }
+            guard let st = try? self.status(lab, asker), st.resources.allSatisfy({ $0.state == "started" && $0.runningOn == [lab.nodeName(o)] }) else { return false }
+            return lab.httpGet(Scenarios.webURL)
+        }
+    }
+
+    func testGroupStartsInOrderServesAndFollowsAKilledNode() throws {
+        let (lab, docroot) = try makeAppLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.appResources(preferred: "node2", docroot: docroot))
+        try waitServing(lab, on: 2)
+        // In order on node2: address, then web server, then the Dummy.
+        let ev = lab.events(2)
+        func t(_ text: String) throws -> Int { try XCTUnwrap(ev.first { $0.text == text }, text).mono }
+        XCTAssertLessThan(try t("resource-started resource=web-ip"), try t("resource-starting resource=web"))
+        XCTAssertLessThan(try t("resource-started resource=web"), try t("resource-starting resource=cache"))
+        let st = try status(lab, 3)
+        XCTAssertEqual(st.resources.map(\.name), ["web-ip", "web", "cache"])
+        XCTAssertEqual(st.resources.map(\.group), ["websvc", "websvc", "websvc"])
+        XCTAssertTrue(st.resources.allSatisfy { $0.runningOn == ["node2"] })
+        // Probes ran everywhere before anything started.
+        for i in 1...3 { XCTAssertTrue(lab.events(i).contains { $0.text.hasPrefix("probe resource=cache agent=ocf:heartbeat:Dummy") }, "node\(i)") }
+
+        lab.kill(2)
+        try lab.setLinks(2, up: false)
+        try waitServing(lab, dead: [2])
+        let newOwner = try XCTUnwrap(owner(lab, dead: [2]))
+        XCTAssertNotEqual(newOwner, 2)
+        XCTAssertTrue(try status(lab, newOwner).resources.allSatisfy { $0.runningOn == [lab.nodeName(newOwner)] })
+    }
+
+    func testKilledServiceRestartsInPlaceThenMovesAfterRepeatedFailures() throws {
+        let (lab, docroot) = try makeAppLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.appResources(preferred: "node2", docroot: docroot, monitorMs: 500, threshold: 2))
+        try waitServing(lab, on: 2)
+        // First failure: restarted on node2.
+        let servers = lab.pids(in: 2, matching: "http.server")
+        XCTAssertEqual(servers.count, 1)
+        for p in servers { kill(p, SIGKILL) }
+        try lab.waitFor("the monitor to notice", timeout: 10) { lab.events(2).contains { $0.text.hasPrefix("resource-failed resource=web failcount=1") } }
+        try waitServing(lab, on: 2)
+        XCTAssertEqual(try status(lab, 2).resources.first { $0.name == "web" }?.failCount, 1)
+        XCTAssertTrue(lab.events(2).contains { $0.text.hasPrefix("resource-stopped resource=cache") }, "dependents restart with it")
+        // Second failure reaches migration_threshold = 2: the whole group moves.
+        for p in lab.pids(in: 2, matching: "http.server") { kill(p, SIGKILL) }
+        try lab.waitFor("the group to leave node2", timeout: 20) { (self.owner(lab) ?? 2) != 2 }
+        try waitServing(lab)
+        let st = try status(lab, 1)
+        XCTAssertTrue(st.resources.allSatisfy { $0.runningOn.count == 1 && $0.runningOn != ["node2"] }, "\(st.resources)")
+        XCTAssertTrue(lab.allEvents().contains { $0.text.hasPrefix("failover-begun resource=web") && $0.text.contains("from=node2") })
+        // Cleanup lets node2 take it again later (nothing moves now: stickiness).
+        let c = lab.hactl(1, ["cleanup", "web"])
+        XCTAssertEqual(c.code, 0, c.err)
+        try lab.waitFor("fail count cleared", timeout: 10) {
+            (try? self.status(lab, 2).resources.first { $0.name == "web" }?.failCount) == 0
+        }
+    }
+
+    func testHooksRunInOrderWithTheDocumentedEnvironment() throws {
+        let (lab, docroot) = try makeAppLab(hooks: true, hookTimeoutMs: 1000)
+        let dir = lab.workDir + "/hooks"
+        let log = lab.workDir + "/hooks.log"
+        // The shipped example hook, plus a failing and a hanging one: neither may delay anything.
+        let example = try String(contentsOfFile: Self.root + "/Examples/web-service/hooks/10-log", encoding: .utf8)
+        try example.replacingOccurrences(of: "${VIGIL_HOOK_LOG:-/var/log/vigil-events.log}", with: log).write(toFile: dir + "/10-log", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\necho broken >&2\nexit 3\n".write(toFile: dir + "/20-fails", atomically: true, encoding: .utf8)
+        try "#!/bin/sh\n[ \"$VIGIL_EVENT\" = failover-begun ] && exec sleep 60\nexit 0\n".write(toFile: dir + "/30-hangs", atomically: true, encoding: .utf8)
+        for f in ["10-log", "20-fails", "30-hangs"] { chmod(dir + "/" + f, 0o755) }
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.appResources(preferred: "node2", docroot: docroot))
+        try waitServing(lab, on: 2)
+        let killAt = Double(Lab.monoNowMs())
+        lab.kill(2)
+        try lab.setLinks(2, up: false)
+        try waitServing(lab, dead: [2])
+        let took = Double(Lab.monoNowMs()) - killAt
+        XCTAssertLessThan(took, 15_000)
+        try lab.waitFor("hooks to catch up", timeout: 10) {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("event=failover-completed")
+        }
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map(String.init)
+        // Per node, sequence numbers strictly increase: one at a time, in event order.
+        var lastSeq: [String: Int] = [:]
+        for l in lines {
+            let node = try XCTUnwrap(l.split(separator: " ").first { $0.hasPrefix("node=") }).dropFirst(5)
+            let seq = try XCTUnwrap(Int(try XCTUnwrap(l.split(separator: " ").first { $0.hasPrefix("seq=") }).dropFirst(4)))
+            XCTAssertGreaterThan(seq, lastSeq[String(node)] ?? 0, l)
+            lastSeq[String(node)] = seq
+        }
+        let n2 = lines.filter { $0.contains("node=node2") }
+        let order = ["event=resource-starting resource=web-ip", "event=resource-started resource=web-ip", "event=resource-starting resource=web ", "event=resource-started resource=web "]
+        let idx = order.map { o in n2.firstIndex { $0.contains(o) } ?? -1 }
+        XCTAssertFalse(idx.contains(-1), "\(n2)")
+        XCTAssertEqual(idx, idx.sorted(), "resource hooks in start order")
+        let begun = try XCTUnwrap(lines.first { $0.contains("event=failover-begun resource=web-ip") })
+        XCTAssertTrue(begun.contains("from=node2") && begun.contains("reason=\"node node2 lost\""), begun)
+        let done = try XCTUnwrap(lines.first { $0.contains("event=failover-completed resource=web-ip") })
+        XCTAssertTrue(done.contains("from=node2 to=node"), done)
+        XCTAssertTrue(lines.contains { $0.contains("event=node-lost") })
+        XCTAssertTrue(lines.contains { $0.contains("event=quorum-gained") })
+        let all = lab.allEvents()
+        XCTAssertTrue(all.contains { $0.text.contains("hook \(dir)/20-fails") && $0.text.contains("failed") })
+        XCTAssertTrue(all.contains { $0.text.contains("hook \(dir)/30-hangs") && $0.text.contains("killed") })
+    }
+
+    func testHangingAgentAndGarbageAgentLeaveTheClusterWorking() throws {
+        let (lab, _) = try makeAppLab()
+        let hang = lab.workDir + "/hang-agent"
+        let garbage = lab.workDir + "/garbage-agent"
+        try "#!/bin/sh\ncase \"$1\" in start) exec sleep 600 ;; stop) exit 0 ;; status) exit 3 ;; esac\n".write(toFile: hang, atomically: true, encoding: .utf8)
+        try "#!/bin/sh\nhead -c 40000 /dev/urandom\ncase \"$1\" in status) exit 3 ;; *) exit 42 ;; esac\n".write(toFile: garbage, atomically: true, encoding: .utf8)
+        chmod(hang, 0o755)
+        chmod(garbage, 0o755)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2") + """
+
+            [[resource]]
+            name = "hangs"
+            agent = "script:\(hang)"
+            start_timeout_ms = 1500
+
+            [[resource]]
+            name = "garbage"
+            agent = "script:\(garbage)"
+            """)
+        try lab.waitFor("the hanging start to time out on every node", timeout: 30) {
+            (1...3).allSatisfy { i in lab.events(i).contains { $0.text.contains("start of hangs") && $0.text.contains("timed out") } }
+        }
+        // The garbage agent fails its start, then its stop: it is blocked where it ran, and
+        // never started anywhere else.
+        try lab.waitFor("the garbage agent to be blocked", timeout: 30) {
+            (try? self.status(lab, 1).resources.first { $0.name == "garbage" }?.state) == "blocked"
+        }
+        XCTAssertEqual(lab.allEvents().filter { $0.text.hasPrefix("resource-starting resource=garbage") }.count, 1)
+        XCTAssertTrue(lab.allEvents().contains { $0.text.contains("start failed with exit code 42") })
+        let logs = (1...3).map { (try? String(contentsOfFile: lab.logFile($0), encoding: .utf8)) ?? "" }.joined()
+        XCTAssertFalse(logs.unicodeScalars.contains { $0.value < 0x20 && $0 != "\n" }, "agent garbage reached the log unescaped")
+        XCTAssertEqual(lab.pids(in: 2, matching: "sleep 600"), [], "the hung agent's process group was killed")
+        let st = try status(lab, 1)
+        XCTAssertEqual(st.resources.first { $0.name == "hangs" }?.state, "failed", "failed on every node, running nowhere")
+        XCTAssertEqual(st.resources.first { $0.name == "web-ip" }?.state, "started")
+        XCTAssertTrue(st.nodes.allSatisfy { $0.state == "local" || $0.state == "online" })
+        XCTAssertFalse(lab.allEvents().contains { $0.text.hasPrefix("member-lost") }, "nothing stalled the heartbeats")
+        XCTAssertTrue(ping(lab, Scenarios.vip))
+    }
+
+    func testApplyRefusesUnknownOrMissingAgentParameters() throws {
+        let (lab, _) = try makeAppLab()
+        try startQuorate(lab)
+        let bad = """
+            [[resource]]
+            name = "web"
+            agent = "ocf:vigil:httpd"
+            params = { port = "8080", colour = "blue" }
+            """
+        let r = lab.hactl(1, ["apply", "-f", "-"], stdin: bad)
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains("unknown parameter(s) colour"), r.err)
+        XCTAssertTrue(r.err.contains("missing required parameter(s) address, docroot"), r.err)
+        XCTAssertTrue(r.err.contains("httpd takes: address (required), port, docroot (required)"), r.err)
+        XCTAssertEqual(try status(lab, 1).configVersion, 0)
+        let info = lab.run("/usr/sbin/ip", ["netns", "exec", lab.ns(1), Self.binDir + "/hactl", "agent", "info", "ocf:heartbeat:Dummy"])
+        XCTAssertEqual(info.code, 0)
+        XCTAssertTrue(info.out.contains("state") && info.out.contains("fake"), info.out)
+    }
+}
