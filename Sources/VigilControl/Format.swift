@@ -19,17 +19,17 @@ public enum StatusFormatter {
         var rows = [["NODE", "ID", "STATE", "LINKS"]]
         for n in s.nodes {
             let links = n.state == "local" ? "-" : n.links.map { "\($0.name):\($0.up ? "up" : "DOWN")" }.joined(separator: " ")
-            rows.append([n.name, "\(n.id)", n.state, links])
+            rows.append([n.name, "\(n.id)", n.state + ((n.standby ?? false) ? " (standby)" : ""), links])
         }
         out.append(contentsOf: render(rows))
         out.append("")
         if s.resources.isEmpty {
             out.append("No resources defined (hactl apply -f resources.toml).")
         } else {
-            var r = [["RESOURCE", "TYPE", "ADDRESS", "NODE", "STATE", "DETAIL"]]
+            var r = [["RESOURCE", "GROUP", "WHAT", "NODE", "STATE", "FAILS", "DETAIL"]]
             for x in s.resources {
                 let node = x.runningOn.isEmpty ? (x.assignedTo ?? "-") : x.runningOn.joined(separator: ",")
-                r.append([x.name, x.kind, x.address, node, x.state, x.detail ?? ""])
+                r.append([x.name, x.group ?? "-", x.address, node, x.state, "\(x.failCount ?? 0)", x.detail ?? ""])
             }
             out.append(contentsOf: render(r))
         }

@@ -194,9 +194,11 @@ public struct Engine: Sendable {
                 out.append(.send(to: sender, .configRequest(version: h.configVersion)))
             }
         case .configRequest:
-            out.append(.send(to: sender, .configData(version: resources.version, text: resources.text)))
-        case .configData(let version, let text):
-            adoptConfig(VersionedResources(version: version, text: text), from: sender, out: &out)
+            out.append(.send(to: sender, .configData(version: resources.version, text: resources.text, standby: resources.standby)))
+        case .configData(let version, let text, let standby):
+            adoptConfig(VersionedResources(version: version, text: text, standby: standby), from: sender, out: &out)
+        case .standbyProposal(let requestId, let node, let on):
+            handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
         case .configProposal(let requestId, let text):
             handleProposal(requestId: requestId, origin: sender, text: text, now: now, out: &out)
         case .cleanup(let r):
@@ -398,6 +400,49 @@ public struct Engine: Sendable {
         return evaluate(now: now, out: &out)
     }
 
+    /// `hactl standby NODE` / `hactl unstandby NODE` on this node.
+    public mutating func proposeStandby(requestId: UInt64, node: String, on: Bool, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        guard cluster.node(named: node) != nil else {
+            return [.reply(requestId: requestId, ok: false, version: resources.version,
+                           message: "'\(node)' is not a node of cluster '\(cluster.name)' (nodes: \(cluster.nodes.map(\.name).joined(separator: ", ")))")]
+        }
+        if isCoordinator {
+            handleStandby(requestId: requestId, origin: selfId, node: node, on: on, out: &out)
+        } else if authority != 0, authority != selfId, now < leaseUntil {
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
+            out.append(.send(to: authority, .standbyProposal(requestId: requestId, node: node, on: on)))
+        } else {
+            out.append(.reply(requestId: requestId, ok: false, version: resources.version,
+                              message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    private mutating func handleStandby(requestId: UInt64, origin: UInt32, node: String, on: Bool, out: inout [Directive]) {
+        func reply(_ ok: Bool, _ msg: String) {
+            if origin == selfId {
+                out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
+            } else {
+                out.append(.send(to: origin, .configResult(requestId: requestId, ok: ok, version: resources.version, message: msg)))
+            }
+        }
+        guard isCoordinator else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
+        guard cluster.node(named: node) != nil else { return reply(false, "'\(node)' is not a node of this cluster") }
+        let newestKnown = peers.values.filter(\.member).compactMap { $0.report?.configVersion }.max() ?? 0
+        guard resources.version >= newestKnown else { return reply(false, "the coordinator is still synchronising; retry in a moment") }
+        var set = Set(resources.standby)
+        if on { set.insert(node) } else { set.remove(node) }
+        if set == Set(resources.standby) { return reply(true, "\(node) is \(on ? "already" : "not") in standby; nothing changed") }
+        let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: resources.text, standby: Array(set))
+        resources = next
+        out.append(.persist(next))
+        out.append(.event(.configAdopted(next.version, from: name(of: origin))))
+        out.append(.event(on ? .standby(node) : .unstandby(node)))
+        reply(true, on ? "\(node) is in standby (version \(next.version)): its resources move away" : "\(node) is out of standby (version \(next.version))")
+        urgent = true
+    }
+
     // MARK: - config replication
 
     private mutating func handleProposal(requestId: UInt64, origin: UInt32, text: String, now: UInt64, out: inout [Directive]) {
@@ -419,7 +464,7 @@ public struct Engine: Sendable {
         } catch {
             return fail(error.description)
         }
-        let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text)
+        let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text, standby: resources.standby)
         resources = next
         resourceSet = set
         out.append(.persist(next))
@@ -433,6 +478,7 @@ public struct Engine: Sendable {
         guard candidate.isNewer(than: resources), !rejectedDigests.contains(candidate.digest) else { return }
         do {
             let set = try ResourceSet.parse(candidate.text, file: "resources v\(candidate.version) from \(name(of: sender))", cluster: cluster)
+            if candidate.standby != resources.standby { out.append(.event(.standbyChanged(candidate.standby))) }
             resources = candidate
             resourceSet = set
             out.append(.persist(candidate))
@@ -670,7 +716,7 @@ public struct Engine: Sendable {
     /// The scheduler's view of the cluster, from this coordinator's reports.
     private func schedulerInput() -> ([Scheduler.Node], Scheduler.State) {
         let nodes = cluster.nodes.map { n in
-            Scheduler.Node(id: n.id, name: n.name, online: isMember(n.id) && !peerIsLeaving(n.id), standby: false)
+            Scheduler.Node(id: n.id, name: n.name, online: isMember(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
         }
         var st = Scheduler.State()
         for r in resourceSet.names {
@@ -867,8 +913,10 @@ public struct Engine: Sendable {
         var nodes: [ClusterStatus.NodeStatus] = []
         for n in cluster.nodes {
             if n.id == selfId {
-                nodes.append(.init(name: n.name, id: n.id, state: leaving ? "leaving" : "local",
-                                   links: cluster.links.map { .init(name: $0.name, up: true, lastHeardMsAgo: nil) }, vote: votedFor))
+                var me = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: leaving ? "leaving" : "local",
+                                                  links: cluster.links.map { .init(name: $0.name, up: true, lastHeardMsAgo: nil) }, vote: votedFor)
+                me.standby = resources.standby.contains(n.name)
+                nodes.append(me)
                 continue
             }
             guard let p = peers[n.id] else { continue }
@@ -876,7 +924,9 @@ public struct Engine: Sendable {
                 ClusterStatus.LinkStatus(name: l.name, up: p.linkUp[i], lastHeardMsAgo: p.linkLastHeard[i].map { now - $0 })
             }
             let state = p.member ? ((p.report?.leaving ?? false) ? "leaving" : "online") : (p.lastHeard.map { now < $0 + timing.timeout } ?? false ? "one-way" : "offline")
-            nodes.append(.init(name: n.name, id: n.id, state: state, links: links, vote: p.report?.vote))
+            var ns = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: state, links: links, vote: p.report?.vote)
+            ns.standby = resources.standby.contains(n.name)
+            nodes.append(ns)
         }
         let coordKnown = isCoordinator || now < leaseUntil
         let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
@@ -969,6 +1019,9 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case foundLeftover(String)
     case leaving
     case coordinatorChanged(String?)
+    case standby(String)
+    case unstandby(String)
+    case standbyChanged([String])
     case configAdopted(UInt64, from: String)
     case configRejected(UInt64, String)
 
@@ -996,6 +1049,9 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .failoverCompleted(let r, let from, let to, _): return "failover-completed resource=\(r) from=\(from) to=\(to)"
         case .resourceRecovered(let r): return "resource-recovered resource=\(r)"
         case .foundLeftover(let r): return "found-leftover resource=\(r)"
+        case .standby(let n): return "standby node=\(n)"
+        case .unstandby(let n): return "unstandby node=\(n)"
+        case .standbyChanged(let l): return "standby-nodes nodes=\(l.isEmpty ? "none" : l.joined(separator: ","))"
         case .coordinatorChanged(let n): return "coordinator-changed coordinator=\(n ?? "none")"
         case .leaving: return "leaving (graceful stop: handing resources over)"
         case .configAdopted(let v, let from): return "config-adopted version=\(v) from=\(from)"

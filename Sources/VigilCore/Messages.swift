@@ -64,12 +64,14 @@ public enum Message: Sendable, Equatable {
     case heartbeat(Heartbeat)
     /// Ask a peer for its resource configuration (it announced a newer one).
     case configRequest(version: UInt64)
-    case configData(version: UInt64, text: String)
+    case configData(version: UInt64, text: String, standby: [String])
     /// A node forwards an operator's `hactl apply` to the coordinator.
     case configProposal(requestId: UInt64, text: String)
     case configResult(requestId: UInt64, ok: Bool, version: UInt64, message: String)
     /// `hactl cleanup`: forget failures of a resource (and retry a failed stop).
     case cleanup(resource: String)
+    /// A node forwards `hactl standby/unstandby NODE` to the coordinator.
+    case standbyProposal(requestId: UInt64, node: String, on: Bool)
 
     public var kind: UInt8 {
         switch self {
@@ -79,6 +81,7 @@ public enum Message: Sendable, Equatable {
         case .configProposal: return 4
         case .configResult: return 5
         case .cleanup: return 6
+        case .standbyProposal: return 7
         }
     }
 }
@@ -183,9 +186,11 @@ extension Message {
             }
         case .configRequest(let v):
             w.u64(v)
-        case .configData(let v, let text):
+        case .configData(let v, let text, let standby):
             w.u64(v)
             w.string(text)
+            w.u16(UInt16(standby.count))
+            for n in standby { w.string(n) }
         case .configProposal(let id, let text):
             w.u64(id)
             w.string(text)
@@ -196,6 +201,10 @@ extension Message {
             w.string(msg)
         case .cleanup(let r):
             w.string(r)
+        case .standbyProposal(let id, let node, let on):
+            w.u64(id)
+            w.string(node)
+            w.bool(on)
         }
         return w.bytes
     }
@@ -231,13 +240,19 @@ extension Message {
         case 2:
             m = .configRequest(version: try r.u64())
         case 3:
-            m = .configData(version: try r.u64(), text: try r.string())
+            let v = try r.u64()
+            let text = try r.string()
+            var standby: [String] = []
+            for _ in 0..<(try r.count(max: 64)) { standby.append(try r.string(max: maxNameBytes)) }
+            m = .configData(version: v, text: text, standby: standby)
         case 4:
             m = .configProposal(requestId: try r.u64(), text: try r.string())
         case 5:
             m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string())
         case 6:
             m = .cleanup(resource: try r.string(max: maxNameBytes))
+        case 7:
+            m = .standbyProposal(requestId: try r.u64(), node: try r.string(max: maxNameBytes), on: try r.bool())
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

@@ -360,12 +360,15 @@ public struct VersionedResources: Sendable, Equatable {
     public var version: UInt64
     /// The operator's file as submitted (comments kept), so `hactl config show` prints it back.
     public var text: String
+    /// Nodes in standby (`hactl standby NODE`): they run nothing.
+    public var standby: [String]
     public var digest: UInt64
 
-    public init(version: UInt64, text: String) {
+    public init(version: UInt64, text: String, standby: [String] = []) {
         self.version = version
         self.text = text
-        self.digest = fnv1a64(Array(text.utf8))
+        self.standby = standby.sorted()
+        self.digest = fnv1a64(Array(text.utf8) + [0] + Array(self.standby.joined(separator: ",").utf8))
     }
 
     public static let empty = VersionedResources(version: 0, text: "")

@@ -12,6 +12,7 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var state: String
         public var links: [LinkStatus]
         public var vote: UInt32?
+        public var standby: Bool? = nil
     }
     public struct ResourceStatus: Codable, Sendable, Equatable {
         public var name: String

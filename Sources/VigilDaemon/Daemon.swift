@@ -370,13 +370,22 @@ public final class Daemon {
             st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
-            return .now(IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text))
+            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text)
+            r.standby = engine.resources.standby
+            return .now(r)
         case .cleanup:
             guard let r = req.text, engine.resourceSet.names.contains(r) else {
                 return .now(IPCResponse(ok: false, message: "no resource named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
             }
             execute(engine.cleanup(r, now: now))
             return .now(IPCResponse(ok: true, message: "cleared failures of \(r) on every reachable node"))
+        case .standby, .unstandby:
+            guard let node = req.text else { return .now(IPCResponse(ok: false, message: "which node?")) }
+            let id = nextRequestId
+            nextRequestId += 1
+            pendingReplies[id] = conn
+            execute(engine.proposeStandby(requestId: id, node: node, on: req.command == .standby, now: now))
+            return .later
         case .apply:
             guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
             let id = nextRequestId

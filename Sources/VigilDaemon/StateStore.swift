@@ -37,11 +37,17 @@ public struct StateStore {
         guard let nl = rest.firstIndex(of: "\n"), rest.hasPrefix("version="), let v = UInt64(rest[rest.index(rest.startIndex, offsetBy: 8)..<nl]) else {
             throw SystemError("\(resourcesPath): missing version line", errno: EINVAL)
         }
-        return VersionedResources(version: v, text: String(rest[rest.index(after: nl)...]))
+        var body = rest[rest.index(after: nl)...]
+        var standby: [String] = []
+        if body.hasPrefix("standby="), let nl2 = body.firstIndex(of: "\n") {
+            standby = body[body.index(body.startIndex, offsetBy: 8)..<nl2].split(separator: ",").map(String.init)
+            body = body[body.index(after: nl2)...]
+        }
+        return VersionedResources(version: v, text: String(body), standby: standby)
     }
 
     public func saveResources(_ r: VersionedResources) throws {
-        try Files.writeAtomically(resourcesPath, Array((Self.header + "version=\(r.version)\n" + r.text).utf8))
+        try Files.writeAtomically(resourcesPath, Array((Self.header + "version=\(r.version)\nstandby=\(r.standby.joined(separator: ","))\n" + r.text).utf8))
     }
 }
 

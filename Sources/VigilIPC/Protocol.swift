@@ -7,6 +7,8 @@ public struct IPCRequest: Codable, Sendable {
         case configShow = "config-show"
         case apply
         case cleanup
+        case standby
+        case unstandby
     }
     public var command: Command
     public var text: String?
@@ -15,7 +17,7 @@ public struct IPCRequest: Codable, Sendable {
         self.text = text
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { command == .apply || command == .cleanup }
+    public var isChange: Bool { command != .status && command != .configShow }
 }
 
 public struct IPCResponse: Codable, Sendable {
@@ -24,6 +26,7 @@ public struct IPCResponse: Codable, Sendable {
     public var status: ClusterStatus?
     public var configVersion: UInt64?
     public var configText: String?
+    public var standby: [String]? = nil
     public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {
         self.ok = ok
         self.message = message

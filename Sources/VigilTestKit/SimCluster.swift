@@ -37,6 +37,8 @@ public struct SimCluster {
     public var failingStarts: [UInt32: Set<String>] = [:]
     /// Resources a probe finds already running on a node.
     public var runningProbes: [UInt32: Set<String>] = [:]
+    /// Resources whose stop fails on a node.
+    public var failingStops: [UInt32: Set<String>] = [:]
     var inflight: [Packet] = []
     var seqs: [UInt32: UInt64] = [:]
     var incarnations: [UInt32: UInt64] = [:]
@@ -135,6 +137,20 @@ public struct SimCluster {
         execute(id, d)
     }
 
+    public mutating func cleanup(on id: UInt32, _ r: String) {
+        guard var e = engines[id] else { return }
+        let d = e.cleanup(r, now: now)
+        engines[id] = e
+        execute(id, d)
+    }
+
+    public mutating func standby(on id: UInt32, node: String, _ on: Bool, requestId: UInt64) {
+        guard var e = engines[id] else { return }
+        let d = e.proposeStandby(requestId: requestId, node: node, on: on, now: now)
+        engines[id] = e
+        execute(id, d)
+    }
+
     public mutating func leave(_ id: UInt32) {
         guard var e = engines[id] else { return }
         let d = e.beginLeaving(now: now)
@@ -217,11 +233,21 @@ public struct SimCluster {
                 queue.append(contentsOf: e.resourceStarted(r, now: now))
                 engines[id] = e
             case .stop(let r):
+                if failingStops[id]?.contains(r) ?? false {
+                    guard var e = engines[id] else { continue }
+                    queue.append(contentsOf: e.stopFailed(r, reason: "simulated stop failure", now: now))
+                    engines[id] = e
+                    continue
+                }
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
                 guard var e = engines[id] else { continue }
                 queue.append(contentsOf: e.resourceStopped(r, now: now))
                 engines[id] = e
             case .probe(let r):
+                if runningProbes[id]?.contains(r) ?? false {
+                    holding[id, default: []].insert(r)
+                    actions.append((now, id, r, true))
+                }
                 guard var e = engines[id] else { continue }
                 queue.append(contentsOf: e.probeResult(r, runningProbes[id]?.contains(r) ?? false ? .success : .notRunning, now: now))
                 engines[id] = e

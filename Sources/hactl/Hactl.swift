@@ -29,7 +29,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -101,6 +101,7 @@ struct Config: ParsableCommand {
                 throw ExitCode(1)
             }
             print("# version \(r.configVersion ?? 0)")
+            if let s = r.standby, !s.isEmpty { print("# standby: \(s.joined(separator: ", "))") }
             print(r.configText ?? "", terminator: (r.configText ?? "").hasSuffix("\n") ? "" : "\n")
         }
     }
@@ -151,4 +152,29 @@ struct Agent: ParsableCommand {
             }
         }
     }
+}
+
+struct Standby: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Put a node in standby: its resources move away and nothing starts there.")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Node name.")
+    var node: String
+    func run() throws { try standbyCall(connection, .standby, node) }
+}
+
+struct Unstandby: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Take a node out of standby (resources move back only where scores say so).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Node name.")
+    var node: String
+    func run() throws { try standbyCall(connection, .unstandby, node) }
+}
+
+func standbyCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws {
+    let r = try c.call(IPCRequest(command: cmd, text: node))
+    guard r.ok else {
+        printErr("hactl: \(r.message ?? "refused")")
+        throw ExitCode(1)
+    }
+    print(r.message ?? "done")
 }

@@ -186,6 +186,23 @@ final class ApplicationTests: NamespaceTestCase {
         XCTAssertTrue(ping(lab, Scenarios.vip))
     }
 
+    func testStandbyMovesTheGroupAwayAndPersists() throws {
+        let (lab, docroot) = try makeAppLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.appResources(preferred: "node2", docroot: docroot))
+        try waitServing(lab, on: 2)
+        let r = lab.hactl(3, ["standby", "node2"])
+        XCTAssertEqual(r.code, 0, r.err)
+        try lab.waitFor("the group to leave node2", timeout: 20) { (self.owner(lab) ?? 2) != 2 }
+        try waitServing(lab)
+        XCTAssertTrue(lab.hactl(2, ["config", "show"]).out.contains("# standby: node2"))
+        XCTAssertTrue(lab.hactl(1, ["status"]).out.contains("(standby)"))
+        XCTAssertNotEqual(lab.hactl(1, ["standby", "nodeX"]).code, 0)
+        XCTAssertEqual(lab.hactl(1, ["unstandby", "node2"]).code, 0)
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertNotEqual(owner(lab), 2, "stickiness: nothing moves back on its own")
+    }
+
     func testApplyRefusesUnknownOrMissingAgentParameters() throws {
         let (lab, _) = try makeAppLab()
         try startQuorate(lab)

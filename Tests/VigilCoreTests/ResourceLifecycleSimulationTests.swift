@@ -1,0 +1,103 @@
+import XCTest
+import VigilCore
+import VigilTestKit
+
+/// Agent resources on virtual time: restart in place, migration threshold, failed stops,
+/// group order, standby and probes.
+final class ResourceLifecycleSimulationTests: XCTestCase {
+    let group = """
+        [[ip]]
+        name = "ip"
+        address = "192.0.2.50/24"
+        interface = "eth0"
+        preferred = ["n2"]
+        [[resource]]
+        name = "app"
+        agent = "ocf:heartbeat:Dummy"
+        migration_threshold = 2
+        [[group]]
+        name = "svc"
+        members = ["ip", "app"]
+        """
+
+    func started(_ sim: SimCluster) -> Bool { sim.holders(of: "ip").count == 1 && sim.holders(of: "ip") == sim.holders(of: "app") }
+
+    func testGroupStartsInOrderOnOneNode() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: group)
+        XCTAssertNotNil(sim.run(until: 3000) { self.started($0) })
+        XCTAssertEqual(sim.holders(of: "app"), [2])
+        let ipStart = try XCTUnwrap(sim.actions.first { $0.2 == "ip" && $0.3 })
+        let appStart = try XCTUnwrap(sim.actions.first { $0.2 == "app" && $0.3 })
+        XCTAssertLessThanOrEqual(ipStart.0, appStart.0)
+        XCTAssertLessThan(sim.actions.firstIndex { $0.2 == "ip" && $0.3 } ?? 99, sim.actions.firstIndex { $0.2 == "app" && $0.3 } ?? -1)
+    }
+
+    func testSoftFailureRestartsInPlaceThenThresholdMovesTheGroup() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: group)
+        XCTAssertNotNil(sim.run(until: 3000) { self.started($0) })
+        sim.fail(2, "app", reason: "monitor: not running", kind: .soft)
+        sim.run(500)
+        XCTAssertEqual(sim.holders(of: "app"), [2], "first failure: restarted in place")
+        XCTAssertEqual(sim.actions.filter { $0.1 == 2 && $0.2 == "app" && $0.3 }.count, 2, "stopped and started again")
+        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.now), 1)
+        sim.fail(2, "app", reason: "monitor: not running", kind: .soft)
+        XCTAssertNotNil(sim.run(until: 3000) { s in self.started(s) && s.holders(of: "app") != [2] })
+        // Stopped in reverse order on n2.
+        let stops = sim.actions.filter { $0.1 == 2 && !$0.3 }.suffix(2).map(\.2)
+        XCTAssertEqual(stops, ["app", "ip"])
+        XCTAssertEqual(sim.violations, [])
+        // Cleanup forgets the failures.
+        sim.cleanup(on: 1, "app")
+        sim.run(300)
+        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.now), 0)
+    }
+
+    func testFailedStopBlocksTheResourceEvenWhenItsNodeIsLost() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: group)
+        XCTAssertNotNil(sim.run(until: 3000) { self.started($0) })
+        sim.failingStops[2] = ["app"]
+        sim.fail(2, "app", reason: "monitor: agent error", kind: .hard)
+        sim.run(1000)
+        XCTAssertEqual(sim.engine(2)?.local["app"], .blocked)
+        XCTAssertEqual(sim.holders(of: "app"), [2], "it may still run there")
+        XCTAssertFalse(sim.actions.contains { $0.1 != 2 && $0.2 == "app" && $0.3 }, "never started elsewhere while blocked")
+        let st = try XCTUnwrap(sim.engine(1)).status(now: sim.now)
+        XCTAssertEqual(st.resources.first { $0.name == "app" }?.state, "blocked")
+        // Even when n2 is cut off, nothing takes it over: without fencing it may still run.
+        sim.partition([[2], [1, 3]])
+        sim.run(3000)
+        XCTAssertFalse(sim.actions.contains { $0.1 != 2 && $0.2 == "app" && $0.3 })
+        sim.heal()
+        sim.run(1000)
+        // The operator fixes it and runs cleanup: the stop is retried and the group recovers elsewhere.
+        sim.failingStops[2] = []
+        sim.cleanup(on: 1, "app")
+        XCTAssertNotNil(sim.run(until: 4000) { self.started($0) })
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    func testStandbyMovesEverythingAwayAndUnstandbyDoesNotPullItBack() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: group)
+        XCTAssertNotNil(sim.run(until: 3000) { self.started($0) })
+        sim.standby(on: 3, node: "n2", true, requestId: 5)
+        XCTAssertNotNil(sim.run(until: 3000) { s in self.started(s) && s.holders(of: "ip") != [2] })
+        XCTAssertEqual(sim.replies[5]?.ok, true, sim.replies[5]?.message ?? "")
+        XCTAssertEqual(sim.engine(3)?.resources.standby, ["n2"])
+        let elsewhere = sim.holders(of: "ip")
+        sim.standby(on: 1, node: "n2", false, requestId: 6)
+        sim.run(2000)
+        XCTAssertEqual(sim.holders(of: "ip"), elsewhere, "stickiness keeps it where it is")
+        XCTAssertEqual(sim.engine(2)?.resources.standby, [])
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    func testProbeFindsAResourceAlreadyRunningAndNothingStartsTwice() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: group)
+        sim.runningProbes[3] = ["app"]
+        sim.run(3000)
+        // app was found on n3; it runs exactly once, and the group is reunited.
+        XCTAssertEqual(sim.holders(of: "app").count, 1)
+        XCTAssertEqual(sim.holders(of: "ip"), sim.holders(of: "app"))
+        XCTAssertEqual(sim.violations, [])
+    }
+}
