@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, Inject.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, HTTPProbeCommand.self, Inject.self])
 }
 
 struct Common: ParsableArguments {
@@ -80,9 +80,53 @@ struct Bench: ParsableCommand {
             print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
             lab.teardown()
         }
-        let s = outages.sorted()
-        let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-        print("outage_ms min=\(fmt(s.first ?? 0)) median=\(fmt(median)) max=\(fmt(s.last ?? 0)) runs=\(s.count)")
+        print(summary(outages))
+    }
+}
+
+func summary(_ outages: [Double]) -> String {
+    let s = outages.sorted()
+    let median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    return "outage_ms min=\(fmt(s.first ?? 0)) median=\(fmt(median)) max=\(fmt(s.last ?? 0)) runs=\(s.count)"
+}
+
+struct AppBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "app-bench",
+        abstract: "Kill the node running the web service group (address + HTTP server + Dummy) while an HTTP client fetches every 20 ms.")
+    @OptionGroup var common: Common
+    @Option(help: "Number of failovers.")
+    var runs: Int = 5
+    @Option(help: "Source tree holding Examples/web-service (default: current directory).")
+    var root: String = FileManager.default.currentDirectoryPath
+
+    func run() throws {
+        try common.requireRoot()
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        var outages: [Double] = []
+        for i in 1...runs {
+            let lab = try Lab(.init(binDir: common.binDir))
+            defer { lab.teardown() }
+            let r = try Scenarios.appFailover(lab: lab, binDir: common.binDir, root: root, preferred: common.preferred)
+            outages.append(r.outageMs)
+            let steps = r.timeline.map { "\($0.0.split(separator: " ").first ?? "")=\(fmt($0.1 - r.killAt))" }.joined(separator: " ")
+            print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
+            lab.teardown()
+        }
+        print(summary(outages))
+    }
+}
+
+struct HTTPProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "http-probe", abstract: "HTTP client used by app-bench (runs in the client namespace).")
+    @Option var host: String
+    @Option var port: UInt16
+    @Option var intervalMs: Int = 20
+    @Option var timeoutMs: Int32 = 200
+    @Option var out: String
+    @Option var seconds: Int = 120
+    func run() throws {
+        HTTPProbe.run(host: host, port: port, intervalMs: intervalMs, timeoutMs: timeoutMs, out: out, maxSeconds: seconds)
     }
 }
 

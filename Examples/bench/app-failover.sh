@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Application failover benchmark: N times, a fresh three-node cluster in namespaces with
+# default timing runs the web service group (floating address + HTTP server agent +
+# ocf:heartbeat:Dummy); an HTTP client in its own namespace fetches / every 20 ms; the node
+# running the group is SIGKILLed and its links taken down.
+# Last line: outage_ms min=<x> median=<y> max=<z> runs=<n>
+# Usage: Examples/bench/app-failover.sh [--runs N] [--preferred NODE_NUMBER]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then echo "app-failover.sh needs root: it creates network namespaces" >&2; exit 1; fi
+bash .ci/install-deps.sh
+swift build -c release >/dev/null
+exec .build/release/vigil-lab app-bench --root "$PWD" "$@"
