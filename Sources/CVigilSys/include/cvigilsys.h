@@ -1,9 +1,6 @@
 #ifndef CVIGILSYS_H
 #define CVIGILSYS_H
 // Linux headers that Swift's Glibc module does not surface.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include <unistd.h>
 #include <fcntl.h>
 #include <spawn.h>
@@ -21,5 +18,8 @@ static inline int vigil_ioctl_ifreq(int fd, unsigned long req, struct ifreq *ifr
 static inline unsigned long vigil_SIOCGIFFLAGS(void) { return SIOCGIFFLAGS; }
 static inline unsigned long vigil_SIOCGIFHWADDR(void) { return SIOCGIFHWADDR; }
 static inline int vigil_if_indextoname(unsigned int idx, char *buf) { return if_indextoname(idx, buf) != 0; }
+// pipe2 is only declared under _GNU_SOURCE, which would make these headers differ from the
+// Glibc module's; declare it here instead.
+extern int pipe2(int __pipedes[2], int __flags);
 static inline int vigil_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 #endif
