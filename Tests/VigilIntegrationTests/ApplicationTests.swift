@@ -52,7 +52,8 @@ final class ApplicationTests: NamespaceTestCase {
         try waitServing(lab, on: 2)
         // In order on node2: address, then web server, then the Dummy.
         let ev = lab.events(2)
-        func t(_ text: String) throws -> Int { try XCTUnwrap(ev.first { $0.text == text }, text).mono }
+        // Position in node2's log: the daemon logs events in the order they happen.
+        func t(_ text: String) throws -> Int { try XCTUnwrap(ev.firstIndex { $0.text == text }, text) }
         XCTAssertLessThan(try t("resource-started resource=web-ip"), try t("resource-starting resource=web"))
         XCTAssertLessThan(try t("resource-started resource=web"), try t("resource-starting resource=cache"))
         let st = try status(lab, 3)
