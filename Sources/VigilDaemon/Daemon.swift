@@ -70,6 +70,7 @@ public final class Daemon {
         self.engine = Engine(cluster: setup.cluster, selfId: setup.node.id, incarnation: incarnation,
                              resources: versioned, resourceSet: set, now: MonotonicClock.nowMs())
         ips.setDefinitions(set)
+        for a in set.agents { lastAgents[a.name] = a }
     }
 
     /// Runs until SIGTERM/SIGINT has handed every resource over (or the hand-over timed out).
@@ -273,8 +274,8 @@ public final class Daemon {
                     log.error("cannot save resource configuration version \(v.version): \(error)")
                 }
             case .adoptResources(let set):
-                // Keep definitions of agents that may still run here, to stop them after removal.
-                for a in engine.resourceSet.agents { lastAgents[a.name] = a }
+                // Remember every agent definition ever in force, to stop one after its removal.
+                for a in set.agents { lastAgents[a.name] = a }
                 ips.setDefinitions(set)
                 for name in engine.held.sorted() where ips.needsRestart(name) {
                     log.info("definition of \(name) changed: re-adding it")

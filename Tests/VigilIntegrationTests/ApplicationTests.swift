@@ -201,7 +201,18 @@ final class ApplicationTests: NamespaceTestCase {
         XCTAssertNotEqual(lab.hactl(1, ["standby", "nodeX"]).code, 0)
         XCTAssertEqual(lab.hactl(1, ["unstandby", "node2"]).code, 0)
         Thread.sleep(forTimeInterval: 1)
-        XCTAssertNotEqual(owner(lab), 2, "stickiness: nothing moves back on its own")
+        let o = try XCTUnwrap(owner(lab))
+        XCTAssertNotEqual(o, 2, "stickiness: nothing moves back on its own")
+        // A resource removed from the configuration is stopped by its own agent where it ran.
+        let without = Scenarios.appResources(preferred: "node2", docroot: docroot)
+            .replacingOccurrences(of: "[[resource]]\nname = \"cache\"\nagent = \"ocf:heartbeat:Dummy\"\nmonitor_interval_ms = 1000\n", with: "")
+            .replacingOccurrences(of: "members = [\"web-ip\", \"web\", \"cache\"]", with: "members = [\"web-ip\", \"web\"]")
+        XCTAssertFalse(without.contains("cache"))
+        _ = try lab.apply(1, resources: without)
+        try lab.waitFor("cache stopped by its agent", timeout: 10) {
+            lab.events(o).contains { $0.text.hasPrefix("agent stop resource=cache agent=ocf:heartbeat:Dummy result=\"ok\"") }
+        }
+        XCTAssertEqual(try status(lab, 1).resources.map(\.name), ["web-ip", "web"])
     }
 
     func testApplyRefusesUnknownOrMissingAgentParameters() throws {
