@@ -68,20 +68,24 @@ struct Bench: ParsableCommand {
     var runs: Int = 5
 
     func run() throws {
-        try common.requireRoot()
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
-        var outages: [Double] = []
-        for i in 1...runs {
-            let lab = try Lab(.init(binDir: common.binDir))
-            defer { lab.teardown() }
-            let r = try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred)
-            outages.append(r.outageMs)
-            let steps = r.timeline.map { "\($0.0.split(separator: " ").first ?? "")=\(fmt($0.1 - r.killAt))" }.joined(separator: " ")
-            print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
-            lab.teardown()
-        }
-        print(summary(outages))
+        try repeatFailover(runs: runs, common: common) { lab in try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred) }
     }
+}
+
+/// Runs a failover scenario `runs` times, each in a fresh lab; prints one line per run and the summary.
+func repeatFailover(runs: Int, common: Common, _ scenario: (Lab) throws -> Scenarios.FailoverResult) throws {
+    try common.requireRoot()
+    guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    var outages: [Double] = []
+    for i in 1...runs {
+        let lab = try Lab(.init(binDir: common.binDir))
+        defer { lab.teardown() }
+        let r = try scenario(lab)
+        outages.append(r.outageMs)
+        let steps = r.timeline.map { "\($0.0.split(separator: " ").first ?? "")=\(fmt($0.1 - r.killAt))" }.joined(separator: " ")
+        print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
+    }
+    print(summary(outages))
 }
 
 func summary(_ outages: [Double]) -> String {
@@ -101,19 +105,9 @@ struct AppBench: ParsableCommand {
     var root: String = FileManager.default.currentDirectoryPath
 
     func run() throws {
-        try common.requireRoot()
-        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
-        var outages: [Double] = []
-        for i in 1...runs {
-            let lab = try Lab(.init(binDir: common.binDir))
-            defer { lab.teardown() }
-            let r = try Scenarios.appFailover(lab: lab, binDir: common.binDir, root: root, preferred: common.preferred)
-            outages.append(r.outageMs)
-            let steps = r.timeline.map { "\($0.0.split(separator: " ").first ?? "")=\(fmt($0.1 - r.killAt))" }.joined(separator: " ")
-            print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
-            lab.teardown()
+        try repeatFailover(runs: runs, common: common) { lab in
+            try Scenarios.appFailover(lab: lab, binDir: common.binDir, root: root, preferred: common.preferred)
         }
-        print(summary(outages))
     }
 }
 
