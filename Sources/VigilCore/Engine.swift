@@ -750,7 +750,7 @@ public struct Engine: Sendable {
         let (nodes, state) = schedulerInput()
         let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
         let anyProbing = (probePending.isEmpty ? false : true) || peers.values.contains { $0.member && ($0.report?.probing ?? false) }
-        for r in Scheduler.startOrder(resourceSet) {
+        for r in resourceSet.startOrder {
             let holders = reportedHolders(r)
             let target = plan.placement[r]
             if let c = placement[r], c != target {
@@ -844,7 +844,7 @@ public struct Engine: Sendable {
             desired = []
         }
         if !probePending.isEmpty { desired.formIntersection(held) }
-        let order = Scheduler.startOrder(resourceSet)
+        let order = resourceSet.startOrder
         let unknown = held.subtracting(order).sorted()  // removed from the configuration
         // Stops: what must not run here, or must restart, and everything depending on it here.
         var toStop = Set(local.filter { ($0.value == .started || $0.value == .starting) && (!desired.contains($0.key) || restartPending.contains($0.key)) }.keys)

@@ -102,6 +102,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         self.ips = ips
         self.names = ips.map(\.name)
         for ip in ips { options[ip.name] = ResourceOptions() }
+        buildGraph()
     }
 
     public func ip(named n: String) -> FloatingIP? { ips.first { $0.name == n } }
@@ -110,9 +111,26 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public func group(named n: String) -> ResourceGroup? { groups.first { $0.name == n } }
     public func options(_ r: String) -> ResourceOptions { options[r] ?? ResourceOptions() }
 
+    /// Order relations, computed once when the set is parsed (the engine asks on every tick).
+    private var predecessorMap: [String: [String]] = [:]
+    private var dependentMap: [String: [String]] = [:]
+    public private(set) var startOrder: [String] = []
+
+    mutating func buildGraph() {
+        predecessorMap = [:]
+        for r in names { predecessorMap[r] = computePredecessors(of: r) }
+        dependentMap = [:]
+        for r in names { for p in predecessorMap[r] ?? [] { dependentMap[p, default: []].append(r) } }
+        startOrder = Scheduler.startOrder(self)
+    }
+
     /// Resources that must be running before `r` starts (and stop after it): the previous
     /// group member and the `first` of every ordering whose `then` is `r` (or its group).
     public func predecessors(of r: String) -> [String] {
+        predecessorMap[r] ?? computePredecessors(of: r)
+    }
+
+    private func computePredecessors(of r: String) -> [String] {
         var out: [String] = []
         if let g = group(of: r), let i = g.members.firstIndex(of: r), i > 0 { out.append(g.members[i - 1]) }
         let owners = [r] + (group(of: r).map { g in g.members.first == r ? [g.name] : [] } ?? [])
@@ -124,7 +142,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
 
     /// Resources that depend on `r` (inverse of `predecessors`).
     public func dependents(of r: String) -> [String] {
-        names.filter { predecessors(of: $0).contains(r) }
+        if !predecessorMap.isEmpty { return dependentMap[r] ?? [] }
+        return names.filter { predecessors(of: $0).contains(r) }
     }
 
     public static let maxTextBytes = 60_000
@@ -282,6 +301,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         if let cycle = set.colocationCycle() {
             throw ConfigError(file: file, key: "colocation", message: "colocations form a cycle: \(cycle.joined(separator: " -> "))")
         }
+        set.buildGraph()
         return set
     }
 
