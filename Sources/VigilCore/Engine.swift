@@ -799,6 +799,15 @@ public struct Engine: Sendable {
             placement[r] = t
             changed = true
             out.append(.event(.placed(r, on: name(of: t))))
+            // A new coordinator did not withdraw anything, yet this may still be a failover:
+            // the last word of a node we lost says it ran the resource.
+            if isNewStart && failovers[r] == nil,
+                let lost = peers.values.filter({ !$0.member && $0.id != t && ($0.report?.held.contains(r) ?? false) }).map(\.id).min()
+            {
+                let why = "node \(name(of: lost)) lost"
+                failovers[r] = (name(of: lost), why)
+                out.append(.event(.failoverBegun(r, from: name(of: lost), reason: why)))
+            }
         }
         waitingReason = reasons
         if changed { urgent = true }

@@ -65,6 +65,13 @@ final class EngineSimulationTests: XCTestCase {
         let t = sim.run(until: 5000) { $0.holders(of: "vip").count == 1 && $0.holders(of: "vip") != [1] && $0.coordinators == [2] }
         XCTAssertNotNil(t)
         XCTAssertEqual(sim.violations, [])
+        // The new coordinator reports the failover although it withdrew nothing itself.
+        sim.run(500)
+        XCTAssertTrue(sim.events.contains { $0.1 == 2 && $0.2 == .failoverBegun("vip", from: "n1", reason: "node n1 lost") })
+        XCTAssertTrue(sim.events.contains { e in
+            if e.1 == 2, case .failoverCompleted("vip", "n1", _, _) = e.2 { return true }
+            return false
+        })
     }
 
     /// The coordinator and the owner end up together in the minority, and the coordinator's
