@@ -428,6 +428,7 @@ public struct Engine: Sendable {
             }
         }
         guard isCoordinator else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
+        guard isMember(origin) else { return }
         guard cluster.node(named: node) != nil else { return reply(false, "'\(node)' is not a node of this cluster") }
         let newestKnown = peers.values.filter(\.member).compactMap { $0.report?.configVersion }.max() ?? 0
         guard resources.version >= newestKnown else { return reply(false, "the coordinator is still synchronising; retry in a moment") }
@@ -454,6 +455,8 @@ public struct Engine: Sendable {
             }
         }
         guard isCoordinator else { return fail("\(selfName) is no longer the coordinator; retry") }
+        // Only from members: a packet of a node we have no two-way contact with is stale.
+        guard isMember(origin) else { return }
         let newestKnown = peers.values.filter(\.member).compactMap { $0.report?.configVersion }.max() ?? 0
         guard resources.version >= newestKnown else {
             return fail("the coordinator is still synchronising configuration version \(newestKnown); retry in a moment")
