@@ -115,7 +115,6 @@ public struct Engine: Sendable {
     public private(set) var probePending: Set<String> = []
     /// Coordinator: failovers under way (resource: from node, reason).
     private var failovers: [String: (from: String, reason: String)] = [:]
-    private var startedAt: UInt64
     private var leftoverGraceUntil: UInt64
     public private(set) var leaving = false
     private var hadLease = false
@@ -143,7 +142,6 @@ public struct Engine: Sendable {
         self.incarnation = incarnation
         self.resources = resources
         self.resourceSet = resourceSet
-        self.startedAt = now
         self.leftoverGraceUntil = now + cluster.timing.timeout + cluster.timing.lease
         for n in cluster.nodes where n.id != selfId {
             peers[n.id] = PeerState(

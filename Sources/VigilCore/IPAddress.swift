@@ -48,7 +48,6 @@ public struct IPAddress: Hashable, Sendable, CustomStringConvertible, Codable {
     public var isLoopback: Bool {
         family == .v4 ? bytes[0] == 127 : bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
-    public var isLinkLocalV6: Bool { family == .v6 && bytes[0] == 0xFE && (bytes[1] & 0xC0) == 0x80 }
 }
 
 /// An address with its prefix length, e.g. `198.18.0.100/24` or `fd00:1::100/64`.

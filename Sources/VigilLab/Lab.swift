@@ -38,7 +38,6 @@ public final class Lab: @unchecked Sendable {
         return serial
     }
 
-    public static let servicePrefix = "198.18.0"
     public static let serviceV6 = "fd00:18::"
 
     public init(_ options: Options) throws {

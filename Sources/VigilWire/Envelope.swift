@@ -24,7 +24,6 @@ public enum Envelope {
     public static let protocolVersion: UInt16 = 1
     public static let headerSize = 36
     public static let macSize = 32
-    public static let maxPacket = 65_000
 
     public struct Header: Equatable, Sendable {
         public var kind: UInt8
