@@ -143,7 +143,7 @@ public enum Scheduler {
 
         // Actions: stops (dependents first), then starts (predecessors first). Resources on
         // offline nodes need no stop: their lease has ended them.
-        let order = startOrder(set)
+        let order = set.startOrder
         // A resource (re)starts where it is placed if it does not run there yet, or if a
         // predecessor (re)starts: what depends on it is restarted after it.
         var needsStart: Set<String> = []

@@ -128,6 +128,8 @@ final class HookRunner {
     private var sequence: UInt64 = 0
     private let base: [String: String]
     static let maxQueue = 10_000
+    private var cachedHooks: [String] = []
+    private var scannedAt: UInt64?
 
     init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, log: EventLog) {
         self.dir = dir
@@ -137,8 +139,18 @@ final class HookRunner {
         self.log = log
     }
 
-    /// Hook files: regular, executable, owned by root or us, not writable by group or others.
+    /// Hook files, rescanned at most once a second: a failover's burst of events reads the
+    /// directory once, and a hook added by the operator is picked up within a second.
     func hooks() -> [String] {
+        let now = MonotonicClock.nowMs()
+        if let t = scannedAt, now < t + 1000 { return cachedHooks }
+        scannedAt = now
+        cachedHooks = scanHooks()
+        return cachedHooks
+    }
+
+    /// Hook files: regular, executable, owned by root or us, not writable by group or others.
+    private func scanHooks() -> [String] {
         guard let dir, let d = opendir(dir) else { return [] }
         defer { closedir(d) }
         var names: [String] = []

@@ -75,11 +75,7 @@ public final class HTTPClientProbe {
     }
 
     public func longestGap(from: Double) -> (gap: Double, lastBefore: Double, firstAfter: Double)? {
-        let r = answers().filter { $0 >= from }
-        guard r.count >= 2 else { return nil }
-        var best = (0.0, r[0], r[0])
-        for (a, b) in zip(r, r.dropFirst()) where b - a > best.0 { best = (b - a, a, b) }
-        return best
+        Lab.longestGap(answers().filter { $0 >= from })
     }
 }
 

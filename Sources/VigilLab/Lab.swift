@@ -244,9 +244,6 @@ public final class Lab: @unchecked Sendable {
         for l in 0..<2 { try sh("ip", "link", "set", hostVeth(i, l), up ? "up" : "down") }
     }
 
-    public func setLink(_ i: Int, _ l: Int, up: Bool) throws {
-        try sh("ip", "link", "set", hostVeth(i, l), up ? "up" : "down")
-    }
 
     /// Runs hactl inside a node's namespace.
     public func hactl(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
@@ -343,6 +340,14 @@ public final class Lab: @unchecked Sendable {
         return found
     }
 
+    /// The longest gap between consecutive answer times (ms), with the answers around it.
+    public static func longestGap(_ times: [Double]) -> (gap: Double, lastBefore: Double, firstAfter: Double)? {
+        guard times.count >= 2 else { return nil }
+        var best = (0.0, times[0], times[0])
+        for (a, b) in zip(times, times.dropFirst()) where b - a > best.0 { best = (b - a, a, b) }
+        return best
+    }
+
     public static func monoNowMs() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -377,15 +382,16 @@ public final class Lab: @unchecked Sendable {
 
     // MARK: commands
 
+    /// Runs a command found on PATH; throws with its error output when it fails.
     @discardableResult
     public func sh(_ args: String...) throws -> String {
-        let r = run("/usr/sbin/ip", Array(args.dropFirst()), executable: args[0])
+        let r = Lab.run("/usr/bin/env", args)
         guard r.code == 0 else { throw LabError("\(args.joined(separator: " ")) failed (\(r.code)): \(r.err)") }
         return r.out
     }
 
-    public func run(_ path: String, _ args: [String], executable: String? = nil, stdin: String? = nil) -> (code: Int32, out: String, err: String) {
-        Lab.run(executable.map { $0 == "ip" ? "/usr/sbin/ip" : $0 } ?? path, args, stdin: stdin)
+    public func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        Lab.run(path, args, stdin: stdin)
     }
 
     public static func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {

@@ -43,11 +43,7 @@ public final class Probe {
 
     /// The longest gap between consecutive replies within [from, to] (monotonic ms).
     public func longestGap(from: Double, to: Double) -> (gap: Double, lastBefore: Double, firstAfter: Double)? {
-        let r = replies().filter { $0 >= from && $0 <= to }
-        guard r.count >= 2 else { return nil }
-        var best = (0.0, r[0], r[0])
-        for (a, b) in zip(r, r.dropFirst()) where b - a > best.0 { best = (b - a, a, b) }
-        return best
+        Lab.longestGap(replies().filter { $0 >= from && $0 <= to })
     }
 }
 
