@@ -65,7 +65,7 @@ public struct Timing: Sendable, Equatable, Codable {
     public var lease: UInt64
     public var guardTime: UInt64
 
-    public static let defaultInterval: UInt64 = 100
+    public static let defaultInterval: UInt64 = 50
     public static let defaultTimeout: UInt64 = 400
 
     public init(interval: UInt64 = defaultInterval, timeout: UInt64 = defaultTimeout, lease: UInt64? = nil, guardTime: UInt64? = nil) {

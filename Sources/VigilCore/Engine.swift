@@ -68,8 +68,6 @@ public struct Engine: Sendable {
         public var peerSentAtReceivedAt: UInt64 = 0
         public var report: Heartbeat?
         public var member = false
-        /// Coordinator's conservative bound on this peer's lease.
-        public var leaseExpiry: UInt64 = 0
     }
 
     public let cluster: ClusterConfig
@@ -96,9 +94,17 @@ public struct Engine: Sendable {
     public private(set) var waitingReason: [String: String] = [:]
 
     // Holder side
+    /// Peer-supported leases: ours (holder side) and our promises to the others.
+    public private(set) var ledger: SupportLedger
+    /// Our lease, minus the margin: we keep what runs here only before this instant.
     public private(set) var leaseUntil: UInt64 = 0
+    /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public private(set) var authority: UInt32 = 0
+    private var authorityUntil: UInt64 = 0
     private var authorityAssignments: [String: UInt32] = [:]
+    /// The coordinator's members when it last wrote to us: it only takes a resource away from
+    /// us when it could see what we run.
+    private var authoritySeesUs = false
     public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
     /// What runs here; absent means stopped.
     public private(set) var local: [String: LocalState] = [:]
@@ -143,6 +149,8 @@ public struct Engine: Sendable {
         self.resources = resources
         self.resourceSet = resourceSet
         self.leftoverGraceUntil = now + cluster.timing.timeout + cluster.timing.lease
+        self.ledger = SupportLedger(selfId: selfId, peers: cluster.nodes.map(\.id), incarnation: incarnation,
+                                    params: .init(duration: cluster.timing.lease, startQuiet: cluster.timing.lease + cluster.timing.timeout), now: now)
         for n in cluster.nodes where n.id != selfId {
             peers[n.id] = PeerState(
                 id: n.id, name: n.name, linkLastHeard: Array(repeating: nil, count: cluster.links.count),
@@ -182,6 +190,9 @@ public struct Engine: Sendable {
             p.peerSentAtReceivedAt = now
             p.report = h
             peers[sender] = p
+            ledger.heard(from: sender, epoch: h.epoch, sentAt: h.sentAt, now: now)
+            ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho,
+                          withdrawals: h.withdrawals, epochsSeen: h.epochsSeen)
             handleAuthority(from: sender, h, now: now)
             if (h.configVersion != resources.version || h.configDigest != resources.digest),
                 !rejectedDigests.contains(h.configDigest),
@@ -208,6 +219,31 @@ public struct Engine: Sendable {
             }
         }
         return evaluate(now: now, out: &out)
+    }
+
+    /// The next instant at which `tick` has something to do: the next heartbeat, or earlier when
+    /// a lease, a vote, a term, a membership or a withdrawal runs out. The shell sleeps until
+    /// then (or until a packet arrives) instead of polling.
+    public func nextDeadline(now: UInt64) -> UInt64 {
+        var d = nextHeartbeatAt
+        func consider(_ t: UInt64) { if t > now && t < d { d = t } }
+        if !local.isEmpty { consider(leaseUntil) }
+        consider(authorityUntil)
+        consider(startBarrier)
+        consider(voteBlockedUntil)
+        consider(coordinatorUntil)
+        consider(leftoverGraceUntil)
+        consider(ledger.quietUntil)
+        for p in peers.values {
+            if let h = p.lastHeard { consider(h + timing.timeout) }
+            for case let h? in p.linkLastHeard { consider(h + timing.timeout) }
+            if let r = p.report, r.echoIncarnation == incarnation {
+                consider(r.echo + timing.timeout)
+                consider(r.echo + timing.lease - min(timing.guardTime, timing.lease))
+            }
+        }
+        for p in ledger.peers.values where p.ceasing { consider(p.acceptedAt + ledger.params.promiseOnSupporter) }
+        return max(d, now + 1)
     }
 
     public mutating func tick(now: UInt64) -> [Directive] {
@@ -388,7 +424,7 @@ public struct Engine: Sendable {
         }
         if isCoordinator {
             handleProposal(requestId: requestId, origin: selfId, text: text, now: now, out: &out)
-        } else if authority != 0, authority != selfId, now < leaseUntil {
+        } else if authority != 0, authority != selfId {
             forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
             out.append(.send(to: authority, .configProposal(requestId: requestId, text: text)))
         } else {
@@ -407,7 +443,7 @@ public struct Engine: Sendable {
         }
         if isCoordinator {
             handleStandby(requestId: requestId, origin: selfId, node: node, on: on, out: &out)
-        } else if authority != 0, authority != selfId, now < leaseUntil {
+        } else if authority != 0, authority != selfId {
             forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
             out.append(.send(to: authority, .standbyProposal(requestId: requestId, node: node, on: on)))
         } else {
@@ -531,21 +567,88 @@ public struct Engine: Sendable {
 
     private mutating func handleAuthority(from sender: UInt32, _ h: Heartbeat, now: UInt64) {
         guard h.isCoordinator else {
-            if authority == sender { authority = 0; authorityAssignments = [:] }
+            if authority == sender { authority = 0; authorityAssignments = [:]; authorityUntil = 0 }
             return
         }
         guard !isCoordinator else { return }
         guard h.leaseMs > 0, h.echoIncarnation == incarnation else { return }
-        let until = h.echo + UInt64(h.leaseMs)
         authority = sender
         authorityAssignments = h.assignments
-        leaseUntil = until
+        authorityUntil = h.echo + UInt64(h.leaseMs)
+        authoritySeesUs = h.members.contains(selfId)
+    }
+
+    /// When the guardian removes this node's addresses if the lease is not renewed: half the
+    /// margin after `clusterd` itself should have let go, half the margin before the lease ends.
+    public var guardianDeadline: UInt64 {
+        leaseUntil == UInt64.max ? UInt64.max : leaseUntil + timing.guardTime / 2
+    }
+
+    /// We may start what a coordinator assigns: our own, or one whose term still covers us.
+    func authorityValid(now: UInt64) -> Bool { isCoordinator || (authority != 0 && now < authorityUntil) }
+
+    // MARK: - leases
+
+    /// Nodes that a majority (ourselves included, by the latest reports of our members) has no
+    /// two-way contact with. Only for those do we start withdrawing support: loss between one
+    /// pair of nodes must not cost a node a supporter for good.
+    func lostByMajority(_ x: UInt32) -> Bool {
+        var count = isMember(x) ? 0 : 1
+        for p in peers.values where p.id != x && p.member {
+            guard let r = p.report else { continue }
+            if !r.members.contains(x) || (r.withdrawals[x].map { $0 >= ledger.highestSeen(x) } ?? false) { count += 1 }
+        }
+        return count >= cluster.majority
+    }
+
+    private mutating func updateLeases(now: UInt64, out: inout [Directive]) {
+        let members = Set(peers.values.filter(\.member).map(\.id))
+        let lost = Set(peers.keys.filter { !members.contains($0) && lostByMajority($0) })
+        for e in ledger.update(now: now, member: { members.contains($0) }, lostByMajority: { lost.contains($0) }) {
+            switch e {
+            case .ceasing(let id): out.append(.event(.supportCeasing(name(of: id))))
+            case .resumed(let id): out.append(.event(.supportResumed(name(of: id))))
+            case .withdrew(let id, let upTo): out.append(.event(.supportWithdrawn(name(of: id), epoch: upTo)))
+            }
+            urgent = true
+        }
+        let end = ledger.leaseEnd(majority: cluster.majority)
+        leaseUntil = end == UInt64.max ? end : end - min(end, timing.guardTime)
+        // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
+        if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {
+            ledger.newEpoch()
+            out.append(.event(.newEpoch(ledger.epoch)))
+            urgent = true
+        }
+        // The coordinator we know stays known while it is a member; only its authority to
+        // start things lapses with its term (so lost heartbeats are not coordinator changes).
+        if authority != 0 && authority != selfId && !isMember(authority) {
+            authority = 0
+            authorityAssignments = [:]
+            authorityUntil = 0
+        }
+    }
+
+    /// Coordinator: a majority of nodes withdrew `z` up to the newest epoch of it anyone reported,
+    /// counting only reports that answer something we sent while in office.
+    func withdrawnByMajority(_ z: UInt32) -> Bool {
+        var e = max(ledger.highestSeen(z), peers[z]?.report?.epoch ?? 0)
+        var fresh: [Heartbeat] = []
+        for p in peers.values where p.id != z && p.member {
+            guard let r = p.report, r.echoIncarnation == incarnation, r.echo >= officeSince else { continue }
+            fresh.append(r)
+            e = max(e, r.epochsSeen[z] ?? 0)
+        }
+        var count = (ledger.withdrawn(z).map { $0 >= e } ?? false) ? 1 : 0
+        for r in fresh where (r.withdrawals[z].map { $0 >= e } ?? false) { count += 1 }
+        return count >= cluster.majority
     }
 
     // MARK: - the evaluation step
 
     private mutating func evaluate(now: UInt64, out: inout [Directive]) -> [Directive] {
         updateMembership(now: now, out: &out)
+        updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
         if isCoordinator { place(now: now, out: &out) }
@@ -668,40 +771,52 @@ public struct Engine: Sendable {
         }
         if isCoordinator {
             authority = selfId
-            leaseUntil = coordinatorUntil
+            authorityUntil = coordinatorUntil
+        } else if authority == selfId {
+            authority = 0
+            authorityUntil = 0
         }
-        let quorate = isCoordinator || now < leaseUntil
+        let quorate = now < leaseUntil
         if quorate != wasQuorate {
             wasQuorate = quorate
             out.append(.event(quorate ? .quorumGained : .quorumLost))
         }
-        let coord = isCoordinator ? selfId : (now < leaseUntil ? authority : 0)
+        let coord = isCoordinator ? selfId : authority
         if coord != lastCoordinatorSeen {
             lastCoordinatorSeen = coord
             out.append(.event(.coordinatorChanged(coord == 0 ? nil : name(of: coord))))
         }
     }
 
-    /// Coordinator: can node `z` possibly run `r` right now?
-    private func mayHold(_ z: UInt32, _ r: String, now: UInt64) -> Bool {
+    /// Coordinator: can node `z` possibly run `r` right now? `gone`: nodes a majority withdrew.
+    private func mayHold(_ z: UInt32, _ r: String, gone: Set<UInt32>) -> Bool {
         if z == selfId { return held.contains(r) }
         guard let p = peers[z] else { return false }
-        let leaseLive = now < max(p.leaseExpiry, startBarrier)
-        guard leaseLive else {
-            // No lease of ours or of a predecessor can still be valid there; if it reports the
-            // resource anyway (a leftover after a restart) it is still counted.
+        if gone.contains(z) {
+            // Whatever it ran under its withdrawn epoch is free. If it reports the resource anyway
+            // (a leftover after a restart, or a new epoch), it is still counted.
             if p.member, let rep = p.report { return rep.held.contains(r) }
             return false
         }
         guard let rep = p.report else { return true }
         if rep.held.contains(r) { return true }
+        // A release counts when the report answers a heartbeat we sent after the withdrawal.
         let since = withdrawnAt[r].map { max($0, officeSince) } ?? officeSince
         return !(rep.echoIncarnation == incarnation && rep.echo >= since && p.member)
     }
 
-    private func reportedHolders(_ r: String) -> [UInt32] {
+    /// Nodes whose reports count for placement: members, and nodes we lost contact with whose
+    /// lease a majority has not withdrawn (what they run stays theirs; membership may flap
+    /// under loss without moving anything).
+    private func reportingNodes(gone: Set<UInt32>) -> Set<UInt32> {
+        var out: Set<UInt32> = [selfId]
+        for p in peers.values where p.member || (p.report != nil && !gone.contains(p.id)) { out.insert(p.id) }
+        return out
+    }
+
+    private func reportedHolders(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
         var out: [UInt32] = held.contains(r) ? [selfId] : []
-        for p in peers.values where p.member && (p.report?.held.contains(r) ?? false) { out.append(p.id) }
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.held.contains(r) ?? false) { out.append(p.id) }
         return out.sorted()
     }
 
@@ -715,15 +830,15 @@ public struct Engine: Sendable {
     private func peerIsLeaving(_ id: UInt32) -> Bool { id == selfId ? leaving : (peers[id]?.report?.leaving ?? false) }
 
     /// The scheduler's view of the cluster, from this coordinator's reports.
-    private func schedulerInput() -> ([Scheduler.Node], Scheduler.State) {
+    private func schedulerInput(alive: Set<UInt32>) -> ([Scheduler.Node], Scheduler.State) {
         let nodes = cluster.nodes.map { n in
-            Scheduler.Node(id: n.id, name: n.name, online: isMember(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
+            Scheduler.Node(id: n.id, name: n.name, online: alive.contains(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
         }
         var st = Scheduler.State()
         for r in resourceSet.names {
-            var h = Set(reportedHolders(r))
+            var h = Set(reportedHolders(r, among: alive))
             // Where we placed it counts as running: a restart in place must not move it.
-            if let t = placement[r], isMember(t) { h.insert(t) }
+            if let t = placement[r], alive.contains(t) { h.insert(t) }
             if !h.isEmpty { st.running[r] = h }
         }
         for r in failed.keys { st.banned[r, default: []].insert(selfId) }
@@ -733,7 +848,7 @@ public struct Engine: Sendable {
             guard let rep = p.report else { continue }
             // Blocked resources count even from nodes we lost: they may still run there.
             for r in rep.blocked { st.blocked[r, default: []].insert(p.id) }
-            guard p.member else { continue }
+            guard alive.contains(p.id) else { continue }
             for r in rep.failed { st.banned[r, default: []].insert(p.id) }
             st.fatal.formUnion(rep.fatal)
         }
@@ -748,19 +863,21 @@ public struct Engine: Sendable {
             placement[r] = nil
             changed = true
         }
-        let (nodes, state) = schedulerInput()
+        let gone = Set(peers.keys.filter { !(peers[$0]?.member ?? false) && withdrawnByMajority($0) })
+        let alive = reportingNodes(gone: gone)
+        let (nodes, state) = schedulerInput(alive: alive)
         let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
         let anyProbing = (probePending.isEmpty ? false : true) || peers.values.contains { $0.member && ($0.report?.probing ?? false) }
         for r in resourceSet.startOrder {
-            let holders = reportedHolders(r)
+            let holders = reportedHolders(r, among: alive)
             let target = plan.placement[r]
             if let c = placement[r], c != target {
                 placement[r] = nil
                 withdrawnAt[r] = now
                 changed = true
                 out.append(.event(.withdrawn(r, from: name(of: c))))
-                if target != nil || !isMember(c) {
-                    let why = !isMember(c) ? "node \(name(of: c)) lost" : (state.banned[r]?.contains(c) ?? false ? "failed on \(name(of: c))" : "placement changed")
+                if target != nil || !alive.contains(c) {
+                    let why = !alive.contains(c) ? "node \(name(of: c)) lost" : (state.banned[r]?.contains(c) ?? false ? "failed on \(name(of: c))" : "placement changed")
                     failovers[r] = (name(of: c), why)
                     out.append(.event(.failoverBegun(r, from: name(of: c), reason: why)))
                 }
@@ -774,12 +891,12 @@ public struct Engine: Sendable {
                 continue
             }
             if placement[r] == t { continue }
-            let blockers = ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, now: now) }.sorted()
             let isNewStart = !holders.contains(t)
+            // Keeping a resource where it runs starts nothing: a new coordinator confirms it at once.
+            let blockers = isNewStart ? ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, gone: gone) }.sorted() : []
             if !blockers.isEmpty {
                 let names = blockers.map { b -> String in
-                    let exp = b == selfId ? 0 : max(peers[b]?.leaseExpiry ?? 0, startBarrier)
-                    return exp > now ? "\(name(of: b)) (lease ends in \(exp - now) ms)" : name(of: b)
+                    isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
                 reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
                 continue
@@ -803,7 +920,7 @@ public struct Engine: Sendable {
             // A new coordinator did not withdraw anything, yet this may still be a failover:
             // the last word of a node we lost says it ran the resource.
             if isNewStart && failovers[r] == nil,
-                let lost = peers.values.filter({ !$0.member && $0.id != t && ($0.report?.held.contains(r) ?? false) }).map(\.id).min()
+                let lost = peers.values.filter({ !alive.contains($0.id) && $0.id != t && ($0.report?.held.contains(r) ?? false) }).map(\.id).min()
             {
                 let why = "node \(name(of: lost)) lost"
                 failovers[r] = (name(of: lost), why)
@@ -840,12 +957,23 @@ public struct Engine: Sendable {
         if leaving {
             desired = []
         } else if hasLease {
-            desired = Set(assignments.filter { $0.value == selfId }.map(\.key))
+            let mine = Set(assignments.filter { $0.value == selfId }.map(\.key))
+            let valid = authorityValid(now: now)
+            if isCoordinator || (valid && authoritySeesUs) {
+                desired = mine
+            } else {
+                // No coordinator in office (or one that cannot see us yet): keep what runs, and
+                // start only what a coordinator assigned while its term still covers us.
+                desired = held.union(valid ? mine : [])
+            }
             desired.subtract(failed.keys)
             desired.subtract(fatal.keys)
             desired.formIntersection(resourceSet.names)
         } else if cluster.noQuorumPolicy == .freeze {
-            desired = held  // start nothing, stop nothing
+            // Start nothing, stop no application. Addresses always follow the lease (the
+            // guardian removes them at its end whatever the policy): two machines answering
+            // for one address is never what an operator wants.
+            desired = held.filter { resourceSet.ip(named: $0) == nil }
             desired.formIntersection(resourceSet.names)
         } else if !everHadLease && now < leftoverGraceUntil {
             desired = held.intersection(leftovers)  // start-up reconciliation window
@@ -892,16 +1020,14 @@ public struct Engine: Sendable {
         let members = peers.values.filter(\.member).map(\.id).sorted()
         let startedHere = local.filter { $0.value == .started }.keys.sorted()
         let blockedHere = local.filter { $0.value == .blocked }.keys.sorted()
+        let withdrawals = ledger.withdrawals
+        let seen = ledger.epochsSeen
         for id in peers.keys.sorted() {
-            guard var p = peers[id] else { continue }
-            // The lease never outlives our own term as coordinator.
+            guard let p = peers[id] else { continue }
+            // The authority to start what we assign never outlives our own term as coordinator.
             var leaseMs: UInt32 = 0
             if isCoordinator && p.member && coordinatorUntil > now {
                 leaseMs = UInt32(min(timing.lease - min(timing.guardTime, timing.lease), coordinatorUntil - now))
-            }
-            if leaseMs > 0 {
-                p.leaseExpiry = max(p.leaseExpiry, p.peerSentAtReceivedAt + timing.lease + timing.guardTime)
-                peers[id] = p
             }
             var h = Heartbeat(
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
@@ -913,6 +1039,12 @@ public struct Engine: Sendable {
             h.blocked = blockedHere
             h.fatal = fatal.keys.sorted()
             h.probing = !probePending.isEmpty
+            h.epoch = ledger.epoch
+            let echo = ledger.echo(for: id)
+            h.supportEpoch = echo.epoch
+            h.supportEcho = echo.sentAt
+            h.withdrawals = withdrawals
+            h.epochsSeen = seen
             out.append(.send(to: id, .heartbeat(h)))
         }
     }
@@ -938,7 +1070,7 @@ public struct Engine: Sendable {
             ns.standby = resources.standby.contains(n.name)
             nodes.append(ns)
         }
-        let coordKnown = isCoordinator || now < leaseUntil
+        let coordKnown = isCoordinator || authority != 0
         let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
         var res: [ClusterStatus.ResourceStatus] = []
         for r in resourceSet.names {
@@ -985,9 +1117,9 @@ public struct Engine: Sendable {
             item.failCount = failCount(r, now: now)
             res.append(item)
         }
-        let coordinator: String? = isCoordinator ? selfName : (now < leaseUntil && authority != 0 ? name(of: authority) : nil)
+        let coordinator: String? = isCoordinator ? selfName : (authority != 0 ? name(of: authority) : nil)
         return ClusterStatus(
-            cluster: cluster.name, localNode: selfName, quorate: isCoordinator || now < leaseUntil,
+            cluster: cluster.name, localNode: selfName, quorate: now < leaseUntil,
             votesForLocal: votesForSelf, majority: cluster.majority, coordinator: coordinator,
             localIsCoordinator: isCoordinator, leaseRemainingMs: leaseUntil > now ? (leaseUntil == UInt64.max ? nil : leaseUntil - now) : 0,
             noQuorumPolicy: cluster.noQuorumPolicy.rawValue, configVersion: resources.version,
@@ -1034,6 +1166,10 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case standbyChanged([String])
     case configAdopted(UInt64, from: String)
     case configRejected(UInt64, String)
+    case supportCeasing(String)
+    case supportResumed(String)
+    case supportWithdrawn(String, epoch: UInt64)
+    case newEpoch(UInt64)
 
     public var description: String {
         switch self {
@@ -1066,6 +1202,10 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .leaving: return "leaving (graceful stop: handing resources over)"
         case .configAdopted(let v, let from): return "config-adopted version=\(v) from=\(from)"
         case .configRejected(let v, let why): return "config-rejected version=\(v) reason=\"\(why)\""
+        case .supportCeasing(let n): return "lease-support-ceasing node=\(n) (a majority lost contact)"
+        case .supportResumed(let n): return "lease-support-resumed node=\(n)"
+        case .supportWithdrawn(let n, let e): return "lease-withdrawn node=\(n) epoch=\(e)"
+        case .newEpoch(let e): return "lease-epoch epoch=\(e)"
         }
     }
 }

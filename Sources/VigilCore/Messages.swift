@@ -14,9 +14,10 @@ public struct Heartbeat: Sendable, Equatable {
     public var vote: UInt32
     /// The sender holds a majority of votes.
     public var isCoordinator: Bool
-    /// Coordinator only: the recipient may hold resources until `echo + leaseMs` on its own clock
-    /// (0: no lease). Never longer than the coordinator's own remaining term, so every lease a
-    /// coordinator granted has run out before any successor can be elected.
+    /// Coordinator only: the recipient may act on `assignments` (start what they give it) until
+    /// `echo + leaseMs` on its own clock (0: none). Never longer than the coordinator's own
+    /// remaining term, so every such authority has run out before any successor is elected.
+    /// Keeping what already runs needs no coordinator: that is the node's own lease.
     public var leaseMs: UInt32
     /// The sender is shutting down gracefully and hands its resources over.
     public var leaving: Bool
@@ -38,6 +39,16 @@ public struct Heartbeat: Sendable, Equatable {
     public var fatal: [String] = []
     /// The sender is still asking its agents what already runs (start-up or new resources).
     public var probing = false
+    /// The sender's lease epoch (see `SupportLedger`): peers support it by echoing `sentAt`.
+    public var epoch: UInt64 = 0
+    /// The recipient's epoch the sender supports, and the recipient's `sentAt` it accepted last
+    /// (0: no support). The recipient's lease rests on these echoes, not on the coordinator.
+    public var supportEpoch: UInt64 = 0
+    public var supportEcho: UInt64 = 0
+    /// The sender's final withdrawals: node id to the highest epoch withdrawn.
+    public var withdrawals: [UInt32: UInt64] = [:]
+    /// The highest epoch the sender has seen of every node.
+    public var epochsSeen: [UInt32: UInt64] = [:]
 
     public init(
         sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
@@ -184,6 +195,16 @@ extension Message {
                 w.u16(UInt16(list.count))
                 for s in list { w.string(s) }
             }
+            w.u64(h.epoch)
+            w.u64(h.supportEpoch)
+            w.u64(h.supportEcho)
+            for map in [h.withdrawals, h.epochsSeen] {
+                w.u16(UInt16(map.count))
+                for k in map.keys.sorted() {
+                    w.u32(k)
+                    w.u64(map[k] ?? 0)
+                }
+            }
         case .configRequest(let v):
             w.u64(v)
         case .configData(let v, let text, let standby):
@@ -236,6 +257,11 @@ extension Message {
             for _ in 0..<(try r.count(max: maxNames)) { h.started.append(try r.string(max: maxNameBytes)) }
             for _ in 0..<(try r.count(max: maxNames)) { h.blocked.append(try r.string(max: maxNameBytes)) }
             for _ in 0..<(try r.count(max: maxNames)) { h.fatal.append(try r.string(max: maxNameBytes)) }
+            h.epoch = try r.u64()
+            h.supportEpoch = try r.u64()
+            h.supportEcho = try r.u64()
+            for _ in 0..<(try r.count(max: 64)) { h.withdrawals[try r.u32()] = try r.u64() }
+            for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.u32()] = try r.u64() }
             m = .heartbeat(h)
         case 2:
             m = .configRequest(version: try r.u64())

@@ -121,7 +121,7 @@ public final class Daemon {
         executor.reap()
         hooks.tick()
         scheduleMonitors(now: now)
-        ips.runAnnouncements(now: now)
+        ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil)
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
@@ -167,7 +167,11 @@ public final class Daemon {
 
     func drain(link: Int) {
         let sock = sockets[link]
-        while let (n, from) = sock.receive(into: &buffer) {
+        // A bounded batch per round: poll is level-triggered, so the rest is read after the
+        // tick and the other descriptors had their turn (a flood cannot starve the leases).
+        var budget = 64
+        while budget > 0, let (n, from) = sock.receive(into: &buffer) {
+            budget -= 1
             let bytes = Array(buffer[0..<n])
             switch Envelope.open(bytes, key: key, clusterId: clusterId) {
             case .failure(let e):

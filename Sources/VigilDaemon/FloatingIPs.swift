@@ -26,6 +26,8 @@ final class FloatingIPs {
     private(set) var definitions: [String: FloatingIP] = [:]
     private(set) var active: [String: Active] = [:]
     private var announcements: [Announcement] = []
+    /// Long-lived announcement sockets (never one per packet).
+    let announcer = Announcer()
     var failures: [String: FailureKind] = [:]
     /// How long a vanished address or failed start keeps the resource away from this node.
     let failureExpiryMs: UInt64 = 30_000
@@ -124,15 +126,21 @@ final class FloatingIPs {
         announcements.removeAll { $0.name == name }
         announcements.append(Announcement(name: name, address: a.ip.prefix.address, interface: a.interface, due: now,
                                           remaining: a.ip.announceCount, total: a.ip.announceCount, interval: a.ip.announceIntervalMs))
-        runAnnouncements(now: now)
+        runAnnouncements(now: now, leaseHeld: true)
     }
 
-    func runAnnouncements(now: UInt64) {
+    /// Sends what is due. Nothing is announced once our lease has run out (`leaseHeld` false):
+    /// the new owner repeats its own announcements.
+    func runAnnouncements(now: UInt64, leaseHeld: Bool) {
+        guard leaseHeld else {
+            announcements.removeAll()
+            return
+        }
         var keep: [Announcement] = []
         for var a in announcements {
             if a.due <= now {
                 do {
-                    try Announcer.announce(a.address, interface: a.interface)
+                    try announcer.announce(a.address, interface: a.interface)
                     let n = a.total - a.remaining + 1
                     log.info("announced resource=\(a.name) address=\(a.address) interface=\(a.interface) \(a.address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(a.total)")
                 } catch {

@@ -4,24 +4,79 @@ import VigilCore
 
 /// Tells the segment where an address now lives: gratuitous ARP for IPv4,
 /// unsolicited neighbour advertisement (override flag set) for IPv6.
-public enum Announcer {
-    public static func announce(_ address: IPAddress, interface: String) throws {
+///
+/// The sockets are opened once and kept for the life of the daemon. Closing a packet socket
+/// waits for an RCU grace period in the kernel (`packet_release` → `synchronize_net`), tens of
+/// milliseconds on a busy machine: opening and closing one per announcement stalled the event
+/// loop as soon as a node held a few dozen addresses. One `AF_PACKET` socket sends on every
+/// interface (the interface is chosen per packet by `sll_ifindex`); it is opened with protocol 0
+/// so the kernel queues nothing to it. The ICMPv6 socket filters out every incoming message.
+public final class Announcer {
+    private var packetSocket: Int32 = -1
+    private var icmp6Socket: Int32 = -1
+    /// Hardware address and index per interface name, refreshed when a send fails.
+    private var interfaces: [String: (index: Int32, mac: [UInt8])] = [:]
+    public private(set) var socketsOpened = 0
+
+    public init() {}
+
+    deinit {
+        if packetSocket >= 0 { close(packetSocket) }
+        if icmp6Socket >= 0 { close(icmp6Socket) }
+    }
+
+    public func announce(_ address: IPAddress, interface: String) throws {
+        let iface = try lookup(interface)
+        do {
+            if address.family == .v4 {
+                try gratuitousARP(address, mac: iface.mac, ifindex: iface.index)
+            } else {
+                try unsolicitedNA(address, mac: iface.mac, ifindex: iface.index)
+            }
+        } catch {
+            // The interface may have been re-created with another index: look it up again next time.
+            interfaces[interface] = nil
+            throw error
+        }
+    }
+
+    private func lookup(_ interface: String) throws -> (index: Int32, mac: [UInt8]) {
+        if let i = interfaces[interface] { return i }
         guard let idx = AddressManager.ifindex(interface) else { throw SystemError("announce on \(interface)", errno: ENODEV) }
         guard let mac = Interfaces.hardwareAddress(interface), mac.count == 6 else {
             throw SystemError("hardware address of \(interface)", errno: ENODEV)
         }
-        if address.family == .v4 {
-            try gratuitousARP(address, mac: mac, ifindex: idx)
-        } else {
-            try unsolicitedNA(address, mac: mac, ifindex: idx)
-        }
+        interfaces[interface] = (idx, mac)
+        return (idx, mac)
     }
 
-    static func gratuitousARP(_ address: IPAddress, mac: [UInt8], ifindex: Int32) throws {
-        let ethPArp = UInt16(ETH_P_ARP)
-        let s = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(ethPArp.bigEndian))
+    private func packet() throws -> Int32 {
+        if packetSocket >= 0 { return packetSocket }
+        let s = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard s >= 0 else { throw SystemError("packet socket") }
-        defer { close(s) }
+        socketsOpened += 1
+        packetSocket = s
+        return s
+    }
+
+    private func icmp6() throws -> Int32 {
+        if icmp6Socket >= 0 { return icmp6Socket }
+        let s = socket(AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), Int32(IPPROTO_ICMPV6))
+        guard s >= 0 else { throw SystemError("ICMPv6 socket") }
+        var hops: Int32 = 255
+        setsockopt(s, Int32(IPPROTO_IPV6), IPV6_MULTICAST_HOPS, &hops, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(s, Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, &hops, socklen_t(MemoryLayout<Int32>.size))
+        // ICMP6_FILTER (1) at level IPPROTO_ICMPV6: every bit set blocks every type from the queue.
+        var filter = [UInt32](repeating: 0xFFFF_FFFF, count: 8)
+        _ = filter.withUnsafeMutableBytes { setsockopt(s, Int32(IPPROTO_ICMPV6), 1, $0.baseAddress, socklen_t($0.count)) }
+        socketsOpened += 1
+        icmp6Socket = s
+        return s
+    }
+
+    private func gratuitousARP(_ address: IPAddress, mac: [UInt8], ifindex: Int32) throws {
+        let s = try packet()
+        let ethPArp = UInt16(ETH_P_ARP)
         // ARP request with sender and target protocol address both the floating address.
         var pkt: [UInt8] = [0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]
         pkt += mac + address.bytes + [0, 0, 0, 0, 0, 0] + address.bytes
@@ -41,18 +96,10 @@ public enum Announcer {
         guard n == pkt.count else { throw SystemError("send gratuitous ARP") }
     }
 
-    static func unsolicitedNA(_ address: IPAddress, mac: [UInt8], ifindex: Int32) throws {
-        let s = socket(AF_INET6, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_ICMPV6))
-        guard s >= 0 else { throw SystemError("ICMPv6 socket") }
-        defer { close(s) }
-        var hops: Int32 = 255
-        setsockopt(s, Int32(IPPROTO_IPV6), IPV6_MULTICAST_HOPS, &hops, socklen_t(MemoryLayout<Int32>.size))
-        setsockopt(s, Int32(IPPROTO_IPV6), IPV6_UNICAST_HOPS, &hops, socklen_t(MemoryLayout<Int32>.size))
-        var idx = UInt32(ifindex)
-        setsockopt(s, Int32(IPPROTO_IPV6), IPV6_MULTICAST_IF, &idx, socklen_t(MemoryLayout<UInt32>.size))
-        // Source: the floating address itself (added without DAD, so usable at once).
-        _ = withSockaddr(address, port: 0, scope: 0) { sa, len in bind(s, sa, len) }
+    private func unsolicitedNA(_ address: IPAddress, mac: [UInt8], ifindex: Int32) throws {
+        let s = try icmp6()
         // Type 136, code 0, checksum (kernel fills), flags: Override; target; option 2 (target link-layer address).
+        // The source is chosen by the kernel from the interface (RFC 4861 only asks for an address of it).
         var pkt: [UInt8] = [136, 0, 0, 0, 0x20, 0, 0, 0]
         pkt += address.bytes
         pkt += [2, 1] + mac

@@ -45,6 +45,14 @@ public struct SimCluster {
     var rng: SplitMix64
     var order: UInt64 = 0
     var nextTick: [UInt32: UInt64] = [:]
+    /// Each node's monotonic clock: its own origin and a rate error in parts per million.
+    public private(set) var clockOffset: [UInt32: UInt64] = [:]
+    public private(set) var clockPPM: [UInt32: Int64] = [:]
+    /// Nodes whose daemon is stopped (SIGSTOP): they process nothing, their kernel still holds
+    /// their addresses until their guardian removes them at the lease deadline.
+    public private(set) var paused: Set<UInt32> = []
+    /// Times the guardian removed addresses because the daemon did not (node, time).
+    public private(set) var guardianFired: [(UInt32, UInt64)] = []
 
     public init(cluster: ClusterConfig, resources: String = "", seed: UInt64 = 1) throws {
         self.cluster = cluster
@@ -53,7 +61,10 @@ public struct SimCluster {
         let v = resources.isEmpty ? VersionedResources.empty : VersionedResources(version: 1, text: resources)
         for n in cluster.nodes {
             incarnations[n.id] = 1
-            engines[n.id] = Engine(cluster: cluster, selfId: n.id, incarnation: 1, resources: v, resourceSet: set, now: now)
+            // Distinct clocks: every node's monotonic clock started at another moment.
+            clockOffset[n.id] = UInt64(n.id) * 7_919_000 + UInt64.random(in: 0..<1_000_000, using: &rng)
+            clockPPM[n.id] = 0
+            engines[n.id] = Engine(cluster: cluster, selfId: n.id, incarnation: 1, resources: v, resourceSet: set, now: (clockOffset[n.id] ?? 0) + now)
             holding[n.id] = []
             // Nodes start at random moments, so their heartbeats are out of phase as on real machines.
             nextTick[n.id] = now + UInt64.random(in: 0..<cluster.timing.interval, using: &rng)
@@ -75,6 +86,31 @@ public struct SimCluster {
     }
 
     public func engine(_ id: UInt32) -> Engine? { engines[id] }
+
+    /// Node `id`'s monotonic clock at the current virtual (real) time.
+    public func clock(_ id: UInt32) -> UInt64 {
+        let base = (clockOffset[id] ?? 0) + now
+        let ppm = clockPPM[id] ?? 0
+        let skew = Int64(now) * ppm / 1_000_000
+        return UInt64(max(0, Int64(base) + skew))
+    }
+
+    /// Makes node `id`'s clock run fast (positive) or slow (negative) by `ppm` parts per million.
+    /// The lease argument holds for errors up to the configured bound (1000 ppm).
+    public mutating func setClockRate(_ id: UInt32, ppm: Int64) {
+        // Keep the clock continuous: fold the skew so far into the offset.
+        let current = clock(id)
+        clockPPM[id] = ppm
+        let skew = Int64(now) * ppm / 1_000_000
+        clockOffset[id] = UInt64(max(0, Int64(current) - Int64(now) - skew))
+    }
+
+    /// Stops node `id`'s daemon (SIGSTOP): no packet is read and no tick runs until `resume`.
+    public mutating func pause(_ id: UInt32) { paused.insert(id) }
+    public mutating func resume(_ id: UInt32) { paused.remove(id) }
+
+    /// Status of node `id` on its own clock.
+    public func status(_ id: UInt32) -> ClusterStatus? { engines[id]?.status(now: clock(id)) }
 
     public func holders(of r: String) -> [UInt32] {
         holding.filter { $0.value.contains(r) }.map(\.key).sorted()
@@ -125,42 +161,42 @@ public struct SimCluster {
         crashed.remove(id)
         incarnations[id, default: 1] += 1
         seqs[id] = 0
-        engines[id] = Engine(cluster: cluster, selfId: id, incarnation: incarnations[id] ?? 2, resources: e.resources, resourceSet: e.resourceSet, now: now)
+        engines[id] = Engine(cluster: cluster, selfId: id, incarnation: incarnations[id] ?? 2, resources: e.resources, resourceSet: e.resourceSet, now: clock(id))
     }
 
     // MARK: driving
 
     public mutating func propose(on id: UInt32, requestId: UInt64, text: String) {
         guard var e = engines[id] else { return }
-        let d = e.proposeConfig(requestId: requestId, text: text, now: now)
+        let d = e.proposeConfig(requestId: requestId, text: text, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
     public mutating func cleanup(on id: UInt32, _ r: String) {
         guard var e = engines[id] else { return }
-        let d = e.cleanup(r, now: now)
+        let d = e.cleanup(r, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
     public mutating func standby(on id: UInt32, node: String, _ on: Bool, requestId: UInt64) {
         guard var e = engines[id] else { return }
-        let d = e.proposeStandby(requestId: requestId, node: node, on: on, now: now)
+        let d = e.proposeStandby(requestId: requestId, node: node, on: on, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
     public mutating func leave(_ id: UInt32) {
         guard var e = engines[id] else { return }
-        let d = e.beginLeaving(now: now)
+        let d = e.beginLeaving(now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
     public mutating func fail(_ id: UInt32, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
         guard var e = engines[id] else { return }
-        let d = e.resourceFailed(r, reason: reason, kind: kind, now: now)
+        let d = e.resourceFailed(r, reason: reason, kind: kind, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
@@ -187,26 +223,47 @@ public struct SimCluster {
 
     mutating func step() {
         // Deliver due packets in a deterministic order.
-        let due = inflight.filter { $0.at <= now }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
-        inflight.removeAll { $0.at <= now }
+        // A stopped daemon's packets wait in its socket buffer until it resumes.
+        let due = inflight.filter { $0.at <= now && !paused.contains($0.to) }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
+        inflight.removeAll { $0.at <= now && !paused.contains($0.to) }
         for p in due where !crashed.contains(p.to) {
             guard var e = engines[p.to] else { continue }
-            let d = e.receive(from: p.from, link: p.link, incarnation: p.inc, seq: p.seq, message: p.msg, now: now)
+            let d = e.receive(from: p.from, link: p.link, incarnation: p.inc, seq: p.seq, message: p.msg, now: clock(p.to))
             engines[p.to] = e
             execute(p.to, d)
         }
-        let tick = cluster.timing.tick
+        let tick = cluster.timing.interval
         for id in engines.keys.sorted() where !crashed.contains(id) {
+            // The guardian: independent of the daemon, it removes the node's addresses once its
+            // lease deadline passed without renewal.
+            if let e = engines[id], let held = holding[id], !held.isEmpty, clock(id) >= e.guardianDeadline {
+                let addresses = held.filter { e.resourceSet.ip(named: $0) != nil }
+                if !addresses.isEmpty {
+                    holding[id] = held.subtracting(addresses)
+                    guardianFired.append((id, now))
+                }
+            }
+            guard !paused.contains(id) else { continue }
             guard let t = nextTick[id], t <= now, var e = engines[id] else { continue }
-            nextTick[id] = now + tick
-            let d = e.tick(now: now)
+            let d = e.tick(now: clock(id))
             engines[id] = e
+            nextTick[id] = now + tick
             execute(id, d)
         }
         checkInvariants()
     }
 
+    /// Like the daemon: after every input, sleep until the engine's next deadline (on the node's clock).
+    mutating func reschedule(_ id: UInt32) {
+        guard let e = engines[id] else { return }
+        let local = clock(id)
+        let next = e.nextDeadline(now: local)
+        let at = now + max(1, next - min(next, local))
+        nextTick[id] = min(nextTick[id] ?? at, at)
+    }
+
     mutating func execute(_ id: UInt32, _ directives: [Engine.Directive]) {
+        defer { reschedule(id) }
         var queue = directives[...]
         while let d = queue.popFirst() {
             switch d {
@@ -223,25 +280,25 @@ public struct SimCluster {
             case .start(let r):
                 if failingStarts[id]?.contains(r) ?? false {
                     guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", kind: .hard, now: now))
+                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", kind: .hard, now: clock(id)))
                     engines[id] = e
                     continue
                 }
                 holding[id, default: []].insert(r)
                 actions.append((now, id, r, true))
                 guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.resourceStarted(r, now: now))
+                queue.append(contentsOf: e.resourceStarted(r, now: clock(id)))
                 engines[id] = e
             case .stop(let r):
                 if failingStops[id]?.contains(r) ?? false {
                     guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.stopFailed(r, reason: "simulated stop failure", now: now))
+                    queue.append(contentsOf: e.stopFailed(r, reason: "simulated stop failure", now: clock(id)))
                     engines[id] = e
                     continue
                 }
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
                 guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.resourceStopped(r, now: now))
+                queue.append(contentsOf: e.resourceStopped(r, now: clock(id)))
                 engines[id] = e
             case .probe(let r):
                 if runningProbes[id]?.contains(r) ?? false {
@@ -249,7 +306,7 @@ public struct SimCluster {
                     actions.append((now, id, r, true))
                 }
                 guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.probeResult(r, runningProbes[id]?.contains(r) ?? false ? .success : .notRunning, now: now))
+                queue.append(contentsOf: e.probeResult(r, runningProbes[id]?.contains(r) ?? false ? .success : .notRunning, now: clock(id)))
                 engines[id] = e
             case .event(let ev):
                 events.append((now, id, ev))

@@ -19,10 +19,11 @@ final class EngineSimulationTests: XCTestCase {
         var sim = try makeSim()
         let t = sim.run(until: 3000) { $0.holders(of: "vip") == [2] }
         XCTAssertNotNil(t, "vip never started on n2")
+        sim.run(200)
         XCTAssertEqual(sim.coordinators, [1])
         XCTAssertEqual(sim.violations, [])
         for id: UInt32 in [1, 2, 3] {
-            let st = try XCTUnwrap(sim.engine(id)).status(now: sim.now)
+            let st = try XCTUnwrap(sim.status(id))
             XCTAssertTrue(st.quorate, "n\(id) not quorate")
             XCTAssertEqual(st.coordinator, "n1")
         }
@@ -53,7 +54,7 @@ final class EngineSimulationTests: XCTestCase {
         XCTAssertEqual(sim.violations, [])
         // n2 alone has no quorum and stays without resources.
         sim.run(2000)
-        XCTAssertFalse(try XCTUnwrap(sim.engine(2)).status(now: sim.now).quorate)
+        XCTAssertFalse(try XCTUnwrap(sim.status(2)).quorate)
         XCTAssertEqual(sim.holders(of: "vip").count, 1)
     }
 
@@ -121,7 +122,7 @@ final class EngineSimulationTests: XCTestCase {
         XCTAssertTrue(sim.events.contains { $0.1 == 1 && $0.2 == .linkDown("n2", "l0") })
         XCTAssertFalse(sim.events.contains { $0.2 == .peerLost("n2") })
         XCTAssertEqual(sim.holders(of: "vip"), [2])
-        let n2 = try XCTUnwrap(sim.engine(1)).status(now: sim.now).nodes.first { $0.name == "n2" }
+        let n2 = try XCTUnwrap(sim.status(1)).nodes.first { $0.name == "n2" }
         XCTAssertEqual(n2?.state, "online")
         XCTAssertEqual(n2?.links.map(\.up), [false, true])
     }
@@ -140,13 +141,19 @@ final class EngineSimulationTests: XCTestCase {
         }
     }
 
-    func testMinorityWithFreezePolicyKeepsWhatRunsAndStartsNothing() throws {
-        var sim = try makeSim(policy: "freeze")
-        XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [2] })
+    /// `freeze` keeps applications running on a minority (for sites that fence), but never an
+    /// address: that follows the lease, and the guardian removes it whatever the policy.
+    func testMinorityWithFreezePolicyKeepsApplicationsButNeverAnAddress() throws {
+        let app = ipOn2 + "\n[[resource]]\nname = \"app\"\nagent = \"ocf:heartbeat:Dummy\"\npreferred = [\"n2\"]\n"
+        var sim = try makeSim(resources: app, policy: "freeze")
+        XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [2] && $0.holders(of: "app") == [2] })
         sim.partition([[2], [1, 3]])
         sim.run(3000)
-        XCTAssertTrue(sim.holders(of: "vip").contains(2), "freeze keeps it running on the minority")
-        XCTAssertFalse(sim.actions.contains { $0.1 == 2 && !$0.3 })
+        XCTAssertTrue(sim.holders(of: "app").contains(2), "freeze keeps the application running on the minority")
+        XCTAssertFalse(sim.actions.contains { $0.1 == 2 && $0.2 == "app" && !$0.3 }, "the application was stopped")
+        XCTAssertEqual(sim.holders(of: "vip").filter { $0 != 2 }.count, 1, "the majority took the address over")
+        XCTAssertFalse(sim.holders(of: "vip").contains(2), "the minority let go of the address")
+        XCTAssertEqual(sim.violations.filter { $0.contains("vip") }, [])
     }
 
     func testFailedResourceMovesAndIsNotPlacedBack() throws {

@@ -39,7 +39,7 @@ final class ResourceLifecycleSimulationTests: XCTestCase {
         sim.run(500)
         XCTAssertEqual(sim.holders(of: "app"), [2], "first failure: restarted in place")
         XCTAssertEqual(sim.actions.filter { $0.1 == 2 && $0.2 == "app" && $0.3 }.count, 2, "stopped and started again")
-        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.now), 1)
+        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.clock(2)), 1)
         sim.fail(2, "app", reason: "monitor: not running", kind: .soft)
         XCTAssertNotNil(sim.run(until: 3000) { s in self.started(s) && s.holders(of: "app") != [2] })
         // Stopped in reverse order on n2.
@@ -49,7 +49,7 @@ final class ResourceLifecycleSimulationTests: XCTestCase {
         // Cleanup forgets the failures.
         sim.cleanup(on: 1, "app")
         sim.run(300)
-        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.now), 0)
+        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.clock(2)), 0)
     }
 
     func testFailedStopBlocksTheResourceEvenWhenItsNodeIsLost() throws {
@@ -61,7 +61,7 @@ final class ResourceLifecycleSimulationTests: XCTestCase {
         XCTAssertEqual(sim.engine(2)?.local["app"], .blocked)
         XCTAssertEqual(sim.holders(of: "app"), [2], "it may still run there")
         XCTAssertFalse(sim.actions.contains { $0.1 != 2 && $0.2 == "app" && $0.3 }, "never started elsewhere while blocked")
-        let st = try XCTUnwrap(sim.engine(1)).status(now: sim.now)
+        let st = try XCTUnwrap(sim.status(1))
         XCTAssertEqual(st.resources.first { $0.name == "app" }?.state, "blocked")
         // Even when n2 is cut off, nothing takes it over: without fencing it may still run.
         sim.partition([[2], [1, 3]])
