@@ -33,6 +33,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var nodes: [Node]
     public var hooksDir: String?
     public var hookTimeoutMs: UInt64 = 10_000
+    /// `mlockall` and SCHED_RR for clusterd (the guardian always asks for both).
+    public var realtime = true
 
     public var majority: Int { nodes.count / 2 + 1 }
 
@@ -66,7 +68,7 @@ public struct Timing: Sendable, Equatable, Codable {
     public var guardTime: UInt64
 
     public static let defaultInterval: UInt64 = 50
-    public static let defaultTimeout: UInt64 = 400
+    public static let defaultTimeout: UInt64 = 350
 
     public init(interval: UInt64 = defaultInterval, timeout: UInt64 = defaultTimeout, lease: UInt64? = nil, guardTime: UInt64? = nil) {
         self.interval = interval
@@ -130,6 +132,7 @@ extension ClusterConfig {
         let hooksDir = try cluster.string("hooks_dir")
         if let h = hooksDir, !h.hasPrefix("/") { throw cluster.error("hooks_dir", "'\(h)' must be an absolute path") }
         let hookTimeout = try cluster.int("hook_timeout_ms", range: 100...3_600_000).map(UInt64.init) ?? 10_000
+        let realtime = try cluster.bool("realtime") ?? true
         try cluster.finish()
 
         var timing = Timing()
@@ -210,6 +213,7 @@ extension ClusterConfig {
             name: name, keyFile: keyFile, stateDir: stateDir, ipcName: ipcName, adminGroup: adminGroup,
             noQuorumPolicy: policy, timing: timing, links: links, nodes: nodes, hooksDir: hooksDir)
         c.hookTimeoutMs = hookTimeout
+        c.realtime = realtime
         return c
     }
 }

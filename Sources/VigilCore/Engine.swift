@@ -91,6 +91,10 @@ public struct Engine: Sendable {
     /// Coordinator: published assignments.
     public private(set) var placement: [String: UInt32] = [:]
     private var withdrawnAt: [String: UInt64] = [:]
+    /// Coordinator: nodes each resource was assigned to during this term. Only those can have
+    /// started it since our first heartbeat in office (every earlier coordinator's authority
+    /// ended before our term began), so only they must confirm a release after a withdrawal.
+    private var assignedInOffice: [String: Set<UInt32>] = [:]
     public private(set) var waitingReason: [String: String] = [:]
 
     // Holder side
@@ -102,9 +106,7 @@ public struct Engine: Sendable {
     public private(set) var authority: UInt32 = 0
     private var authorityUntil: UInt64 = 0
     private var authorityAssignments: [String: UInt32] = [:]
-    /// The coordinator's members when it last wrote to us: it only takes a resource away from
-    /// us when it could see what we run.
-    private var authoritySeesUs = false
+
     public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
     /// What runs here; absent means stopped.
     public private(set) var local: [String: LocalState] = [:]
@@ -149,6 +151,9 @@ public struct Engine: Sendable {
         self.resources = resources
         self.resourceSet = resourceSet
         self.leftoverGraceUntil = now + cluster.timing.timeout + cluster.timing.lease
+        // A node that restarts has forgotten whom it voted for: it votes for nobody until any
+        // vote of its previous life can no longer be counted.
+        self.voteBlockedUntil = now + cluster.timing.lease + cluster.timing.guardTime + cluster.timing.lease / 1000 + 1
         self.ledger = SupportLedger(selfId: selfId, peers: cluster.nodes.map(\.id), incarnation: incarnation,
                                     params: .init(duration: cluster.timing.lease, startQuiet: cluster.timing.lease + cluster.timing.timeout), now: now)
         for n in cluster.nodes where n.id != selfId {
@@ -186,13 +191,16 @@ public struct Engine: Sendable {
         peers[sender] = p
         switch message {
         case .heartbeat(let h):
+            // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
+            // rather than compute deadlines from it.
+            if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
             p.peerSentAt = h.sentAt
             p.peerSentAtReceivedAt = now
             p.report = h
             peers[sender] = p
             ledger.heard(from: sender, epoch: h.epoch, sentAt: h.sentAt, now: now)
-            ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho,
-                          withdrawals: h.withdrawals, epochsSeen: h.epochsSeen)
+            ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho, refused: h.refusedEpoch,
+                          withdrawals: h.withdrawals, epochsSeen: h.epochsSeen, now: now)
             handleAuthority(from: sender, h, now: now)
             if (h.configVersion != resources.version || h.configDigest != resources.digest),
                 !rejectedDigests.contains(h.configDigest),
@@ -571,11 +579,17 @@ public struct Engine: Sendable {
             return
         }
         guard !isCoordinator else { return }
-        guard h.leaseMs > 0, h.echoIncarnation == incarnation else { return }
+        guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else { return }
         authority = sender
+        // Assignments made for an older epoch of ours are void: what a coordinator assigned to
+        // that epoch may have been given away after a majority withdrew it.
+        guard h.assigneeEpoch == ledger.epoch else {
+            authorityAssignments = [:]
+            authorityUntil = 0
+            return
+        }
         authorityAssignments = h.assignments
         authorityUntil = h.echo + UInt64(h.leaseMs)
-        authoritySeesUs = h.members.contains(selfId)
     }
 
     /// When the guardian removes this node's addresses if the lease is not renewed: half the
@@ -617,6 +631,8 @@ public struct Engine: Sendable {
         // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
         if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {
             ledger.newEpoch()
+            authorityAssignments = [:]
+            authorityUntil = 0
             out.append(.event(.newEpoch(ledger.epoch)))
             urgent = true
         }
@@ -763,6 +779,7 @@ public struct Engine: Sendable {
                 startBarrier = now + timing.guardTime
                 placement = [:]
                 withdrawnAt = [:]
+                assignedInOffice = [:]
                 out.append(.event(.becameCoordinator))
             } else {
                 placement = [:]
@@ -792,17 +809,17 @@ public struct Engine: Sendable {
     private func mayHold(_ z: UInt32, _ r: String, gone: Set<UInt32>) -> Bool {
         if z == selfId { return held.contains(r) }
         guard let p = peers[z] else { return false }
-        if gone.contains(z) {
-            // Whatever it ran under its withdrawn epoch is free. If it reports the resource anyway
-            // (a leftover after a restart, or a new epoch), it is still counted.
-            if p.member, let rep = p.report { return rep.held.contains(r) }
-            return false
-        }
+        // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
+        // nodes that are not members; a member's own report decides below).
+        if gone.contains(z) { return false }
         guard let rep = p.report else { return true }
         if rep.held.contains(r) { return true }
         // A release counts when the report answers a heartbeat we sent after the withdrawal.
-        let since = withdrawnAt[r].map { max($0, officeSince) } ?? officeSince
-        return !(rep.echoIncarnation == incarnation && rep.echo >= since && p.member)
+        let assignedHere = assignedInOffice[r]?.contains(z) ?? false
+        // Strictly after the withdrawal: a heartbeat sent in the same millisecond, before it,
+        // may still have carried the assignment.
+        let fresh = assignedHere ? rep.echo > (withdrawnAt[r] ?? 0) && rep.echo >= officeSince : rep.echo >= officeSince
+        return !(rep.echoIncarnation == incarnation && fresh && p.member)
     }
 
     /// Nodes whose reports count for placement: members, and nodes we lost contact with whose
@@ -821,9 +838,9 @@ public struct Engine: Sendable {
     }
 
     /// Nodes where `r` is confirmed running.
-    private func startedOn(_ r: String) -> [UInt32] {
+    private func startedOn(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
         var out: [UInt32] = local[r] == .started ? [selfId] : []
-        for p in peers.values where p.member && (p.report?.started.contains(r) ?? false) { out.append(p.id) }
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.started.contains(r) ?? false) { out.append(p.id) }
         return out.sorted()
     }
 
@@ -892,8 +909,11 @@ public struct Engine: Sendable {
             }
             if placement[r] == t { continue }
             let isNewStart = !holders.contains(t)
-            // Keeping a resource where it runs starts nothing: a new coordinator confirms it at once.
-            let blockers = isNewStart ? ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, gone: gone) }.sorted() : []
+            // Keeping a resource where it runs, started, and nowhere else, starts nothing: a new
+            // coordinator confirms it at once. Anything else (held while stopping, or by two
+            // nodes after a partition healed) waits for every other node to be clear.
+            let keep = holders == [t] && startedOn(r, among: alive) == [t]
+            let blockers = keep ? [] : ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, gone: gone) }.sorted()
             if !blockers.isEmpty {
                 let names = blockers.map { b -> String in
                     isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
@@ -915,6 +935,7 @@ public struct Engine: Sendable {
                 continue
             }
             placement[r] = t
+            assignedInOffice[r, default: []].insert(t)
             changed = true
             out.append(.event(.placed(r, on: name(of: t))))
             // A new coordinator did not withdraw anything, yet this may still be a failover:
@@ -959,13 +980,9 @@ public struct Engine: Sendable {
         } else if hasLease {
             let mine = Set(assignments.filter { $0.value == selfId }.map(\.key))
             let valid = authorityValid(now: now)
-            if isCoordinator || (valid && authoritySeesUs) {
-                desired = mine
-            } else {
-                // No coordinator in office (or one that cannot see us yet): keep what runs, and
-                // start only what a coordinator assigned while its term still covers us.
-                desired = held.union(valid ? mine : [])
-            }
+            // A coordinator in office (whose heartbeats reach only its members, so it saw what
+            // we run) decides; without one, keep what runs and start nothing.
+            desired = valid ? mine : held
             desired.subtract(failed.keys)
             desired.subtract(fatal.keys)
             desired.formIntersection(resourceSet.names)
@@ -1043,6 +1060,8 @@ public struct Engine: Sendable {
             let echo = ledger.echo(for: id)
             h.supportEpoch = echo.epoch
             h.supportEcho = echo.sentAt
+            h.refusedEpoch = ledger.refused(id)
+            if isCoordinator { h.assigneeEpoch = p.report?.epoch ?? 0 }
             h.withdrawals = withdrawals
             h.epochsSeen = seen
             out.append(.send(to: id, .heartbeat(h)))

@@ -173,17 +173,23 @@ public struct SupportLedger: Sendable, Equatable {
     }
 
     public func withdrawn(_ node: UInt32) -> UInt64? { peers[node]?.withdrawnUpTo }
+    /// The highest epoch of `node` we will not support (told to it in our heartbeats).
+    public func refused(_ node: UInt32) -> UInt64 { peers[node]?.refuseUpTo ?? 0 }
     public func highestSeen(_ node: UInt32) -> UInt64 { node == selfId ? epoch : (peers[node]?.highestSeen ?? 0) }
 
     // MARK: holder side
 
     /// A peer's heartbeat: its echo of our epoch, its withdrawals and the epochs it has seen.
-    public mutating func report(from peer: UInt32, supportEpoch: UInt64, supportEcho: UInt64,
-                                withdrawals: [UInt32: UInt64], epochsSeen: [UInt32: UInt64]) {
-        if let w = withdrawals[selfId], w >= epoch {
+    /// `now` bounds the echo: our own send time cannot be in our future (a corrupt or hostile
+    /// value is ignored rather than added to).
+    public mutating func report(from peer: UInt32, supportEpoch: UInt64, supportEcho: UInt64, refused: UInt64,
+                                withdrawals: [UInt32: UInt64], epochsSeen: [UInt32: UInt64], now: UInt64) {
+        if (withdrawals[selfId] ?? 0) >= epoch || refused >= epoch {
+            // Withdrawn, or refused because the peer learnt of a withdrawal: this epoch is dead
+            // at that peer for good.
             promises[peer] = nil
             currentEpochWithdrawn = true
-        } else if supportEpoch == epoch, supportEcho > 0 {
+        } else if supportEpoch == epoch, supportEcho > 0, supportEcho <= now {
             let end = supportEcho + params.promiseOnHolder
             promises[peer] = max(promises[peer] ?? 0, end)
         }

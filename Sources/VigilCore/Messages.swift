@@ -45,6 +45,12 @@ public struct Heartbeat: Sendable, Equatable {
     /// (0: no support). The recipient's lease rests on these echoes, not on the coordinator.
     public var supportEpoch: UInt64 = 0
     public var supportEcho: UInt64 = 0
+    /// Coordinator: the recipient's epoch the coordinator last heard. The recipient starts what
+    /// `assignments` give it only under that epoch (an assignment never outlives the epoch it
+    /// was made for). Everyone: the highest epoch of the recipient the sender refuses to support
+    /// (its own withdrawals and those it learnt of), so the recipient knows to take a new one.
+    public var assigneeEpoch: UInt64 = 0
+    public var refusedEpoch: UInt64 = 0
     /// The sender's final withdrawals: node id to the highest epoch withdrawn.
     public var withdrawals: [UInt32: UInt64] = [:]
     /// The highest epoch the sender has seen of every node.
@@ -198,6 +204,8 @@ extension Message {
             w.u64(h.epoch)
             w.u64(h.supportEpoch)
             w.u64(h.supportEcho)
+            w.u64(h.assigneeEpoch)
+            w.u64(h.refusedEpoch)
             for map in [h.withdrawals, h.epochsSeen] {
                 w.u16(UInt16(map.count))
                 for k in map.keys.sorted() {
@@ -260,6 +268,8 @@ extension Message {
             h.epoch = try r.u64()
             h.supportEpoch = try r.u64()
             h.supportEcho = try r.u64()
+            h.assigneeEpoch = try r.u64()
+            h.refusedEpoch = try r.u64()
             for _ in 0..<(try r.count(max: 64)) { h.withdrawals[try r.u32()] = try r.u64() }
             for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.u32()] = try r.u64() }
             m = .heartbeat(h)

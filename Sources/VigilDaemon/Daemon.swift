@@ -37,6 +37,10 @@ public final class Daemon {
     var lastMonitor: UInt64 = 0
     /// Agent definitions as they were before a configuration change, for stopping removed ones.
     var lastAgents: [String: AgentResource] = [:]
+    var guardian: GuardianLink?
+    /// Shell timers (agent monitors, hooks, address checks) run at most this often.
+    static let shellPeriodMs: UInt64 = 50
+    var nextShellRound: UInt64 = 0
 
     public init(setup: NodeSetup) throws {
         self.setup = setup
@@ -47,7 +51,7 @@ public final class Daemon {
         self.incarnation = try store.nextIncarnation()
         self.key = makeKey(setup.key)
         self.clusterId = Envelope.clusterId(setup.cluster.name)
-        self.reactor = Reactor(tickIntervalMs: Int32(setup.cluster.timing.tick))
+        self.reactor = Reactor()
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
         self.executor = AgentExecutor(reactor: reactor, log: log)
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
@@ -76,6 +80,7 @@ public final class Daemon {
     /// Runs until SIGTERM/SIGINT has handed every resource over (or the hand-over timed out).
     public func run() throws -> Int32 {
         let t = cluster.timing
+        if cluster.realtime { Realtime.apply(priority: 10, log: log, who: "clusterd") }
         log.info("starting cluster=\(cluster.name) node=\(selfNode.name) id=\(selfNode.id) incarnation=\(incarnation) interval=\(t.interval)ms timeout=\(t.timeout)ms lease=\(t.lease)ms config-version=\(engine.resources.version) state-dir=\(store.dir)")
         for (i, link) in cluster.links.enumerated() {
             let sock = try UDPSocket(bind: selfNode.addresses[i], port: link.port)
@@ -102,12 +107,18 @@ public final class Daemon {
         ipc = server
         log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")
 
+        // The guardian first: no address is held before something independent of this loop
+        // can remove it.
+        guardian = try GuardianLink(node: selfNode.name, log: log)
         let now = MonotonicClock.nowMs()
         for name in ips.adoptLeftovers() { execute(engine.foundLeftover(name, now: now)) }
         reactor.onTick = { [unowned self] in self.tick() }
+        reactor.nextWake = { [unowned self] in self.nextWake() }
         reactor.run()
         executor.killAll()
         ips.stopAll()
+        updateGuardian()
+        guardian?.close()
         server.stop()
         log.info("stopped")
         return exitCode
@@ -115,13 +126,30 @@ public final class Daemon {
 
     // MARK: inputs
 
+    /// The earliest instant the loop has to act without input: the engine's next deadline, a
+    /// due announcement, or the next round of shell timers.
+    func nextWake() -> UInt64 {
+        let now = MonotonicClock.nowMs()
+        // The engine's deadline is always in the future after a tick; a shell timer may be due now.
+        var wake = min(engine.nextDeadline(now: now), nextShellRound)
+        if let due = ips.nextAnnouncementDue { wake = min(wake, due) }
+        return wake
+    }
+
+    /// The deadline the guardian enforces: the lease's, while we hold any address.
+    func updateGuardian() {
+        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
+    }
+
     func tick() {
         let now = MonotonicClock.nowMs()
         execute(engine.tick(now: now))
+        ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil)
+        guard now >= nextShellRound else { return }
+        nextShellRound = now + Self.shellPeriodMs
         executor.reap()
         hooks.tick()
         scheduleMonitors(now: now)
-        ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil)
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
@@ -148,6 +176,7 @@ public final class Daemon {
         case SIGCHLD:
             executor.reap()
             hooks.reap()
+            guardian?.reap(current: ips.holdsAny ? engine.guardianDeadline : 0)
         case SIGTERM, SIGINT:
             guard leavingSince == nil else {
                 log.warning("second stop signal: exiting now")
@@ -212,6 +241,7 @@ public final class Daemon {
     // MARK: directives
 
     func execute(_ directives: [Engine.Directive]) {
+        defer { updateGuardian() }
         var queue = directives[...]
         while let d = queue.popFirst() {
             let now = MonotonicClock.nowMs()
@@ -234,7 +264,11 @@ public final class Daemon {
                             self.execute(self.engine.resourceFailed(name, reason: "start: \(outcome)", kind: .hard, now: now))
                         }
                     })
-                } else if let err = ips.start(name, now: now) {
+                } else if let err = { () -> String? in
+                    // The guardian must know the deadline before the address exists.
+                    guardian?.update(max(1, engine.guardianDeadline))
+                    return ips.start(name, now: now)
+                }() {
                     log.error("start resource=\(name) failed: \(err)")
                     ips.markStartFailed(name, now: now)
                     queue.append(contentsOf: engine.resourceFailed(name, reason: err, kind: .hard, now: now))

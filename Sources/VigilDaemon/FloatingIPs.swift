@@ -38,6 +38,12 @@ final class FloatingIPs {
         self.netlink = try AddressManager()
     }
 
+    /// True while any address of ours is configured here (the guardian must then be armed).
+    var holdsAny: Bool { !active.isEmpty }
+
+    /// When the next announcement is due, if any.
+    var nextAnnouncementDue: UInt64? { announcements.map(\.due).min() }
+
     func setDefinitions(_ set: ResourceSet) {
         var new: [String: FloatingIP] = [:]
         for ip in set.ips { new[ip.name] = ip }

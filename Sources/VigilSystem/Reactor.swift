@@ -2,17 +2,24 @@ import Glibc
 import CVigilSys
 
 /// A single-threaded poll(2) loop: every socket, the IPC server's descriptors, the signal
-/// descriptor and the periodic tick are served on one thread, so the engine never sees
-/// two inputs at once and needs no locks.
+/// descriptor and the timer are served on one thread, so the engine never sees two inputs at
+/// once and needs no locks. There is no fixed tick: before every wait the loop asks `nextWake`
+/// for the earliest deadline (the engine's next heartbeat, lease end or timeout, or a shell
+/// timer) and sleeps until then or until a descriptor is ready, so an idle node wakes only when
+/// it has something to do.
 public final class Reactor {
     public typealias Handler = (Int16) -> Void
     private var handlers: [Int32: (events: Int16, handler: Handler)] = [:]
     private var jobs: [() -> Void] = []
     private var running = true
-    public var tickIntervalMs: Int32
+    /// Absolute CLOCK_MONOTONIC milliseconds of the next timer round.
+    public var nextWake: () -> UInt64 = { MonotonicClock.nowMs() + 1000 }
     public var onTick: () -> Void = {}
+    /// Rounds of the loop and timer rounds, for the idle benchmark.
+    public private(set) var wakeups: UInt64 = 0
+    public private(set) var timerRounds: UInt64 = 0
 
-    public init(tickIntervalMs: Int32) { self.tickIntervalMs = tickIntervalMs }
+    public init() {}
 
     public func add(fd: Int32, events: Int16 = Int16(POLLIN), _ handler: @escaping Handler) {
         handlers[fd] = (events, handler)
@@ -30,12 +37,11 @@ public final class Reactor {
     public func stop() { running = false }
 
     public func run() {
-        var lastTick: UInt64 = 0
+        var fds: [pollfd] = []
         while running {
-            let now = MonotonicClock.nowMs()
-            let sinceTick = now - min(now, lastTick)
-            if sinceTick >= UInt64(tickIntervalMs) {
-                lastTick = now
+            wakeups += 1
+            if MonotonicClock.nowMs() >= nextWake() {
+                timerRounds += 1
                 onTick()
             }
             while !jobs.isEmpty {
@@ -44,8 +50,11 @@ public final class Reactor {
                 for job in j { job() }
             }
             guard running else { break }
-            let wait = Int32(max(0, Int64(tickIntervalMs) - Int64(MonotonicClock.nowMs() - lastTick)))
-            var fds = handlers.map { pollfd(fd: $0.key, events: $0.value.events, revents: 0) }
+            let wake = nextWake()
+            let now = MonotonicClock.nowMs()
+            let wait = Int32(min(1000, wake - min(wake, now)))
+            fds.removeAll(keepingCapacity: true)
+            for (fd, h) in handlers { fds.append(pollfd(fd: fd, events: h.events, revents: 0)) }
             let n = poll(&fds, nfds_t(fds.count), wait)
             if n < 0 {
                 if errno == EINTR { continue }

@@ -18,7 +18,18 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// `holding` records what each node runs. After every step it checks the safety invariants.
 public struct SimCluster {
     public struct Path: Hashable { public var from: UInt32; public var to: UInt32; public var link: Int }
-    public struct PathState { public var up = true; public var loss = 0.0; public var delay: UInt64 = 1; public var jitter: UInt64 = 0 }
+    public struct PathState {
+        public var up = true
+        public var loss = 0.0
+        public var delay: UInt64 = 1
+        public var jitter: UInt64 = 0
+        /// Probability that a packet arrives twice (the copy with its own jitter, so possibly reordered).
+        public var duplicate = 0.0
+        /// Bursts: with this probability per packet the path starts dropping everything for `burstMs`.
+        public var burst = 0.0
+        public var burstMs: UInt64 = 0
+        var burstUntil: UInt64 = 0
+    }
     struct Packet { var at: UInt64; var order: UInt64; var from: UInt32; var to: UInt32; var link: Int; var inc: UInt64; var seq: UInt64; var msg: Message }
 
     public let cluster: ClusterConfig
@@ -53,6 +64,8 @@ public struct SimCluster {
     public private(set) var paused: Set<UInt32> = []
     /// Times the guardian removed addresses because the daemon did not (node, time).
     public private(set) var guardianFired: [(UInt32, UInt64)] = []
+    /// Off only to show that a test would catch the stalled daemon without it.
+    public var guardianEnabled = true
 
     public init(cluster: ClusterConfig, resources: String = "", seed: UInt64 = 1) throws {
         self.cluster = cluster
@@ -75,7 +88,7 @@ public struct SimCluster {
     }
 
     /// A cluster file for `n` nodes with `links` links and the given timing.
-    public static func config(nodes n: Int, links: Int = 2, interval: Int = 100, timeout: Int = 400, policy: String = "stop") throws -> ClusterConfig {
+    public static func config(nodes n: Int, links: Int = 2, interval: Int = Int(Timing.defaultInterval), timeout: Int = Int(Timing.defaultTimeout), policy: String = "stop") throws -> ClusterConfig {
         var t = "[cluster]\nname = \"sim\"\nkey_file = \"/dev/null\"\nno_quorum_policy = \"\(policy)\"\n[timing]\nheartbeat_interval_ms = \(interval)\nfailure_timeout_ms = \(timeout)\n"
         for l in 0..<links { t += "[[link]]\nname = \"l\(l)\"\nport = \(5405 + l)\n" }
         for i in 1...n {
@@ -140,11 +153,20 @@ public struct SimCluster {
         for (k, _) in paths { paths[k]?.up = true }
     }
 
-    public mutating func setAll(loss: Double, delay: UInt64, jitter: UInt64) {
-        for (k, _) in paths {
+    public mutating func setAll(loss: Double, delay: UInt64, jitter: UInt64, duplicate: Double = 0, links: [Int]? = nil) {
+        for (k, _) in paths where links?.contains(k.link) ?? true {
             paths[k]?.loss = loss
             paths[k]?.delay = delay
             paths[k]?.jitter = jitter
+            paths[k]?.duplicate = duplicate
+        }
+    }
+
+    /// Loss in bursts: each packet may start a `ms`-long outage of its path.
+    public mutating func setBursts(probability: Double, ms: UInt64) {
+        for (k, _) in paths {
+            paths[k]?.burst = probability
+            paths[k]?.burstMs = ms
         }
     }
 
@@ -236,7 +258,7 @@ public struct SimCluster {
         for id in engines.keys.sorted() where !crashed.contains(id) {
             // The guardian: independent of the daemon, it removes the node's addresses once its
             // lease deadline passed without renewal.
-            if let e = engines[id], let held = holding[id], !held.isEmpty, clock(id) >= e.guardianDeadline {
+            if guardianEnabled, let e = engines[id], let held = holding[id], !held.isEmpty, clock(id) >= e.guardianDeadline {
                 let addresses = held.filter { e.resourceSet.ip(named: $0) != nil }
                 if !addresses.isEmpty {
                     holding[id] = held.subtracting(addresses)
@@ -271,11 +293,20 @@ public struct SimCluster {
                 seqs[id, default: 0] += 1
                 let seq = seqs[id] ?? 0
                 for l in 0..<cluster.links.count {
-                    guard let ps = paths[Path(from: id, to: to, link: l)], ps.up else { continue }
+                    let key = Path(from: id, to: to, link: l)
+                    guard var ps = paths[key], ps.up else { continue }
+                    if ps.burst > 0 && now >= ps.burstUntil && Double.random(in: 0..<1, using: &rng) < ps.burst {
+                        ps.burstUntil = now + ps.burstMs
+                        paths[key] = ps
+                    }
+                    if now < ps.burstUntil { continue }
                     if ps.loss > 0 && Double.random(in: 0..<1, using: &rng) < ps.loss { continue }
-                    let j = ps.jitter > 0 ? UInt64.random(in: 0...ps.jitter, using: &rng) : 0
-                    order += 1
-                    inflight.append(Packet(at: now + ps.delay + j, order: order, from: id, to: to, link: l, inc: incarnations[id] ?? 1, seq: seq, msg: msg))
+                    let copies = ps.duplicate > 0 && Double.random(in: 0..<1, using: &rng) < ps.duplicate ? 2 : 1
+                    for _ in 0..<copies {
+                        let j = ps.jitter > 0 ? UInt64.random(in: 0...ps.jitter, using: &rng) : 0
+                        order += 1
+                        inflight.append(Packet(at: now + ps.delay + j, order: order, from: id, to: to, link: l, inc: incarnations[id] ?? 1, seq: seq, msg: msg))
+                    }
                 }
             case .start(let r):
                 if failingStarts[id]?.contains(r) ?? false {

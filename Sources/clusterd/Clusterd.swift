@@ -21,7 +21,16 @@ struct Clusterd: ParsableCommand {
     @Flag(name: .long, help: "Remove every floating address Vigil left on this machine and exit (for ExecStopPost after a crash).")
     var cleanup = false
 
+    @Flag(name: .long, help: .hidden)
+    var guardian = false
+
     func run() throws {
+        if guardian {
+            // Started by clusterd itself: see Guardian (VigilDaemon).
+            let code = Guardian.run(node: node ?? "?")
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
         let setup: NodeSetup
         do {
             setup = try NodeSetup.load(configPath: config, nodeName: node)

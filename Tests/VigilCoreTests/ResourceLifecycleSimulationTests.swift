@@ -82,6 +82,7 @@ final class ResourceLifecycleSimulationTests: XCTestCase {
         sim.standby(on: 3, node: "n2", true, requestId: 5)
         XCTAssertNotNil(sim.run(until: 3000) { s in self.started(s) && s.holders(of: "ip") != [2] })
         XCTAssertEqual(sim.replies[5]?.ok, true, sim.replies[5]?.message ?? "")
+        sim.run(500)  // the move can be done before every node fetched the new version
         XCTAssertEqual(sim.engine(3)?.resources.standby, ["n2"])
         let elsewhere = sim.holders(of: "ip")
         sim.standby(on: 1, node: "n2", false, requestId: 6)

@@ -1,0 +1,210 @@
+import CVigilSys
+import Glibc
+import VigilCore
+import VigilSystem
+
+/// The address guardian: a small process of its own (`clusterd --guardian`), started and
+/// supervised by `clusterd`, that removes every Vigil address of this machine the moment the
+/// node's lease deadline passes without renewal, whatever state `clusterd` is in (stopped by
+/// SIGSTOP, stuck in D-state, swapping, crashed). It runs with its memory locked and a real-time
+/// priority above `clusterd`'s, and does nothing else: no configuration, no network but netlink.
+///
+/// Protocol on its standard input: 8-byte big-endian records, each the newest deadline on
+/// CLOCK_MONOTONIC in milliseconds; 0 disarms (nothing held), `UInt64.max` means no deadline
+/// (a one-node cluster). At end of file (`clusterd` gone) it still enforces the last deadline,
+/// then exits.
+///
+/// What it covers: floating addresses. What only fencing covers: applications on a stalled node
+/// (they keep running until `clusterd` resumes and stops them), and a whole machine that stops
+/// (a paused VM answers ARP again when it resumes, before any process runs).
+public enum Guardian {
+    public static let realtimePriority: Int32 = 50
+
+    public static func run(node: String) -> Int32 {
+        let log = EventLog(node: node)
+        Realtime.apply(priority: realtimePriority, log: log, who: "guardian")
+        let netlink: AddressManager
+        do {
+            netlink = try AddressManager()
+        } catch {
+            log.error("guardian: cannot open netlink: \(error)")
+            return 1
+        }
+        _ = fcntl(0, F_SETFL, O_NONBLOCK)
+        var deadline: UInt64 = 0
+        var eof = false
+        var pending: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 512)
+        log.info("guardian started pid=\(getpid())")
+        while true {
+            let now = MonotonicClock.nowMs()
+            if deadline != 0 && deadline != UInt64.max && now >= deadline {
+                let removed = removeAll(netlink, log: log, deadline: deadline)
+                log.warning("guardian: lease deadline passed \(now - deadline) ms ago without renewal; removed \(removed) address(es)")
+                deadline = 0
+            }
+            if eof && (deadline == 0 || deadline == UInt64.max) {
+                log.info("guardian: clusterd is gone; exiting")
+                return 0
+            }
+            var wait: Int32 = -1
+            if deadline != 0 && deadline != UInt64.max { wait = Int32(min(1000, deadline - min(deadline, now))) }
+            if eof {
+                // Only an armed deadline is left to enforce.
+                _ = poll(nil, 0, max(wait, 1))
+                continue
+            }
+            var pfd = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            let n = poll(&pfd, 1, wait)
+            if n < 0 && errno != EINTR { return 1 }
+            guard n > 0 else { continue }
+            let r = buf.withUnsafeMutableBytes { Glibc.read(0, $0.baseAddress, $0.count) }
+            if r == 0 {
+                eof = true
+            } else if r > 0 {
+                pending.append(contentsOf: buf[0..<r])
+                while pending.count >= 8 {
+                    deadline = pending[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+                    pending.removeFirst(8)
+                }
+            }
+        }
+    }
+
+    /// Removes every address carrying Vigil's mark, logging each with its latency.
+    static func removeAll(_ nl: AddressManager, log: EventLog, deadline: UInt64) -> Int {
+        let found: [AddressManager.Found]
+        do {
+            found = try nl.list()
+        } catch {
+            log.error("guardian: cannot list addresses: \(error)")
+            return 0
+        }
+        var n = 0
+        for f in found where f.proto == AddressManager.proto {
+            guard let ifname = Interfaces.name(ofIndex: f.ifindex) else { continue }
+            let p = IPPrefix(address: f.address, length: f.prefixLength)
+            let t0 = MonotonicClock.nowMs()
+            do {
+                try nl.remove(p, interface: ifname)
+                n += 1
+                log.warning("address-removed by=guardian address=\(p) interface=\(ifname) latency_ms=\(MonotonicClock.nowMs() - t0) after_deadline_ms=\(MonotonicClock.nowMs() - deadline)")
+            } catch {
+                log.error("guardian: cannot remove \(p) from \(ifname): \(error)")
+            }
+        }
+        return n
+    }
+}
+
+/// `clusterd`'s end of the guardian: starts it, hands it every new deadline, restarts it if it dies.
+final class GuardianLink {
+    let node: String
+    let log: EventLog
+    private(set) var pid: pid_t = 0
+    private var fd: Int32 = -1
+    private var sent: UInt64?
+    private(set) var restarts = 0
+
+    init(node: String, log: EventLog) throws {
+        self.node = node
+        self.log = log
+        try spawn()
+    }
+
+    deinit { if fd >= 0 { Glibc.close(fd) } }
+
+    private func spawn() throws {
+        var fds: [Int32] = [0, 0]
+        guard vigil_pipe2(&fds, O_CLOEXEC) == 0 else { throw SystemError("pipe for the guardian") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // No blocked signals in the child (clusterd blocks its stop signals for signalfd).
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, s) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        let exe = "/proc/self/exe"
+        let args: [String] = ["clusterd", "--guardian", "--node", node]
+        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, exe, &actions, &attr, argv, envp)
+        Glibc.close(fds[0])
+        guard rc == 0 else {
+            Glibc.close(fds[1])
+            throw SystemError("start the guardian", errno: rc)
+        }
+        _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+        if fd >= 0 { Glibc.close(fd) }
+        fd = fds[1]
+        pid = child
+        sent = nil
+        log.info("guardian pid=\(child)")
+    }
+
+    /// Hands the guardian a new deadline (0: nothing held). Only changes are written.
+    func update(_ deadline: UInt64) {
+        guard deadline != sent, fd >= 0 else { return }
+        var bytes = [UInt8](repeating: 0, count: 8)
+        for i in 0..<8 { bytes[i] = UInt8((deadline >> UInt64(56 - 8 * i)) & 0xFF) }
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, 8) }
+        if n == 8 {
+            sent = deadline
+        } else {
+            log.error("cannot hand the guardian its deadline: \(SystemError("write").description)")
+        }
+    }
+
+    /// After SIGCHLD: if the guardian died, start a new one and give it the current deadline.
+    func reap(current: UInt64) {
+        guard pid > 0 else { return }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return }
+        log.error("guardian pid=\(pid) died (status \(status)); starting a new one")
+        pid = 0
+        restarts += 1
+        do {
+            try spawn()
+            update(current)
+        } catch {
+            log.error("cannot restart the guardian: \(error)")
+        }
+    }
+
+    /// Normal exit: closing the pipe lets the guardian enforce the last deadline and exit.
+    func close() {
+        if fd >= 0 {
+            Glibc.close(fd)
+            fd = -1
+        }
+    }
+}
+
+/// `mlockall` and a real-time round-robin priority, as Corosync does: a node that is swapped
+/// out or starved by a busy machine misses heartbeats and loses its lease for nothing.
+public enum Realtime {
+    public static func apply(priority: Int32, log: EventLog, who: String) {
+        if mlockall(Int32(MCL_CURRENT | MCL_FUTURE)) != 0 {
+            log.warning("\(who): mlockall failed: \(SystemError("mlockall").description) (memory may be swapped out)")
+        }
+        var param = sched_param()
+        param.sched_priority = priority
+        if sched_setscheduler(0, SCHED_RR, &param) != 0 {
+            log.warning("\(who): cannot use SCHED_RR priority \(priority): \(SystemError("sched_setscheduler").description)")
+        }
+    }
+}
