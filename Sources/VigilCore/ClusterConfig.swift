@@ -56,11 +56,12 @@ public struct ClusterConfig: Sendable, Equatable {
 /// Relation (checked at load):
 /// - `interval < timeout`: a peer is declared lost after `timeout` without any packet on any link;
 ///   `timeout >= 3 * interval` is required so a single lost heartbeat never counts as a failure.
-/// - `lease <= timeout`: a node keeps resources only while it holds a lease renewed by the
-///   coordinator; the coordinator restarts a lost node's resources elsewhere only after
-///   `lastHeard + lease + guard`, and voters switch coordinator only after `timeout` and `lease + guard`.
-/// - `lease >= 2 * interval + guard`: one lost heartbeat must not let a healthy lease lapse.
-/// - `guard` covers the reactor tick and the time to remove an address.
+/// - `lease <= timeout`: every node's lease rests on its peers' echoes (see `SupportLedger`); a
+///   peer withdraws its support only after it lost contact for `timeout` and its promise of
+///   `lease` ran out, so a node that lost its majority releases before anyone starts its resources.
+/// - `lease >= 2 * interval + guard`: one lost heartbeat must not let a healthy lease lapse (the
+///   defaults give seven chances per lease from each peer, so random loss of 20 % costs nothing).
+/// - `guard` covers the time to remove an address; the guardian acts half of it before the end.
 public struct Timing: Sendable, Equatable, Codable {
     public var interval: UInt64
     public var timeout: UInt64
@@ -77,8 +78,6 @@ public struct Timing: Sendable, Equatable, Codable {
         self.guardTime = guardTime ?? max(10, interval / 4)
     }
 
-    /// The reactor's tick: how often leases and deadlines are checked.
-    public var tick: UInt64 { max(2, min(interval / 4, 20)) }
 
     /// Returns a description of the first violated relation, or nil.
     public func violation() -> (key: String, message: String)? {
@@ -99,7 +98,8 @@ public struct Timing: Sendable, Equatable, Codable {
     }
 
     /// Worst case from the last packet of a dead node to its resources starting elsewhere.
-    public var worstCaseTakeover: UInt64 { max(timeout, lease + guardTime) + tick }
+    /// (Final withdrawals after `lease·(1+ρ)`, plus a report in flight and the guard.)
+    public var worstCaseTakeover: UInt64 { max(timeout, lease + lease / 1000 + 2) + guardTime }
 }
 
 extension ClusterConfig {

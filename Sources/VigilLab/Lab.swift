@@ -2,8 +2,10 @@ import Foundation
 import Glibc
 
 /// A cluster of real `clusterd` processes on one machine, each node in its own network
-/// namespace, wired by two bridges (link 0 also carries the service network), plus a
-/// client namespace on link 0. Used by the integration tests, the demo and the benchmark.
+/// namespace, wired by two bridges (link 0 also carries the service network) that live in a
+/// switch namespace of their own, plus a client namespace on link 0. Used by the integration
+/// tests, the demo and the benchmarks. Random frame loss is an nftables bridge rule in the
+/// switch namespace (this kernel has no netem).
 ///
 /// Everything it creates carries a per-run prefix and is removed by `teardown()`, which
 /// also runs from `deinit`. Only processes it started are killed, by PID.
@@ -14,6 +16,8 @@ public final class Lab: @unchecked Sendable {
         public var workDir: String? = nil
         public var timing: (interval: Int, timeout: Int)? = nil
         public var extraClusterLines = ""
+        /// Heartbeat links in the cluster file (1: ring0 only; both bridges exist either way).
+        public var heartbeatLinks = 2
         public init(binDir: String) { self.binDir = binDir }
     }
 
@@ -64,17 +68,19 @@ public final class Lab: @unchecked Sendable {
 
     public func ns(_ node: Int) -> String { "\(prefix)-n\(node)" }
     public var clientNS: String { "\(prefix)-c" }
+    public var switchNS: String { "\(prefix)-sw" }
     public func nodeName(_ i: Int) -> String { "node\(i)" }
     func hostVeth(_ node: Int, _ link: Int) -> String { "\(prefix)n\(node)l\(link)" }
 
     private func build() throws {
         try FileManager.default.createDirectory(atPath: workDir, withIntermediateDirectories: true)
         chmod(workDir, 0o700)
+        try sh("ip", "netns", "add", switchNS)
+        namespaces.append(switchNS)
         for b in 0..<2 {
             let br = "\(prefix)b\(b)"
-            try sh("ip", "link", "add", br, "type", "bridge")
-            bridges.append(br)
-            try sh("ip", "link", "set", br, "up")
+            try sh("ip", "-n", switchNS, "link", "add", br, "type", "bridge")
+            try sh("ip", "-n", switchNS, "link", "set", br, "up")
         }
         for i in 1...options.nodes {
             try addNamespace(ns(i), links: [0, 1], host: i)
@@ -97,9 +103,11 @@ public final class Lab: @unchecked Sendable {
         if let t = options.timing {
             toml += "[timing]\nheartbeat_interval_ms = \(t.interval)\nfailure_timeout_ms = \(t.timeout)\n\n"
         }
-        toml += "[[link]]\nname = \"ring0\"\nport = 5405\n\n[[link]]\nname = \"ring1\"\nport = 5406\n"
+        toml += "[[link]]\nname = \"ring0\"\nport = 5405\n"
+        if options.heartbeatLinks > 1 { toml += "\n[[link]]\nname = \"ring1\"\nport = 5406\n" }
         for i in 1...options.nodes {
-            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\"198.18.0.\(i)\", \"198.18.1.\(i)\"]\n"
+            let addrs = options.heartbeatLinks > 1 ? "\"198.18.0.\(i)\", \"198.18.1.\(i)\"" : "\"198.18.0.\(i)\""
+            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\(addrs)]\n"
         }
         try toml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }
@@ -110,8 +118,8 @@ public final class Lab: @unchecked Sendable {
         try sh("ip", "-n", name, "link", "set", "lo", "up")
         for l in links {
             let hv = host == 100 ? "\(prefix)cl\(l)" : hostVeth(host, l)
-            try sh("ip", "link", "add", hv, "type", "veth", "peer", "name", "eth\(l)", "netns", name)
-            try sh("ip", "link", "set", hv, "master", "\(prefix)b\(l)", "up")
+            try sh("ip", "-n", switchNS, "link", "add", hv, "type", "veth", "peer", "name", "eth\(l)", "netns", name)
+            try sh("ip", "-n", switchNS, "link", "set", hv, "master", "\(prefix)b\(l)", "up")
             try sh("ip", "-n", name, "addr", "add", "198.18.\(l).\(host)/24", "dev", "eth\(l)")
             if l == 0 {
                 try sh("ip", "-n", name, "addr", "add", "\(Self.serviceV6)\(host)/64", "dev", "eth0", "nodad")
@@ -241,8 +249,42 @@ public final class Lab: @unchecked Sendable {
     }
 
     public func setLinks(_ i: Int, up: Bool) throws {
-        for l in 0..<2 { try sh("ip", "link", "set", hostVeth(i, l), up ? "up" : "down") }
+        for l in 0..<2 { try sh("ip", "-n", switchNS, "link", "set", hostVeth(i, l), up ? "up" : "down") }
     }
+
+    /// Drops `percent` % of the frames between node ports on the given links, at random, in the
+    /// switch (nftables `numgen random` in the bridge family); 0 removes the rule. Client
+    /// traffic is never dropped.
+    public func setLoss(percent: Int, links: [Int] = [0, 1]) throws {
+        _ = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "delete", "table", "bridge", "vigil_loss"])
+        guard percent > 0 else { return }
+        let ports = links.flatMap { l in (1...options.nodes).map { "\"\(hostVeth($0, l))\"" } }.joined(separator: ", ")
+        let rules = """
+            table bridge vigil_loss {
+                chain forward {
+                    type filter hook forward priority 0; policy accept;
+                    iifname { \(ports) } oifname { \(ports) } numgen random mod 100 < \(percent) counter drop
+                }
+            }
+            """
+        let r = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "-f", "-"], stdin: rules)
+        guard r.code == 0 else { throw LabError("nft in \(switchNS) failed (\(r.code)): \(r.err)") }
+    }
+
+    /// Frames the loss rule dropped so far.
+    public func droppedFrames() -> Int {
+        let out = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "list", "table", "bridge", "vigil_loss"]).out
+        guard let r = out.range(of: "packets ") else { return 0 }
+        return Int(out[r.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) node `i`'s clusterd, leaving its network up.
+    public func pause(_ i: Int, _ stop: Bool) {
+        guard let pid = pids[i] else { return }
+        Glibc.kill(pid, stop ? SIGSTOP : SIGCONT)
+    }
+
+    public func pid(_ i: Int) -> pid_t? { pids[i] }
 
 
     /// Runs hactl inside a node's namespace.

@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, AppBench.self, HTTPProbeCommand.self, Inject.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self])
 }
 
 struct Common: ParsableArguments {
@@ -66,8 +66,23 @@ struct Bench: ParsableCommand {
     @OptionGroup var common: Common
     @Option(help: "Number of failovers.")
     var runs: Int = 5
+    @Flag(help: "Instead: measure an idle settled cluster (CPU and RSS of each clusterd over --seconds).")
+    var idle = false
+    @Option(help: "With --idle: how long to measure.")
+    var seconds: Int = 30
 
     func run() throws {
+        if idle {
+            try common.requireRoot()
+            let lab = try Lab(.init(binDir: common.binDir))
+            defer { lab.teardown() }
+            try Scenarios.startWithPerNodeAddresses(lab: lab) { print("  " + $0) }
+            Thread.sleep(forTimeInterval: 3)
+            let r = try Scenarios.idle(lab: lab, seconds: Double(seconds))
+            for (i, n) in r.perNode.enumerated() { print("node\(i + 1): cpu_pct=\(String(format: "%.2f", n.cpuPct)) rss_kb=\(n.rssKB) wakeups_per_s=\(String(format: "%.1f", n.wakeupsPerSecond))") }
+            print(r.description)
+            return
+        }
         try repeatFailover(runs: runs, common: common) { lab in try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred) }
     }
 }
@@ -108,6 +123,61 @@ struct AppBench: ParsableCommand {
         try repeatFailover(runs: runs, common: common) { lab in
             try Scenarios.appFailover(lab: lab, binDir: common.binDir, root: root, preferred: common.preferred)
         }
+    }
+}
+
+struct Loss: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Drop node-to-node frames at random in the lab's switch and count lease losses, restarts, owner changes and member flaps.")
+    @OptionGroup var common: Common
+    @Option(help: "Percentage of frames dropped.")
+    var loss: Int = 5
+    @Option(help: "How long, in minutes.")
+    var minutes: Double = 10
+    @Option(help: "Heartbeat links in the cluster (1 or 2).")
+    var links: Int = 1
+    @Option(help: "Links the loss applies to (comma-separated, 0 and/or 1).")
+    var lossyLinks: String = "0,1"
+
+    func run() throws {
+        try common.requireRoot()
+        guard (0...100).contains(loss), minutes > 0, (1...2).contains(links) else { throw ValidationError("--loss 0...100, --minutes > 0, --links 1 or 2") }
+        let lossy = lossyLinks.split(separator: ",").compactMap { Int($0) }.filter { $0 == 0 || $0 == 1 }
+        guard !lossy.isEmpty else { throw ValidationError("--lossy-links: 0, 1 or 0,1") }
+        var opts = Lab.Options(binDir: common.binDir)
+        opts.heartbeatLinks = links
+        let lab = try Lab(opts)
+        defer { lab.teardown() }
+        let r = try Scenarios.loss(lab: lab, percent: loss, seconds: minutes * 60, links: lossy) { print("  " + $0) }
+        print(r.description)
+    }
+}
+
+struct Stall: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "SIGSTOP the owner's clusterd with its network up while an ARP watcher counts requests answered by two MACs.")
+    @OptionGroup var common: Common
+    @Option(help: "How long the daemon stays stopped, in seconds.")
+    var seconds: Int = 5
+
+    func run() throws {
+        try common.requireRoot()
+        let lab = try Lab(.init(binDir: common.binDir))
+        defer { lab.teardown() }
+        let r = try Scenarios.stalledOwner(lab: lab, seconds: Double(seconds)) { print("  " + $0) }
+        print("guardian_removed_ms=\(r.guardianMs.map(fmt) ?? "never") takeover_ms=\(r.takeoverMs.map(fmt) ?? "never") owners_after=\(r.ownersAfter)")
+        print(r.arp.description)
+    }
+}
+
+struct ArpWatchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "arp-watch", abstract: "ARP watcher used by the stall test (runs in the client namespace).")
+    @Option var interface: String = "eth0"
+    @Option var address: String
+    @Option var seconds: Double = 10
+    @Option var intervalMs: Int = 10
+    func run() throws {
+        print(try ARPWatch.run(interface: interface, address: address, seconds: seconds, intervalMs: intervalMs).description)
     }
 }
 

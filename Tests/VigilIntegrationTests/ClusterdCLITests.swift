@@ -59,7 +59,7 @@ final class ClusterdCLITests: XCTestCase {
         let r = check(cluster(key: writeKey()))
         XCTAssertEqual(r.code, 0, r.err)
         XCTAssertTrue(r.out.contains("majority 2"), r.out)
-        XCTAssertTrue(r.out.contains("lease 400 ms"), r.out)
+        XCTAssertTrue(r.out.contains("lease 350 ms"), r.out)
     }
 
     func testKeyProblemsAreRefused() {

@@ -20,7 +20,7 @@ class NamespaceTestCase: XCTestCase {
         return root.appendingPathComponent(".build/debug").path
     }
 
-    func makeLab() throws -> Lab {
+    func makeLab(heartbeatLinks: Int = 2) throws -> Lab {
         if geteuid() != 0 {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("namespace tests need root and CI=true: refusing to skip")
@@ -32,7 +32,9 @@ class NamespaceTestCase: XCTestCase {
             XCTFail("clusterd not built in \(Self.binDir): run swift build first")
             throw LabError("no binaries")
         }
-        let l = try Lab(.init(binDir: Self.binDir))
+        var opts = Lab.Options(binDir: Self.binDir)
+        opts.heartbeatLinks = heartbeatLinks
+        let l = try Lab(opts)
         lab = l
         return l
     }
