@@ -135,6 +135,8 @@ public struct Engine: Sendable {
 
     // Heartbeats and config
     private var nextHeartbeatAt: UInt64 = 0
+    private var placementDirty = true
+    private var nextPlacementAt: UInt64 = 0
     private var urgent = false
     private var configRequestedAt: UInt64 = 0
     private var rejectedDigests: Set<UInt64> = []
@@ -182,10 +184,11 @@ public struct Engine: Sendable {
         }
         if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
         p.lastHeard = now
-        // The same packet arrives once per link: apply state only from the newest.
+        // The same packet arrives once per link: apply state only from the newest. A copy only
+        // refreshes the link's liveness, which the next tick reports.
         guard seq > p.lastSeq else {
             peers[sender] = p
-            return evaluate(now: now, out: &out)
+            return out
         }
         p.lastSeq = seq
         peers[sender] = p
@@ -196,6 +199,7 @@ public struct Engine: Sendable {
             if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
             p.peerSentAt = h.sentAt
             p.peerSentAtReceivedAt = now
+            if !(p.report.map { $0.samePlacementFacts(as: h) } ?? false) { placementDirty = true }
             p.report = h
             peers[sender] = p
             ledger.heard(from: sender, epoch: h.epoch, sentAt: h.sentAt, now: now)
@@ -580,6 +584,8 @@ public struct Engine: Sendable {
         }
         guard !isCoordinator else { return }
         guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else { return }
+        // A new coordinator counts only reports that answer its own heartbeats: answer at once.
+        if authority != sender { urgent = true }
         authority = sender
         // Assignments made for an older epoch of ours are void: what a coordinator assigned to
         // that epoch may have been given away after a majority withdrew it.
@@ -667,7 +673,13 @@ public struct Engine: Sendable {
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
-        if isCoordinator { place(now: now, out: &out) }
+        // Placement is recomputed when an input it depends on changed (anything that makes a
+        // heartbeat urgent, a peer's reported facts), while something waits, and once a second.
+        if isCoordinator && (placementDirty || urgent || !waitingReason.isEmpty || now >= nextPlacementAt) {
+            placementDirty = false
+            nextPlacementAt = now + 1000
+            place(now: now, out: &out)
+        }
         applyDesired(now: now, out: &out)
         checkCommits(now: now, out: &out)
         if now >= nextHeartbeatAt || urgent {

@@ -77,6 +77,16 @@ public struct Heartbeat: Sendable, Equatable {
     }
 }
 
+extension Heartbeat {
+    /// Equal in everything placement depends on (timestamps and echoes aside).
+    public func samePlacementFacts(as o: Heartbeat) -> Bool {
+        vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
+            && configVersion == o.configVersion && configDigest == o.configDigest && held == o.held
+            && started == o.started && failed == o.failed && blocked == o.blocked && fatal == o.fatal
+            && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
+    }
+}
+
 public enum Message: Sendable, Equatable {
     case heartbeat(Heartbeat)
     /// Ask a peer for its resource configuration (it announced a newer one).

@@ -337,9 +337,10 @@ public final class Daemon {
     func send(_ msg: Message, to peer: UInt32) {
         guard let node = cluster.node(id: peer) else { return }
         seq += 1
+        let payload = msg.encodePayload()
         for (i, link) in cluster.links.enumerated() {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
-            let packet = Envelope.seal(msg, header: header, key: key)
+            let packet = Envelope.seal(payload: payload, header: header, key: key)
             sockets[i].send(packet, to: node.addresses[i], port: link.port)
         }
     }

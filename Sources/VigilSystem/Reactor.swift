@@ -38,9 +38,12 @@ public final class Reactor {
 
     public func run() {
         var fds: [pollfd] = []
+        // The deadline we last slept towards: a deadline asked for is honoured even though,
+        // once reached, the engine no longer lists it among its future ones.
+        var scheduled: UInt64 = 0
         while running {
             wakeups += 1
-            if MonotonicClock.nowMs() >= nextWake() {
+            if MonotonicClock.nowMs() >= min(scheduled, nextWake()) {
                 timerRounds += 1
                 onTick()
             }
@@ -51,6 +54,7 @@ public final class Reactor {
             }
             guard running else { break }
             let wake = nextWake()
+            scheduled = wake
             let now = MonotonicClock.nowMs()
             let wait = Int32(min(1000, wake - min(wake, now)))
             fds.removeAll(keepingCapacity: true)

@@ -55,11 +55,17 @@ public enum Envelope {
     public static func clusterId(_ name: String) -> UInt32 { UInt32(truncatingIfNeeded: fnv1a64(Array(name.utf8))) }
 
     public static func seal(_ message: Message, header: Header, key: SymmetricKey) -> [UInt8] {
-        let payload = message.encodePayload()
+        var h = header
+        h.kind = message.kind
+        return seal(payload: message.encodePayload(), header: h, key: key)
+    }
+
+    /// Seals an already encoded payload (the same message goes out on every link).
+    public static func seal(payload: [UInt8], header: Header, key: SymmetricKey) -> [UInt8] {
         var w = ByteWriter()
         w.raw(magic)
         w.u16(protocolVersion)
-        w.u8(message.kind)
+        w.u8(header.kind)
         w.u8(header.link)
         w.u32(header.clusterId)
         w.u32(header.sender)
