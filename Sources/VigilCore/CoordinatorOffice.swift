@@ -1,0 +1,49 @@
+/// The coordinator's working state. It exists only while this node is in office: created when
+/// a majority's votes make it coordinator, dropped when it resigns, so nothing of an earlier
+/// term (assignments, withdrawals, release confirmations) can leak into a later one.
+struct CoordinatorOffice: Sendable {
+    /// When this term began: reports count as fresh only if they answer a heartbeat sent since.
+    let since: UInt64
+    /// Nothing new starts before this instant (every earlier coordinator's authority to start
+    /// things ended before our majority voted for us; the guard covers processing).
+    let startBarrier: UInt64
+    /// The published assignments: resource to node.
+    var placement: [String: UInt32] = [:]
+    /// When each resource was last withdrawn from a node.
+    var withdrawnAt: [String: UInt64] = [:]
+    /// Nodes each resource was assigned to during this term. Only those can have started it since
+    /// our first heartbeat in office, so only they must confirm a release after a withdrawal.
+    var assignedInOffice: [String: Set<UInt32>] = [:]
+    /// Failovers under way: resource to (from node, reason).
+    var failovers: [String: (from: String, reason: String)] = [:]
+    /// Why a resource is not (yet) where the scheduler wants it.
+    var waitingReason: [String: String] = [:]
+    /// Placement inputs changed since the last round.
+    var dirty = true
+    var nextRound: UInt64 = 0
+
+    init(since: UInt64, guardTime: UInt64) {
+        self.since = since
+        self.startBarrier = since + guardTime
+    }
+
+    /// Whether `z`'s report answers a heartbeat sent late enough to count as its word on `r`:
+    /// after the last withdrawal of `r` if we assigned `r` to `z` this term, else since the term began.
+    func isFreshRelease(of r: String, by z: UInt32, echo: UInt64) -> Bool {
+        guard echo >= since else { return false }
+        guard assignedInOffice[r]?.contains(z) ?? false else { return true }
+        // Strictly after the withdrawal: a heartbeat sent in the same millisecond, before it,
+        // may still have carried the assignment.
+        return echo > (withdrawnAt[r] ?? 0)
+    }
+
+    mutating func assign(_ r: String, to node: UInt32) {
+        placement[r] = node
+        assignedInOffice[r, default: []].insert(node)
+    }
+
+    mutating func withdraw(_ r: String, now: UInt64) {
+        placement[r] = nil
+        withdrawnAt[r] = now
+    }
+}

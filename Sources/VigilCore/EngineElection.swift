@@ -1,0 +1,74 @@
+/// Membership (two-way contact per peer and link) and the election (exclusive, time-bounded votes).
+extension Engine {
+    mutating func updateMembership(now: UInt64, out: inout [Directive]) {
+        for c in membership.update(now: now) {
+            switch c {
+            case .linkUp(let peer, let l): out.append(.event(.linkUp(peer, cluster.links[l].name)))
+            case .linkDown(let peer, let l): out.append(.event(.linkDown(peer, cluster.links[l].name)))
+            case .joined(let peer):
+                out.append(.event(.peerJoined(peer)))
+                // A partition healed: tell switches again where our addresses are.
+                for r in held.sorted() { out.append(.announce(r)) }
+                urgent = true
+            case .lost(let peer):
+                out.append(.event(.peerLost(peer)))
+                urgent = true
+            }
+        }
+    }
+
+    func isMember(_ id: UInt32) -> Bool { id == selfId || (peers[id]?.member ?? false) }
+
+    func candidate() -> UInt32 {
+        var best = leaving ? UInt32.max : selfId
+        for p in peers.values where p.member && !(p.report?.leaving ?? false) && p.id < best { best = p.id }
+        return best == UInt32.max ? 0 : best
+    }
+
+    mutating func updateVote(now: UInt64, out: inout [Directive]) {
+        let v = election.votedFor
+        let current = v == 0 || v == selfId ? nil : peers[v].map {
+            Election.Current(member: $0.member, coordinates: $0.report?.isCoordinator ?? false,
+                             leaving: $0.report?.leaving ?? false, lastReceived: $0.peerSentAtReceivedAt)
+        }
+        if election.updateVote(now: now, candidate: candidate(), current: current) { urgent = true }
+    }
+
+    mutating func updateCoordinator(now: UInt64, out: inout [Directive]) {
+        var echoes: [UInt64] = []
+        for p in peers.values {
+            guard let r = p.report, r.vote == selfId, r.echoIncarnation == incarnation,
+                  p.member || (p.lastHeard.map { now < $0 + timing.timeout } ?? false) else { continue }
+            echoes.append(r.echo)
+        }
+        let change = election.updateTerm(now: now, ballotEchoes: echoes)
+        if change != .none {
+            urgent = true
+            if change == .elected {
+                office = CoordinatorOffice(since: now, guardTime: timing.guardTime)
+                out.append(.event(.becameCoordinator))
+            } else {
+                office = nil
+                out.append(.event(.resignedCoordinator))
+            }
+        }
+        if isCoordinator {
+            authority = selfId
+            authorityUntil = election.termEnd
+        } else if authority == selfId {
+            authority = 0
+            authorityUntil = 0
+        }
+        let quorate = now < leaseUntil
+        if quorate != wasQuorate {
+            wasQuorate = quorate
+            out.append(.event(quorate ? .quorumGained : .quorumLost))
+        }
+        let coord = isCoordinator ? selfId : authority
+        if coord != lastCoordinatorSeen {
+            lastCoordinatorSeen = coord
+            out.append(.event(.coordinatorChanged(coord == 0 ? nil : name(of: coord))))
+        }
+    }
+
+}

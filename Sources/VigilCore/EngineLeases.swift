@@ -1,0 +1,95 @@
+/// The holder's side of the coordinator's authority, and the glue between the engine and its
+/// `SupportLedger` (peer-supported leases).
+extension Engine {
+    // MARK: - authority (holder side)
+
+    mutating func handleAuthority(from sender: UInt32, _ h: Heartbeat, now: UInt64) {
+        guard h.isCoordinator else {
+            if authority == sender { authority = 0; authorityAssignments = [:]; authorityUntil = 0 }
+            return
+        }
+        guard !isCoordinator else { return }
+        guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else { return }
+        // A new coordinator counts only reports that answer its own heartbeats: answer at once.
+        if authority != sender { urgent = true }
+        authority = sender
+        // Assignments made for an older epoch of ours are void: what a coordinator assigned to
+        // that epoch may have been given away after a majority withdrew it.
+        guard h.assigneeEpoch == ledger.epoch else {
+            authorityAssignments = [:]
+            authorityUntil = 0
+            return
+        }
+        authorityAssignments = h.assignments
+        authorityUntil = h.echo + UInt64(h.leaseMs)
+    }
+
+    /// When the guardian removes this node's addresses if the lease is not renewed: half the
+    /// margin after `clusterd` itself should have let go, half the margin before the lease ends.
+    public var guardianDeadline: UInt64 {
+        leaseUntil == UInt64.max ? UInt64.max : leaseUntil + timing.guardTime / 2
+    }
+
+    /// We may start what a coordinator assigns: our own, or one whose term still covers us.
+    func authorityValid(now: UInt64) -> Bool { isCoordinator || (authority != 0 && now < authorityUntil) }
+
+    // MARK: - leases
+
+    /// Nodes that a majority (ourselves included, by the latest reports of our members) has no
+    /// two-way contact with. Only for those do we start withdrawing support: loss between one
+    /// pair of nodes must not cost a node a supporter for good.
+    func lostByMajority(_ x: UInt32) -> Bool {
+        var count = isMember(x) ? 0 : 1
+        for p in peers.values where p.id != x && p.member {
+            guard let r = p.report else { continue }
+            if !r.members.contains(x) || (r.withdrawals[x].map { $0 >= ledger.highestSeen(x) } ?? false) { count += 1 }
+        }
+        return count >= cluster.majority
+    }
+
+    mutating func updateLeases(now: UInt64, out: inout [Directive]) {
+        let members = Set(peers.values.filter(\.member).map(\.id))
+        let lost = Set(peers.keys.filter { !members.contains($0) && lostByMajority($0) })
+        for e in ledger.update(now: now, member: { members.contains($0) }, lostByMajority: { lost.contains($0) }) {
+            switch e {
+            case .ceasing(let id): out.append(.event(.supportCeasing(name(of: id))))
+            case .resumed(let id): out.append(.event(.supportResumed(name(of: id))))
+            case .withdrew(let id, let upTo): out.append(.event(.supportWithdrawn(name(of: id), epoch: upTo)))
+            }
+            urgent = true
+        }
+        let end = ledger.leaseEnd(majority: cluster.majority)
+        leaseUntil = end == UInt64.max ? end : end - min(end, timing.guardTime)
+        // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
+        if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {
+            ledger.newEpoch()
+            authorityAssignments = [:]
+            authorityUntil = 0
+            out.append(.event(.newEpoch(ledger.epoch)))
+            urgent = true
+        }
+        // The coordinator we know stays known while it is a member; only its authority to
+        // start things lapses with its term (so lost heartbeats are not coordinator changes).
+        if authority != 0 && authority != selfId && !isMember(authority) {
+            authority = 0
+            authorityAssignments = [:]
+            authorityUntil = 0
+        }
+    }
+
+    /// Coordinator: a majority of nodes withdrew `z` up to the newest epoch of it anyone reported,
+    /// counting only reports that answer something we sent while in office.
+    func withdrawnByMajority(_ z: UInt32, since officeSince: UInt64) -> Bool {
+        var e = max(ledger.highestSeen(z), peers[z]?.report?.epoch ?? 0)
+        var fresh: [Heartbeat] = []
+        for p in peers.values where p.id != z && p.member {
+            guard let r = p.report, r.echoIncarnation == incarnation, r.echo >= officeSince else { continue }
+            fresh.append(r)
+            e = max(e, r.epochsSeen[z] ?? 0)
+        }
+        var count = (ledger.withdrawn(z).map { $0 >= e } ?? false) ? 1 : 0
+        for r in fresh where (r.withdrawals[z].map { $0 >= e } ?? false) { count += 1 }
+        return count >= cluster.majority
+    }
+
+}

@@ -1,0 +1,238 @@
+/// The local resource lifecycle: what runs on this node, its failures, probes and leaving;
+/// `applyDesired` turns the assignments (or, without a coordinator, what runs) into starts and stops.
+extension Engine {
+    /// The shell finished starting a resource.
+    public mutating func resourceStarted(_ name: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        if local[name] == .starting {
+            local[name] = .started
+            urgent = true
+            out.append(.event(.resourceStarted(name)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// The shell finished stopping a resource.
+    public mutating func resourceStopped(_ name: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        if local[name] == .stopping {
+            local[name] = nil
+            restartPending.remove(name)
+            urgent = true
+            out.append(.event(.resourceStopped(name)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// A stop failed or timed out: the resource may still run here. It is never started
+    /// elsewhere until the operator has checked it and run `hactl cleanup`.
+    public mutating func stopFailed(_ name: String, reason: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        if local[name] != nil {
+            local[name] = .blocked
+            restartPending.remove(name)
+            failed[name] = "stop failed: \(reason)"
+            urgent = true
+            out.append(.event(.stopFailed(name, reason)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// A start failed, a monitor or probe found the resource broken, or its interface went down.
+    public mutating func resourceFailed(_ name: String, reason: String, kind: FailureKind = .hard, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        failureTimes[name, default: []].append(now)
+        let opts = resourceSet.options(name)
+        let count = failCount(name, now: now)
+        switch kind {
+        case .fatal:
+            fatal[name] = reason
+            failed[name] = reason
+        case .hard:
+            failed[name] = reason
+        case .soft:
+            if count >= opts.migrationThreshold {
+                failed[name] = "\(reason) (\(count) failures, migration_threshold \(opts.migrationThreshold))"
+                thresholdBans.insert(name)
+            } else if local[name] == .started || local[name] == .starting {
+                restartPending.insert(name)
+            }
+        }
+        out.append(.event(.resourceFailed(name, reason, count: count)))
+        urgent = true
+        return evaluate(now: now, out: &out)
+    }
+
+    /// The condition behind a failure is gone (interface back up, failure expired).
+    public mutating func resourceRecovered(_ name: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        if failed.removeValue(forKey: name) != nil {
+            urgent = true
+            out.append(.event(.resourceRecovered(name)))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// Failures of `name` on this node within its failure_timeout.
+    public func failCount(_ name: String, now: UInt64) -> Int {
+        let window = resourceSet.options(name).failureTimeoutMs
+        let times = failureTimes[name] ?? []
+        return window == 0 ? times.count : times.filter { now < $0 + window }.count
+    }
+
+    /// At start-up the shell found an address of ours still configured (left by a crash).
+    public mutating func foundLeftover(_ name: String, now: UInt64) -> [Directive] {
+        local[name] = .started
+        leftovers.insert(name)
+        var out: [Directive] = [.event(.foundLeftover(name))]
+        return evaluate(now: now, out: &out)
+    }
+
+    /// Result of a probe (the agent's monitor before anything was started here).
+    public mutating func probeResult(_ name: String, _ outcome: OperationOutcome, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        guard probePending.remove(name) != nil else { return evaluate(now: now, out: &out) }
+        urgent = true
+        switch outcome {
+        case .notRunning:
+            break
+        case .success:
+            local[name] = .started
+            leftovers.insert(name)
+            out.append(.event(.foundLeftover(name)))
+        case .softError(let why), .hardError(let why), .fatalError(let why):
+            // It may run, but broken: count it as running here so that it is stopped before
+            // anything starts it anywhere.
+            local[name] = .started
+            if case .fatalError = outcome {
+                return resourceFailed(name, reason: "probe: \(why)", kind: .fatal, now: now)
+            }
+            return resourceFailed(name, reason: "probe: \(why)", kind: .hard, now: now)
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// `hactl cleanup RESOURCE` on this node: forget its failures everywhere.
+    public mutating func cleanup(_ name: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        applyCleanup(name, out: &out)
+        for id in peers.keys.sorted() { out.append(.send(to: id, .cleanup(resource: name))) }
+        return evaluate(now: now, out: &out)
+    }
+
+    mutating func applyCleanup(_ name: String, out: inout [Directive]) {
+        failureTimes[name] = nil
+        failed[name] = nil
+        fatal[name] = nil
+        thresholdBans.remove(name)
+        if local[name] == .blocked {
+            // Retry the stop that failed; until it succeeds the resource stays blocked here.
+            local[name] = .stopping
+            out.append(.event(.resourceStopping(name)))
+            out.append(.stop(name))
+        }
+        out.append(.event(.cleanedUp(name)))
+        urgent = true
+    }
+
+    /// Graceful shutdown: stop everything, let the coordinator place it elsewhere.
+    public mutating func beginLeaving(now: UInt64) -> [Directive] {
+        leaving = true
+        urgent = true
+        var out: [Directive] = [.event(.leaving)]
+        return evaluate(now: now, out: &out)
+    }
+
+    /// True once every resource this node ran is reported running elsewhere (or nobody can run it).
+    public func handoverComplete(previouslyHeld: Set<String>) -> Bool {
+        guard held.isEmpty else { return false }
+        for r in previouslyHeld where resourceSet.names.contains(r) {
+            let elsewhere = peers.values.contains { $0.member && ($0.report?.held.contains(r) ?? false) }
+            let eligibleExists = peers.values.contains { $0.member && !($0.report?.leaving ?? false) && !($0.report?.failed.contains(r) ?? false) }
+            if !elsewhere && eligibleExists { return false }
+        }
+        return true
+    }
+
+    mutating func applyDesired(now: UInt64, out: inout [Directive]) {
+        let hasLease = now < leaseUntil
+        if hasLease { everHadLease = true }
+        if hasLease != hadLease {
+            hadLease = hasLease
+            if !hasLease { out.append(.event(.leaseLost(policy: cluster.noQuorumPolicy.rawValue))) }
+        }
+        // Ask the agents what already runs here before anything is started.
+        for a in resourceSet.agents where !probeIssued.contains(a.name) {
+            probeIssued.insert(a.name)
+            if local[a.name] == nil {
+                probePending.insert(a.name)
+                out.append(.probe(a.name))
+            }
+        }
+        // Failures older than failure_timeout no longer keep a resource away.
+        for r in thresholdBans where failCount(r, now: now) < resourceSet.options(r).migrationThreshold {
+            thresholdBans.remove(r)
+            if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
+            urgent = true
+        }
+        var desired: Set<String>
+        let assignments = isCoordinator ? placement : authorityAssignments
+        if leaving {
+            desired = []
+        } else if hasLease {
+            let mine = Set(assignments.filter { $0.value == selfId }.map(\.key))
+            let valid = authorityValid(now: now)
+            // A coordinator in office (whose heartbeats reach only its members, so it saw what
+            // we run) decides; without one, keep what runs and start nothing.
+            desired = valid ? mine : held
+            desired.subtract(failed.keys)
+            desired.subtract(fatal.keys)
+            desired.formIntersection(resourceSet.names)
+        } else if cluster.noQuorumPolicy == .freeze {
+            // Start nothing, stop no application. Addresses always follow the lease (the
+            // guardian removes them at its end whatever the policy): two machines answering
+            // for one address is never what an operator wants.
+            desired = held.filter { resourceSet.ip(named: $0) == nil }
+            desired.formIntersection(resourceSet.names)
+        } else if !everHadLease && now < leftoverGraceUntil {
+            desired = held.intersection(leftovers)  // start-up reconciliation window
+            desired.formIntersection(resourceSet.names)
+        } else {
+            desired = []
+        }
+        if !probePending.isEmpty { desired.formIntersection(held) }
+        let order = resourceSet.startOrder
+        let unknown = held.subtracting(order).sorted()  // removed from the configuration
+        // Stops: what must not run here, or must restart, and everything depending on it here.
+        var toStop = Set(local.filter { ($0.value == .started || $0.value == .starting) && (!desired.contains($0.key) || restartPending.contains($0.key)) }.keys)
+        var grew = true
+        while grew {
+            grew = false
+            for r in toStop.union(local.filter { $0.value == .stopping }.keys) {
+                for d in resourceSet.dependents(of: r) where (local[d] == .started || local[d] == .starting) && !toStop.contains(d) {
+                    toStop.insert(d)
+                    if desired.contains(d) { restartPending.insert(d) }
+                    grew = true
+                }
+            }
+        }
+        for r in unknown + order.reversed() where toStop.contains(r) {
+            // Dependents here stop first (a blocked dependent keeps it running).
+            if resourceSet.dependents(of: r).contains(where: { local[$0] != nil }) { continue }
+            local[r] = .stopping
+            out.append(.event(.resourceStopping(r)))
+            out.append(.stop(r))
+            urgent = true
+        }
+        // Starts, in dependency order, once what they depend on runs.
+        for r in order where desired.contains(r) && local[r] == nil {
+            let ready = resourceSet.predecessors(of: r).allSatisfy { local[$0] == .started || !startedOn($0).isEmpty }
+            guard ready else { continue }
+            local[r] = .starting
+            out.append(.event(.resourceStarting(r)))
+            out.append(.start(r))
+            urgent = true
+        }
+    }
+
+}

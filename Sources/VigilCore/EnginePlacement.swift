@@ -1,0 +1,145 @@
+/// The coordinator's work while in office: the scheduler's view, what may still run where,
+/// and the published assignments.
+extension Engine {
+    /// Coordinator: can node `z` possibly run `r` right now? `gone`: nodes a majority withdrew.
+    func mayHold(_ z: UInt32, _ r: String, gone: Set<UInt32>, office o: CoordinatorOffice) -> Bool {
+        if z == selfId { return held.contains(r) }
+        guard let p = peers[z] else { return false }
+        // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
+        // nodes that are not members; a member's own report decides below).
+        if gone.contains(z) { return false }
+        guard let rep = p.report else { return true }
+        if rep.held.contains(r) { return true }
+        // A release counts when the report answers a heartbeat we sent late enough.
+        return !(rep.echoIncarnation == incarnation && o.isFreshRelease(of: r, by: z, echo: rep.echo) && p.member)
+    }
+
+    /// Nodes whose reports count for placement: members, and nodes we lost contact with whose
+    /// lease a majority has not withdrawn (what they run stays theirs; membership may flap
+    /// under loss without moving anything).
+    func reportingNodes(gone: Set<UInt32>) -> Set<UInt32> {
+        var out: Set<UInt32> = [selfId]
+        for p in peers.values where p.member || (p.report != nil && !gone.contains(p.id)) { out.insert(p.id) }
+        return out
+    }
+
+    func reportedHolders(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
+        var out: [UInt32] = held.contains(r) ? [selfId] : []
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.held.contains(r) ?? false) { out.append(p.id) }
+        return out.sorted()
+    }
+
+    /// Nodes where `r` is confirmed running.
+    func startedOn(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
+        var out: [UInt32] = local[r] == .started ? [selfId] : []
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.started.contains(r) ?? false) { out.append(p.id) }
+        return out.sorted()
+    }
+
+    func peerIsLeaving(_ id: UInt32) -> Bool { id == selfId ? leaving : (peers[id]?.report?.leaving ?? false) }
+
+    /// The scheduler's view of the cluster, from this coordinator's reports.
+    func schedulerInput(alive: Set<UInt32>, placement: [String: UInt32]) -> ([Scheduler.Node], Scheduler.State) {
+        let nodes = cluster.nodes.map { n in
+            Scheduler.Node(id: n.id, name: n.name, online: alive.contains(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
+        }
+        var st = Scheduler.State()
+        for r in resourceSet.names {
+            var h = Set(reportedHolders(r, among: alive))
+            // Where we placed it counts as running: a restart in place must not move it.
+            if let t = placement[r], alive.contains(t) { h.insert(t) }
+            if !h.isEmpty { st.running[r] = h }
+        }
+        for r in failed.keys { st.banned[r, default: []].insert(selfId) }
+        for (r, v) in local where v == .blocked { st.blocked[r, default: []].insert(selfId) }
+        st.fatal = Set(fatal.keys)
+        for p in peers.values {
+            guard let rep = p.report else { continue }
+            // Blocked resources count even from nodes we lost: they may still run there.
+            for r in rep.blocked { st.blocked[r, default: []].insert(p.id) }
+            guard alive.contains(p.id) else { continue }
+            for r in rep.failed { st.banned[r, default: []].insert(p.id) }
+            st.fatal.formUnion(rep.fatal)
+        }
+        return (nodes, st)
+    }
+
+    mutating func place(now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
+        var changed = false
+        var reasons: [String: String] = [:]
+        let names = Set(resourceSet.names)
+        for r in o.placement.keys where !names.contains(r) {
+            o.placement[r] = nil
+            changed = true
+        }
+        let gone = Set(peers.keys.filter { !(peers[$0]?.member ?? false) && withdrawnByMajority($0, since: o.since) })
+        let alive = reportingNodes(gone: gone)
+        let (nodes, state) = schedulerInput(alive: alive, placement: o.placement)
+        let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
+        let anyProbing = (probePending.isEmpty ? false : true) || peers.values.contains { $0.member && ($0.report?.probing ?? false) }
+        for r in resourceSet.startOrder {
+            let holders = reportedHolders(r, among: alive)
+            let target = plan.placement[r]
+            if let c = o.placement[r], c != target {
+                o.withdraw(r, now: now)
+                changed = true
+                out.append(.event(.withdrawn(r, from: name(of: c))))
+                if target != nil || !alive.contains(c) {
+                    let why = !alive.contains(c) ? "node \(name(of: c)) lost" : (state.banned[r]?.contains(c) ?? false ? "failed on \(name(of: c))" : "placement changed")
+                    o.failovers[r] = (name(of: c), why)
+                    out.append(.event(.failoverBegun(r, from: name(of: c), reason: why)))
+                }
+            }
+            if let f = o.failovers[r], let t = o.placement[r], startedOn(r) == [t] {
+                o.failovers[r] = nil
+                out.append(.event(.failoverCompleted(r, from: f.from, to: name(of: t), reason: f.reason)))
+            }
+            guard let t = target else {
+                reasons[r] = plan.reasons[r] ?? "stopped"
+                continue
+            }
+            if o.placement[r] == t { continue }
+            let isNewStart = !holders.contains(t)
+            // Keeping a resource where it runs, started, and nowhere else, starts nothing: a new
+            // coordinator confirms it at once. Anything else (held while stopping, or by two
+            // nodes after a partition healed) waits for every other node to be clear.
+            let keep = holders == [t] && startedOn(r, among: alive) == [t]
+            let blockers = keep ? [] : ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, gone: gone, office: o) }.sorted()
+            if !blockers.isEmpty {
+                let names = blockers.map { b -> String in
+                    isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
+                }
+                reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
+                continue
+            }
+            if isNewStart && now < o.startBarrier {
+                reasons[r] = "new coordinator: waiting \(o.startBarrier - now) ms before starting anything"
+                continue
+            }
+            if isNewStart && anyProbing {
+                reasons[r] = "waiting for nodes to finish probing what already runs"
+                continue
+            }
+            // Order: everything it depends on must be confirmed running first.
+            if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty }) {
+                reasons[r] = "waiting for \(p) to start"
+                continue
+            }
+            o.assign(r, to: t)
+            changed = true
+            out.append(.event(.placed(r, on: name(of: t))))
+            // A new coordinator did not withdraw anything, yet this may still be a failover:
+            // the last word of a node we lost says it ran the resource.
+            if isNewStart && o.failovers[r] == nil,
+                let lost = peers.values.filter({ !alive.contains($0.id) && $0.id != t && ($0.report?.held.contains(r) ?? false) }).map(\.id).min()
+            {
+                let why = "node \(name(of: lost)) lost"
+                o.failovers[r] = (name(of: lost), why)
+                out.append(.event(.failoverBegun(r, from: name(of: lost), reason: why)))
+            }
+        }
+        o.waitingReason = reasons
+        if changed { urgent = true }
+    }
+
+}

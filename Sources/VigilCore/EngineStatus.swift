@@ -1,0 +1,161 @@
+/// What `hactl status` shows, seen from this node.
+extension Engine {
+    // MARK: - status
+
+    public func status(now: UInt64) -> ClusterStatus {
+        var nodes: [ClusterStatus.NodeStatus] = []
+        for n in cluster.nodes {
+            if n.id == selfId {
+                var me = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: leaving ? "leaving" : "local",
+                                                  links: cluster.links.map { .init(name: $0.name, up: true, lastHeardMsAgo: nil) }, vote: votedFor)
+                me.standby = resources.standby.contains(n.name)
+                nodes.append(me)
+                continue
+            }
+            guard let p = peers[n.id] else { continue }
+            let links = cluster.links.enumerated().map { (i, l) in
+                ClusterStatus.LinkStatus(name: l.name, up: p.linkUp[i], lastHeardMsAgo: p.linkLastHeard[i].map { now - $0 })
+            }
+            let state = p.member ? ((p.report?.leaving ?? false) ? "leaving" : "online") : (p.lastHeard.map { now < $0 + timing.timeout } ?? false ? "one-way" : "offline")
+            var ns = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: state, links: links, vote: p.report?.vote)
+            ns.standby = resources.standby.contains(n.name)
+            nodes.append(ns)
+        }
+        let coordKnown = isCoordinator || authority != 0
+        let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
+        var res: [ClusterStatus.ResourceStatus] = []
+        for r in resourceSet.names {
+            let running = reportedHolders(r).map { name(of: $0) }
+            let started = startedOn(r).map { name(of: $0) }
+            let assigned = assignments[r].map { name(of: $0) }
+            let blockedNodes = (local[r] == .blocked ? [selfName] : []) + peers.values.filter { $0.report?.blocked.contains(r) ?? false }.map(\.name)
+            var state = "stopped"
+            var detail = waitingReason[r]
+            if !blockedNodes.isEmpty {
+                state = "blocked"
+                detail = "stop failed on \(blockedNodes.sorted().joined(separator: ", ")): check it, then hactl cleanup \(r)"
+            } else if running.count > 1 {
+                state = "moving"
+            } else if let a = assigned, started == [a] {
+                state = "started"
+            } else if assigned != nil {
+                state = "starting"
+            } else if !running.isEmpty {
+                state = "stopping"
+            }
+            if let f = fatal[r] {
+                state = "failed"
+                detail = "configuration error: \(f)"
+            } else if let f = failed[r], blockedNodes.isEmpty {
+                detail = "failed here (\(failCount(r, now: now)) failures): \(f)"
+                if running.isEmpty && assigned == nil { state = "failed" }
+            }
+            if !coordKnown && blockedNodes.isEmpty {
+                state = running.isEmpty ? "stopped" : "unknown"
+                detail = detail ?? "no quorum on this node"
+            }
+            let kind: String
+            let what: String
+            if let ip = resourceSet.ip(named: r) {
+                kind = "ip"
+                what = ip.prefix.description
+            } else {
+                kind = "agent"
+                what = resourceSet.agent(named: r)?.agent.description ?? "?"
+            }
+            var item = ClusterStatus.ResourceStatus(name: r, kind: kind, address: what, assignedTo: assigned, runningOn: running, state: state, detail: detail)
+            item.group = resourceSet.group(of: r)?.name
+            item.failCount = failCount(r, now: now)
+            res.append(item)
+        }
+        let coordinator: String? = isCoordinator ? selfName : (authority != 0 ? name(of: authority) : nil)
+        return ClusterStatus(
+            cluster: cluster.name, localNode: selfName, quorate: now < leaseUntil,
+            votesForLocal: votesForSelf, majority: cluster.majority, coordinator: coordinator,
+            localIsCoordinator: isCoordinator, leaseRemainingMs: leaseUntil > now ? (leaseUntil == UInt64.max ? nil : leaseUntil - now) : 0,
+            noQuorumPolicy: cluster.noQuorumPolicy.rawValue, configVersion: resources.version,
+            nodes: nodes, resources: res, counters: .init(), incompatiblePeers: [])
+    }
+}
+extension VersionedResources {
+    func withDigest(_ d: UInt64) -> VersionedResources {
+        var c = self
+        c.digest = d
+        return c
+    }
+}
+
+/// Things worth a log line (and, later, a hook).
+public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
+    case peerJoined(String)
+    case peerLost(String)
+    case linkDown(String, String)
+    case linkUp(String, String)
+    case quorumGained
+    case quorumLost
+    case becameCoordinator
+    case resignedCoordinator
+    case placed(String, on: String)
+    case withdrawn(String, from: String)
+    case leaseLost(policy: String)
+    case resourceStarting(String)
+    case resourceStarted(String)
+    case resourceStopping(String)
+    case resourceStopped(String)
+    case stopFailed(String, String)
+    case resourceFailed(String, String, count: Int)
+    case cleanedUp(String)
+    case failoverBegun(String, from: String, reason: String)
+    case failoverCompleted(String, from: String, to: String, reason: String)
+    case resourceRecovered(String)
+    case foundLeftover(String)
+    case leaving
+    case coordinatorChanged(String?)
+    case standby(String)
+    case unstandby(String)
+    case standbyChanged([String])
+    case configAdopted(UInt64, from: String)
+    case configRejected(UInt64, String)
+    case supportCeasing(String)
+    case supportResumed(String)
+    case supportWithdrawn(String, epoch: UInt64)
+    case newEpoch(UInt64)
+
+    public var description: String {
+        switch self {
+        case .peerJoined(let n): return "member-joined node=\(n)"
+        case .peerLost(let n): return "member-lost node=\(n)"
+        case .linkDown(let n, let l): return "link-down node=\(n) link=\(l)"
+        case .linkUp(let n, let l): return "link-up node=\(n) link=\(l)"
+        case .quorumGained: return "quorum-gained"
+        case .quorumLost: return "quorum-lost"
+        case .becameCoordinator: return "coordinator-elected (this node)"
+        case .resignedCoordinator: return "coordinator-resigned (this node)"
+        case .placed(let r, let n): return "decided resource=\(r) node=\(n)"
+        case .withdrawn(let r, let n): return "withdrawn resource=\(r) from=\(n)"
+        case .leaseLost(let p): return "lease-lost policy=\(p)"
+        case .resourceStarting(let r): return "resource-starting resource=\(r)"
+        case .resourceStarted(let r): return "resource-started resource=\(r)"
+        case .resourceStopping(let r): return "resource-stopping resource=\(r)"
+        case .resourceStopped(let r): return "resource-stopped resource=\(r)"
+        case .stopFailed(let r, let why): return "resource-stop-failed resource=\(r) reason=\"\(why)\" (blocked: it is never started elsewhere until hactl cleanup)"
+        case .resourceFailed(let r, let why, let n): return "resource-failed resource=\(r) failcount=\(n) reason=\"\(why)\""
+        case .cleanedUp(let r): return "cleanup resource=\(r)"
+        case .failoverBegun(let r, let from, let why): return "failover-begun resource=\(r) from=\(from) reason=\"\(why)\""
+        case .failoverCompleted(let r, let from, let to, _): return "failover-completed resource=\(r) from=\(from) to=\(to)"
+        case .resourceRecovered(let r): return "resource-recovered resource=\(r)"
+        case .foundLeftover(let r): return "found-leftover resource=\(r)"
+        case .standby(let n): return "standby node=\(n)"
+        case .unstandby(let n): return "unstandby node=\(n)"
+        case .standbyChanged(let l): return "standby-nodes nodes=\(l.isEmpty ? "none" : l.joined(separator: ","))"
+        case .coordinatorChanged(let n): return "coordinator-changed coordinator=\(n ?? "none")"
+        case .leaving: return "leaving (graceful stop: handing resources over)"
+        case .configAdopted(let v, let from): return "config-adopted version=\(v) from=\(from)"
+        case .configRejected(let v, let why): return "config-rejected version=\(v) reason=\"\(why)\""
+        case .supportCeasing(let n): return "lease-support-ceasing node=\(n) (a majority lost contact)"
+        case .supportResumed(let n): return "lease-support-resumed node=\(n)"
+        case .supportWithdrawn(let n, let e): return "lease-withdrawn node=\(n) epoch=\(e)"
+        case .newEpoch(let e): return "lease-epoch epoch=\(e)"
+        }
+    }
+}

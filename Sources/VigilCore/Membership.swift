@@ -1,0 +1,99 @@
+/// Membership: two-way contact with every peer, per link.
+///
+/// Heartbeats go to every peer on every link and carry the sender's monotonic timestamp and the
+/// latest timestamp it received from the recipient (the echo). A peer is a member only if we
+/// heard it within `timeout` on some link *and* its latest heartbeat echoes one of our own
+/// timestamps from within `timeout`: if A hears B but B does not hear A, neither counts the other.
+/// A link that goes quiet while another still works is reported and changes nothing else.
+public struct Membership: Sendable {
+    public struct Peer: Sendable {
+        public var id: UInt32
+        public var name: String
+        public var linkLastHeard: [UInt64?]
+        public var linkUp: [Bool]
+        public var lastHeard: UInt64?
+        public var incarnation: UInt64 = 0
+        public var lastSeq: UInt64 = 0
+        /// Peer's latest `sentAt` (its clock) and when we received it (ours).
+        public var peerSentAt: UInt64 = 0
+        public var peerSentAtReceivedAt: UInt64 = 0
+        public var report: Heartbeat?
+        public var member = false
+    }
+
+    public enum Change: Sendable, Equatable {
+        case linkUp(peer: String, link: Int)
+        case linkDown(peer: String, link: Int)
+        case joined(String)
+        case lost(String)
+    }
+
+    public let selfIncarnation: UInt64
+    public let timeout: UInt64
+    public internal(set) var peers: [UInt32: Peer] = [:]
+
+    public init(selfId: UInt32, incarnation: UInt64, nodes: [(id: UInt32, name: String)], links: Int, timeout: UInt64) {
+        self.selfIncarnation = incarnation
+        self.timeout = timeout
+        for n in nodes where n.id != selfId {
+            peers[n.id] = Peer(id: n.id, name: n.name, linkLastHeard: Array(repeating: nil, count: links),
+                               linkUp: Array(repeating: false, count: links))
+        }
+    }
+
+    /// An authenticated packet of `sender` arrived on `link`. Returns false when its content must
+    /// not be applied: an older life of the sender, or a copy already received on another link
+    /// (which only refreshes that link's liveness).
+    public mutating func heard(from sender: UInt32, link: Int, incarnation inc: UInt64, seq: UInt64, now: UInt64) -> Bool {
+        guard var p = peers[sender], inc >= p.incarnation else { return false }
+        defer { peers[sender] = p }
+        if inc > p.incarnation {
+            // The peer restarted: forget what its previous life told us.
+            p.incarnation = inc
+            p.lastSeq = 0
+            p.report = nil
+            p.peerSentAt = 0
+        }
+        if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
+        p.lastHeard = now
+        guard seq > p.lastSeq else { return false }
+        p.lastSeq = seq
+        return true
+    }
+
+    /// Records a heartbeat's content (after `heard` accepted it).
+    public mutating func record(_ h: Heartbeat, from sender: UInt32, now: UInt64) {
+        guard var p = peers[sender] else { return }
+        p.peerSentAt = h.sentAt
+        p.peerSentAtReceivedAt = now
+        p.report = h
+        peers[sender] = p
+    }
+
+    /// Re-evaluates every peer at `now`.
+    public mutating func update(now: UInt64) -> [Change] {
+        var changes: [Change] = []
+        for id in peers.keys.sorted() {
+            guard var p = peers[id] else { continue }
+            let heard = p.lastHeard.map { now < $0 + timeout } ?? false
+            for l in 0..<p.linkUp.count {
+                let up = p.linkLastHeard[l].map { now < $0 + timeout } ?? false
+                guard up != p.linkUp[l] else { continue }
+                p.linkUp[l] = up
+                // A single dead link is worth telling; a whole node's loss is told once, below.
+                if up { changes.append(.linkUp(peer: p.name, link: l)) } else if heard { changes.append(.linkDown(peer: p.name, link: l)) }
+            }
+            let echoed = p.report.map { $0.echoIncarnation == selfIncarnation && $0.echo > 0 && now < $0.echo + timeout } ?? false
+            let member = heard && echoed
+            if member != p.member {
+                p.member = member
+                changes.append(member ? .joined(p.name) : .lost(p.name))
+            }
+            peers[id] = p
+        }
+        return changes
+    }
+
+    public func isMember(_ id: UInt32) -> Bool { peers[id]?.member ?? false }
+    public var members: [UInt32] { peers.values.filter(\.member).map(\.id).sorted() }
+}
