@@ -47,6 +47,8 @@ public struct Engine: Sendable {
         case stop(String)
         /// Ask the agent whether the resource already runs here (monitor), before anything starts.
         case probe(String)
+        /// The recurring monitor of a started agent resource is due.
+        case monitor(String)
         /// Re-announce a held address (partition healed).
         case announce(String)
         case persist(VersionedResources)
@@ -102,6 +104,9 @@ public struct Engine: Sendable {
     var thresholdBans: Set<String> = []
     var restartPending: Set<String> = []
     var probeIssued: Set<String> = []
+    /// When each started agent resource's next monitor is due, and those running now.
+    var monitorDue: [String: UInt64] = [:]
+    var monitorInFlight: Set<String> = []
     public internal(set) var probePending: Set<String> = []
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
@@ -196,6 +201,7 @@ public struct Engine: Sendable {
         if !local.isEmpty { consider(leaseUntil) }
         consider(authorityUntil)
         if let o = office { consider(o.startBarrier) }
+        for t in monitorDue.values { consider(t) }
         consider(election.blockedUntil)
         consider(election.termEnd)
         consider(leftoverGraceUntil)
@@ -243,6 +249,7 @@ public struct Engine: Sendable {
             office = o
         }
         applyDesired(now: now, out: &out)
+        scheduleMonitors(now: now, out: &out)
         checkCommits(now: now, out: &out)
         if now >= nextHeartbeatAt || urgent {
             urgent = false

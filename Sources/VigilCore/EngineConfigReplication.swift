@@ -91,6 +91,7 @@ extension Engine {
         }
         let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text, standby: resources.standby)
         resources = next
+        restartChanged(from: resourceSet, to: set)
         resourceSet = set
         out.append(.persist(next))
         out.append(.adoptResources(set))
@@ -105,7 +106,8 @@ extension Engine {
             let set = try ResourceSet.parse(candidate.text, file: "resources v\(candidate.version) from \(name(of: sender))", cluster: cluster)
             if candidate.standby != resources.standby { out.append(.event(.standbyChanged(candidate.standby))) }
             resources = candidate
-            resourceSet = set
+            restartChanged(from: resourceSet, to: set)
+        resourceSet = set
             out.append(.persist(candidate))
             out.append(.adoptResources(set))
             out.append(.event(.configAdopted(candidate.version, from: name(of: sender))))

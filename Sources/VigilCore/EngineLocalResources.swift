@@ -99,6 +99,7 @@ extension Engine {
         case .success:
             local[name] = .started
             leftovers.insert(name)
+            if resourceSet.agent(named: name) != nil { monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs }
             out.append(.event(.foundLeftover(name)))
         case .softError(let why), .hardError(let why), .fatalError(let why):
             // It may run, but broken: count it as running here so that it is stopped before

@@ -27,7 +27,6 @@ public final class Daemon {
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner
-    var nextMonitor: [String: UInt64] = [:]
     var ipc: IPCServer?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     var nextRequestId: UInt64 = 1
@@ -149,7 +148,6 @@ public final class Daemon {
         nextShellRound = now + Self.shellPeriodMs
         executor.reap()
         hooks.tick()
-        scheduleMonitors(now: now)
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
@@ -160,12 +158,12 @@ public final class Daemon {
             for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
         }
         if let since = leavingSince {
-            let limit = 2 * (cluster.timing.timeout + cluster.timing.lease) + 2000
-            if engine.handoverComplete(previouslyHeld: heldBeforeLeaving) {
+            let decision = engine.mayExit(previouslyHeld: heldBeforeLeaving, leavingSince: since, now: now)
+            if decision.complete {
                 log.info("hand-over complete; exiting")
                 reactor.stop()
-            } else if now >= since + limit {
-                log.warning("hand-over not confirmed within \(limit) ms; exiting with resources stopped here")
+            } else if decision.exit {
+                log.warning("hand-over not confirmed within \(engine.handoverLimit) ms; exiting with resources stopped here")
                 reactor.stop()
             }
         }
@@ -252,17 +250,7 @@ public final class Daemon {
                 if let a = engine.resourceSet.agent(named: name) {
                     let o = engine.resourceSet.options(name)
                     executor.submit(.init(resource: name, op: .start, spec: a.agent, params: a.params, timeoutMs: o.startTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
-                        let now = MonotonicClock.nowMs()
-                        switch outcome {
-                        case .success:
-                            self.nextMonitor[name] = now + o.monitorIntervalMs
-                            self.execute(self.engine.resourceStarted(name, now: now))
-                        case .fatalError(let why):
-                            self.execute(self.engine.resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now))
-                        default:
-                            // A failed start bans the resource from this node (it moves).
-                            self.execute(self.engine.resourceFailed(name, reason: "start: \(outcome)", kind: .hard, now: now))
-                        }
+                        self.execute(self.engine.operationFinished(name, .start, outcome, now: MonotonicClock.nowMs()))
                     })
                 } else if let err = { () -> String? in
                     // The guardian must know the deadline before the address exists.
@@ -271,26 +259,29 @@ public final class Daemon {
                 }() {
                     log.error("start resource=\(name) failed: \(err)")
                     ips.markStartFailed(name, now: now)
-                    queue.append(contentsOf: engine.resourceFailed(name, reason: err, kind: .hard, now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .start, .hardError(err), now: now))
                 } else {
-                    queue.append(contentsOf: engine.resourceStarted(name, now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .start, .success, now: now))
                 }
             case .stop(let name):
-                nextMonitor[name] = nil
                 if let a = engine.resourceSet.agent(named: name) ?? lastAgents[name] {
                     let o = engine.resourceSet.options(name)
                     executor.submit(.init(resource: name, op: .stop, spec: a.agent, params: a.params, timeoutMs: o.stopTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
-                        let now = MonotonicClock.nowMs()
-                        if outcome.isFailure {
-                            self.execute(self.engine.stopFailed(name, reason: "\(outcome)", now: now))
-                        } else {
-                            self.execute(self.engine.resourceStopped(name, now: now))
-                        }
+                        self.execute(self.engine.operationFinished(name, .stop, outcome, now: MonotonicClock.nowMs()))
                     })
                 } else {
                     ips.stop(name)
-                    queue.append(contentsOf: engine.resourceStopped(name, now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .stop, .success, now: now))
                 }
+            case .monitor(let name):
+                guard let a = engine.resourceSet.agent(named: name) else {
+                    queue.append(contentsOf: engine.operationFinished(name, .monitor, .success, now: now))
+                    continue
+                }
+                let o = engine.resourceSet.options(name)
+                executor.submit(.init(resource: name, op: .monitor, spec: a.agent, params: a.params, timeoutMs: o.monitorTimeoutMs, intervalMs: o.monitorIntervalMs) { [unowned self] outcome, _ in
+                    self.execute(self.engine.operationFinished(name, .monitor, outcome, now: MonotonicClock.nowMs()))
+                })
             case .probe(let name):
                 guard let a = engine.resourceSet.agent(named: name) else {
                     queue.append(contentsOf: engine.probeResult(name, .notRunning, now: now))
@@ -300,7 +291,6 @@ public final class Daemon {
                 executor.submit(.init(resource: name, op: .monitor, spec: a.agent, params: a.params, timeoutMs: o.monitorTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
                     let now = MonotonicClock.nowMs()
                     self.log.info("probe resource=\(name) agent=\(a.agent) result=\"\(outcome)\"")
-                    if outcome == .success { self.nextMonitor[name] = now + o.monitorIntervalMs }
                     self.execute(self.engine.probeResult(name, outcome, now: now))
                 })
             case .announce(let name):
@@ -314,15 +304,8 @@ public final class Daemon {
             case .adoptResources(let set):
                 // Remember every agent definition ever in force, to stop one after its removal.
                 for a in set.agents { lastAgents[a.name] = a }
+                // What runs with a changed definition is restarted by the engine (stop, then start).
                 ips.setDefinitions(set)
-                for name in engine.held.sorted() where ips.needsRestart(name) {
-                    log.info("definition of \(name) changed: re-adding it")
-                    ips.stop(name)
-                    if let err = ips.start(name, now: now) {
-                        ips.markStartFailed(name, now: now)
-                        queue.append(contentsOf: engine.resourceFailed(name, reason: err, now: now))
-                    }
-                }
             case .reply(let id, let ok, let version, let message):
                 if let conn = pendingReplies.removeValue(forKey: id) {
                     ipc?.respond(IPCResponse(ok: ok, message: message, configVersion: version), to: conn)
@@ -342,35 +325,6 @@ public final class Daemon {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
             let packet = Envelope.seal(payload: payload, header: header, key: key)
             sockets[i].send(packet, to: node.addresses[i], port: link.port)
-        }
-    }
-
-    /// Recurring monitors of agent resources running here.
-    func scheduleMonitors(now: UInt64) {
-        for a in engine.resourceSet.agents {
-            let name = a.name
-            let o = engine.resourceSet.options(name)
-            guard engine.local[name] == .started, o.monitorIntervalMs > 0 else {
-                nextMonitor[name] = nil
-                continue
-            }
-            guard let due = nextMonitor[name] else {
-                nextMonitor[name] = now + o.monitorIntervalMs
-                continue
-            }
-            guard now >= due, !executor.busy(name) else { continue }
-            nextMonitor[name] = now + o.monitorIntervalMs
-            executor.submit(.init(resource: name, op: .monitor, spec: a.agent, params: a.params, timeoutMs: o.monitorTimeoutMs, intervalMs: o.monitorIntervalMs) { [unowned self] outcome, _ in
-                let now = MonotonicClock.nowMs()
-                guard self.engine.local[name] == .started else { return }
-                switch outcome {
-                case .success: return
-                case .notRunning: self.execute(self.engine.resourceFailed(name, reason: "monitor: not running", kind: .soft, now: now))
-                case .softError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .soft, now: now))
-                case .hardError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .hard, now: now))
-                case .fatalError(let why): self.execute(self.engine.resourceFailed(name, reason: "monitor: \(why)", kind: .fatal, now: now))
-                }
-            })
         }
     }
 

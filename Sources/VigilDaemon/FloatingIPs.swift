@@ -121,12 +121,6 @@ final class FloatingIPs {
         for name in active.keys.sorted() { stop(name) }
     }
 
-    /// A definition that changed under a running address: remove the old one, add the new one.
-    func needsRestart(_ name: String) -> Bool {
-        guard let a = active[name], let d = definitions[name] else { return false }
-        return a.ip.prefix != d.prefix || a.interface != d.interface(on: nodeName)
-    }
-
     func scheduleAnnouncements(_ name: String, now: UInt64) {
         guard let a = active[name], a.ip.announceCount > 0 else { return }
         announcements.removeAll { $0.name == name }

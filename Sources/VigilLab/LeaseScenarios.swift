@@ -210,3 +210,128 @@ extension Scenarios {
         return IdleResult(perNode: nodes)
     }
 }
+
+extension Scenarios {
+    /// `count` addresses in 198.19.0.0/16 on eth0, spread over the nodes by preference, and
+    /// `agents` `ocf:heartbeat:Dummy` resources likewise. Kept compact: the resources file is
+    /// bounded by what one datagram carries.
+    public static func scaleResources(nodes: Int, addresses count: Int, agents: Int) -> String {
+        var s = ""
+        for i in 0..<count {
+            s += "[[ip]]\nname=\"a\(i)\"\naddress=\"198.19.\(i / 250).\(i % 250 + 1)/16\"\ninterface=\"eth0\"\npreferred=[\"node\(i % nodes + 1)\"]\nannounce_count=1\n"
+        }
+        for i in 0..<agents {
+            s += "[[resource]]\nname=\"d\(i)\"\nagent=\"ocf:heartbeat:Dummy\"\npreferred=[\"node\(i % nodes + 1)\"]\n"
+        }
+        return s
+    }
+
+    public struct ScaleResult: Sendable, CustomStringConvertible {
+        public var placedMs: Double?
+        public var movesAfterSettle = 0
+        public var dualMax = 0
+        public var idleCpuPct = 0.0
+        public var addressesRecoverMs: Double?
+        public var recoverMs: Double?
+        public var description: String {
+            func f(_ v: Double?) -> String { v.map { String(format: "%.0f", $0) } ?? "never" }
+            return "placed_ms=\(f(placedMs)) moves_after_settle=\(movesAfterSettle) dual_max=\(dualMax) idle_cpu_pct=\(String(format: "%.2f", idleCpuPct)) addresses_recover_ms=\(f(addressesRecoverMs)) recover_ms=\(f(recoverMs))"
+        }
+    }
+
+    /// Where every floating address of 198.19/16 is configured: address to nodes.
+    static func addressOwners(lab: Lab) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for i in 1...lab.options.nodes {
+            let text = lab.run("/usr/sbin/ip", ["-n", lab.ns(i), "-o", "-4", "addr", "show", "dev", "eth0"]).out
+            for line in text.split(separator: "\n") {
+                guard let r = line.range(of: "inet 198.19.") else { continue }
+                let addr = line[r.lowerBound...].dropFirst(5).prefix { $0 != "/" }
+                out[String(addr), default: []].append(i)
+            }
+        }
+        return out
+    }
+
+    /// Running Dummy instances per node (their state files in the node's private /run/resource-agents).
+    static func agentOwners(lab: Lab) -> [String: [Int]] {
+        var out: [String: [Int]] = [:]
+        for i in 1...lab.options.nodes {
+            guard let pid = lab.pid(i) else { continue }
+            let dir = "/proc/\(pid)/root/run/resource-agents"
+            let files = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+            for f in files where f.hasPrefix("Dummy-") && f.hasSuffix(".state") {
+                out[String(f.dropFirst(6).dropLast(6)), default: []].append(i)
+            }
+        }
+        return out
+    }
+
+    /// Applies `addresses` addresses and `agents` Dummy resources to a settled cluster; measures
+    /// the time until each runs exactly once, samples for `sampleSeconds` (no dual owners, no
+    /// moves), the idle CPU, then kills one node and times the recovery of what it ran.
+    public static func scale(lab: Lab, addresses count: Int, agents: Int, sampleSeconds: Double = 60,
+                             log: (String) -> Void = { _ in }) throws -> ScaleResult {
+        let n = lab.options.nodes
+        try lab.startAll()
+        try lab.waitFor("a quorate cluster", timeout: 30) { (1...n).allSatisfy { lab.status($0)?.quorate ?? false } }
+        log("cluster up: \(n) nodes")
+        var r = ScaleResult()
+        let text = scaleResources(nodes: n, addresses: count, agents: agents)
+        log("resources file: \(text.utf8.count) bytes, \(count) addresses, \(agents) agents")
+        let t0 = Double(Lab.monoNowMs())
+        _ = try lab.apply(1, resources: text)
+        func settled() -> Bool {
+            let a = addressOwners(lab: lab)
+            let d = agentOwners(lab: lab)
+            return a.count == count && a.values.allSatisfy { $0.count == 1 } && d.count == agents && d.values.allSatisfy { $0.count == 1 }
+        }
+        do {
+            try lab.waitFor("everything placed", timeout: 120) { settled() }
+            r.placedMs = Double(Lab.monoNowMs()) - t0
+        } catch {
+            log("not everything was placed within 120 s")
+        }
+        log("placed in \(r.placedMs.map { String(format: "%.0f", $0) } ?? "never") ms; sampling for \(Int(sampleSeconds)) s")
+        var last = addressOwners(lab: lab)
+        var lastAgents = agentOwners(lab: lab)
+        let sampleEnd = Date().addingTimeInterval(sampleSeconds)
+        while Date() < sampleEnd {
+            Thread.sleep(forTimeInterval: 3)
+            let now = addressOwners(lab: lab)
+            let nowAgents = agentOwners(lab: lab)
+            r.dualMax = max(r.dualMax, now.values.filter { $0.count > 1 }.count + nowAgents.values.filter { $0.count > 1 }.count)
+            r.movesAfterSettle += now.filter { last[$0.key] != nil && last[$0.key] != $0.value }.count
+            r.movesAfterSettle += nowAgents.filter { lastAgents[$0.key] != nil && lastAgents[$0.key] != $0.value }.count
+            last = now
+            lastAgents = nowAgents
+        }
+        r.idleCpuPct = try idle(lab: lab, seconds: 10).perNode.map(\.cpuPct).max() ?? 0
+        // Kill the node that is not the coordinator and holds the most.
+        let coordName = lab.status(1)?.coordinator
+        let victim = (1...n).filter { lab.nodeName($0) != coordName }.max { a, b in
+            last.values.filter { $0 == [a] }.count < last.values.filter { $0 == [b] }.count
+        } ?? n
+        let itsAddresses = Set(last.filter { $0.value == [victim] }.keys)
+        let itsAgents = Set(lastAgents.filter { $0.value == [victim] }.keys)
+        log("killing node\(victim): \(itsAddresses.count) addresses, \(itsAgents.count) agents")
+        let killAt = Double(Lab.monoNowMs())
+        lab.kill(victim)
+        try lab.setLinks(victim, up: false)
+        var addressesDone: Double?
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            let a = addressOwners(lab: lab)
+            let t = Double(Lab.monoNowMs()) - killAt
+            if addressesDone == nil, itsAddresses.allSatisfy({ a[$0]?.contains { $0 != victim } ?? false }) { addressesDone = t }
+            let d = agentOwners(lab: lab)
+            if addressesDone != nil, itsAgents.allSatisfy({ d[$0]?.contains { $0 != victim } ?? false }) {
+                r.recoverMs = t
+                break
+            }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        r.addressesRecoverMs = addressesDone
+        return r
+    }
+}

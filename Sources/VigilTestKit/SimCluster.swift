@@ -50,6 +50,11 @@ public struct SimCluster {
     public var runningProbes: [UInt32: Set<String>] = [:]
     /// Resources whose stop fails on a node.
     public var failingStops: [UInt32: Set<String>] = [:]
+    /// (time, node, resource) for every recurring monitor the engines asked for.
+    public private(set) var monitors: [(UInt64, UInt32, String)] = []
+
+    /// The resource dies on node `id` behind the cluster's back (its next monitor finds it gone).
+    public mutating func kill(_ r: String, on id: UInt32) { holding[id]?.remove(r) }
     var inflight: [Packet] = []
     var seqs: [UInt32: UInt64] = [:]
     var incarnations: [UInt32: UInt64] = [:]
@@ -311,25 +316,32 @@ public struct SimCluster {
             case .start(let r):
                 if failingStarts[id]?.contains(r) ?? false {
                     guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.resourceFailed(r, reason: "simulated start failure", kind: .hard, now: clock(id)))
+                    queue.append(contentsOf: e.operationFinished(r, .start, .hardError("simulated start failure"), now: clock(id)))
                     engines[id] = e
                     continue
                 }
                 holding[id, default: []].insert(r)
                 actions.append((now, id, r, true))
                 guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.resourceStarted(r, now: clock(id)))
+                queue.append(contentsOf: e.operationFinished(r, .start, .success, now: clock(id)))
                 engines[id] = e
             case .stop(let r):
                 if failingStops[id]?.contains(r) ?? false {
                     guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.stopFailed(r, reason: "simulated stop failure", now: clock(id)))
+                    queue.append(contentsOf: e.operationFinished(r, .stop, .hardError("simulated stop failure"), now: clock(id)))
                     engines[id] = e
                     continue
                 }
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
                 guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.resourceStopped(r, now: clock(id)))
+                queue.append(contentsOf: e.operationFinished(r, .stop, .success, now: clock(id)))
+                engines[id] = e
+            case .monitor(let r):
+                // The agent answers from what really runs: a resource the test killed is not running.
+                monitors.append((now, id, r))
+                guard var e = engines[id] else { continue }
+                let running = holding[id]?.contains(r) ?? false
+                queue.append(contentsOf: e.operationFinished(r, .monitor, running ? .success : .notRunning, now: clock(id)))
                 engines[id] = e
             case .probe(let r):
                 if runningProbes[id]?.contains(r) ?? false {

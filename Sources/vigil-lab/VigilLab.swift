@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self])
 }
 
 struct Common: ParsableArguments {
@@ -149,6 +149,27 @@ struct Loss: ParsableCommand {
         let lab = try Lab(opts)
         defer { lab.teardown() }
         let r = try Scenarios.loss(lab: lab, percent: loss, seconds: minutes * 60, links: lossy) { print("  " + $0) }
+        print(r.description)
+    }
+}
+
+struct Scale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Many addresses and Dummy resources on many nodes: placement time, quiet after settling, idle CPU, recovery of a killed node.")
+    @OptionGroup var common: Common
+    @Option(help: "Nodes.") var nodes: Int = 9
+    @Option(help: "Floating addresses.") var addresses: Int = 200
+    @Option(help: "ocf:heartbeat:Dummy resources.") var resources: Int = 40
+    @Option(help: "How long to sample after settling, in seconds.") var sample: Int = 60
+
+    func run() throws {
+        try common.requireRoot()
+        guard (3...20).contains(nodes), addresses >= 0, resources >= 0 else { throw ValidationError("--nodes 3...20") }
+        var opts = Lab.Options(binDir: common.binDir)
+        opts.nodes = nodes
+        let lab = try Lab(opts)
+        defer { lab.teardown() }
+        let r = try Scenarios.scale(lab: lab, addresses: addresses, agents: resources, sampleSeconds: Double(sample)) { print("  " + $0) }
         print(r.description)
     }
 }

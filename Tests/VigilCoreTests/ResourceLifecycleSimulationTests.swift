@@ -102,3 +102,47 @@ final class ResourceLifecycleSimulationTests: XCTestCase {
         XCTAssertEqual(sim.violations, [])
     }
 }
+
+/// Policy that lives in the core (not in the daemon), exercised through the simulator.
+final class CorePolicySimulationTests: XCTestCase {
+    let app = """
+        [[resource]]
+        name = "app"
+        agent = "ocf:heartbeat:Dummy"
+        preferred = ["n2"]
+        monitor_interval_ms = 2000
+        migration_threshold = 3
+        """
+
+    func testMonitorsAreScheduledByTheCoreAndFindAKilledResource() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: app)
+        XCTAssertNotNil(sim.run(until: 4000) { $0.holders(of: "app") == [2] })
+        sim.run(4500)
+        let before = sim.monitors.filter { $0.1 == 2 && $0.2 == "app" }.count
+        XCTAssertGreaterThanOrEqual(before, 2, "a monitor every 2 s")
+        XCTAssertEqual(sim.monitors.filter { $0.1 != 2 }.count, 0, "monitors only where it runs")
+        sim.kill("app", on: 2)
+        let t = sim.now
+        XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "app") == [2] && $0.actions.contains { $0.0 > t && $0.2 == "app" && $0.3 } },
+                        "the next monitor finds it gone and it restarts in place")
+        XCTAssertEqual(sim.engine(2)?.failCount("app", now: sim.clock(2)), 1)
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    func testAChangedDefinitionRestartsInPlace() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: app)
+        XCTAssertNotNil(sim.run(until: 4000) { $0.holders(of: "app") == [2] })
+        sim.run(500)
+        let t = sim.now
+        sim.propose(on: 1, requestId: 9, text: app.replacingOccurrences(of: "monitor_interval_ms = 2000", with: "monitor_interval_ms = 2000\nparams = { fake = \"2\" }"))
+        sim.run(2000)
+        XCTAssertEqual(sim.replies[9]?.ok, true, sim.replies[9]?.message ?? "")
+        let after = sim.actions.filter { $0.0 >= t && $0.2 == "app" }.map { "\($0.3 ? "start" : "stop")@n\($0.1)" }
+        XCTAssertEqual(after, ["stop@n2", "start@n2"])
+        // An unchanged definition restarts nothing.
+        let t2 = sim.now
+        sim.propose(on: 3, requestId: 10, text: app.replacingOccurrences(of: "monitor_interval_ms = 2000", with: "monitor_interval_ms = 2000\nparams = { fake = \"2\" }") + "\n")
+        sim.run(2000)
+        XCTAssertEqual(sim.actions.filter { $0.0 >= t2 }.count, 0)
+    }
+}

@@ -1,0 +1,90 @@
+/// Policy that used to live in the daemon shell, now in the core so the simulator runs exactly
+/// what the daemon runs: how an agent's result is classified, when monitors run, which
+/// resources restart when their definition changes, and when a graceful stop gives up waiting
+/// for the hand-over.
+extension Engine {
+    /// The shell finished an operation on `name` (an agent's, or adding/removing an address).
+    public mutating func operationFinished(_ name: String, _ op: AgentOperation, _ outcome: OperationOutcome, now: UInt64) -> [Directive] {
+        switch op {
+        case .start:
+            switch outcome {
+            case .success:
+                if resourceSet.agent(named: name) != nil { monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs }
+                return resourceStarted(name, now: now)
+            case .fatalError(let why):
+                return resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now)
+            default:
+                // A failed start bans the resource from this node (it moves).
+                return resourceFailed(name, reason: "start: \(outcome)", kind: .hard, now: now)
+            }
+        case .stop:
+            monitorDue[name] = nil
+            return outcome.isFailure ? stopFailed(name, reason: "\(outcome)", now: now) : resourceStopped(name, now: now)
+        case .monitor:
+            monitorInFlight.remove(name)
+            var out: [Directive] = []
+            guard local[name] == .started else { return evaluate(now: now, out: &out) }
+            switch outcome {
+            case .success: return evaluate(now: now, out: &out)
+            case .notRunning: return resourceFailed(name, reason: "monitor: not running", kind: .soft, now: now)
+            case .softError(let why): return resourceFailed(name, reason: "monitor: \(why)", kind: .soft, now: now)
+            case .hardError(let why): return resourceFailed(name, reason: "monitor: \(why)", kind: .hard, now: now)
+            case .fatalError(let why): return resourceFailed(name, reason: "monitor: \(why)", kind: .fatal, now: now)
+            }
+        case .metaData, .validateAll:
+            // Not lifecycle operations: nothing changes.
+            var out: [Directive] = []
+            return evaluate(now: now, out: &out)
+        }
+    }
+
+    /// Recurring monitors of the agent resources started here: one at a time per resource,
+    /// every `monitor_interval_ms` after the previous one was issued.
+    mutating func scheduleMonitors(now: UInt64, out: inout [Directive]) {
+        for name in Array(monitorDue.keys) where local[name] != .started { monitorDue[name] = nil }
+        for a in resourceSet.agents where local[a.name] == .started {
+            let interval = resourceSet.options(a.name).monitorIntervalMs
+            guard interval > 0 else {
+                monitorDue[a.name] = nil
+                continue
+            }
+            guard let due = monitorDue[a.name] else {
+                monitorDue[a.name] = now + interval
+                continue
+            }
+            guard now >= due, !monitorInFlight.contains(a.name) else { continue }
+            monitorDue[a.name] = now + interval
+            monitorInFlight.insert(a.name)
+            out.append(.monitor(a.name))
+        }
+    }
+
+    /// A new configuration is in force: what runs here with a changed definition restarts in place.
+    mutating func restartChanged(from old: ResourceSet, to new: ResourceSet) {
+        // Only what the running instance is made of counts: the address and its interface here, the
+        // agent and its parameters. Placement settings (preferences, stickiness, announcements)
+        // change where or how, not what, and restart nothing.
+        for r in held where local[r] == .started || local[r] == .starting {
+            var changed = false
+            if let o = old.ip(named: r), let n = new.ip(named: r) {
+                changed = o.prefix != n.prefix || o.interface(on: selfName) != n.interface(on: selfName)
+            } else if let o = old.agent(named: r), let n = new.agent(named: r) {
+                changed = o.agent != n.agent || o.params != n.params
+            }
+            if changed {
+                restartPending.insert(r)
+                urgent = true
+            }
+        }
+    }
+
+    /// How long a graceful stop waits for the hand-over before exiting anyway.
+    public var handoverLimit: UInt64 { 2 * (timing.timeout + timing.lease) + 2000 }
+
+    /// During a graceful stop: true once everything this node ran answers elsewhere (or nobody
+    /// can run it), or the hand-over limit passed.
+    public func mayExit(previouslyHeld: Set<String>, leavingSince: UInt64, now: UInt64) -> (exit: Bool, complete: Bool) {
+        if handoverComplete(previouslyHeld: previouslyHeld) { return (true, true) }
+        return (now >= leavingSince + handoverLimit, false)
+    }
+}
