@@ -125,8 +125,14 @@ public struct Engine: Sendable {
     var rejectedDigests: Set<UInt64> = []
     struct PendingCommit { var requestId: UInt64; var origin: UInt32; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
     var pendingCommits: [PendingCommit] = []
-    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64 }
+    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max }
     var forwarded: [ForwardedRequest] = []
+    /// A configuration arriving in pieces, and proposals arriving in pieces (coordinator).
+    struct IncomingConfig { var version: UInt64; var total: Int; var bytes: [UInt8]; var from: UInt32 }
+    var incoming: IncomingConfig?
+    struct ProposalKey: Hashable { var origin: UInt32; var requestId: UInt64 }
+    var proposalPieces: [ProposalKey: (total: Int, pieces: [Int: [UInt8]], deadline: UInt64)] = [:]
+    var completedProposals: [ProposalKey: UInt64] = [:]
 
     public init(cluster: ClusterConfig, selfId: UInt32, incarnation: UInt64, resources: VersionedResources, resourceSet: ResourceSet, now: UInt64) {
         self.cluster = cluster
@@ -171,16 +177,18 @@ public struct Engine: Sendable {
                 now >= configRequestedAt + timing.interval
             {
                 configRequestedAt = now
-                out.append(.send(to: sender, .configRequest(version: h.configVersion)))
+                // Resume a transfer of the same version where it stopped (a lost piece).
+                let offset = incoming.map { $0.version == h.configVersion && $0.from == sender ? $0.bytes.count : 0 } ?? 0
+                out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: UInt32(offset))))
             }
-        case .configRequest:
-            out.append(.send(to: sender, .configData(version: resources.version, text: resources.text, standby: resources.standby)))
-        case .configData(let version, let text, let standby):
-            adoptConfig(VersionedResources(version: version, text: text, standby: standby), from: sender, out: &out)
+        case .configRequest(let version, let offset):
+            out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
+        case .configData(let version, let offset, let total, let chunk, let standby):
+            receiveConfigPiece(version: version, offset: Int(offset), total: Int(total), chunk: chunk, standby: standby, from: sender, now: now, out: &out)
         case .standbyProposal(let requestId, let node, let on):
             handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
-        case .configProposal(let requestId, let text):
-            handleProposal(requestId: requestId, origin: sender, text: text, now: now, out: &out)
+        case .configProposal(let requestId, let offset, let total, let chunk):
+            receiveProposalPiece(requestId: requestId, origin: sender, offset: Int(offset), total: Int(total), chunk: chunk, now: now, out: &out)
         case .cleanup(let r):
             applyCleanup(r, out: &out)
         case .configResult(let requestId, let ok, let version, let msg):
@@ -263,8 +271,12 @@ public struct Engine: Sendable {
         let members = peers.values.filter(\.member).map(\.id).sorted()
         let startedHere = local.filter { $0.value == .started }.keys.sorted()
         let blockedHere = local.filter { $0.value == .blocked }.keys.sorted()
+        // Each node is told only its own assignments: the heartbeat does not grow with what the
+        // rest of the cluster runs.
         let withdrawals = ledger.withdrawals
         let seen = ledger.epochsSeen
+        var assignedTo: [UInt32: [String: UInt32]] = [:]
+        if isCoordinator { for (r, n) in placement { assignedTo[n, default: [:]][r] = n } }
         for id in peers.keys.sorted() {
             guard let p = peers[id] else { continue }
             // The authority to start what we assign never outlives our own term as coordinator.
@@ -277,7 +289,7 @@ public struct Engine: Sendable {
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest,
                 held: held.sorted(), failed: failed.keys.sorted(),
-                assignments: isCoordinator ? placement : [:], members: members)
+                assignments: assignedTo[id] ?? [:], members: members)
             h.started = startedHere
             h.blocked = blockedHere
             h.fatal = fatal.keys.sorted()

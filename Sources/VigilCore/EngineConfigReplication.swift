@@ -13,8 +13,14 @@ extension Engine {
         if isCoordinator {
             handleProposal(requestId: requestId, origin: selfId, text: text, now: now, out: &out)
         } else if authority != 0, authority != selfId {
-            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
-            out.append(.send(to: authority, .configProposal(requestId: requestId, text: text)))
+            let bytes = Array(text.utf8)
+            var pieces: [Message] = []
+            for offset in stride(from: 0, to: max(bytes.count, 1), by: Message.maxChunk) {
+                let piece = Array(bytes[offset..<min(bytes.count, offset + Message.maxChunk)])
+                pieces.append(.configProposal(requestId: requestId, offset: UInt32(offset), total: UInt32(bytes.count), chunk: piece))
+            }
+            for m in pieces { out.append(.send(to: authority, m)) }
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000, pieces: pieces, resendAt: now + 4 * timing.interval))
         } else {
             out.append(.reply(requestId: requestId, ok: false, version: resources.version,
                               message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
@@ -119,7 +125,7 @@ extension Engine {
     }
 
     mutating func checkCommits(now: UInt64, out: inout [Directive]) {
-        guard !pendingCommits.isEmpty else { return }
+        // (No early return: forwarded requests time out even when nothing is pending here.)
         var keep: [PendingCommit] = []
         for c in pendingCommits {
             let stored = 1 + peers.values.filter { $0.member && $0.report?.configVersion == c.version && $0.report?.configDigest == c.digest }.count
@@ -143,14 +149,81 @@ extension Engine {
         }
         pendingCommits = keep
         var fkeep: [ForwardedRequest] = []
-        for f in forwarded {
+        for var f in forwarded {
             if now >= f.deadline {
                 out.append(.reply(requestId: f.requestId, ok: false, version: resources.version, message: "no answer from the coordinator within 5 s; check 'hactl config show' before retrying"))
-            } else {
-                fkeep.append(f)
+                continue
             }
+            // Pieces can be lost: send them all again until the coordinator answers (it
+            // assembles each proposal once and ignores copies).
+            if now >= f.resendAt, authority != 0, authority != selfId {
+                for m in f.pieces { out.append(.send(to: authority, m)) }
+                f.resendAt = now + 4 * timing.interval
+            }
+            fkeep.append(f)
         }
         forwarded = fkeep
     }
 
+
+    // MARK: - configurations in pieces
+
+    /// The piece of our configuration that starts at `offset`.
+    func configPiece(from offset: Int) -> Message {
+        let bytes = Array(resources.text.utf8)
+        let start = min(max(0, offset), bytes.count)
+        let end = min(bytes.count, start + Message.maxChunk)
+        return .configData(version: resources.version, offset: UInt32(start), total: UInt32(bytes.count),
+                           chunk: Array(bytes[start..<end]), standby: resources.standby)
+    }
+
+    /// A piece of a newer configuration: collect in order, ask for the next one at once, adopt
+    /// the whole once complete (and only if it parses and validates).
+    mutating func receiveConfigPiece(version: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: UInt32, now: UInt64, out: inout [Directive]) {
+        guard version >= resources.version else { return }
+        if offset == 0 {
+            incoming = IncomingConfig(version: version, total: total, bytes: [], from: sender)
+        }
+        guard var inc = incoming, inc.version == version, inc.from == sender, inc.total == total, offset == inc.bytes.count else { return }
+        inc.bytes.append(contentsOf: chunk)
+        if inc.bytes.count < total {
+            incoming = inc
+            if !chunk.isEmpty {
+                configRequestedAt = now
+                out.append(.send(to: sender, .configRequest(version: version, offset: UInt32(inc.bytes.count))))
+            }
+            return
+        }
+        incoming = nil
+        guard let text = String(validating: inc.bytes, as: UTF8.self) else {
+            out.append(.event(.configRejected(version, "configuration from \(name(of: sender)) is not valid UTF-8")))
+            return
+        }
+        adoptConfig(VersionedResources(version: version, text: text, standby: standby), from: sender, out: &out)
+    }
+
+    /// Coordinator: a piece of a forwarded `hactl apply`; handled once every piece arrived (in
+    /// any order). Incomplete proposals are dropped after 5 s (the forwarder answers the operator).
+    mutating func receiveProposalPiece(requestId: UInt64, origin: UInt32, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
+        proposalPieces = proposalPieces.filter { $0.value.deadline > now }
+        completedProposals = completedProposals.filter { $0.value > now }
+        let key = ProposalKey(origin: origin, requestId: requestId)
+        guard completedProposals[key] == nil else { return }  // a copy of a piece already handled
+        var p = proposalPieces[key] ?? (total: total, pieces: [:], deadline: now + 5000)
+        guard p.total == total, proposalPieces.count < 16 || proposalPieces[key] != nil else { return }
+        p.pieces[offset] = chunk
+        var assembled: [UInt8] = []
+        while let next = p.pieces[assembled.count], !(next.isEmpty && assembled.count < total) {
+            assembled += next
+            if assembled.count >= total { break }
+        }
+        guard assembled.count == total else {
+            proposalPieces[key] = p
+            return
+        }
+        proposalPieces[key] = nil
+        completedProposals[key] = now + 10_000
+        guard let text = String(validating: assembled, as: UTF8.self) else { return }
+        handleProposal(requestId: requestId, origin: origin, text: text, now: now, out: &out)
+    }
 }

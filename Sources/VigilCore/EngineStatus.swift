@@ -27,7 +27,9 @@ extension Engine {
         for r in resourceSet.names {
             let running = reportedHolders(r).map { name(of: $0) }
             let started = startedOn(r).map { name(of: $0) }
-            let assigned = assignments[r].map { name(of: $0) }
+            // A coordinator tells each node only its own assignments: elsewhere, where it runs
+            // started (on one node) is where the coordinator keeps it.
+            let assigned = assignments[r].map { name(of: $0) } ?? (!isCoordinator && coordKnown && running.count == 1 && started == running ? started.first : nil)
             let blockedNodes = (local[r] == .blocked ? [selfName] : []) + peers.values.filter { $0.report?.blocked.contains(r) ?? false }.map(\.name)
             var state = "stopped"
             var detail = waitingReason[r]

@@ -89,11 +89,13 @@ extension Heartbeat {
 
 public enum Message: Sendable, Equatable {
     case heartbeat(Heartbeat)
-    /// Ask a peer for its resource configuration (it announced a newer one).
-    case configRequest(version: UInt64)
-    case configData(version: UInt64, text: String, standby: [String])
-    /// A node forwards an operator's `hactl apply` to the coordinator.
-    case configProposal(requestId: UInt64, text: String)
+    /// Ask a peer for its resource configuration (it announced a newer one), from byte `offset`.
+    case configRequest(version: UInt64, offset: UInt32)
+    /// One piece of a configuration: `chunk` holds bytes `offset..<offset+chunk.count` of `total`
+    /// (a file larger than one datagram travels in pieces, each asked for in turn).
+    case configData(version: UInt64, offset: UInt32, total: UInt32, chunk: [UInt8], standby: [String])
+    /// A node forwards an operator's `hactl apply` to the coordinator, in pieces.
+    case configProposal(requestId: UInt64, offset: UInt32, total: UInt32, chunk: [UInt8])
     case configResult(requestId: UInt64, ok: Bool, version: UInt64, message: String)
     /// `hactl cleanup`: forget failures of a resource (and retry a failed stop).
     case cleanup(resource: String)
@@ -223,16 +225,23 @@ extension Message {
                     w.u64(map[k] ?? 0)
                 }
             }
-        case .configRequest(let v):
+        case .configRequest(let v, let offset):
             w.u64(v)
-        case .configData(let v, let text, let standby):
+            w.u32(offset)
+        case .configData(let v, let offset, let total, let chunk, let standby):
             w.u64(v)
-            w.string(text)
+            w.u32(offset)
+            w.u32(total)
+            w.u32(UInt32(chunk.count))
+            w.raw(chunk)
             w.u16(UInt16(standby.count))
             for n in standby { w.string(n) }
-        case .configProposal(let id, let text):
+        case .configProposal(let id, let offset, let total, let chunk):
             w.u64(id)
-            w.string(text)
+            w.u32(offset)
+            w.u32(total)
+            w.u32(UInt32(chunk.count))
+            w.raw(chunk)
         case .configResult(let id, let ok, let v, let msg):
             w.u64(id)
             w.bool(ok)
@@ -246,6 +255,20 @@ extension Message {
             w.bool(on)
         }
         return w.bytes
+    }
+
+    /// The largest piece of a configuration in one message, and the largest configuration.
+    public static let maxChunk = 16_384
+    public static let maxConfigBytes = 1 << 20
+
+    static func readChunk(_ r: inout ByteReader) throws(DecodeError) -> (UInt32, UInt32, [UInt8]) {
+        let offset = try r.u32()
+        let total = try r.u32()
+        let n = Int(try r.u32())
+        guard n <= maxChunk, Int(total) <= maxConfigBytes, Int(offset) + n <= Int(total) else {
+            throw DecodeError("configuration piece \(offset)+\(n) of \(total) bytes is out of bounds")
+        }
+        return (offset, total, try r.raw(n))
     }
 
     public static func decode(kind: UInt8, payload: [UInt8]) throws(DecodeError) -> Message {
@@ -284,15 +307,17 @@ extension Message {
             for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.u32()] = try r.u64() }
             m = .heartbeat(h)
         case 2:
-            m = .configRequest(version: try r.u64())
+            m = .configRequest(version: try r.u64(), offset: try r.u32())
         case 3:
             let v = try r.u64()
-            let text = try r.string()
+            let (offset, total, chunk) = try readChunk(&r)
             var standby: [String] = []
             for _ in 0..<(try r.count(max: 64)) { standby.append(try r.string(max: maxNameBytes)) }
-            m = .configData(version: v, text: text, standby: standby)
+            m = .configData(version: v, offset: offset, total: total, chunk: chunk, standby: standby)
         case 4:
-            m = .configProposal(requestId: try r.u64(), text: try r.string())
+            let id = try r.u64()
+            let (offset, total, chunk) = try readChunk(&r)
+            m = .configProposal(requestId: id, offset: offset, total: total, chunk: chunk)
         case 5:
             m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string())
         case 6:

@@ -146,7 +146,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         return names.filter { predecessors(of: $0).contains(r) }
     }
 
-    public static let maxTextBytes = 60_000
+    /// Replicated in pieces (`Message.maxChunk`), so not bound by one datagram.
+    public static let maxTextBytes = 512 * 1024
 
     /// Parses and validates a resources file against the cluster's nodes.
     /// Nothing is partially accepted: either the whole set is valid or an error names the first problem.

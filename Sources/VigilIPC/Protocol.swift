@@ -37,7 +37,7 @@ public struct IPCResponse: Codable, Sendable {
 }
 
 public enum IPCLimits {
-    public static let maxMessage = 256 * 1024
+    public static let maxMessage = 2 * 1024 * 1024
     public static let requestHeader = 16  // struct qb_ipc_request_header (two 8-aligned int32)
     public static let responseHeader = 24  // struct qb_ipc_response_header
 }

@@ -32,6 +32,9 @@ public struct SimCluster {
     }
     struct Packet { var at: UInt64; var order: UInt64; var from: UInt32; var to: UInt32; var link: Int; var inc: UInt64; var seq: UInt64; var msg: Message }
 
+    /// What one UDP datagram carries after the envelope (65,507 bytes less header and MAC).
+    public static let maxDatagramPayload = 65_507 - 80
+
     public let cluster: ClusterConfig
     public private(set) var engines: [UInt32: Engine] = [:]
     public private(set) var now: UInt64 = 1_000
@@ -294,7 +297,21 @@ public struct SimCluster {
         var queue = directives[...]
         while let d = queue.popFirst() {
             switch d {
-            case .send(let to, let msg):
+            case .send(let to, let original):
+                // Every message goes through the wire codec, bounded by one UDP datagram, as
+                // the daemon sends it.
+                let payload = original.encodePayload()
+                guard payload.count <= Self.maxDatagramPayload else {
+                    violations.append("t=\(now): message kind \(original.kind) of \(payload.count) bytes from n\(id) exceeds one datagram")
+                    continue
+                }
+                let msg: Message
+                do {
+                    msg = try Message.decode(kind: original.kind, payload: payload)
+                } catch {
+                    violations.append("t=\(now): message kind \(original.kind) from n\(id) does not decode: \(error)")
+                    continue
+                }
                 seqs[id, default: 0] += 1
                 let seq = seqs[id] ?? 0
                 for l in 0..<cluster.links.count {

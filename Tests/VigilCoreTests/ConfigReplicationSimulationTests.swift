@@ -1,0 +1,49 @@
+import XCTest
+import VigilCore
+import VigilTestKit
+
+/// Configurations larger than one datagram travel in pieces, both ways.
+final class ConfigReplicationSimulationTests: XCTestCase {
+    /// A file larger than one datagram: an operator's long comments count as much as definitions.
+    static func large(_ n: Int) -> String {
+        let comment = (0..<1200).map { "# note \($0): this address serves the payment gateway; do not move it by hand\n" }.joined()
+        return comment + manyAddresses(n)
+    }
+
+    static func manyAddresses(_ n: Int) -> String {
+        (0..<n).map { i in
+            "[[ip]]\nname = \"addr\(i)\"\naddress = \"198.19.\(i / 250).\(i % 250 + 1)/16\"\ninterface = \"eth0\"\npreferred = [\"n\(i % 3 + 1)\"]\n"
+        }.joined(separator: "\n")
+    }
+
+    func testALargeConfigurationProposedOnAnyNodeReachesEveryNodeInPiecesDespiteLoss() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
+        sim.run(3000)
+        let text = Self.large(30)
+        XCTAssertGreaterThan(text.utf8.count, SimCluster.maxDatagramPayload, "must not fit one datagram")
+        let follower = try XCTUnwrap([UInt32(1), 2, 3].first { !(sim.engine($0)?.isCoordinator ?? true) })
+        sim.setAll(loss: 0.05, delay: 1, jitter: 3)
+        sim.propose(on: follower, requestId: 77, text: text)
+        let t = sim.run(until: 20_000) { s in
+            s.replies[77] != nil && [UInt32(1), 2, 3].allSatisfy { s.engine($0)?.resources.text == text }
+        }
+        XCTAssertNotNil(t, "not replicated: reply \(String(describing: sim.replies[77]))")
+        XCTAssertEqual(sim.replies[77]?.ok, true, sim.replies[77]?.message ?? "")
+        XCTAssertNotNil(sim.run(until: 10_000) { s in (0..<30).allSatisfy { s.holders(of: "addr\($0)").count == 1 } }, "not everything placed")
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    func testALaggardCatchesUpOnALargeConfigurationInPieces() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
+        sim.run(3000)
+        sim.partition([[3], [1, 2]])
+        let text = Self.large(20)
+        sim.propose(on: 1, requestId: 5, text: text)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.replies[5]?.ok == true })
+        XCTAssertNotEqual(sim.engine(3)?.resources.text, text)
+        sim.heal()
+        sim.setAll(loss: 0.1, delay: 1, jitter: 5)
+        XCTAssertNotNil(sim.run(until: 20_000) { $0.engine(3)?.resources.text == text }, "the laggard never caught up")
+        XCTAssertEqual(sim.engine(3)?.resources.version, sim.engine(1)?.resources.version)
+    }
+}
