@@ -1,45 +1,32 @@
-/// The deterministic heart of a node: membership, quorum, coordinator election,
-/// leases, placement and configuration replication. No I/O, no clock of its own:
-/// every input carries `now` (milliseconds of a monotonic clock) and every effect
-/// is returned as a `Directive` for the shell to carry out, in order.
+/// The deterministic heart of a node: a thin type that composes the core's machines and turns
+/// their results into `Directive`s. No I/O, no clock of its own: every input carries `now`
+/// (milliseconds of this node's monotonic clock) and every effect is returned as a `Directive`
+/// for the shell to carry out, in order; `nextDeadline(now:)` says when to call `tick` next.
 ///
-/// ## Safety argument (why two nodes never run the same address)
+/// The machines, each with its own argument and unit tests:
+/// - `Membership`: two-way contact per peer and link.
+/// - `Election`: exclusive, time-bounded votes; the coordinator's term.
+/// - `SupportLedger` (Leases.swift): each node's lease, supported by a majority of its peers;
+///   final withdrawals; epochs. The safety argument for "two nodes never run one address" is
+///   written out there.
+/// - `CoordinatorOffice`: the coordinator's placement work, only while in office.
+/// - `Scheduler`: the pure placement function.
 ///
-/// 1. **Bidirectional liveness.** Every heartbeat echoes the latest timestamp the sender
-///    received from the recipient. A node counts a peer as a member only if it heard the peer
-///    within `timeout` *and* the peer's latest heartbeat echoes one of our own timestamps from
-///    within `timeout`. If A hears B but B does not hear A, neither counts the other.
+/// ## How they compose (and why it is safe)
 ///
-/// 2. **Exclusive votes.** Each node votes for at most one coordinator candidate (the lowest
-///    member id, sticking to a living coordinator). A vote is counted by the candidate only until
-///    `echo + lease - guard` on the candidate's own clock, where `echo` is the candidate's timestamp
-///    that the vote message carried; the voter received that timestamp no earlier than it was sent,
-///    so the voter, which refuses to vote for anyone else until `lastReceivedFromCandidate + lease + guard`,
-///    always honours the vote for longer than the candidate counts it.
-///    A node is coordinator while it counts a majority of votes (its own included). Majorities
-///    intersect, so at any instant at most one node believes it is coordinator: asymmetric links can
-///    make a node vote for someone who never hears it, which only costs liveness, never safety.
-///
-/// 3. **Node leases.** A node runs resources only while it holds a lease: the coordinator's
-///    heartbeat grants it, echoing the node's timestamp `e`, valid until `e + d` on the node's
-///    clock, where `d = min(lease - guard, coordinatorUntil - now)`: no lease outlives the term of
-///    the coordinator that granted it. The coordinator knows the lease of node Z can last at most until
-///    `receivedAt(e) + lease + guard` on its own clock (`leaseExpiry[Z]`). When Z goes silent the
-///    coordinator stops granting (it only grants to members), so Z's lease runs out at
-///    most `lease` after its last heartbeat reached the coordinator, and Z stops its resources then
-///    (`no_quorum_policy = stop`).
-///
-/// 4. **Moves.** To move resource R from Z to Y the coordinator first withdraws R from its published
-///    assignments, then assigns it to Y only once every other node is *clear*: it either reported
-///    not holding R in a heartbeat echoing a timestamp at or after the withdrawal, or its lease
-///    (`leaseExpiry`) has run out.
-///
-/// 5. **New coordinator.** The previous coordinator's term (the need-th latest expiry among the
-///    votes it counts) includes a vote from at least one node of the new majority, and that node
-///    voted anew only after the old vote had expired; so every lease the previous coordinator
-///    granted ended before the new one took office. A new coordinator still rebuilds its picture
-///    from every node's `held` report (including addresses found after a restart) and keeps
-///    resources where they run; it starts nothing new within `guard` of taking office.
+/// 1. Keeping what runs needs only the node's lease (`leaseUntil`): a coordinator's death or a
+///    lost heartbeat stops nothing while any majority keeps echoing the node.
+/// 2. Starting something needs an assignment from a coordinator, valid only within its term and
+///    only for the epoch the coordinator last heard from us (`handleAuthority`). Every earlier
+///    coordinator's term, hence authority, ended before a new one took office.
+/// 3. The coordinator starts a resource on Y only when every other node is clear of it
+///    (`mayHold`): it reported not holding it in a heartbeat that answers one sent late enough
+///    (`CoordinatorOffice.isFreshRelease`), or a majority withdrew its lease
+///    (`withdrawnByMajority`). Keeping a resource where it runs, started, on exactly one node
+///    starts nothing and is confirmed at once.
+/// 4. A node that lost its lease stops everything (`no_quorum_policy = stop`; `freeze` keeps
+///    applications but never addresses), and its guardian removes its addresses at
+///    `guardianDeadline` whatever the daemon is doing.
 public struct Engine: Sendable {
     public enum Directive: Equatable, Sendable {
         case send(to: UInt32, Message)
