@@ -152,7 +152,13 @@ public struct Engine: Sendable {
             // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
             // rather than compute deadlines from it.
             if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
-            if !(peers[sender]?.report.map { $0.samePlacementFacts(as: h) } ?? false) { office?.dirty = true }
+            let sameFacts = peers[sender]?.report.map { $0.samePlacementFacts(as: h) } ?? false
+            if !sameFacts { office?.dirty = true }
+            // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
+            // assignments) only refreshes echoes and promises; the next deadline evaluates them.
+            let routine = sameFacts && membership.isMember(sender) && h.configVersion == resources.version
+                && h.configDigest == resources.digest
+                && (!h.isCoordinator || (authority == sender && h.assignments == authorityAssignments && h.assigneeEpoch == ledger.epoch))
             membership.record(h, from: sender, now: now)
             ledger.heard(from: sender, epoch: h.epoch, sentAt: h.sentAt, now: now)
             ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho, refused: h.refusedEpoch,
@@ -168,6 +174,7 @@ public struct Engine: Sendable {
                 let offset = incoming.map { $0.version == h.configVersion && $0.from == sender ? $0.bytes.count : 0 } ?? 0
                 out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: UInt32(offset))))
             }
+            if routine && !urgent { return out }
         case .configRequest(let version, let offset):
             out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
         case .configData(let version, let offset, let total, let chunk, let standby):

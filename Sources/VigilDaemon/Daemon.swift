@@ -137,7 +137,7 @@ public final class Daemon {
 
     /// The deadline the guardian enforces: the lease's, while we hold any address.
     func updateGuardian() {
-        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
+        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0, slack: cluster.timing.guardTime / 2)
     }
 
     func tick() {

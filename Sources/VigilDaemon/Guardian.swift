@@ -156,9 +156,13 @@ final class GuardianLink {
         log.info("guardian pid=\(child)")
     }
 
-    /// Hands the guardian a new deadline (0: nothing held). Only changes are written.
-    func update(_ deadline: UInt64) {
+    /// Hands the guardian a new deadline (0: nothing held). An earlier deadline, arming and
+    /// disarming are written at once; a later one only once it moved by `slack` ms, so the
+    /// guardian is not woken on every echo (its deadline then lags by less than `slack`, which
+    /// the margin between clusterd's own stop and the guardian's covers).
+    func update(_ deadline: UInt64, slack: UInt64 = 0) {
         guard deadline != sent, fd >= 0 else { return }
+        if let s = sent, s != 0, s != UInt64.max, deadline != 0, deadline != UInt64.max, deadline > s, deadline - s < slack { return }
         var bytes = [UInt8](repeating: 0, count: 8)
         for i in 0..<8 { bytes[i] = UInt8((deadline >> UInt64(56 - 8 * i)) & 0xFF) }
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, 8) }

@@ -56,4 +56,36 @@ final class LeaseNamespaceTests: NamespaceTestCase {
         XCTAssertLessThan(takeover, 3000)
         XCTAssertEqual(r.ownersAfter.count, 1, "after the stall: \(r.ownersAfter)")
     }
+
+    /// The guardian runs beside every clusterd, with a real-time priority; if it dies, clusterd
+    /// starts a new one, and the new one enforces the deadline (a stall right after still leaves
+    /// no second owner).
+    func testADeadGuardianIsRestartedAndStillGuards() throws {
+        let lab = try lab(heartbeatLinks: 2)
+        try Scenarios.startWithPerNodeAddresses(lab: lab)
+        let old = try XCTUnwrap(lab.pids(in: 2, matching: "--guardian").first, "no guardian beside node2's clusterd")
+        let sched = (try? String(contentsOfFile: "/proc/\(old)/stat", encoding: .utf8)) ?? ""
+        // Field 41 (policy) after the command: SCHED_RR is 2.
+        if let close = sched.lastIndex(of: ")") {
+            let f = sched[sched.index(after: close)...].split(separator: " ")
+            XCTAssertEqual(f.count > 38 ? f[38] : "", "2", "the guardian must run with SCHED_RR")
+        }
+        kill(old, SIGKILL)
+        var fresh: pid_t?
+        try lab.waitFor("a new guardian", timeout: 5) {
+            fresh = lab.pids(in: 2, matching: "--guardian").first { $0 != old }
+            return fresh != nil
+        }
+        XCTAssertTrue(lab.events(2).contains { $0.text.contains("guardian pid=\(old) died") }, "clusterd must log the guardian's death")
+        // The new guardian has the deadline: stall clusterd, the address goes before anyone adds it.
+        Thread.sleep(forTimeInterval: 0.5)
+        let stopAt = Int(Lab.monoNowMs())
+        lab.pause(2, true)
+        try lab.waitFor("node2's address elsewhere", timeout: 10) { lab.owners(of: Scenarios.address(2)).contains { $0 != 2 } }
+        lab.pause(2, false)
+        let removed = try XCTUnwrap(lab.events(2).first { $0.mono >= stopAt && $0.text.hasPrefix("address-removed by=guardian") && $0.text.contains(Scenarios.address(2) + "/") },
+                                    "the restarted guardian did not remove the address")
+        let added = try XCTUnwrap(lab.allEvents().first { $0.mono >= stopAt && $0.node != "node2" && $0.text.hasPrefix("address-added") && $0.text.contains(Scenarios.address(2) + "/") })
+        XCTAssertLessThan(removed.mono, added.mono)
+    }
 }
