@@ -94,6 +94,8 @@ public struct Engine: Sendable {
     /// When each started agent resource's next monitor is due, and those running now.
     var monitorDue: [String: UInt64] = [:]
     var monitorInFlight: Set<String> = []
+    /// When a transient failure is forgotten.
+    var failureExpiry: [String: UInt64] = [:]
     public internal(set) var probePending: Set<String> = []
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
@@ -204,6 +206,7 @@ public struct Engine: Sendable {
         consider(authorityUntil)
         if let o = office { consider(o.startBarrier) }
         for t in monitorDue.values { consider(t) }
+        for t in failureExpiry.values { consider(t) }
         consider(election.blockedUntil)
         consider(election.termEnd)
         consider(leftoverGraceUntil)
@@ -232,7 +235,12 @@ public struct Engine: Sendable {
         case hard
         /// The configuration is wrong: stop everywhere until cleanup.
         case fatal
+        /// Cannot work on this node for now (an address that vanished or could not be added):
+        /// move now, and forget it after `transientFailureMs` unless it is reported again.
+        case transient
     }
+
+    public static let transientFailureMs: UInt64 = 30_000
 
     // MARK: - the evaluation step
 

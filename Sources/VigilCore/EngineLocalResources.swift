@@ -50,6 +50,9 @@ extension Engine {
             failed[name] = reason
         case .hard:
             failed[name] = reason
+        case .transient:
+            failed[name] = reason
+            failureExpiry[name] = now + Self.transientFailureMs
         case .soft:
             if count >= opts.migrationThreshold {
                 failed[name] = "\(reason) (\(count) failures, migration_threshold \(opts.migrationThreshold))"
@@ -66,6 +69,7 @@ extension Engine {
     /// The condition behind a failure is gone (interface back up, failure expired).
     public mutating func resourceRecovered(_ name: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
+        failureExpiry[name] = nil
         if failed.removeValue(forKey: name) != nil {
             urgent = true
             out.append(.event(.resourceRecovered(name)))
@@ -123,6 +127,7 @@ extension Engine {
 
     mutating func applyCleanup(_ name: String, out: inout [Directive]) {
         failureTimes[name] = nil
+        failureExpiry[name] = nil
         failed[name] = nil
         fatal[name] = nil
         thresholdBans.remove(name)
@@ -169,6 +174,12 @@ extension Engine {
                 probePending.insert(a.name)
                 out.append(.probe(a.name))
             }
+        }
+        // Transient failures are forgotten after a while (the shell reports them again if they persist).
+        for (r, t) in failureExpiry where now >= t {
+            failureExpiry[r] = nil
+            if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
+            urgent = true
         }
         // Failures older than failure_timeout no longer keep a resource away.
         for r in thresholdBans where failCount(r, now: now) < resourceSet.options(r).migrationThreshold {

@@ -14,8 +14,10 @@ extension Engine {
             case .fatalError(let why):
                 return resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now)
             default:
-                // A failed start bans the resource from this node (it moves).
-                return resourceFailed(name, reason: "start: \(outcome)", kind: .hard, now: now)
+                // A failed start bans the resource from this node (it moves): an agent's until
+                // cleanup, an address's for a while (interfaces come back).
+                let kind: FailureKind = resourceSet.ip(named: name) != nil ? .transient : .hard
+                return resourceFailed(name, reason: "start: \(outcome)", kind: kind, now: now)
             }
         case .stop:
             monitorDue[name] = nil

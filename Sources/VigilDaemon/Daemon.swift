@@ -151,9 +151,9 @@ public final class Daemon {
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
-            for (name, why) in failed {
-                log.warning("monitor resource=\(name) failed: \(why)")
-                execute(engine.resourceFailed(name, reason: why, kind: .hard, now: now))
+            for f in failed {
+                log.warning("monitor resource=\(f.name) failed: \(f.why)")
+                execute(engine.resourceFailed(f.name, reason: f.why, kind: f.transient ? .transient : .hard, now: now))
             }
             for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
         }

@@ -18,7 +18,9 @@ final class FloatingIPs {
         var total: Int
         var interval: UInt64
     }
-    enum FailureKind { case interfaceDown(String), vanished(since: UInt64), startFailed(since: UInt64) }
+    /// Interfaces found down under an address: the failure lasts until the interface is back.
+    /// (Other failures — a vanished address, a failed add — are transient: the engine forgets them.)
+    enum FailureKind { case interfaceDown(String) }
 
     let nodeName: String
     let netlink: AddressManager
@@ -29,8 +31,6 @@ final class FloatingIPs {
     /// Long-lived announcement sockets (never one per packet).
     let announcer = Announcer()
     var failures: [String: FailureKind] = [:]
-    /// How long a vanished address or failed start keeps the resource away from this node.
-    let failureExpiryMs: UInt64 = 30_000
 
     init(nodeName: String, log: EventLog) throws {
         self.nodeName = nodeName
@@ -155,8 +155,8 @@ final class FloatingIPs {
     }
 
     /// Periodic checks. Returns resources that failed (name, reason) and ones whose failure cleared.
-    func monitor(now: UInt64) -> (failed: [(String, String)], recovered: [String]) {
-        var failed: [(String, String)] = []
+    func monitor(now: UInt64) -> (failed: [(name: String, why: String, transient: Bool)], recovered: [String]) {
+        var failed: [(name: String, why: String, transient: Bool)] = []
         var recovered: [String] = []
         var present: Set<IPAddress>?
         for name in active.keys.sorted() {
@@ -173,15 +173,14 @@ final class FloatingIPs {
             if !st.exists || !st.up || !st.running {
                 let why = !st.exists ? "interface \(a.interface) disappeared" : (!st.up ? "interface \(a.interface) is down" : "interface \(a.interface) has no carrier")
                 failures[name] = .interfaceDown(a.interface)
-                failed.append((name, why))
+                failed.append((name, why, false))
                 continue
             }
             if present == nil {
                 present = Set(((try? netlink.list()) ?? []).map(\.address))
             }
             if let present, !present.contains(a.ip.prefix.address) {
-                failures[name] = .vanished(since: now)
-                failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)"))
+                failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)", true))
             }
         }
         for (name, kind) in failures {
@@ -192,22 +191,15 @@ final class FloatingIPs {
                     failures[name] = nil
                     recovered.append(name)
                 }
-            case .vanished(let since), .startFailed(let since):
-                if now >= since + failureExpiryMs {
-                    failures[name] = nil
-                    recovered.append(name)
-                }
             }
         }
         return (failed, recovered.sorted())
     }
 
+    /// An address could not be added: if its interface is down, watch for it to come back.
     func markStartFailed(_ name: String, now: UInt64) {
-        guard let ip = definitions[name], let ifname = ip.interface(on: nodeName) else {
-            failures[name] = .startFailed(since: now)
-            return
-        }
+        guard let ip = definitions[name], let ifname = ip.interface(on: nodeName) else { return }
         let st = Interfaces.state(ifname)
-        failures[name] = (!st.exists || !st.up) ? .interfaceDown(ifname) : .startFailed(since: now)
+        if !st.exists || !st.up { failures[name] = .interfaceDown(ifname) }
     }
 }

@@ -145,4 +145,22 @@ final class CorePolicySimulationTests: XCTestCase {
         sim.run(2000)
         XCTAssertEqual(sim.actions.filter { $0.0 >= t2 }.count, 0)
     }
+
+    /// A vanished address moves at once and is forgotten after 30 s by the core (the shell only
+    /// reports what it saw); a hard failure stays until cleanup.
+    func testTransientAddressFailuresExpireInTheCore() throws {
+        let ip = "[[ip]]\nname = \"vip\"\naddress = \"192.0.2.50/24\"\ninterface = \"eth0\"\npreferred = [\"n2\"]\n"
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: ip)
+        XCTAssertNotNil(sim.run(until: 4000) { $0.holders(of: "vip") == [2] })
+        let t0 = sim.now
+        sim.fail(2, "vip", reason: "address vanished", kind: .transient)
+        XCTAssertNotNil(sim.run(until: 2000) { $0.holders(of: "vip").count == 1 && $0.holders(of: "vip") != [2] })
+        XCTAssertNotNil(sim.engine(2)?.failed["vip"])
+        sim.run(t0 + Engine.transientFailureMs - 500 - sim.now)
+        XCTAssertNotNil(sim.engine(2)?.failed["vip"], "still failed before 30 s")
+        sim.run(1000)
+        XCTAssertNil(sim.engine(2)?.failed["vip"], "forgotten after 30 s")
+        XCTAssertEqual(sim.holders(of: "vip").count, 1, "and it does not move back (stickiness)")
+        XCTAssertEqual(sim.violations, [])
+    }
 }
