@@ -143,7 +143,7 @@ public final class Daemon {
     func tick() {
         let now = MonotonicClock.nowMs()
         execute(engine.tick(now: now))
-        ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil)
+        ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil, leaseDeadline: engine.leaseUntil)
         guard now >= nextShellRound else { return }
         nextShellRound = now + Self.shellPeriodMs
         executor.reap()

@@ -28,14 +28,17 @@ final class FloatingIPs {
     private(set) var definitions: [String: FloatingIP] = [:]
     private(set) var active: [String: Active] = [:]
     private var announcements: [Announcement] = []
-    /// Long-lived announcement sockets (never one per packet).
+    /// Long-lived announcement sockets (never one per packet), used on a worker thread so a
+    /// takeover of hundreds of addresses never delays the reactor.
     let announcer = Announcer()
+    let worker: Worker
     var failures: [String: FailureKind] = [:]
 
     init(nodeName: String, log: EventLog) throws {
         self.nodeName = nodeName
         self.log = log
         self.netlink = try AddressManager()
+        self.worker = try Worker(name: "announcer")
     }
 
     /// True while any address of ours is configured here (the guardian must then be armed).
@@ -131,7 +134,7 @@ final class FloatingIPs {
 
     /// Sends what is due. Nothing is announced once our lease has run out (`leaseHeld` false):
     /// the new owner repeats its own announcements.
-    func runAnnouncements(now: UInt64, leaseHeld: Bool) {
+    func runAnnouncements(now: UInt64, leaseHeld: Bool, leaseDeadline: UInt64 = UInt64.max) {
         guard leaseHeld else {
             announcements.removeAll()
             return
@@ -139,12 +142,17 @@ final class FloatingIPs {
         var keep: [Announcement] = []
         for var a in announcements {
             if a.due <= now {
-                do {
-                    try announcer.announce(a.address, interface: a.interface)
-                    let n = a.total - a.remaining + 1
-                    log.info("announced resource=\(a.name) address=\(a.address) interface=\(a.interface) \(a.address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(a.total)")
-                } catch {
-                    log.warning("announce \(a.address) on \(a.interface) failed: \(error)")
+                let (announcer, log, n) = (announcer, log, a.total - a.remaining + 1)
+                let (name, address, interface, total) = (a.name, a.address, a.interface, a.total)
+                worker.submit {
+                    // Checked again just before sending: never announce past the lease.
+                    guard MonotonicClock.nowMs() < leaseDeadline else { return }
+                    do {
+                        try announcer.announce(address, interface: interface)
+                        log.info("announced resource=\(name) address=\(address) interface=\(interface) \(address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(total)")
+                    } catch {
+                        log.warning("announce \(address) on \(interface) failed: \(error)")
+                    }
                 }
                 a.remaining -= 1
                 a.due = now + a.interval

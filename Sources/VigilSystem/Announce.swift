@@ -11,7 +11,8 @@ import VigilCore
 /// loop as soon as a node held a few dozen addresses. One `AF_PACKET` socket sends on every
 /// interface (the interface is chosen per packet by `sll_ifindex`); it is opened with protocol 0
 /// so the kernel queues nothing to it. The ICMPv6 socket filters out every incoming message.
-public final class Announcer {
+/// An instance is used from one thread only (clusterd's announcement worker).
+public final class Announcer: @unchecked Sendable {
     private var packetSocket: Int32 = -1
     private var icmp6Socket: Int32 = -1
     /// Hardware address and index per interface name, refreshed when a send fails.
