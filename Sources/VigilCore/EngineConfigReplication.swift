@@ -96,13 +96,20 @@ extension Engine {
             return fail(error.description)
         }
         let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text, standby: resources.standby)
-        resources = next
+        install(next, set: set, from: origin, out: &out)
+        pendingCommits.append(PendingCommit(requestId: requestId, origin: origin, version: next.version, digest: next.digest, deadline: now + 5000))
+        urgent = true
+    }
+
+    /// A validated configuration comes into force here: persisted, handed to the shell, and
+    /// what runs with a changed definition restarts.
+    mutating func install(_ v: VersionedResources, set: ResourceSet, from origin: UInt32, out: inout [Directive]) {
+        resources = v
         restartChanged(from: resourceSet, to: set)
         resourceSet = set
-        out.append(.persist(next))
+        out.append(.persist(v))
         out.append(.adoptResources(set))
-        out.append(.event(.configAdopted(next.version, from: name(of: origin))))
-        pendingCommits.append(PendingCommit(requestId: requestId, origin: origin, version: next.version, digest: next.digest, deadline: now + 5000))
+        out.append(.event(.configAdopted(v.version, from: name(of: origin))))
         urgent = true
     }
 
@@ -111,13 +118,7 @@ extension Engine {
         do {
             let set = try ResourceSet.parse(candidate.text, file: "resources v\(candidate.version) from \(name(of: sender))", cluster: cluster)
             if candidate.standby != resources.standby { out.append(.event(.standbyChanged(candidate.standby))) }
-            resources = candidate
-            restartChanged(from: resourceSet, to: set)
-        resourceSet = set
-            out.append(.persist(candidate))
-            out.append(.adoptResources(set))
-            out.append(.event(.configAdopted(candidate.version, from: name(of: sender))))
-            urgent = true
+            install(candidate, set: set, from: sender, out: &out)
         } catch {
             rejectedDigests.insert(candidate.digest)
             out.append(.event(.configRejected(candidate.version, error.description)))
