@@ -114,12 +114,12 @@ public struct Engine: Sendable {
     var rejectedDigests: Set<UInt64> = []
     struct PendingCommit { var requestId: UInt64; var origin: UInt32; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
     var pendingCommits: [PendingCommit] = []
-    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max }
+    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: UInt32 = 0 }
     var forwarded: [ForwardedRequest] = []
     /// A configuration arriving in pieces, and proposals arriving in pieces (coordinator).
-    struct IncomingConfig { var version: UInt64; var total: Int; var bytes: [UInt8]; var from: UInt32 }
+    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: UInt32 }
     var incoming: IncomingConfig?
-    struct ProposalKey: Hashable { var origin: UInt32; var requestId: UInt64 }
+    struct ProposalKey: Hashable { var origin: UInt32; var incarnation: UInt64; var requestId: UInt64 }
     var proposalPieces: [ProposalKey: (total: Int, pieces: [Int: [UInt8]], deadline: UInt64)] = [:]
     var completedProposals: [ProposalKey: UInt64] = [:]
 
@@ -172,19 +172,23 @@ public struct Engine: Sendable {
                 now >= configRequestedAt + timing.interval
             {
                 configRequestedAt = now
-                // Resume a transfer of the same version where it stopped (a lost piece).
-                let offset = incoming.map { $0.version == h.configVersion && $0.from == sender ? $0.bytes.count : 0 } ?? 0
-                out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: UInt32(offset))))
+                // Resume a transfer of the same content where it stopped (a lost piece), from the
+                // node it came from; otherwise start one from this sender.
+                if let inc = incoming, inc.version == h.configVersion, inc.digest == h.configDigest {
+                    out.append(.send(to: inc.from, .configRequest(version: inc.version, offset: UInt32(inc.bytes.count))))
+                } else {
+                    out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: 0)))
+                }
             }
             if routine && !urgent { return out }
         case .configRequest(let version, let offset):
             out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
-        case .configData(let version, let offset, let total, let chunk, let standby):
-            receiveConfigPiece(version: version, offset: Int(offset), total: Int(total), chunk: chunk, standby: standby, from: sender, now: now, out: &out)
+        case .configData(let version, let digest, let offset, let total, let chunk, let standby):
+            receiveConfigPiece(version: version, digest: digest, offset: Int(offset), total: Int(total), chunk: chunk, standby: standby, from: sender, now: now, out: &out)
         case .standbyProposal(let requestId, let node, let on):
             handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
         case .configProposal(let requestId, let offset, let total, let chunk):
-            receiveProposalPiece(requestId: requestId, origin: sender, offset: Int(offset), total: Int(total), chunk: chunk, now: now, out: &out)
+            receiveProposalPiece(requestId: requestId, origin: sender, incarnation: inc, offset: Int(offset), total: Int(total), chunk: chunk, now: now, out: &out)
         case .cleanup(let r):
             applyCleanup(r, out: &out)
         case .configResult(let requestId, let ok, let version, let msg):

@@ -20,7 +20,7 @@ extension Engine {
                 pieces.append(.configProposal(requestId: requestId, offset: UInt32(offset), total: UInt32(bytes.count), chunk: piece))
             }
             for m in pieces { out.append(.send(to: authority, m)) }
-            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000, pieces: pieces, resendAt: now + 4 * timing.interval))
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000, pieces: pieces, resendAt: now + 4 * timing.interval, to: authority))
         } else {
             out.append(.reply(requestId: requestId, ok: false, version: resources.version,
                               message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
@@ -156,9 +156,15 @@ extension Engine {
                 continue
             }
             // Pieces can be lost: send them all again until the coordinator answers (it
-            // assembles each proposal once and ignores copies).
-            if now >= f.resendAt, authority != 0, authority != selfId {
-                for m in f.pieces { out.append(.send(to: authority, m)) }
+            // assembles each proposal once and ignores copies). Never to another coordinator:
+            // the first may have applied it, and a second would apply it over newer changes.
+            if !f.pieces.isEmpty && authority != f.to {
+                out.append(.reply(requestId: f.requestId, ok: false, version: resources.version,
+                                  message: "the coordinator changed before answering; check 'hactl config show' before retrying"))
+                continue
+            }
+            if now >= f.resendAt, !f.pieces.isEmpty {
+                for m in f.pieces { out.append(.send(to: f.to, m)) }
                 f.resendAt = now + 4 * timing.interval
             }
             fkeep.append(f)
@@ -169,23 +175,26 @@ extension Engine {
 
     // MARK: - configurations in pieces
 
-    /// The piece of our configuration that starts at `offset`.
+    /// The piece of our configuration that holds byte `offset` (pieces sit on chunk boundaries).
     func configPiece(from offset: Int) -> Message {
         let bytes = Array(resources.text.utf8)
         let start = min(max(0, offset), bytes.count)
-        let end = min(bytes.count, start + Message.maxChunk)
-        return .configData(version: resources.version, offset: UInt32(start), total: UInt32(bytes.count),
-                           chunk: Array(bytes[start..<end]), standby: resources.standby)
+        let aligned = start - start % Message.maxChunk
+        let stop = min(bytes.count, aligned + Message.maxChunk)
+        return .configData(version: resources.version, digest: resources.digest, offset: UInt32(aligned), total: UInt32(bytes.count),
+                           chunk: Array(bytes[aligned..<stop]), standby: resources.standby)
     }
 
     /// A piece of a newer configuration: collect in order, ask for the next one at once, adopt
     /// the whole once complete (and only if it parses and validates).
-    mutating func receiveConfigPiece(version: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: UInt32, now: UInt64, out: inout [Directive]) {
-        guard version >= resources.version else { return }
+    mutating func receiveConfigPiece(version: UInt64, digest: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: UInt32, now: UInt64, out: inout [Directive]) {
+        guard version >= resources.version, !rejectedDigests.contains(digest) else { return }
         if offset == 0 {
-            incoming = IncomingConfig(version: version, total: total, bytes: [], from: sender)
+            incoming = IncomingConfig(version: version, digest: digest, total: total, bytes: [], from: sender)
         }
-        guard var inc = incoming, inc.version == version, inc.from == sender, inc.total == total, offset == inc.bytes.count else { return }
+        // Pieces of one content from one node, in order; anything else starts over on the next request.
+        guard var inc = incoming, inc.version == version, inc.digest == digest, inc.from == sender, inc.total == total,
+              offset == inc.bytes.count else { return }
         inc.bytes.append(contentsOf: chunk)
         if inc.bytes.count < total {
             incoming = inc
@@ -197,18 +206,24 @@ extension Engine {
         }
         incoming = nil
         guard let text = String(validating: inc.bytes, as: UTF8.self) else {
+            rejectedDigests.insert(digest)
             out.append(.event(.configRejected(version, "configuration from \(name(of: sender)) is not valid UTF-8")))
             return
         }
-        adoptConfig(VersionedResources(version: version, text: text, standby: standby), from: sender, out: &out)
+        let candidate = VersionedResources(version: version, text: text, standby: standby)
+        guard candidate.digest == digest else {
+            out.append(.event(.configRejected(version, "configuration from \(name(of: sender)) does not match its digest; fetching it again")))
+            return
+        }
+        adoptConfig(candidate, from: sender, out: &out)
     }
 
     /// Coordinator: a piece of a forwarded `hactl apply`; handled once every piece arrived (in
     /// any order). Incomplete proposals are dropped after 5 s (the forwarder answers the operator).
-    mutating func receiveProposalPiece(requestId: UInt64, origin: UInt32, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
+    mutating func receiveProposalPiece(requestId: UInt64, origin: UInt32, incarnation: UInt64, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
         proposalPieces = proposalPieces.filter { $0.value.deadline > now }
         completedProposals = completedProposals.filter { $0.value > now }
-        let key = ProposalKey(origin: origin, requestId: requestId)
+        let key = ProposalKey(origin: origin, incarnation: incarnation, requestId: requestId)
         guard completedProposals[key] == nil else { return }  // a copy of a piece already handled
         var p = proposalPieces[key] ?? (total: total, pieces: [:], deadline: now + 5000)
         guard p.total == total, proposalPieces.count < 16 || proposalPieces[key] != nil else { return }

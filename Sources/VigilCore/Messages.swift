@@ -93,7 +93,7 @@ public enum Message: Sendable, Equatable {
     case configRequest(version: UInt64, offset: UInt32)
     /// One piece of a configuration: `chunk` holds bytes `offset..<offset+chunk.count` of `total`
     /// (a file larger than one datagram travels in pieces, each asked for in turn).
-    case configData(version: UInt64, offset: UInt32, total: UInt32, chunk: [UInt8], standby: [String])
+    case configData(version: UInt64, digest: UInt64, offset: UInt32, total: UInt32, chunk: [UInt8], standby: [String])
     /// A node forwards an operator's `hactl apply` to the coordinator, in pieces.
     case configProposal(requestId: UInt64, offset: UInt32, total: UInt32, chunk: [UInt8])
     case configResult(requestId: UInt64, ok: Bool, version: UInt64, message: String)
@@ -228,8 +228,9 @@ extension Message {
         case .configRequest(let v, let offset):
             w.u64(v)
             w.u32(offset)
-        case .configData(let v, let offset, let total, let chunk, let standby):
+        case .configData(let v, let digest, let offset, let total, let chunk, let standby):
             w.u64(v)
+            w.u64(digest)
             w.u32(offset)
             w.u32(total)
             w.u32(UInt32(chunk.count))
@@ -265,7 +266,10 @@ extension Message {
         let offset = try r.u32()
         let total = try r.u32()
         let n = Int(try r.u32())
-        guard n <= maxChunk, Int(total) <= maxConfigBytes, Int(offset) + n <= Int(total) else {
+        // Pieces sit on chunk boundaries and are full but for the last: a peer cannot make us
+        // keep more than the file's size.
+        guard n <= maxChunk, Int(total) <= maxConfigBytes, Int(offset) % maxChunk == 0,
+              n == min(maxChunk, Int(total) - min(Int(total), Int(offset))), Int(offset) + n <= Int(total) else {
             throw DecodeError("configuration piece \(offset)+\(n) of \(total) bytes is out of bounds")
         }
         return (offset, total, try r.raw(n))
@@ -310,10 +314,11 @@ extension Message {
             m = .configRequest(version: try r.u64(), offset: try r.u32())
         case 3:
             let v = try r.u64()
+            let digest = try r.u64()
             let (offset, total, chunk) = try readChunk(&r)
             var standby: [String] = []
             for _ in 0..<(try r.count(max: 64)) { standby.append(try r.string(max: maxNameBytes)) }
-            m = .configData(version: v, offset: offset, total: total, chunk: chunk, standby: standby)
+            m = .configData(version: v, digest: digest, offset: offset, total: total, chunk: chunk, standby: standby)
         case 4:
             let id = try r.u64()
             let (offset, total, chunk) = try readChunk(&r)

@@ -109,8 +109,7 @@ public final class Daemon {
         // The guardian first: no address is held before something independent of this loop
         // can remove it.
         guardian = try GuardianLink(node: selfNode.name, log: log)
-        let now = MonotonicClock.nowMs()
-        for name in ips.adoptLeftovers() { execute(engine.foundLeftover(name, now: now)) }
+        ips.removeLeftovers()
         reactor.onTick = { [unowned self] in self.tick() }
         reactor.nextWake = { [unowned self] in self.nextWake() }
         reactor.run()
@@ -148,6 +147,7 @@ public final class Daemon {
         nextShellRound = now + Self.shellPeriodMs
         executor.reap()
         hooks.tick()
+        guardian?.supervise(current: ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
         if now >= lastMonitor + 50 {
             lastMonitor = now
             let (failed, recovered) = ips.monitor(now: now)
@@ -253,8 +253,11 @@ public final class Daemon {
                         self.execute(self.engine.operationFinished(name, .start, outcome, now: MonotonicClock.nowMs()))
                     })
                 } else if let err = { () -> String? in
-                    // The guardian must know the deadline before the address exists.
-                    guardian?.update(max(1, engine.guardianDeadline))
+                    // The guardian must know the deadline before the address exists; no
+                    // address is added that nothing independent of this loop could remove.
+                    guard guardian?.update(max(1, engine.guardianDeadline)) ?? false else {
+                        return "the address guardian is not running"
+                    }
                     return ips.start(name, now: now)
                 }() {
                     log.error("start resource=\(name) failed: \(err)")

@@ -55,32 +55,28 @@ final class FloatingIPs {
 
     /// Addresses we added in an earlier life (marked with our protocol number), by resource name.
     /// Ours that match no current definition are removed.
-    func adoptLeftovers() -> [String] {
+    /// At start-up: every Vigil address on this machine was added by an earlier life of clusterd,
+    /// whose lease ended with it (a majority may already have started it elsewhere). They are
+    /// removed; the coordinator places them again (on this node if it is still the best place).
+    func removeLeftovers() {
         let found: [AddressManager.Found]
         do {
             found = try netlink.list()
         } catch {
             log.error("cannot list addresses at start-up: \(error)")
-            return []
+            return
         }
-        var adopted: [String] = []
         for f in found where f.proto == AddressManager.proto {
             let ifname = Interfaces.name(ofIndex: f.ifindex) ?? "?"
-            if let ip = definitions.values.first(where: { $0.prefix.address == f.address }), ip.interface(on: nodeName) == ifname {
-                active[ip.name] = Active(ip: ip, interface: ifname, nextMonitor: 0, nextRefresh: nil)
-                adopted.append(ip.name)
-                log.info("found-leftover address=\(f.address)/\(f.prefixLength) interface=\(ifname) resource=\(ip.name)")
-            } else {
-                let p = IPPrefix(address: f.address, length: f.prefixLength)
-                do {
-                    try netlink.remove(p, interface: ifname)
-                    log.info("removed stale address=\(p) interface=\(ifname) (no longer configured)")
-                } catch {
-                    log.error("cannot remove stale address \(p) from \(ifname): \(error)")
-                }
+            let p = IPPrefix(address: f.address, length: f.prefixLength)
+            let resource = definitions.values.first { $0.prefix.address == f.address }?.name ?? "-"
+            do {
+                try netlink.remove(p, interface: ifname)
+                log.info("leftover-removed address=\(p) interface=\(ifname) resource=\(resource) (left by an earlier life of clusterd; its lease ended with it)")
+            } catch {
+                log.error("cannot remove leftover address \(p) from \(ifname): \(error)")
             }
         }
-        return adopted.sorted()
     }
 
 
@@ -148,7 +144,7 @@ final class FloatingIPs {
                     // Checked again just before sending: never announce past the lease.
                     guard MonotonicClock.nowMs() < leaseDeadline else { return }
                     do {
-                        try announcer.announce(address, interface: interface)
+                        try announcer.announce(address, interface: interface, fresh: n == 1)
                         log.info("announced resource=\(name) address=\(address) interface=\(interface) \(address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(total)")
                     } catch {
                         log.warning("announce \(address) on \(interface) failed: \(error)")

@@ -22,6 +22,9 @@ public enum Guardian {
 
     public static func run(node: String) -> Int32 {
         let log = EventLog(node: node)
+        // Stop signals are for clusterd: the guardian outlives a crashed clusterd to enforce the
+        // last deadline, and ends when its pipe closes (systemd's final SIGKILL ends it too).
+        for s in [SIGTERM, SIGINT, SIGHUP] { signal(s, SIG_IGN) }
         Realtime.apply(priority: realtimePriority, log: log, who: "guardian")
         let netlink: AddressManager
         do {
@@ -39,9 +42,10 @@ public enum Guardian {
         while true {
             let now = MonotonicClock.nowMs()
             if deadline != 0 && deadline != UInt64.max && now >= deadline {
-                let removed = removeAll(netlink, log: log, deadline: deadline)
-                log.warning("guardian: lease deadline passed \(now - deadline) ms ago without renewal; removed \(removed) address(es)")
-                deadline = 0
+                let (removed, failures) = removeAll(netlink, log: log, deadline: deadline)
+                log.warning("guardian: lease deadline passed \(now - deadline) ms ago without renewal; removed \(removed) address(es)\(failures > 0 ? ", \(failures) failed: retrying" : "")")
+                // Stay armed until every marked address is gone: retry shortly.
+                deadline = failures > 0 ? now + 5 : 0
             }
             if eof && (deadline == 0 || deadline == UInt64.max) {
                 log.info("guardian: clusterd is gone; exiting")
@@ -72,15 +76,16 @@ public enum Guardian {
     }
 
     /// Removes every address carrying Vigil's mark, logging each with its latency.
-    static func removeAll(_ nl: AddressManager, log: EventLog, deadline: UInt64) -> Int {
+    static func removeAll(_ nl: AddressManager, log: EventLog, deadline: UInt64) -> (removed: Int, failures: Int) {
         let found: [AddressManager.Found]
         do {
             found = try nl.list()
         } catch {
             log.error("guardian: cannot list addresses: \(error)")
-            return 0
+            return (0, 1)
         }
         var n = 0
+        var failures = 0
         for f in found where f.proto == AddressManager.proto {
             guard let ifname = Interfaces.name(ofIndex: f.ifindex) else { continue }
             let p = IPPrefix(address: f.address, length: f.prefixLength)
@@ -90,10 +95,11 @@ public enum Guardian {
                 n += 1
                 log.warning("address-removed by=guardian address=\(p) interface=\(ifname) latency_ms=\(MonotonicClock.nowMs() - t0) after_deadline_ms=\(MonotonicClock.nowMs() - deadline)")
             } catch {
+                failures += 1
                 log.error("guardian: cannot remove \(p) from \(ifname): \(error)")
             }
         }
-        return n
+        return (n, failures)
     }
 }
 
@@ -105,6 +111,13 @@ final class GuardianLink {
     private var fd: Int32 = -1
     private var sent: UInt64?
     private(set) var restarts = 0
+    private var startedAt: UInt64 = 0
+    /// When to try starting a guardian again after it died or could not be started.
+    private var respawnAt: UInt64?
+    /// The deadline the guardian should have (handed over again after a restart).
+    private var wanted: UInt64 = 0
+    /// True while a guardian runs and has the current deadline.
+    var armed: Bool { pid > 0 && sent == wanted }
 
     init(node: String, log: EventLog) throws {
         self.node = node
@@ -153,6 +166,7 @@ final class GuardianLink {
         fd = fds[1]
         pid = child
         sent = nil
+        startedAt = MonotonicClock.nowMs()
         log.info("guardian pid=\(child)")
     }
 
@@ -160,32 +174,52 @@ final class GuardianLink {
     /// disarming are written at once; a later one only once it moved by `slack` ms, so the
     /// guardian is not woken on every echo (its deadline then lags by less than `slack`, which
     /// the margin between clusterd's own stop and the guardian's covers).
-    func update(_ deadline: UInt64, slack: UInt64 = 0) {
-        guard deadline != sent, fd >= 0 else { return }
-        if let s = sent, s != 0, s != UInt64.max, deadline != 0, deadline != UInt64.max, deadline > s, deadline - s < slack { return }
+    @discardableResult
+    func update(_ deadline: UInt64, slack: UInt64 = 0) -> Bool {
+        wanted = deadline
+        guard pid > 0, fd >= 0 else { return false }
+        guard deadline != sent else { return true }
+        // A later deadline waits for the slack, but never when the one the guardian has is near.
+        let now = MonotonicClock.nowMs()
+        if let s = sent, s != 0, s != UInt64.max, deadline != 0, deadline != UInt64.max, deadline > s, deadline - s < slack, s > now + 2 * slack {
+            wanted = s
+            return true
+        }
         var bytes = [UInt8](repeating: 0, count: 8)
         for i in 0..<8 { bytes[i] = UInt8((deadline >> UInt64(56 - 8 * i)) & 0xFF) }
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, 8) }
         if n == 8 {
             sent = deadline
-        } else {
-            log.error("cannot hand the guardian its deadline: \(SystemError("write").description)")
+            return true
         }
+        log.error("cannot hand the guardian its deadline: \(SystemError("write").description)")
+        return false
     }
 
-    /// After SIGCHLD: if the guardian died, start a new one and give it the current deadline.
+    /// After SIGCHLD: if the guardian died, start a new one and give it the current deadline
+    /// (at once, or after a second if the last one died within a second of starting).
     func reap(current: UInt64) {
         guard pid > 0 else { return }
         var status: Int32 = 0
         guard waitpid(pid, &status, WNOHANG) == pid else { return }
+        let now = MonotonicClock.nowMs()
         log.error("guardian pid=\(pid) died (status \(status)); starting a new one")
         pid = 0
         restarts += 1
+        respawnAt = now < startedAt + 1000 ? now + 1000 : now
+        supervise(current: current)
+    }
+
+    /// From every shell round: starts a guardian when one is due.
+    func supervise(current: UInt64) {
+        guard pid == 0, let at = respawnAt, MonotonicClock.nowMs() >= at else { return }
         do {
             try spawn()
+            respawnAt = nil
             update(current)
         } catch {
-            log.error("cannot restart the guardian: \(error)")
+            respawnAt = MonotonicClock.nowMs() + 1000
+            log.error("cannot restart the guardian: \(error); retrying in 1 s")
         }
     }
 

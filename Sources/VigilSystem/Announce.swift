@@ -26,7 +26,10 @@ public final class Announcer: @unchecked Sendable {
         if icmp6Socket >= 0 { close(icmp6Socket) }
     }
 
-    public func announce(_ address: IPAddress, interface: String) throws {
+    /// `fresh`: look the interface up again (its index or hardware address may have changed,
+    /// e.g. a bond failing over with `fail_over_mac=active`); done at the start of every series.
+    public func announce(_ address: IPAddress, interface: String, fresh: Bool = false) throws {
+        if fresh { interfaces[interface] = nil }
         let iface = try lookup(interface)
         do {
             if address.family == .v4 {

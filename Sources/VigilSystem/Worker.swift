@@ -4,8 +4,9 @@ import Glibc
 /// delay the reactor (sending announcements for hundreds of addresses at a takeover) goes here.
 /// Jobs must only touch state that nothing else touches (they own what they capture).
 public final class Worker: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var cond = pthread_cond_t()
+    // On the heap: a pthread mutex must not move, which a Swift stored property may.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [@Sendable () -> Void] = []
     private var stopping = false
     private var thread = pthread_t()
@@ -13,8 +14,10 @@ public final class Worker: @unchecked Sendable {
 
     public init(name: String) throws {
         self.name = name
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&cond, nil)
+        mutex.initialize(to: pthread_mutex_t())
+        cond.initialize(to: pthread_cond_t())
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(cond, nil)
         let context = Unmanaged.passRetained(self).toOpaque()
         // The new thread inherits a mask blocking every signal (no window before its own).
         var all = sigset_t()
@@ -36,18 +39,18 @@ public final class Worker: @unchecked Sendable {
 
     /// Queues `job`; returns at once.
     public func submit(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         jobs.append(job)
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_signal(cond)
+        pthread_mutex_unlock(mutex)
     }
 
     /// Runs what is queued, then ends the thread; waits for it.
     public func finish() {
-        pthread_mutex_lock(&mutex)
+        pthread_mutex_lock(mutex)
         stopping = true
-        pthread_cond_signal(&cond)
-        pthread_mutex_unlock(&mutex)
+        pthread_cond_signal(cond)
+        pthread_mutex_unlock(mutex)
         pthread_join(thread, nil)
     }
 
@@ -58,12 +61,12 @@ public final class Worker: @unchecked Sendable {
         sigfillset(&all)
         pthread_sigmask(SIG_BLOCK, &all, nil)
         while true {
-            pthread_mutex_lock(&mutex)
-            while jobs.isEmpty && !stopping { pthread_cond_wait(&cond, &mutex) }
+            pthread_mutex_lock(mutex)
+            while jobs.isEmpty && !stopping { pthread_cond_wait(cond, mutex) }
             let batch = jobs
             jobs = []
             let done = stopping && batch.isEmpty
-            pthread_mutex_unlock(&mutex)
+            pthread_mutex_unlock(mutex)
             if done { return }
             for job in batch { job() }
         }

@@ -215,7 +215,7 @@ final class MessageCodecTests: XCTestCase {
         let h = Heartbeat(sentAt: 123, echoIncarnation: 9, echo: 77, vote: 2, isCoordinator: true, leaseMs: 375, leaving: false,
                           configVersion: 4, configDigest: 0xDEAD, held: ["a", "b"], failed: ["c"], assignments: ["a": 1, "b": 3], members: [1, 3])
         let msgs: [Message] = [
-            .heartbeat(h), .configRequest(version: 3, offset: 7), .configData(version: 5, offset: 2, total: 8, chunk: Array("x = 1\n".utf8), standby: ["b", "a"]), .standbyProposal(requestId: 3, node: "n1", on: true), .cleanup(resource: "web"),
+            .heartbeat(h), .configRequest(version: 3, offset: 7), .configData(version: 5, digest: 77, offset: 0, total: 6, chunk: Array("x = 1\n".utf8), standby: ["b", "a"]), .standbyProposal(requestId: 3, node: "n1", on: true), .cleanup(resource: "web"),
             .configProposal(requestId: 9, offset: 0, total: 2, chunk: Array("é".utf8)), .configResult(requestId: 9, ok: false, version: 2, message: "no"),
         ]
         for m in msgs {

@@ -262,7 +262,9 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertTrue(lab.hactl(1, ["config", "show"]).out.hasPrefix("# version 2"))
     }
 
-    func testRestartedDaemonFindsItsLeftoverAddressAndReconciles() throws {
+    /// A restarted clusterd removes the addresses an earlier life left (that life's lease ended
+    /// with it), and the coordinator places the address again: exactly one owner.
+    func testRestartedDaemonRemovesItsLeftoverAddressAndTheClusterReconciles() throws {
         let lab = try makeLab()
         try startQuorate(lab)
         _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2"))
@@ -275,7 +277,9 @@ final class NamespaceClusterTests: NamespaceTestCase {
         }
         Thread.sleep(forTimeInterval: 1.5)
         XCTAssertEqual(lab.owners(of: Scenarios.vip).count, 1)
-        XCTAssertTrue(lab.events(2).contains { $0.text.hasPrefix("found-leftover address=\(Scenarios.vip)") })
+        let removed = lab.events(2).contains { $0.text.hasPrefix("leftover-removed address=\(Scenarios.vip)/") }
+            || lab.events(2).contains { $0.text.hasPrefix("address-removed by=guardian address=\(Scenarios.vip)/") }
+        XCTAssertTrue(removed, "the earlier life's address must be removed (by the new clusterd or the old guardian)")
     }
 
     func testChangesAreRefusedToUsersOutsideRootAndTheAdminGroup() throws {
