@@ -155,10 +155,14 @@ public struct Engine: Sendable {
             // rather than compute deadlines from it.
             if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
             let sameFacts = peers[sender]?.report.map { $0.samePlacementFacts(as: h) } ?? false
-            if !sameFacts { office?.dirty = true }
+            // In office, a report also counts once it answers one of our heartbeats (fresh).
+            let wasFresh = office.map { o in peers[sender]?.report.map { $0.echoIncarnation == incarnation && $0.echo >= o.since } ?? false } ?? true
+            let isFresh = office.map { o in h.echoIncarnation == incarnation && h.echo >= o.since } ?? true
+            if !sameFacts || wasFresh != isFresh { office?.dirty = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
-            let routine = sameFacts && membership.isMember(sender) && h.configVersion == resources.version
+            // A coordinator evaluates every heartbeat: release confirmations ride on echoes.
+            let routine = !isCoordinator && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
                 && h.configDigest == resources.digest
                 && (!h.isCoordinator || (authority == sender && h.assignments == authorityAssignments && h.assigneeEpoch == ledger.epoch))
             membership.record(h, from: sender, now: now)

@@ -42,6 +42,22 @@ final class EngineSimulationTests: XCTestCase {
         XCTAssertEqual(sim.violations, [])
     }
 
+    /// The owner is the coordinator: the survivors elect a new one, which must start the address
+    /// as fast as when any other owner dies (not a placement round later).
+    func testCoordinatorOwnerCrashMovesWithinTheDocumentedBound() throws {
+        for seed: UInt64 in 1...4 {
+            var sim = try makeSim(resources: ipOn2.replacingOccurrences(of: "\"n2\"", with: "\"n1\""), seed: seed)
+            XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [1] })
+            sim.run(700)
+            XCTAssertEqual(sim.coordinators, [1])
+            sim.crash(1)
+            let bound = sim.cluster.timing.worstCaseTakeover + sim.cluster.timing.interval + 50
+            let t = try XCTUnwrap(sim.run(until: 3000) { $0.holders(of: "vip").count == 1 }, "seed \(seed): vip never moved")
+            XCTAssertLessThanOrEqual(t, bound, "seed \(seed): takeover took \(t) ms, bound \(bound)")
+            XCTAssertEqual(sim.violations, [])
+        }
+    }
+
     func testCutOffOwnerReleasesBeforeMajorityStarts() throws {
         var sim = try makeSim()
         XCTAssertNotNil(sim.run(until: 3000) { $0.holders(of: "vip") == [2] })
