@@ -161,8 +161,10 @@ public struct Engine: Sendable {
             if !sameFacts || wasFresh != isFresh { office?.dirty = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
-            // A coordinator evaluates every heartbeat: release confirmations ride on echoes.
-            let routine = !isCoordinator && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
+            // A coordinator evaluates every heartbeat while something waits (release confirmations
+            // ride on echoes) and when a report became fresh.
+            let quietOffice = office.map { $0.waitingReason.isEmpty && wasFresh == isFresh } ?? true
+            let routine = quietOffice && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
                 && h.configDigest == resources.digest
                 && (!h.isCoordinator || (authority == sender && h.assignments == authorityAssignments && h.assigneeEpoch == ledger.epoch))
             membership.record(h, from: sender, now: now)
