@@ -94,6 +94,8 @@ public struct Engine: Sendable {
     /// When each started agent resource's next monitor is due, and those running now.
     var monitorDue: [String: UInt64] = [:]
     var monitorInFlight: Set<String> = []
+    /// Set while the shell records a batch of results: evaluation waits for its `tick`.
+    var deferEvaluation = false
     /// When a transient failure is forgotten.
     var failureExpiry: [String: UInt64] = [:]
     public internal(set) var probePending: Set<String> = []
@@ -255,6 +257,7 @@ public struct Engine: Sendable {
     // MARK: - the evaluation step
 
     mutating func evaluate(now: UInt64, out: inout [Directive]) -> [Directive] {
+        if deferEvaluation { return out }
         updateMembership(now: now, out: &out)
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
@@ -283,6 +286,9 @@ public struct Engine: Sendable {
         let members = peers.values.filter(\.member).map(\.id).sorted()
         let startedHere = local.filter { $0.value == .started }.keys.sorted()
         let blockedHere = local.filter { $0.value == .blocked }.keys.sorted()
+        let heldHere = local.keys.sorted()
+        let failedHere = failed.keys.sorted()
+        let fatalHere = fatal.keys.sorted()
         // Each node is told only its own assignments: the heartbeat does not grow with what the
         // rest of the cluster runs.
         let withdrawals = ledger.withdrawals
@@ -300,11 +306,11 @@ public struct Engine: Sendable {
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest,
-                held: held.sorted(), failed: failed.keys.sorted(),
+                held: heldHere, failed: failedHere,
                 assignments: assignedTo[id] ?? [:], members: members)
             h.started = startedHere
             h.blocked = blockedHere
-            h.fatal = fatal.keys.sorted()
+            h.fatal = fatalHere
             h.probing = !probePending.isEmpty
             h.epoch = ledger.epoch
             let echo = ledger.echo(for: id)

@@ -153,7 +153,7 @@ extension Engine {
     public func handoverComplete(previouslyHeld: Set<String>) -> Bool {
         guard held.isEmpty else { return false }
         for r in previouslyHeld where resourceSet.names.contains(r) {
-            let elsewhere = peers.values.contains { $0.member && ($0.report?.held.contains(r) ?? false) }
+            let elsewhere = peers.values.contains { $0.member && $0.heldSet.contains(r) }
             let eligibleExists = peers.values.contains { $0.member && !($0.report?.leaving ?? false) && !($0.report?.failed.contains(r) ?? false) }
             if !elsewhere && eligibleExists { return false }
         }

@@ -4,6 +4,14 @@
 /// for the hand-over.
 extension Engine {
     /// The shell finished an operation on `name` (an agent's, or adding/removing an address).
+    /// `evaluate: false` records it and returns only its events: the shell then calls `tick`
+    /// once for a whole batch (hundreds of addresses added at a takeover).
+    public mutating func operationFinished(_ name: String, _ op: AgentOperation, _ outcome: OperationOutcome, now: UInt64, evaluate: Bool) -> [Directive] {
+        deferEvaluation = !evaluate
+        defer { deferEvaluation = false }
+        return operationFinished(name, op, outcome, now: now)
+    }
+
     public mutating func operationFinished(_ name: String, _ op: AgentOperation, _ outcome: OperationOutcome, now: UInt64) -> [Directive] {
         switch op {
         case .start:

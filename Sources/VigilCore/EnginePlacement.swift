@@ -3,13 +3,13 @@
 extension Engine {
     /// Coordinator: can node `z` possibly run `r` right now? `gone`: nodes a majority withdrew.
     func mayHold(_ z: UInt32, _ r: String, gone: Set<UInt32>, office o: CoordinatorOffice) -> Bool {
-        if z == selfId { return held.contains(r) }
+        if z == selfId { return local[r] != nil }
         guard let p = peers[z] else { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
         // nodes that are not members; a member's own report decides below).
         if gone.contains(z) { return false }
         guard let rep = p.report else { return true }
-        if rep.held.contains(r) { return true }
+        if p.heldSet.contains(r) { return true }
         // A release counts when the report answers a heartbeat we sent late enough.
         return !(rep.echoIncarnation == incarnation && o.isFreshRelease(of: r, by: z, echo: rep.echo) && p.member)
     }
@@ -24,15 +24,15 @@ extension Engine {
     }
 
     func reportedHolders(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
-        var out: [UInt32] = held.contains(r) ? [selfId] : []
-        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.held.contains(r) ?? false) { out.append(p.id) }
+        var out: [UInt32] = local[r] != nil ? [selfId] : []
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && p.heldSet.contains(r) { out.append(p.id) }
         return out.sorted()
     }
 
     /// Nodes where `r` is confirmed running.
     func startedOn(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
         var out: [UInt32] = local[r] == .started ? [selfId] : []
-        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && (p.report?.started.contains(r) ?? false) { out.append(p.id) }
+        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && p.startedSet.contains(r) { out.append(p.id) }
         return out.sorted()
     }
 
@@ -131,7 +131,7 @@ extension Engine {
             // A new coordinator did not withdraw anything, yet this may still be a failover:
             // the last word of a node we lost says it ran the resource.
             if isNewStart && o.failovers[r] == nil,
-                let lost = peers.values.filter({ !alive.contains($0.id) && $0.id != t && ($0.report?.held.contains(r) ?? false) }).map(\.id).min()
+                let lost = peers.values.filter({ !alive.contains($0.id) && $0.id != t && $0.heldSet.contains(r) }).map(\.id).min()
             {
                 let why = "node \(name(of: lost)) lost"
                 o.failovers[r] = (name(of: lost), why)

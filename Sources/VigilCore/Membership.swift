@@ -19,6 +19,10 @@ public struct Membership: Sendable {
         public var peerSentAtReceivedAt: UInt64 = 0
         public var report: Heartbeat?
         public var member = false
+        /// `report.held` and `report.started` as sets: the coordinator looks every resource up
+        /// in them; rebuilt only when the lists change.
+        public internal(set) var heldSet: Set<String> = []
+        public internal(set) var startedSet: Set<String> = []
     }
 
     public enum Change: Sendable, Equatable {
@@ -52,6 +56,8 @@ public struct Membership: Sendable {
             p.incarnation = inc
             p.lastSeq = 0
             p.report = nil
+            p.heldSet = []
+            p.startedSet = []
             p.peerSentAt = 0
         }
         if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
@@ -66,6 +72,8 @@ public struct Membership: Sendable {
         guard var p = peers[sender] else { return }
         p.peerSentAt = h.sentAt
         p.peerSentAtReceivedAt = now
+        if p.report?.held != h.held { p.heldSet = Set(h.held) }
+        if p.report?.started != h.started { p.startedSet = Set(h.started) }
         p.report = h
         peers[sender] = p
     }

@@ -241,7 +241,16 @@ public final class Daemon {
     func execute(_ directives: [Engine.Directive]) {
         defer { updateGuardian() }
         var queue = directives[...]
-        while let d = queue.popFirst() {
+        // Addresses are added and removed synchronously, hundreds at a takeover: their results
+        // are recorded without evaluating, and the engine evaluates once when the batch is done.
+        var deferred = false
+        while true {
+            guard let d = queue.popFirst() else {
+                guard deferred else { break }
+                deferred = false
+                queue.append(contentsOf: engine.tick(now: MonotonicClock.nowMs()))
+                continue
+            }
             let now = MonotonicClock.nowMs()
             switch d {
             case .send(let to, let msg):
@@ -262,9 +271,11 @@ public final class Daemon {
                 }() {
                     log.error("start resource=\(name) failed: \(err)")
                     ips.markStartFailed(name, now: now)
-                    queue.append(contentsOf: engine.operationFinished(name, .start, .hardError(err), now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .start, .hardError(err), now: now, evaluate: false))
+                    deferred = true
                 } else {
-                    queue.append(contentsOf: engine.operationFinished(name, .start, .success, now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .start, .success, now: now, evaluate: false))
+                    deferred = true
                 }
             case .stop(let name):
                 if let a = engine.resourceSet.agent(named: name) ?? lastAgents[name] {
@@ -274,7 +285,8 @@ public final class Daemon {
                     })
                 } else {
                     ips.stop(name)
-                    queue.append(contentsOf: engine.operationFinished(name, .stop, .success, now: now))
+                    queue.append(contentsOf: engine.operationFinished(name, .stop, .success, now: now, evaluate: false))
+                    deferred = true
                 }
             case .monitor(let name):
                 guard let a = engine.resourceSet.agent(named: name) else {
