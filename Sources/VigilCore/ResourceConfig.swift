@@ -105,10 +105,30 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         buildGraph()
     }
 
-    public func ip(named n: String) -> FloatingIP? { ips.first { $0.name == n } }
-    public func agent(named n: String) -> AgentResource? { agents.first { $0.name == n } }
-    public func group(of r: String) -> ResourceGroup? { groups.first { $0.members.contains(r) } }
-    public func group(named n: String) -> ResourceGroup? { groups.first { $0.name == n } }
+    // Lookups by name go through indexes built with the graph (the scheduler asks for every
+    // resource on every node: a linear scan made placement quadratic in the number of resources).
+    private var ipIndex: [String: Int] = [:]
+    private var agentIndex: [String: Int] = [:]
+    private var groupIndex: [String: Int] = [:]
+    private var groupOfIndex: [String: Int] = [:]
+    private var indexed: Bool { ipIndex.count == ips.count && agentIndex.count == agents.count && groupIndex.count == groups.count }
+
+    public func ip(named n: String) -> FloatingIP? {
+        guard indexed else { return ips.first { $0.name == n } }
+        return ipIndex[n].map { ips[$0] }
+    }
+    public func agent(named n: String) -> AgentResource? {
+        guard indexed else { return agents.first { $0.name == n } }
+        return agentIndex[n].map { agents[$0] }
+    }
+    public func group(of r: String) -> ResourceGroup? {
+        guard indexed else { return groups.first { $0.members.contains(r) } }
+        return groupOfIndex[r].map { groups[$0] }
+    }
+    public func group(named n: String) -> ResourceGroup? {
+        guard indexed else { return groups.first { $0.name == n } }
+        return groupIndex[n].map { groups[$0] }
+    }
     public func options(_ r: String) -> ResourceOptions { options[r] ?? ResourceOptions() }
 
     /// Order relations, computed once when the set is parsed (the engine asks on every tick).
@@ -117,6 +137,16 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public private(set) var startOrder: [String] = []
 
     mutating func buildGraph() {
+        ipIndex = [:]
+        agentIndex = [:]
+        groupIndex = [:]
+        groupOfIndex = [:]
+        for (i, x) in ips.enumerated() where ipIndex[x.name] == nil { ipIndex[x.name] = i }
+        for (i, x) in agents.enumerated() where agentIndex[x.name] == nil { agentIndex[x.name] = i }
+        for (i, g) in groups.enumerated() where groupIndex[g.name] == nil {
+            groupIndex[g.name] = i
+            for m in g.members where groupOfIndex[m] == nil { groupOfIndex[m] = i }
+        }
         predecessorMap = [:]
         for r in names { predecessorMap[r] = computePredecessors(of: r) }
         dependentMap = [:]
@@ -160,11 +190,11 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         var ips: [FloatingIP] = []
         var set = ResourceSet()
         let nodeNames = Set(cluster.nodes.map(\.name))
-        var allNames: [String] = []
+        var allNames: Set<String> = []
+        var addressOwner: [IPAddress: String] = [:]
         func checkNewName(_ name: String, _ t: TableReader) throws(ConfigError) {
             guard ClusterConfig.validName(name) else { throw t.error("name", "'\(name)' may contain only letters, digits, '-', '_' and '.'") }
-            if allNames.contains(name) { throw t.error("name", "duplicate resource or group name '\(name)'") }
-            allNames.append(name)
+            guard allNames.insert(name).inserted else { throw t.error("name", "duplicate resource or group name '\(name)'") }
         }
         for var t in try top.tableArray("ip") {
             let name = try t.requiredString("name")
@@ -175,9 +205,10 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             case .success(let p): prefix = p
             case .failure(let e): throw t.error("address", e.message)
             }
-            if let other = ips.first(where: { $0.prefix.address == prefix.address }) {
-                throw t.error("address", "\(prefix.address) is already used by '\(other.name)'")
+            if let other = addressOwner[prefix.address] {
+                throw t.error("address", "\(prefix.address) is already used by '\(other)'")
             }
+            addressOwner[prefix.address] = name
             if cluster.nodes.contains(where: { $0.addresses.contains(prefix.address) }) {
                 throw t.error("address", "\(prefix.address) is a node's heartbeat address")
             }

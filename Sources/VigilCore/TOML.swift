@@ -56,9 +56,14 @@ public struct TOMLTable: Equatable, Sendable {
     public subscript(key: String) -> TOMLNode? { entries[key] }
 
     mutating func set(_ key: String, _ node: TOMLNode) {
-        if entries[key] == nil { keys.append(key) }
+        if entries[key] == nil && !keys.contains(key) { keys.append(key) }
         entries[key] = node
     }
+
+    /// Removes the entry (keeping its place in `keys`) so that the caller holds the only
+    /// reference to its storage and can grow it in place: appending to an array of a thousand
+    /// tables must not copy the array each time. Put it back with `set`.
+    mutating func take(_ key: String) -> TOMLNode? { entries.removeValue(forKey: key) }
 }
 
 public enum TOML {
@@ -136,16 +141,22 @@ struct TOMLParser {
             guard let lastKey = path.last else { return }
             if isArray {
                 var arr: [TOMLNode] = []
-                if let existing = t[lastKey] {
-                    guard case .array(let a) = existing.value, a.allSatisfy({ if case .table = $0.value { return true } else { return false } }), !t.sealed else {
+                var arrayLine = headerLine
+                if var existing = t.take(lastKey) {
+                    // Only headers append here, and only tables: checking the last element suffices.
+                    guard case .array(let a) = existing.value, a.last.map({ if case .table = $0.value { return true } else { return false } }) ?? true,
+                          !t.sealed else {
+                        t.set(lastKey, existing)
                         throw TOMLError(line: headerLine, message: "'\(path.joined(separator: "."))' is already defined at line \(existing.line) and is not an array of tables")
                     }
+                    arrayLine = existing.line
                     arr = a
+                    existing = TOMLNode(value: .bool(false), line: 0)  // drop the other reference: append in place
                 }
                 var nt = TOMLTable(line: headerLine)
                 nt.sealed = false
                 arr.append(TOMLNode(value: .table(nt), line: headerLine))
-                t.set(lastKey, TOMLNode(value: .array(arr), line: t[lastKey]?.line ?? headerLine))
+                t.set(lastKey, TOMLNode(value: .array(arr), line: arrayLine))
             } else {
                 if let existing = t[lastKey] {
                     guard case .table(var et) = existing.value, et.implicit else {
@@ -201,14 +212,18 @@ struct TOMLParser {
             try withTable(root: &sub, steps: rest, line: line, create: create, body)
             root.set(k, TOMLNode(value: .table(sub), line: root[k]?.line ?? line))
         case .lastOf(let k):
-            guard let existing = root[k], case .array(var a) = existing.value, let lastNode = a.last,
-                case .table(var lastT) = lastNode.value
-            else {
+            guard var existing = root.take(k) else { throw TOMLError(line: line, message: "'\(k)' is not an array of tables") }
+            guard case .array(var a) = existing.value, let lastNode = a.last, case .table(var lastT) = lastNode.value else {
+                root.set(k, existing)
                 throw TOMLError(line: line, message: "'\(k)' is not an array of tables")
             }
+            // Only `a` refers to the array now: the last table is updated in place.
+            let arrayLine = existing.line
+            existing = TOMLNode(value: .bool(false), line: 0)
+            a[a.count - 1] = TOMLNode(value: .bool(false), line: 0)
             try withTable(root: &lastT, steps: rest, line: line, create: create, body)
             a[a.count - 1] = TOMLNode(value: .table(lastT), line: lastNode.line)
-            root.set(k, TOMLNode(value: .array(a), line: existing.line))
+            root.set(k, TOMLNode(value: .array(a), line: arrayLine))
         }
     }
 
