@@ -74,12 +74,12 @@ public enum TOML {
 }
 
 struct TOMLParser {
-    private let chars: [Character]
-    private var pos = 0
-    private var line = 1
-    private var root = TOMLTable(line: 1)
+    let chars: [Character]
+    var pos = 0
+    var line = 1
+    var root = TOMLTable(line: 1)
     /// Path of the table that key/value lines currently go to.
-    private var current: [PathStep] = []
+    var current: [PathStep] = []
 
     enum PathStep: Equatable {
         case key(String)
@@ -114,7 +114,7 @@ struct TOMLParser {
 
     // MARK: headers
 
-    private mutating func parseHeader() throws(TOMLError) {
+    mutating func parseHeader() throws(TOMLError) {
         let headerLine = line
         advance()  // [
         let isArray = peek() == "["
@@ -174,7 +174,7 @@ struct TOMLParser {
     }
 
     /// Walks (creating implicit tables where allowed) to the table at `steps` and runs `body` on it.
-    private func withTable(
+    func withTable(
         root: inout TOMLTable, steps: [PathStep], line: Int, create: Bool,
         _ body: (inout TOMLTable) throws(TOMLError) -> Void
     ) throws(TOMLError) {
@@ -227,7 +227,7 @@ struct TOMLParser {
         }
     }
 
-    private mutating func insert(value: TOMLNode, keyPath: [String], at keyLine: Int) throws(TOMLError) {
+    mutating func insert(value: TOMLNode, keyPath: [String], at keyLine: Int) throws(TOMLError) {
         var steps = current
         for k in keyPath.dropLast() { steps.append(.key(k)) }
         guard let lastKey = keyPath.last else { return }
@@ -242,7 +242,7 @@ struct TOMLParser {
 
     // MARK: keys
 
-    private mutating func parseKeyPath() throws(TOMLError) -> ([String], Int) {
+    mutating func parseKeyPath() throws(TOMLError) -> ([String], Int) {
         let keyLine = line
         var parts: [String] = []
         while true {
@@ -258,7 +258,7 @@ struct TOMLParser {
         return (parts, keyLine)
     }
 
-    private mutating func parseSimpleKey() throws(TOMLError) -> String {
+    mutating func parseSimpleKey() throws(TOMLError) -> String {
         guard let c = peek() else { throw TOMLError(line: line, message: "expected a key, found end of file") }
         if c == "\"" { return try parseBasicString() }
         if c == "'" { return try parseLiteralString() }
@@ -271,219 +271,8 @@ struct TOMLParser {
         return s
     }
 
-    // MARK: values
-
-    private mutating func parseValue() throws(TOMLError) -> TOMLNode {
-        let valueLine = line
-        guard let c = peek() else { throw TOMLError(line: line, message: "expected a value, found end of file") }
-        switch c {
-        case "\"":
-            if lookingAt("\"\"\"") { throw TOMLError(line: line, message: "multi-line strings are not supported here") }
-            return TOMLNode(value: .string(try parseBasicString()), line: valueLine)
-        case "'":
-            if lookingAt("'''") { throw TOMLError(line: line, message: "multi-line strings are not supported here") }
-            return TOMLNode(value: .string(try parseLiteralString()), line: valueLine)
-        case "[":
-            return TOMLNode(value: .array(try parseArray()), line: valueLine)
-        case "{":
-            return TOMLNode(value: .table(try parseInlineTable()), line: valueLine)
-        case "t", "f":
-            if lookingAt("true") {
-                pos += 4
-                return TOMLNode(value: .bool(true), line: valueLine)
-            }
-            if lookingAt("false") {
-                pos += 5
-                return TOMLNode(value: .bool(false), line: valueLine)
-            }
-            throw TOMLError(line: line, message: "unexpected value; strings need quotes")
-        default:
-            return TOMLNode(value: try parseNumber(), line: valueLine)
-        }
-    }
-
-    private mutating func parseNumber() throws(TOMLError) -> TOMLValue {
-        var s = ""
-        while let c = peek(), c.isASCII, c.isLetter || c.isNumber || "+-_.".contains(c) {
-            s.append(c)
-            advance()
-        }
-        if s.isEmpty {
-            throw TOMLError(line: line, message: "expected a value, found '\(peek().map(String.init) ?? "end of line")'")
-        }
-        if s.contains(where: { $0 == ":" }) || (s.count >= 10 && s.dropFirst(4).first == "-") {
-            throw TOMLError(line: line, message: "dates and times are not supported here: '\(s)'")
-        }
-        let clean = s.replacingUnderscores()
-        if let v = Int64(clean) { return .integer(v) }
-        if clean.hasPrefix("0x"), let v = Int64(clean.dropFirst(2), radix: 16) { return .integer(v) }
-        if clean.hasPrefix("0o"), let v = Int64(clean.dropFirst(2), radix: 8) { return .integer(v) }
-        if clean.hasPrefix("0b"), let v = Int64(clean.dropFirst(2), radix: 2) { return .integer(v) }
-        if clean.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let d = Double(clean) { return .float(d) }
-        throw TOMLError(line: line, message: "'\(s)' is not a valid value (strings need quotes)")
-    }
-
-    private mutating func parseArray() throws(TOMLError) -> [TOMLNode] {
-        advance()  // [
-        var items: [TOMLNode] = []
-        while true {
-            skipWhitespaceAndComments(newlines: true)
-            if peek() == "]" {
-                advance()
-                return items
-            }
-            items.append(try parseValue())
-            skipWhitespaceAndComments(newlines: true)
-            if peek() == "," {
-                advance()
-                continue
-            }
-            if peek() == "]" {
-                advance()
-                return items
-            }
-            throw TOMLError(line: line, message: "expected ',' or ']' in array")
-        }
-    }
-
-    private mutating func parseInlineTable() throws(TOMLError) -> TOMLTable {
-        let startLine = line
-        advance()  // {
-        var table = TOMLTable(line: startLine)
-        skipInlineSpace()
-        if peek() == "}" {
-            advance()
-            table.sealed = true
-            return table
-        }
-        while true {
-            skipInlineSpace()
-            let (path, keyLine) = try parseKeyPath()
-            skipInlineSpace()
-            guard peek() == "=" else { throw TOMLError(line: line, message: "expected '=' in inline table") }
-            advance()
-            skipInlineSpace()
-            let v = try parseValue()
-            guard path.count == 1, let k = path.first else {
-                throw TOMLError(line: keyLine, message: "dotted keys are not supported inside inline tables")
-            }
-            if let existing = table[k] {
-                throw TOMLError(line: keyLine, message: "key '\(k)' is defined twice (first at line \(existing.line))")
-            }
-            table.set(k, v)
-            skipInlineSpace()
-            if peek() == "," {
-                advance()
-                continue
-            }
-            if peek() == "}" {
-                advance()
-                table.sealed = true
-                return table
-            }
-            throw TOMLError(line: line, message: "expected ',' or '}' in inline table")
-        }
-    }
-
-    private mutating func parseBasicString() throws(TOMLError) -> String {
-        advance()  // "
-        var s = ""
-        while true {
-            guard let c = peek() else { throw TOMLError(line: line, message: "unterminated string") }
-            if c == "\n" { throw TOMLError(line: line, message: "unterminated string") }
-            advance()
-            if c == "\"" { return s }
-            if c == "\\" {
-                guard let e = peek() else { throw TOMLError(line: line, message: "unterminated string") }
-                advance()
-                switch e {
-                case "n": s.append("\n")
-                case "t": s.append("\t")
-                case "r": s.append("\r")
-                case "\\": s.append("\\")
-                case "\"": s.append("\"")
-                case "b": s.append("\u{08}")
-                case "f": s.append("\u{0C}")
-                case "u", "U":
-                    let n = e == "u" ? 4 : 8
-                    var hex = ""
-                    for _ in 0..<n {
-                        guard let h = peek(), h.isHexDigit else { throw TOMLError(line: line, message: "bad unicode escape") }
-                        hex.append(h)
-                        advance()
-                    }
-                    guard let v = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(v) else {
-                        throw TOMLError(line: line, message: "bad unicode escape")
-                    }
-                    s.unicodeScalars.append(scalar)
-                default:
-                    throw TOMLError(line: line, message: "unknown escape '\\\(e)' in string")
-                }
-            } else {
-                s.append(c)
-            }
-        }
-    }
-
-    private mutating func parseLiteralString() throws(TOMLError) -> String {
-        advance()  // '
-        var s = ""
-        while true {
-            guard let c = peek(), c != "\n" else { throw TOMLError(line: line, message: "unterminated string") }
-            advance()
-            if c == "'" { return s }
-            s.append(c)
-        }
-    }
-
-    // MARK: lexing helpers
-
-    private func peek() -> Character? { pos < chars.count ? chars[pos] : nil }
-
-    private func lookingAt(_ s: String) -> Bool {
-        var i = pos
-        for c in s {
-            guard i < chars.count, chars[i] == c else { return false }
-            i += 1
-        }
-        return true
-    }
-
-    private mutating func advance() {
-        if pos < chars.count {
-            if chars[pos] == "\n" { line += 1 }
-            pos += 1
-        }
-    }
-
-    private mutating func skipInlineSpace() {
-        while let c = peek(), c == " " || c == "\t" { advance() }
-    }
-
-    private mutating func skipWhitespaceAndComments(newlines: Bool) {
-        while let c = peek() {
-            if c == " " || c == "\t" || c == "\r" || (newlines && c == "\n") {
-                advance()
-            } else if c == "#" {
-                while let d = peek(), d != "\n" { advance() }
-            } else {
-                break
-            }
-        }
-    }
-
-    private mutating func expectEndOfLine() throws(TOMLError) {
-        skipInlineSpace()
-        if peek() == "#" {
-            while let d = peek(), d != "\n" { advance() }
-        }
-        if peek() == "\r" { advance() }
-        guard let c = peek() else { return }
-        guard c == "\n" else { throw TOMLError(line: line, message: "unexpected '\(c)' after value (one key = value per line)") }
-        advance()
-    }
 }
 
 extension String {
-    fileprivate func replacingUnderscores() -> String { String(self.filter { $0 != "_" }) }
+    func replacingUnderscores() -> String { String(self.filter { $0 != "_" }) }
 }
