@@ -42,28 +42,6 @@ public struct AgentParam: Sendable, Equatable, Codable {
 }
 
 /// A protected application run by a resource agent.
-public struct AgentResource: Sendable, Equatable, Codable {
-    public var name: String
-    public var agent: AgentSpec
-    public var params: [AgentParam]
-}
-
-public struct ResourceGroup: Sendable, Equatable, Codable {
-    public var name: String
-    public var members: [String]
-}
-
-public struct Colocation: Sendable, Equatable, Codable {
-    public var resource: String
-    public var with: String
-    public var score: Int
-}
-
-public struct Ordering: Sendable, Equatable, Codable {
-    public var first: String
-    public var then: String
-}
-
 /// Resource definitions: cluster state, replicated by the coordinator. See README "Resources file".
 public struct FloatingIP: Sendable, Equatable, Codable {
     public var name: String
