@@ -8,7 +8,10 @@ struct CoordinatorOffice: Sendable {
     /// things ended before our majority voted for us; the guard covers processing).
     let startBarrier: UInt64
     /// The published assignments: resource to node.
-    var placement: [String: UInt32] = [:]
+    var placement: [String: UInt32] = [:] { didSet { placementChanged = true } }
+    var placementChanged = true
+    /// What each peer is told it runs, with the revision (see `Heartbeat.assignmentsRev`).
+    var sent: [UInt32: (rev: UInt64, assignments: [String: UInt32])] = [:]
     /// When each resource was last withdrawn from a node.
     var withdrawnAt: [String: UInt64] = [:]
     /// Nodes each resource was assigned to during this term. Only those can have started it since
@@ -35,6 +38,21 @@ struct CoordinatorOffice: Sendable {
         // Strictly after the withdrawal: a heartbeat sent in the same millisecond, before it,
         // may still have carried the assignment.
         return echo > (withdrawnAt[r] ?? 0)
+    }
+
+    /// Splits the placement by node when it changed; a peer's revision grows only when its own
+    /// assignments changed, so a move between two nodes costs the others nothing.
+    mutating func refreshSent(serial: inout UInt64, peers: some Collection<UInt32>) {
+        guard placementChanged || sent.count != peers.count else { return }
+        placementChanged = false
+        var byNode: [UInt32: [String: UInt32]] = [:]
+        for (r, n) in placement { byNode[n, default: [:]][r] = n }
+        for id in peers {
+            let mine = byNode[id] ?? [:]
+            if let s = sent[id], s.assignments == mine { continue }
+            serial += 1
+            sent[id] = (serial, mine)
+        }
     }
 
     mutating func assign(_ r: String, to node: UInt32) {

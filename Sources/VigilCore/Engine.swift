@@ -77,16 +77,19 @@ public struct Engine: Sendable {
     public internal(set) var authority: UInt32 = 0
     var authorityUntil: UInt64 = 0
     var authorityAssignments: [String: UInt32] = [:]
+    /// The incarnation of the coordinator `authorityAssignments` came from, and their revision.
+    var authorityIncarnation: UInt64 = 0
+    var authorityRev: UInt64 = 0
 
     public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
     /// What runs here; absent means stopped.
-    public internal(set) var local: [String: LocalState] = [:]
+    public internal(set) var local: [String: LocalState] = [:] { didSet { factsDirty = true } }
     /// Everything that may run here (starting, started, stopping, blocked): reported as `held`.
     public var held: Set<String> { Set(local.keys) }
     /// Resources banned on this node (failed start, threshold reached, hard error, interface down).
-    public internal(set) var failed: [String: String] = [:]
+    public internal(set) var failed: [String: String] = [:] { didSet { factsDirty = true } }
     /// Agent said the configuration is wrong: banned everywhere until cleanup.
-    public internal(set) var fatal: [String: String] = [:]
+    public internal(set) var fatal: [String: String] = [:] { didSet { factsDirty = true } }
     var failureTimes: [String: [UInt64]] = [:]
     var thresholdBans: Set<String> = []
     var restartPending: Set<String> = []
@@ -110,6 +113,16 @@ public struct Engine: Sendable {
     var lastCoordinatorSeen: UInt32 = 0
 
     // Heartbeats and config
+    /// What this node tells its peers it holds, runs, blocks and fails (lists sorted), with the
+    /// revision they have in its heartbeats; rebuilt only when `local`, `failed` or `fatal` changed.
+    struct PublishedFacts: Sendable {
+        var rev: UInt64 = 0
+        var held: [String] = [], started: [String] = [], blocked: [String] = [], failed: [String] = [], fatal: [String] = []
+    }
+    var facts = PublishedFacts()
+    var factsDirty = true
+    /// Revisions of the assignments this node sends as coordinator: unique within its incarnation.
+    var assignmentSerial: UInt64 = 0
     var nextHeartbeatAt: UInt64 = 0
     var urgent = false
     var configRequestedAt: UInt64 = 0
@@ -152,7 +165,18 @@ public struct Engine: Sendable {
         // refreshes the link's liveness, which the next tick reports.
         guard membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now) else { return out }
         switch message {
-        case .heartbeat(let h):
+        case .heartbeat(var h):
+            // Facts are sent only until we acknowledged their revision: take them from what we
+            // hold. Without them (we hold another revision) the heartbeat counts only for the
+            // link's liveness; our acknowledgement makes the peer send them again.
+            if !h.factsIncluded {
+                guard let r = peers[sender]?.report, r.factsRev == h.factsRev else { return out }
+                h.held = r.held
+                h.started = r.started
+                h.blocked = r.blocked
+                h.failed = r.failed
+                h.fatal = r.fatal
+            }
             // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
             // rather than compute deadlines from it.
             if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
@@ -168,7 +192,8 @@ public struct Engine: Sendable {
             let quietOffice = office.map { $0.waitingReason.isEmpty && wasFresh == isFresh } ?? true
             let routine = quietOffice && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
                 && h.configDigest == resources.digest
-                && (!h.isCoordinator || (authority == sender && h.assignments == authorityAssignments && h.assigneeEpoch == ledger.epoch))
+                && (!h.isCoordinator || (authority == sender && h.assigneeEpoch == ledger.epoch
+                    && (h.assignmentsIncluded ? h.assignments == authorityAssignments && h.assignmentsRev == authorityRev : h.assignmentsRev == authorityRev)))
             membership.record(h, from: sender, now: now)
             ledger.heard(from: sender, epoch: h.epoch, sentAt: h.sentAt, now: now)
             ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho, refused: h.refusedEpoch,
@@ -282,21 +307,40 @@ public struct Engine: Sendable {
         return out
     }
 
+    /// Rebuilds the published facts if something they list changed; a new revision only if the
+    /// lists differ.
+    mutating func refreshFacts() {
+        guard factsDirty else { return }
+        factsDirty = false
+        var f = PublishedFacts(rev: facts.rev)
+        f.held = local.keys.sorted()
+        f.started = f.held.filter { local[$0] == .started }
+        f.blocked = f.held.filter { local[$0] == .blocked }
+        f.failed = failed.keys.sorted()
+        f.fatal = fatal.keys.sorted()
+        if f.rev == 0 || f.held != facts.held || f.started != facts.started || f.blocked != facts.blocked
+            || f.failed != facts.failed || f.fatal != facts.fatal {
+            f.rev += 1
+            facts = f
+        }
+    }
+
     mutating func sendHeartbeats(now: UInt64, out: inout [Directive]) {
-        let members = peers.values.filter(\.member).map(\.id).sorted()
-        let startedHere = local.filter { $0.value == .started }.keys.sorted()
-        let blockedHere = local.filter { $0.value == .blocked }.keys.sorted()
-        let heldHere = local.keys.sorted()
-        let failedHere = failed.keys.sorted()
-        let fatalHere = fatal.keys.sorted()
+        refreshFacts()
+        let members = membership.members
         // Each node is told only its own assignments: the heartbeat does not grow with what the
         // rest of the cluster runs.
         let withdrawals = ledger.withdrawals
         let seen = ledger.epochsSeen
-        var assignedTo: [UInt32: [String: UInt32]] = [:]
-        if isCoordinator { for (r, n) in placement { assignedTo[n, default: [:]][r] = n } }
+        if isCoordinator, var o = office {
+            office = nil  // mutate a unique copy
+            o.refreshSent(serial: &assignmentSerial, peers: peers.keys)
+            office = o
+        }
         for id in peers.keys.sorted() {
             guard let p = peers[id] else { continue }
+            // What this peer acknowledged of ours counts only if it answers our current life.
+            let answers = p.report.map { $0.echoIncarnation == incarnation } ?? false
             // The authority to start what we assign never outlives our own term as coordinator.
             var leaseMs: UInt32 = 0
             if isCoordinator && p.member && election.termEnd > now {
@@ -305,12 +349,29 @@ public struct Engine: Sendable {
             var h = Heartbeat(
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
-                configVersion: resources.version, configDigest: resources.digest,
-                held: heldHere, failed: failedHere,
-                assignments: assignedTo[id] ?? [:], members: members)
-            h.started = startedHere
-            h.blocked = blockedHere
-            h.fatal = fatalHere
+                configVersion: resources.version, configDigest: resources.digest, members: members)
+            h.factsRev = facts.rev
+            if answers && p.report?.factsAck == facts.rev {
+                h.factsIncluded = false
+            } else {
+                h.held = facts.held
+                h.started = facts.started
+                h.blocked = facts.blocked
+                h.failed = facts.failed
+                h.fatal = facts.fatal
+            }
+            // We hold the facts of the revision in the peer's latest report (never a report
+            // whose facts we did not have).
+            h.factsAck = p.report?.factsRev ?? 0
+            if isCoordinator, let sent = office?.sent[id] {
+                h.assignmentsRev = sent.rev
+                if answers && p.report?.assignmentsAck == sent.rev {
+                    h.assignmentsIncluded = false
+                } else {
+                    h.assignments = sent.assignments
+                }
+            }
+            if id == authority && authorityIncarnation == p.incarnation { h.assignmentsAck = authorityRev }
             h.probing = !probePending.isEmpty
             h.epoch = ledger.epoch
             let echo = ledger.echo(for: id)

@@ -5,23 +5,40 @@ extension Engine {
 
     mutating func handleAuthority(from sender: UInt32, _ h: Heartbeat, now: UInt64) {
         guard h.isCoordinator else {
-            if authority == sender { authority = 0; authorityAssignments = [:]; authorityUntil = 0 }
+            if authority == sender { authority = 0; clearAssignments() }
             return
         }
         guard !isCoordinator else { return }
         guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else { return }
+        let inc = peers[sender]?.incarnation ?? 0
+        var assignments = h.assignments
+        if !h.assignmentsIncluded {
+            // A coordinator sends its assignments only until we acknowledged their revision: these
+            // are the ones we hold. If we do not hold them (we dropped them since), this heartbeat
+            // grants nothing; our acknowledgement tells the coordinator to send them again.
+            guard authority == sender, authorityIncarnation == inc, authorityRev == h.assignmentsRev else { return }
+            assignments = authorityAssignments
+        }
         // A new coordinator counts only reports that answer its own heartbeats: answer at once.
         if authority != sender { urgent = true }
         authority = sender
         // Assignments made for an older epoch of ours are void: what a coordinator assigned to
         // that epoch may have been given away after a majority withdrew it.
         guard h.assigneeEpoch == ledger.epoch else {
-            authorityAssignments = [:]
-            authorityUntil = 0
+            clearAssignments()
             return
         }
-        authorityAssignments = h.assignments
+        authorityAssignments = assignments
+        authorityIncarnation = inc
+        authorityRev = h.assignmentsRev
         authorityUntil = h.echo + UInt64(h.leaseMs)
+    }
+
+    /// Forget the coordinator's assignments (and so stop acknowledging their revision).
+    mutating func clearAssignments() {
+        authorityAssignments = [:]
+        authorityRev = 0
+        authorityUntil = 0
     }
 
     /// When the guardian removes this node's addresses if the lease is not renewed: half the
@@ -63,8 +80,7 @@ extension Engine {
         // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
         if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {
             ledger.newEpoch()
-            authorityAssignments = [:]
-            authorityUntil = 0
+            clearAssignments()
             out.append(.event(.newEpoch(ledger.epoch)))
             urgent = true
         }
@@ -72,8 +88,7 @@ extension Engine {
         // start things lapses with its term (so lost heartbeats are not coordinator changes).
         if authority != 0 && authority != selfId && !isMember(authority) {
             authority = 0
-            authorityAssignments = [:]
-            authorityUntil = 0
+            clearAssignments()
         }
     }
 

@@ -55,6 +55,22 @@ public struct Heartbeat: Sendable, Equatable {
     public var withdrawals: [UInt32: UInt64] = [:]
     /// The highest epoch the sender has seen of every node.
     public var epochsSeen: [UInt32: UInt64] = [:]
+    /// Revision of the sender's facts (`held`, `started`, `failed`, `blocked`, `fatal`) within its
+    /// incarnation; it grows whenever one of them changes. The facts travel only to a peer that
+    /// has not acknowledged this revision (`factsIncluded`); otherwise they are the facts of that
+    /// revision, which the recipient holds. A heartbeat's size does not grow with what the sender
+    /// runs, except until every peer has its latest facts.
+    public var factsRev: UInt64 = 0
+    public var factsIncluded = true
+    /// The recipient's `factsRev` whose facts the sender holds (for the recipient's incarnation
+    /// `echoIncarnation`; 0: none).
+    public var factsAck: UInt64 = 0
+    /// Coordinator: the revision of `assignments` for the recipient (unique within the
+    /// coordinator's incarnation); sent only until the recipient acknowledged it.
+    public var assignmentsRev: UInt64 = 0
+    public var assignmentsIncluded = true
+    /// To the sender's coordinator: the revision of its assignments the sender holds (0: none).
+    public var assignmentsAck: UInt64 = 0
 
     public init(
         sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
@@ -80,7 +96,7 @@ public struct Heartbeat: Sendable, Equatable {
 extension Heartbeat {
     /// Equal in everything placement depends on (timestamps and echoes aside).
     public func samePlacementFacts(as o: Heartbeat) -> Bool {
-        vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
+        factsRev == o.factsRev && vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
             && configVersion == o.configVersion && configDigest == o.configDigest && held == o.held
             && started == o.started && failed == o.failed && blocked == o.blocked && fatal == o.fatal
             && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
@@ -136,6 +152,14 @@ public struct ByteWriter {
         u32(UInt32(u.count))
         bytes.append(contentsOf: u)
     }
+    /// A name of at most 255 bytes, with a one-byte length (longer ones are cut; names are
+    /// validated to be shorter long before they are sent).
+    public mutating func shortString(_ s: String) {
+        let u = s.utf8.prefix(255)
+        u8(UInt8(u.count))
+        bytes.append(contentsOf: u)
+    }
+    public mutating func reserve(_ n: Int) { bytes.reserveCapacity(n) }
 }
 
 /// Big-endian byte reader with bounds checks: malformed input throws, never traps.
@@ -170,6 +194,12 @@ public struct ByteReader {
         guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("string is not valid UTF-8") }
         return s
     }
+    public mutating func shortString() throws(DecodeError) -> String {
+        let n = Int(try u8())
+        let b = try take(n)
+        guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("name is not valid UTF-8") }
+        return s
+    }
     public mutating func count(max: Int) throws(DecodeError) -> Int {
         let n = Int(try u16())
         guard n <= max else { throw DecodeError("list of \(n) entries exceeds \(max)") }
@@ -179,7 +209,40 @@ public struct ByteReader {
 
 extension Message {
     static let maxNames = 4096
-    static let maxNameBytes = 256
+    static let maxNameBytes = 255
+
+    /// A node's facts, compactly: every resource it holds, fails or has a fatal error for, once,
+    /// with a byte of flags (held, started, blocked, failed, fatal). Each list comes out sorted.
+    static func encodeFacts(_ h: Heartbeat, _ w: inout ByteWriter) {
+        var flags: [String: UInt8] = [:]
+        flags.reserveCapacity(h.held.count + h.failed.count + h.fatal.count)
+        for (bit, list) in [(UInt8(1), h.held), (2, h.started), (4, h.blocked), (8, h.failed), (16, h.fatal)] {
+            for n in list { flags[n, default: 0] |= bit }
+        }
+        w.u16(UInt16(flags.count))
+        for n in flags.keys.sorted() {
+            w.shortString(n)
+            w.u8(flags[n] ?? 0)
+        }
+    }
+
+    static func decodeFacts(_ h: inout Heartbeat, _ r: inout ByteReader) throws(DecodeError) {
+        let n = try r.count(max: maxNames)
+        var last: String?
+        for _ in 0..<n {
+            let name = try r.shortString()
+            // Strictly ascending: each name once, and every list comes out sorted.
+            if let l = last, !(l < name) { throw DecodeError("resource facts not in ascending order at '\(name)'") }
+            last = name
+            let f = try r.u8()
+            guard f != 0, f & ~31 == 0 else { throw DecodeError("invalid resource flags \(f) for '\(name)'") }
+            if f & 1 != 0 { h.held.append(name) }
+            if f & 2 != 0 { h.started.append(name) }
+            if f & 4 != 0 { h.blocked.append(name) }
+            if f & 8 != 0 { h.failed.append(name) }
+            if f & 16 != 0 { h.fatal.append(name) }
+        }
+    }
 
     public func encodePayload() -> [UInt8] {
         var w = ByteWriter()
@@ -193,26 +256,27 @@ extension Message {
             if h.isCoordinator { flags |= 1 }
             if h.probing { flags |= 2 }
             if h.leaving { flags |= 4 }
+            if h.factsIncluded { flags |= 8 }
+            if h.assignmentsIncluded { flags |= 16 }
             w.u8(flags)
             w.u32(h.leaseMs)
             w.u64(h.configVersion)
             w.u64(h.configDigest)
-            w.u16(UInt16(h.held.count))
-            for s in h.held { w.string(s) }
-            w.u16(UInt16(h.failed.count))
-            for s in h.failed { w.string(s) }
-            let keys = h.assignments.keys.sorted()
-            w.u16(UInt16(keys.count))
-            for k in keys {
-                w.string(k)
-                w.u32(h.assignments[k] ?? 0)
+            w.u64(h.factsRev)
+            w.u64(h.factsAck)
+            w.u64(h.assignmentsRev)
+            w.u64(h.assignmentsAck)
+            if h.factsIncluded { Self.encodeFacts(h, &w) }
+            if h.assignmentsIncluded {
+                let keys = h.assignments.keys.sorted()
+                w.u16(UInt16(keys.count))
+                for k in keys {
+                    w.shortString(k)
+                    w.u32(h.assignments[k] ?? 0)
+                }
             }
             w.u16(UInt16(h.members.count))
             for m in h.members { w.u32(m) }
-            for list in [h.started, h.blocked, h.fatal] {
-                w.u16(UInt16(list.count))
-                for s in list { w.string(s) }
-            }
             w.u64(h.epoch)
             w.u64(h.supportEpoch)
             w.u64(h.supportEcho)
@@ -285,23 +349,29 @@ extension Message {
             h.echo = try r.u64()
             h.vote = try r.u32()
             let flags = try r.u8()
-            guard flags & ~7 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
+            guard flags & ~31 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
             h.probing = flags & 2 != 0
             h.leaving = flags & 4 != 0
+            h.factsIncluded = flags & 8 != 0
+            h.assignmentsIncluded = flags & 16 != 0
             h.leaseMs = try r.u32()
             h.configVersion = try r.u64()
             h.configDigest = try r.u64()
-            for _ in 0..<(try r.count(max: maxNames)) { h.held.append(try r.string(max: maxNameBytes)) }
-            for _ in 0..<(try r.count(max: maxNames)) { h.failed.append(try r.string(max: maxNameBytes)) }
-            for _ in 0..<(try r.count(max: maxNames)) {
-                let k = try r.string(max: maxNameBytes)
-                h.assignments[k] = try r.u32()
+            h.factsRev = try r.u64()
+            h.factsAck = try r.u64()
+            h.assignmentsRev = try r.u64()
+            h.assignmentsAck = try r.u64()
+            if h.factsIncluded { try decodeFacts(&h, &r) }
+            if h.assignmentsIncluded {
+                let n = try r.count(max: maxNames)
+                h.assignments.reserveCapacity(n)
+                for _ in 0..<n {
+                    let k = try r.shortString()
+                    guard h.assignments.updateValue(try r.u32(), forKey: k) == nil else { throw DecodeError("resource '\(k)' assigned twice") }
+                }
             }
             for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.u32()) }
-            for _ in 0..<(try r.count(max: maxNames)) { h.started.append(try r.string(max: maxNameBytes)) }
-            for _ in 0..<(try r.count(max: maxNames)) { h.blocked.append(try r.string(max: maxNameBytes)) }
-            for _ in 0..<(try r.count(max: maxNames)) { h.fatal.append(try r.string(max: maxNameBytes)) }
             h.epoch = try r.u64()
             h.supportEpoch = try r.u64()
             h.supportEcho = try r.u64()
