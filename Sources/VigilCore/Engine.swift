@@ -124,6 +124,9 @@ public struct Engine: Sendable {
     /// Revisions of the assignments this node sends as coordinator: unique within its incarnation.
     var assignmentSerial: UInt64 = 0
     var nextHeartbeatAt: UInt64 = 0
+    var lastHeartbeatAt: UInt64 = 0
+    /// How late after our heartbeat one of the phase reference may come and still re-anchor ours.
+    static let phaseSlack: UInt64 = 2
     var urgent = false
     var configRequestedAt: UInt64 = 0
     var rejectedDigests: Set<UInt64> = []
@@ -213,6 +216,21 @@ public struct Engine: Sendable {
                     out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: 0)))
                 }
             }
+            // Heartbeats in step with our coordinator's (or, without one, the lowest-id member's):
+            // a heartbeat of it pulls our next one forward when that is due within half an
+            // interval, so every node wakes about once per interval for receiving and sending
+            // alike. A node whose clock runs fast sends a little before the reference's heartbeats
+            // arrive: one that comes within `phaseSlack` after ours re-anchors our schedule to it.
+            // So no interval between two heartbeats is longer than `interval + phaseSlack`.
+            if sender == phaseReference, nextHeartbeatAt > now {
+                if nextHeartbeatAt - now <= timing.interval / 2 {
+                    nextHeartbeatAt = now
+                    return evaluate(now: now, out: &out)
+                }
+                if now > lastHeartbeatAt, now - lastHeartbeatAt <= Self.phaseSlack {
+                    nextHeartbeatAt = now + timing.interval
+                }
+            }
             if routine && !urgent { return out }
         case .configRequest(let version, let offset):
             out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
@@ -231,6 +249,16 @@ public struct Engine: Sendable {
             }
         }
         return evaluate(now: now, out: &out)
+    }
+
+    /// The node whose heartbeats ours follow in phase: our coordinator while it is a member, else
+    /// the lowest-id member below us (none for the coordinator and the lowest-id member).
+    var phaseReference: UInt32 {
+        if isCoordinator { return 0 }
+        if authority != 0 && authority != selfId && membership.isMember(authority) { return authority }
+        var best: UInt32 = 0
+        for p in peers.values where p.member && p.id < selfId && (best == 0 || p.id < best) { best = p.id }
+        return best
     }
 
     /// The next instant at which `tick` has something to do: the next heartbeat, or earlier when
@@ -257,7 +285,8 @@ public struct Engine: Sendable {
             }
         }
         for p in ledger.peers.values where p.ceasing { consider(p.acceptedAt + ledger.params.promiseOnSupporter) }
-        return max(d, now + 1)
+        // At or before `now`: a heartbeat is due now (a tick sends it and moves the deadline on).
+        return d
     }
 
     public mutating func tick(now: UInt64) -> [Directive] {
@@ -301,6 +330,7 @@ public struct Engine: Sendable {
         checkCommits(now: now, out: &out)
         if now >= nextHeartbeatAt || urgent {
             urgent = false
+            lastHeartbeatAt = now
             nextHeartbeatAt = now + timing.interval
             sendHeartbeats(now: now, out: &out)
         }

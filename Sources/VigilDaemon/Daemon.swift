@@ -15,7 +15,7 @@ public final class Daemon {
     let log: EventLog
     let store: StateStore
     let reactor: Reactor
-    let key: SymmetricKey
+    let key: PacketAuthenticator
     let clusterId: UInt32
     let incarnation: UInt64
     var engine: Engine
@@ -33,13 +33,16 @@ public final class Daemon {
     var leavingSince: UInt64?
     var heldBeforeLeaving: Set<String> = []
     var exitCode: Int32 = 0
-    var lastMonitor: UInt64 = 0
     /// Agent definitions as they were before a configuration change, for stopping removed ones.
     var lastAgents: [String: AgentResource] = [:]
     var guardian: GuardianLink?
-    /// Shell timers (agent monitors, hooks, address checks) run at most this often.
-    static let shellPeriodMs: UInt64 = 50
+    /// Shell timers (operation and hook timeouts, address checks, guardian restarts) run about
+    /// this often, up to `shellSlackMs` early.
+    static let shellPeriodMs: UInt64 = 100
+    static let shellSlackMs: UInt64 = 50
     var nextShellRound: UInt64 = 0
+    /// The engine's next deadline as of the last `nextWake`.
+    var engineWake: UInt64 = 0
 
     public init(setup: NodeSetup) throws {
         self.setup = setup
@@ -48,7 +51,7 @@ public final class Daemon {
         self.log = EventLog(node: setup.node.name)
         self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
         self.incarnation = try store.nextIncarnation()
-        self.key = makeKey(setup.key)
+        self.key = PacketAuthenticator(key: makeKey(setup.key))
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = Reactor()
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
@@ -129,34 +132,34 @@ public final class Daemon {
     func nextWake() -> UInt64 {
         let now = MonotonicClock.nowMs()
         // The engine's deadline is always in the future after a tick; a shell timer may be due now.
-        var wake = min(engine.nextDeadline(now: now), nextShellRound)
+        engineWake = engine.nextDeadline(now: now)
+        var wake = min(engineWake, nextShellRound)
         if let due = ips.nextAnnouncementDue { wake = min(wake, due) }
         return wake
     }
 
     /// The deadline the guardian enforces: the lease's, while we hold any address.
     func updateGuardian() {
-        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0, slack: cluster.timing.guardTime / 2)
+        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
     }
 
     func tick() {
         let now = MonotonicClock.nowMs()
-        execute(engine.tick(now: now))
+        if now >= engineWake { execute(engine.tick(now: now)) }
         ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil, leaseDeadline: engine.leaseUntil)
-        guard now >= nextShellRound else { return }
+        // Shell timers ride along with the engine's wakeups: a round runs up to `shellSlackMs`
+        // early rather than wake the loop on its own.
+        guard now + Self.shellSlackMs >= nextShellRound else { return }
         nextShellRound = now + Self.shellPeriodMs
         executor.reap()
         hooks.tick()
         guardian?.supervise(current: ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
-        if now >= lastMonitor + 50 {
-            lastMonitor = now
-            let (failed, recovered) = ips.monitor(now: now)
-            for f in failed {
-                log.warning("monitor resource=\(f.name) failed: \(f.why)")
-                execute(engine.resourceFailed(f.name, reason: f.why, kind: f.transient ? .transient : .hard, now: now))
-            }
-            for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
+        let (failed, recovered) = ips.monitor(now: now)
+        for f in failed {
+            log.warning("monitor resource=\(f.name) failed: \(f.why)")
+            execute(engine.resourceFailed(f.name, reason: f.why, kind: f.transient ? .transient : .hard, now: now))
         }
+        for name in recovered { execute(engine.resourceRecovered(name, now: now)) }
         if let since = leavingSince {
             let decision = engine.mayExit(previouslyHeld: heldBeforeLeaving, leavingSince: since, now: now)
             if decision.complete {
@@ -200,7 +203,7 @@ public final class Daemon {
         while budget > 0, let (n, from) = sock.receive(into: &buffer) {
             budget -= 1
             let bytes = Array(buffer[0..<n])
-            switch Envelope.open(bytes, key: key, clusterId: clusterId) {
+            switch Envelope.open(bytes, authenticator: key, clusterId: clusterId) {
             case .failure(let e):
                 let src = from.map { "\($0)" } ?? "?"
                 switch e {
@@ -338,7 +341,7 @@ public final class Daemon {
         let payload = msg.encodePayload()
         for (i, link) in cluster.links.enumerated() {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
-            let packet = Envelope.seal(payload: payload, header: header, key: key)
+            let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
             sockets[i].send(packet, to: node.addresses[i], port: link.port)
         }
     }

@@ -95,6 +95,7 @@ final class FloatingIPs {
         log.info("address-added resource=\(name) address=\(ip.prefix) interface=\(ifname)")
         active[name] = Active(ip: ip, interface: ifname, nextMonitor: now + ip.monitorIntervalMs,
                               nextRefresh: ip.refreshIntervalMs > 0 ? now + ip.refreshIntervalMs : nil)
+        nextMonitorDue = min(nextMonitorDue, now + min(ip.monitorIntervalMs, ip.refreshIntervalMs > 0 ? ip.refreshIntervalMs : UInt64.max))
         scheduleAnnouncements(name, now: now)
         return nil
     }
@@ -158,11 +159,35 @@ final class FloatingIPs {
         announcements = keep
     }
 
+    /// When `monitor` next has something to do (a check or a refresh announcement is due).
+    private(set) var nextMonitorDue: UInt64 = 0
+
     /// Periodic checks. Returns resources that failed (name, reason) and ones whose failure cleared.
     func monitor(now: UInt64) -> (failed: [(name: String, why: String, transient: Bool)], recovered: [String]) {
         var failed: [(name: String, why: String, transient: Bool)] = []
         var recovered: [String] = []
+        if now >= nextMonitorDue {
+            checkActive(now: now, failed: &failed)
+        }
+        for (name, kind) in failures {
+            switch kind {
+            case .interfaceDown(let ifname):
+                let st = Interfaces.state(ifname)
+                if st.exists && st.up && st.running {
+                    failures[name] = nil
+                    recovered.append(name)
+                }
+            }
+        }
+        return (failed, recovered.sorted())
+    }
+
+    /// Checks the addresses whose monitor is due: one interface query per interface and one
+    /// address dump per round, however many addresses share them.
+    private func checkActive(now: UInt64, failed: inout [(name: String, why: String, transient: Bool)]) {
         var present: Set<IPAddress>?
+        var states: [String: Interfaces.State] = [:]
+        var next = UInt64.max
         for name in active.keys.sorted() {
             guard var a = active[name] else { continue }
             if let r = a.nextRefresh, r <= now {
@@ -170,10 +195,16 @@ final class FloatingIPs {
                 active[name] = a
                 scheduleAnnouncements(name, now: now)
             }
-            guard a.nextMonitor <= now else { continue }
+            if let r = a.nextRefresh { next = min(next, r) }
+            guard a.nextMonitor <= now else {
+                next = min(next, a.nextMonitor)
+                continue
+            }
             a.nextMonitor = now + a.ip.monitorIntervalMs
+            next = min(next, a.nextMonitor)
             active[name] = a
-            let st = Interfaces.state(a.interface)
+            let st = states[a.interface] ?? Interfaces.state(a.interface)
+            states[a.interface] = st
             if !st.exists || !st.up || !st.running {
                 let why = !st.exists ? "interface \(a.interface) disappeared" : (!st.up ? "interface \(a.interface) is down" : "interface \(a.interface) has no carrier")
                 failures[name] = .interfaceDown(a.interface)
@@ -187,17 +218,7 @@ final class FloatingIPs {
                 failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)", true))
             }
         }
-        for (name, kind) in failures {
-            switch kind {
-            case .interfaceDown(let ifname):
-                let st = Interfaces.state(ifname)
-                if st.exists && st.up && st.running {
-                    failures[name] = nil
-                    recovered.append(name)
-                }
-            }
-        }
-        return (failed, recovered.sorted())
+        nextMonitorDue = next
     }
 
     /// An address could not be added: if its interface is down, watch for it to come back.

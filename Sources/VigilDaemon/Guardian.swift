@@ -34,25 +34,37 @@ public enum Guardian {
             return 1
         }
         _ = fcntl(0, F_SETFL, O_NONBLOCK)
+        // The shared word (descriptor 3) is the deadline in force; the pipe only rings the bell
+        // when it moved earlier, was armed or disarmed. Later deadlines are read when the
+        // guardian wakes for the one it had, so renewals cost neither side a system call.
+        let shared = SharedDeadline(inherited: 3)
         var deadline: UInt64 = 0
+        // The deadline whose addresses were removed (enforced once), and a retry after failures.
+        var enforced: UInt64 = 0
+        var retryAt: UInt64?
         var eof = false
         var pending: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 512)
-        log.info("guardian started pid=\(getpid())")
+        log.info("guardian started pid=\(getpid())\(shared == nil ? " (no shared deadline: pipe only)" : "")")
         while true {
+            if let sh = shared { deadline = sh.value }
             let now = MonotonicClock.nowMs()
-            if deadline != 0 && deadline != UInt64.max && now >= deadline {
+            var armed = deadline != 0 && deadline != UInt64.max && deadline != enforced
+            if (armed && now >= deadline) || (retryAt.map { now >= $0 } ?? false) {
                 let (removed, failures) = removeAll(netlink, log: log, deadline: deadline)
-                log.warning("guardian: lease deadline passed \(now - deadline) ms ago without renewal; removed \(removed) address(es)\(failures > 0 ? ", \(failures) failed: retrying" : "")")
+                log.warning("guardian: lease deadline passed \(now - min(now, deadline)) ms ago without renewal; removed \(removed) address(es)\(failures > 0 ? ", \(failures) failed: retrying" : "")")
                 // Stay armed until every marked address is gone: retry shortly.
-                deadline = failures > 0 ? now + 5 : 0
+                enforced = deadline
+                retryAt = failures > 0 ? now + 5 : nil
+                armed = false
             }
-            if eof && (deadline == 0 || deadline == UInt64.max) {
+            if eof && !armed && retryAt == nil {
                 log.info("guardian: clusterd is gone; exiting")
                 return 0
             }
             var wait: Int32 = -1
-            if deadline != 0 && deadline != UInt64.max { wait = Int32(min(1000, deadline - min(deadline, now))) }
+            if armed { wait = Int32(min(1000, deadline - min(deadline, now))) }
+            if let r = retryAt { wait = Int32(min(UInt64(wait < 0 ? 1000 : wait), r - min(r, now))) }
             if eof {
                 // Only an armed deadline is left to enforce.
                 _ = poll(nil, 0, max(wait, 1))
@@ -68,7 +80,8 @@ public enum Guardian {
             } else if r > 0 {
                 pending.append(contentsOf: buf[0..<r])
                 while pending.count >= 8 {
-                    deadline = pending[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+                    let record = pending[0..<8].reduce(0) { $0 << 8 | UInt64($1) }
+                    if shared == nil { deadline = record }
                     pending.removeFirst(8)
                 }
             }
@@ -109,6 +122,8 @@ final class GuardianLink {
     let log: EventLog
     private(set) var pid: pid_t = 0
     private var fd: Int32 = -1
+    /// The deadline word both processes map; it survives guardian restarts.
+    private let shared: SharedDeadline
     private var sent: UInt64?
     private(set) var restarts = 0
     private var startedAt: UInt64 = 0
@@ -122,6 +137,7 @@ final class GuardianLink {
     init(node: String, log: EventLog) throws {
         self.node = node
         self.log = log
+        self.shared = try SharedDeadline()
         try spawn()
     }
 
@@ -134,6 +150,7 @@ final class GuardianLink {
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, shared.fd, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -170,19 +187,18 @@ final class GuardianLink {
         log.info("guardian pid=\(child)")
     }
 
-    /// Hands the guardian a new deadline (0: nothing held). An earlier deadline, arming and
-    /// disarming are written at once; a later one only once it moved by `slack` ms, so the
-    /// guardian is not woken on every echo (its deadline then lags by less than `slack`, which
-    /// the margin between clusterd's own stop and the guardian's covers).
+    /// Hands the guardian a new deadline (0: nothing held; `UInt64.max`: no deadline). Every
+    /// deadline goes into the shared word; the pipe rings the guardian's bell only when the
+    /// deadline moved earlier, was armed or disarmed: a later one is read when the guardian wakes
+    /// for the deadline it had, so a renewal costs no system call and no wakeup.
     @discardableResult
-    func update(_ deadline: UInt64, slack: UInt64 = 0) -> Bool {
+    func update(_ deadline: UInt64) -> Bool {
         wanted = deadline
         guard pid > 0, fd >= 0 else { return false }
         guard deadline != sent else { return true }
-        // A later deadline waits for the slack, but never when the one the guardian has is near.
-        let now = MonotonicClock.nowMs()
-        if let s = sent, s != 0, s != UInt64.max, deadline != 0, deadline != UInt64.max, deadline > s, deadline - s < slack, s > now + 2 * slack {
-            wanted = s
+        shared.value = deadline
+        if let s = sent, s != 0, s != UInt64.max, deadline != 0, deadline != UInt64.max, deadline > s {
+            sent = deadline
             return true
         }
         var bytes = [UInt8](repeating: 0, count: 8)
@@ -229,6 +245,53 @@ final class GuardianLink {
             Glibc.close(fd)
             fd = -1
         }
+    }
+}
+
+/// A deadline (CLOCK_MONOTONIC ms) in a page shared by clusterd and its guardian: a memfd that
+/// clusterd creates and the guardian inherits as descriptor 3.
+final class SharedDeadline {
+    let fd: Int32
+    private let word: UnsafeMutablePointer<UInt64>
+
+    /// clusterd's side: a new page, initially 0 (disarmed).
+    init() throws {
+        var f = vigil_memfd("vigil-guardian")
+        guard f >= 0 else { throw SystemError("memfd_create for the guardian") }
+        // Never descriptor 3 itself: dup2 onto the same number would keep its close-on-exec.
+        if f <= 3 {
+            let g = fcntl(f, F_DUPFD_CLOEXEC, 10)
+            Glibc.close(f)
+            guard g >= 0 else { throw SystemError("dup for the guardian") }
+            f = g
+        }
+        guard ftruncate(f, 4096) == 0, let p = Self.map(f) else {
+            let e = SystemError("map the guardian's page")
+            Glibc.close(f)
+            throw e
+        }
+        fd = f
+        word = p
+        value = 0
+    }
+
+    /// The guardian's side: descriptor `fd` if it is such a page.
+    init?(inherited f: Int32) {
+        var st = stat()
+        guard fstat(f, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size >= 4096, let p = Self.map(f) else { return nil }
+        fd = f
+        word = p
+    }
+
+    private static func map(_ f: Int32) -> UnsafeMutablePointer<UInt64>? {
+        let p = mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, f, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        return p.bindMemory(to: UInt64.self, capacity: 1)
+    }
+
+    var value: UInt64 {
+        get { vigil_load_u64(word) }
+        set { vigil_store_u64(word, newValue) }
     }
 }
 

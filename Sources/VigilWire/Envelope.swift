@@ -62,7 +62,12 @@ public enum Envelope {
 
     /// Seals an already encoded payload (the same message goes out on every link).
     public static func seal(payload: [UInt8], header: Header, key: SymmetricKey) -> [UInt8] {
+        seal(payload: payload, header: header, authenticator: PacketAuthenticator(key: key))
+    }
+
+    public static func seal(payload: [UInt8], header: Header, authenticator: PacketAuthenticator) -> [UInt8] {
         var w = ByteWriter()
+        w.reserve(headerSize + payload.count + macSize)
         w.raw(magic)
         w.u16(protocolVersion)
         w.u8(header.kind)
@@ -74,21 +79,23 @@ public enum Envelope {
         w.u32(UInt32(payload.count))
         w.raw(payload)
         var bytes = w.bytes
-        let mac = HMAC<SHA256>.authenticationCode(for: bytes, using: key)
-        bytes.append(contentsOf: Array(mac))
+        authenticator.appendMAC(to: &bytes)
         return bytes
     }
 
     /// Verifies and decodes a packet. Nothing in it is trusted before the MAC checks out.
     public static func open(_ bytes: [UInt8], key: SymmetricKey, clusterId expected: UInt32) -> Result<(Header, Message), OpenError> {
+        open(bytes, authenticator: PacketAuthenticator(key: key), clusterId: expected)
+    }
+
+    public static func open(_ bytes: [UInt8], authenticator: PacketAuthenticator, clusterId expected: UInt32) -> Result<(Header, Message), OpenError> {
         guard bytes.count >= 6 else { return .failure(.tooShort) }
         guard Array(bytes[0..<4]) == magic else { return .failure(.notVigil) }
         let version = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
         guard version == protocolVersion else { return .failure(.incompatibleVersion(version)) }
         guard bytes.count >= headerSize + macSize else { return .failure(.tooShort) }
+        guard authenticator.verify(bytes) else { return .failure(.badMAC) }
         let body = Array(bytes[0..<(bytes.count - macSize)])
-        let mac = Array(bytes[(bytes.count - macSize)...])
-        guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: body, using: key) else { return .failure(.badMAC) }
         var r = ByteReader(body, offset: 6)
         do {
             let kind = try r.u8()
@@ -105,6 +112,39 @@ public enum Envelope {
             return .success((Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq), msg))
         } catch {
             return .failure(.malformed(error.message))
+        }
+    }
+}
+
+/// HMAC-SHA256 under the cluster key, keyed once: every packet starts from a copy of the keyed
+/// state instead of deriving the inner and outer pads again.
+public struct PacketAuthenticator: @unchecked Sendable {
+    private let keyed: HMAC<SHA256>
+
+    public init(key: SymmetricKey) { keyed = HMAC<SHA256>(key: key) }
+
+    func mac(_ bytes: UnsafeRawBufferPointer) -> HMAC<SHA256>.MAC {
+        var h = keyed
+        h.update(data: bytes)
+        return h.finalize()
+    }
+
+    func appendMAC(to bytes: inout [UInt8]) {
+        let m = bytes.withUnsafeBytes { mac($0) }
+        m.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+
+    /// Whether the last `macSize` bytes are the MAC of the rest (compared in constant time).
+    func verify(_ packet: [UInt8]) -> Bool {
+        guard packet.count >= Envelope.macSize else { return false }
+        let n = packet.count - Envelope.macSize
+        return packet.withUnsafeBytes { raw in
+            let m = mac(UnsafeRawBufferPointer(rebasing: raw[0..<n]))
+            return m.withUnsafeBytes { computed in
+                var diff: UInt8 = 0
+                for i in 0..<Envelope.macSize { diff |= computed[i] ^ raw[n + i] }
+                return diff == 0
+            }
         }
     }
 }

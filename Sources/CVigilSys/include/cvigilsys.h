@@ -13,6 +13,8 @@
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
 #include <netinet/in.h>
+#include <stdint.h>
+#include <sys/mman.h>
 
 static inline int vigil_ioctl_ifreq(int fd, unsigned long req, struct ifreq *ifr) { return ioctl(fd, req, ifr); }
 static inline unsigned long vigil_SIOCGIFFLAGS(void) { return SIOCGIFFLAGS; }
@@ -22,4 +24,10 @@ static inline int vigil_if_indextoname(unsigned int idx, char *buf) { return if_
 // Glibc module's; declare it here instead.
 extern int pipe2(int __pipedes[2], int __flags);
 static inline int vigil_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+// memfd_create likewise (_GNU_SOURCE).
+extern int memfd_create(const char *__name, unsigned int __flags);
+static inline int vigil_memfd(const char *name) { return memfd_create(name, 1U /* MFD_CLOEXEC */); }
+// One 64-bit word shared between clusterd and its guardian.
+static inline void vigil_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t vigil_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 #endif
