@@ -101,7 +101,7 @@ public struct Engine: Sendable {
     var deferEvaluation = false
     /// When a transient failure is forgotten.
     var failureExpiry: [String: UInt64] = [:]
-    public internal(set) var probePending: Set<String> = []
+    public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true } }
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
     var hadLease = false
@@ -118,6 +118,7 @@ public struct Engine: Sendable {
     struct PublishedFacts: Sendable {
         var rev: UInt64 = 0
         var held: [String] = [], started: [String] = [], blocked: [String] = [], failed: [String] = [], fatal: [String] = []
+        var probing: [String] = []
     }
     var facts = PublishedFacts()
     var factsDirty = true
@@ -179,6 +180,7 @@ public struct Engine: Sendable {
                 h.blocked = r.blocked
                 h.failed = r.failed
                 h.fatal = r.fatal
+                h.probingResources = r.probingResources
             }
             // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
             // rather than compute deadlines from it.
@@ -348,8 +350,9 @@ public struct Engine: Sendable {
         f.blocked = f.held.filter { local[$0] == .blocked }
         f.failed = failed.keys.sorted()
         f.fatal = fatal.keys.sorted()
+        f.probing = probePending.sorted()
         if f.rev == 0 || f.held != facts.held || f.started != facts.started || f.blocked != facts.blocked
-            || f.failed != facts.failed || f.fatal != facts.fatal {
+            || f.failed != facts.failed || f.fatal != facts.fatal || f.probing != facts.probing {
             f.rev += 1
             facts = f
         }
@@ -389,6 +392,7 @@ public struct Engine: Sendable {
                 h.blocked = facts.blocked
                 h.failed = facts.failed
                 h.fatal = facts.fatal
+                h.probingResources = facts.probing
             }
             // We hold the facts of the revision in the peer's latest report (never a report
             // whose facts we did not have).

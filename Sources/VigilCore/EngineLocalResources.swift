@@ -212,7 +212,11 @@ extension Engine {
         } else {
             desired = []
         }
-        if !probePending.isEmpty { desired.formIntersection(held) }
+        // Nothing new starts here while a probe here may still find it, or a relative, running.
+        if !probePending.isEmpty {
+            let probing = Set(probePending.map { resourceSet.component(of: $0) })
+            desired = desired.filter { local[$0] != nil || !probing.contains(resourceSet.component(of: $0)) }
+        }
         let order = resourceSet.startOrder
         let unknown = held.subtracting(order).sorted()  // removed from the configuration
         // Stops: what must not run here, or must restart, and everything depending on it here.

@@ -76,7 +76,9 @@ extension Engine {
         let alive = reportingNodes(gone: gone)
         let (nodes, state) = schedulerInput(alive: alive, placement: o.placement)
         let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
-        let anyProbing = (probePending.isEmpty ? false : true) || peers.values.contains { $0.member && ($0.report?.probing ?? false) }
+        // Resources whose group, order or colocation relatives some member still probes.
+        var probing = Set(probePending.map { resourceSet.component(of: $0) })
+        for p in peers.values where p.member { for r in p.report?.probingResources ?? [] { probing.insert(resourceSet.component(of: r)) } }
         for r in resourceSet.startOrder {
             let holders = reportedHolders(r, among: alive)
             let target = plan.placement[r]
@@ -116,7 +118,7 @@ extension Engine {
                 reasons[r] = "new coordinator: waiting \(o.startBarrier - now) ms before starting anything"
                 continue
             }
-            if isNewStart && anyProbing {
+            if isNewStart && probing.contains(resourceSet.component(of: r)) {
                 reasons[r] = "waiting for nodes to finish probing what already runs"
                 continue
             }

@@ -39,6 +39,8 @@ public struct Heartbeat: Sendable, Equatable {
     public var fatal: [String] = []
     /// The sender is still asking its agents what already runs (start-up or new resources).
     public var probing = false
+    /// Which resources it is still probing (part of the facts).
+    public var probingResources: [String] = []
     /// The sender's lease epoch (see `SupportLedger`): peers support it by echoing `sentAt`.
     public var epoch: UInt64 = 0
     /// The recipient's epoch the sender supports, and the recipient's `sentAt` it accepted last
@@ -99,6 +101,7 @@ extension Heartbeat {
         factsRev == o.factsRev && vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
             && configVersion == o.configVersion && configDigest == o.configDigest && held == o.held
             && started == o.started && failed == o.failed && blocked == o.blocked && fatal == o.fatal
+            && probingResources == o.probingResources
             && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
     }
 }
@@ -211,12 +214,13 @@ extension Message {
     static let maxNames = 4096
     static let maxNameBytes = 255
 
-    /// A node's facts, compactly: every resource it holds, fails or has a fatal error for, once,
-    /// with a byte of flags (held, started, blocked, failed, fatal). Each list comes out sorted.
+    /// A node's facts, compactly: every resource it holds, fails, probes or has a fatal error for,
+    /// once, with a byte of flags (held, started, blocked, failed, fatal, probing). Each list
+    /// comes out sorted.
     static func encodeFacts(_ h: Heartbeat, _ w: inout ByteWriter) {
         var flags: [String: UInt8] = [:]
         flags.reserveCapacity(h.held.count + h.failed.count + h.fatal.count)
-        for (bit, list) in [(UInt8(1), h.held), (2, h.started), (4, h.blocked), (8, h.failed), (16, h.fatal)] {
+        for (bit, list) in [(UInt8(1), h.held), (2, h.started), (4, h.blocked), (8, h.failed), (16, h.fatal), (32, h.probingResources)] {
             for n in list { flags[n, default: 0] |= bit }
         }
         w.u16(UInt16(flags.count))
@@ -235,12 +239,13 @@ extension Message {
             if let l = last, !(l < name) { throw DecodeError("resource facts not in ascending order at '\(name)'") }
             last = name
             let f = try r.u8()
-            guard f != 0, f & ~31 == 0 else { throw DecodeError("invalid resource flags \(f) for '\(name)'") }
+            guard f != 0, f & ~63 == 0 else { throw DecodeError("invalid resource flags \(f) for '\(name)'") }
             if f & 1 != 0 { h.held.append(name) }
             if f & 2 != 0 { h.started.append(name) }
             if f & 4 != 0 { h.blocked.append(name) }
             if f & 8 != 0 { h.failed.append(name) }
             if f & 16 != 0 { h.fatal.append(name) }
+            if f & 32 != 0 { h.probingResources.append(name) }
         }
     }
 

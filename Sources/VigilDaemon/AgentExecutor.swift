@@ -6,6 +6,11 @@ import VigilSystem
 /// child process in its own process group, with its own timeout; operations on one resource
 /// run one at a time, in the order asked; different resources run in parallel. A hanging
 /// agent has its whole group killed; garbage on its output is only logged (bounded).
+///
+/// At most `limit` operations run at once on the node (as Pacemaker's `node-action-limit`,
+/// twice the cores): a configuration that adds hundreds of resources probes them without a
+/// fork storm that starves the node. Waiting operations go in priority order: stops (they free
+/// what must move), starts, probes, then recurring monitors; in submission order within each.
 final class AgentExecutor {
     struct Request {
         var resource: String
@@ -15,6 +20,15 @@ final class AgentExecutor {
         var timeoutMs: UInt64
         var intervalMs: UInt64
         var completion: (OperationOutcome, String) -> Void
+        var seq: UInt64 = 0
+        var priority: Int {
+            switch op {
+            case .stop: return 0
+            case .start: return 1
+            case .monitor: return intervalMs == 0 ? 2 : 3
+            case .metaData, .validateAll: return 2
+            }
+        }
     }
     private struct Running {
         var request: Request
@@ -27,24 +41,45 @@ final class AgentExecutor {
     private var running: [String: Running] = [:]
     private let reactor: Reactor
     private let log: EventLog
+    private var submitted: UInt64 = 0
+    let limit: Int
 
-    init(reactor: Reactor, log: EventLog) {
+    init(reactor: Reactor, log: EventLog, limit: Int = AgentExecutor.defaultLimit) {
         self.reactor = reactor
         self.log = log
+        self.limit = max(1, limit)
     }
+
+    static var defaultLimit: Int { max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Operations queued or running for a resource.
     func busy(_ resource: String) -> Bool { running[resource] != nil || !(queues[resource]?.isEmpty ?? true) }
 
     func submit(_ r: Request) {
+        var r = r
+        submitted += 1
+        r.seq = submitted
         queues[r.resource, default: []].append(r)
-        startNext(r.resource)
+        pump()
     }
 
-    private func startNext(_ resource: String) {
+    /// Starts waiting operations while slots are free: the most urgent first.
+    private func pump() {
+        while running.count < limit {
+            var best: (resource: String, priority: Int, seq: UInt64)?
+            for (resource, q) in queues where running[resource] == nil {
+                guard let head = q.first else { continue }
+                if best.map({ (head.priority, head.seq) < ($0.priority, $0.seq) }) ?? true { best = (resource, head.priority, head.seq) }
+            }
+            guard let b = best else { return }
+            start(b.resource)
+        }
+    }
+
+    private func start(_ resource: String) {
         guard running[resource] == nil, var q = queues[resource], !q.isEmpty else { return }
         let r = q.removeFirst()
-        queues[resource] = q
+        queues[resource] = q.isEmpty ? nil : q
         let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
                                      timeoutMs: r.timeoutMs, intervalMs: r.intervalMs)
         let child: ChildProcess
@@ -55,7 +90,6 @@ final class AgentExecutor {
             child = try ChildProcess.spawn(r.spec.executable, [r.spec.argument(for: r.op)], env: env)
         } catch {
             finish(r, .couldNotRun("\(error)"), output: "")
-            startNext(resource)
             return
         }
         running[resource] = Running(request: r, child: child, deadline: MonotonicClock.nowMs() + r.timeoutMs)
@@ -80,8 +114,8 @@ final class AgentExecutor {
             running[resource] = nil
             reactor.remove(fd: run.child.outputFD)
             finish(run.request, run.timedOut ? .timedOut : end, output: run.child.outputText, durationMs: now - run.child.startedMs)
-            startNext(resource)
         }
+        pump()
     }
 
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {

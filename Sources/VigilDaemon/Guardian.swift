@@ -304,7 +304,10 @@ public enum Realtime {
         }
         var param = sched_param()
         param.sched_priority = priority
-        if sched_setscheduler(0, SCHED_RR, &param) != 0 {
+        // Children (agents, hooks) start with the normal policy: an agent inheriting a real-time
+        // priority would compete with clusterd for the processor, and a busy one starve it.
+        let resetOnFork: Int32 = 0x4000_0000  // SCHED_RESET_ON_FORK
+        if sched_setscheduler(0, SCHED_RR | resetOnFork, &param) != 0 {
             log.warning("\(who): cannot use SCHED_RR priority \(priority): \(SystemError("sched_setscheduler").description)")
         }
     }

@@ -74,6 +74,10 @@ public struct SimCluster {
     public private(set) var guardianFired: [(UInt32, UInt64)] = []
     /// Off only to show that a test would catch the stalled daemon without it.
     public var guardianEnabled = true
+    /// While set, every heartbeat sent is recorded in `heartbeatLog`.
+    public var recordHeartbeats = false
+    public struct SentHeartbeat: Sendable { public var at: UInt64; public var from: UInt32; public var to: UInt32; public var bytes: Int; public var heartbeat: Heartbeat }
+    public private(set) var heartbeatLog: [SentHeartbeat] = []
 
     public init(cluster: ClusterConfig, resources: String = "", seed: UInt64 = 1) throws {
         self.cluster = cluster
@@ -311,6 +315,9 @@ public struct SimCluster {
                 } catch {
                     violations.append("t=\(now): message kind \(original.kind) from n\(id) does not decode: \(error)")
                     continue
+                }
+                if recordHeartbeats, case .heartbeat(let h) = original {
+                    heartbeatLog.append(SentHeartbeat(at: now, from: id, to: to, bytes: payload.count, heartbeat: h))
                 }
                 seqs[id, default: 0] += 1
                 let seq = seqs[id] ?? 0

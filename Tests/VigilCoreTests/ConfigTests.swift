@@ -223,6 +223,40 @@ final class MessageCodecTests: XCTestCase {
         }
     }
 
+    /// Facts travel once per name with flags; facts and assignments can be left out (the
+    /// recipient acknowledged their revision), and then nothing of them is on the wire.
+    func testFactsAndAcknowledgedRevisions() throws {
+        var h = Heartbeat(sentAt: 9, held: ["b", "a", "c"], failed: ["z"], assignments: ["a": 2])
+        h.started = ["a"]
+        h.blocked = ["c"]
+        h.fatal = ["y"]
+        h.probingResources = ["p"]
+        h.factsRev = 7
+        h.factsAck = 3
+        h.assignmentsRev = 11
+        h.assignmentsAck = 4
+        guard case .heartbeat(let back) = try Message.decode(kind: 1, payload: Message.heartbeat(h).encodePayload()) else { return XCTFail() }
+        XCTAssertEqual(back.held, ["a", "b", "c"])
+        XCTAssertEqual(back.started, ["a"])
+        XCTAssertEqual(back.blocked, ["c"])
+        XCTAssertEqual(back.failed, ["z"])
+        XCTAssertEqual(back.fatal, ["y"])
+        XCTAssertEqual(back.probingResources, ["p"])
+        XCTAssertEqual(back.assignments, ["a": 2])
+        XCTAssertEqual([back.factsRev, back.factsAck, back.assignmentsRev, back.assignmentsAck], [7, 3, 11, 4])
+        var bare = h
+        bare.factsIncluded = false
+        bare.assignmentsIncluded = false
+        let small = Message.heartbeat(bare).encodePayload()
+        XCTAssertLessThan(small.count, Message.heartbeat(h).encodePayload().count - 20)
+        guard case .heartbeat(let b2) = try Message.decode(kind: 1, payload: small) else { return XCTFail() }
+        XCTAssertFalse(b2.factsIncluded)
+        XCTAssertFalse(b2.assignmentsIncluded)
+        XCTAssertEqual(b2.held, [])
+        XCTAssertEqual(b2.assignments, [:])
+        XCTAssertEqual(b2.factsRev, 7)
+    }
+
     func testTruncatedOrPaddedPayloadsAreRejectedNotTrapped() {
         let m = Message.heartbeat(Heartbeat(sentAt: 1, held: ["abc"]))
         let p = m.encodePayload()

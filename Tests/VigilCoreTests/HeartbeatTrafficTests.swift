@@ -1,0 +1,90 @@
+import XCTest
+import VigilCore
+import VigilTestKit
+
+/// What heartbeats carry and when they are sent: facts and assignments only until the peer
+/// acknowledged them (so a heartbeat does not grow with what a node runs), and every node in
+/// step with its coordinator (so a node wakes about once per interval).
+final class HeartbeatTrafficTests: XCTestCase {
+    static func addresses(_ count: Int, nodes: Int) -> String {
+        (0..<count).map { i in
+            "[[ip]]\nname = \"a\(i)\"\naddress = \"198.19.\(i / 250).\(i % 250 + 1)/16\"\ninterface = \"eth0\"\npreferred = [\"n\(i % nodes + 1)\"]\n"
+        }.joined()
+    }
+
+    func settledSim(addresses: Int, loss: Double = 0, seed: UInt64 = 3) throws -> SimCluster {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 2), resources: Self.addresses(addresses, nodes: 3), seed: seed)
+        if loss > 0 { sim.setAll(loss: loss, delay: 1, jitter: 2) }
+        let t = sim.run(until: 20_000) { s in
+            (0..<addresses).allSatisfy { i in s.holders(of: "a\(i)") == [UInt32(i % 3 + 1)] }
+        }
+        XCTAssertNotNil(t, "the addresses were never placed")
+        sim.run(2000)
+        XCTAssertEqual(sim.violations, [])
+        return sim
+    }
+
+    /// 300 addresses on three nodes: once placed, a heartbeat is as small as with none (the
+    /// facts of 100 addresses per node would be over 2 KB in every one of them).
+    func testSettledHeartbeatsDoNotGrowWithResources() throws {
+        for loss in [0.0, 0.2] {
+            var sim = try settledSim(addresses: 300, loss: loss)
+            sim.recordHeartbeats = true
+            sim.run(3000)
+            let log = sim.heartbeatLog
+            XCTAssertGreaterThan(log.count, 3 * 2 * 50, "loss \(loss)")
+            let withFacts = log.filter(\.heartbeat.factsIncluded)
+            let withAssignments = log.filter { $0.heartbeat.isCoordinator && $0.heartbeat.assignmentsIncluded }
+            XCTAssertEqual(withFacts.count, 0, "loss \(loss): settled heartbeats still carry facts")
+            XCTAssertEqual(withAssignments.count, 0, "loss \(loss): settled heartbeats still carry assignments")
+            XCTAssertLessThan(log.map(\.bytes).max() ?? 0, 200, "loss \(loss)")
+            XCTAssertEqual(sim.violations, [])
+        }
+    }
+
+    /// A change of facts reaches every peer although the heartbeats that carry them are lost at
+    /// random: they are sent until acknowledged, and then no more.
+    func testChangedFactsAreResentUntilAcknowledged() throws {
+        var sim = try settledSim(addresses: 30, loss: 0.3, seed: 5)
+        sim.recordHeartbeats = true
+        // a0 fails on n1: the new facts must reach the coordinator, which moves it.
+        sim.fail(1, "a0", reason: "test")
+        let moved = sim.run(until: sim.now + 5000) { s in s.holders(of: "a0").count == 1 && s.holders(of: "a0") != [1] }
+        XCTAssertNotNil(moved, "a0 never moved away from n1")
+        sim.run(3000)
+        let late = sim.heartbeatLog.filter { $0.at > sim.now - 1000 }
+        XCTAssertFalse(late.isEmpty)
+        XCTAssertEqual(late.filter(\.heartbeat.factsIncluded).count, 0, "facts still sent after they were acknowledged")
+        // Every peer holds n1's latest facts.
+        let rev = sim.engine(1)?.status(now: sim.clock(1)) != nil ? sim.heartbeatLog.last(where: { $0.from == 1 })?.heartbeat.factsRev : nil
+        XCTAssertNotNil(rev)
+        for id: UInt32 in [2, 3] {
+            XCTAssertEqual(sim.engine(id)?.peers[1]?.report?.factsRev, rev, "n\(id)")
+            XCTAssertEqual(sim.engine(id)?.peers[1]?.report?.failed, ["a0"], "n\(id)")
+        }
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    /// Nodes that started at random moments send in step with the coordinator after a few
+    /// intervals, and no interval between two heartbeats is longer than planned (plus the slack).
+    func testHeartbeatsFollowTheCoordinatorsPhase() throws {
+        var sim = try settledSim(addresses: 3)
+        guard let coordinator = sim.coordinators.first else { return XCTFail("no coordinator") }
+        sim.recordHeartbeats = true
+        sim.run(5000)
+        let interval = sim.cluster.timing.interval
+        let log = sim.heartbeatLog
+        let coordinatorSends = log.filter { $0.from == coordinator }.map(\.at)
+        for id: UInt32 in [1, 2, 3] where id != coordinator {
+            let mine = Array(Set(log.filter { $0.from == id }.map(\.at))).sorted()
+            XCTAssertGreaterThan(mine.count, 90)
+            for (a, b) in zip(mine, mine.dropFirst()) {
+                XCTAssertLessThanOrEqual(b - a, interval + 2, "n\(id): a gap of \(b - a) ms between heartbeats")
+            }
+            // Each of our heartbeats follows one of the coordinator's within the network delay
+            // (1 ms here) and processing.
+            let inStep = mine.filter { t in coordinatorSends.contains { $0 <= t && t - $0 <= 3 } }
+            XCTAssertGreaterThan(Double(inStep.count), 0.9 * Double(mine.count), "n\(id) does not send in step with the coordinator")
+        }
+    }
+}
