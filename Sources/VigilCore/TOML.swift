@@ -39,6 +39,20 @@ public indirect enum TOMLValue: Equatable, Sendable {
 public struct TOMLNode: Equatable, Sendable {
     public var value: TOMLValue
     public var line: Int
+
+    /// Moves the array out (leaving a placeholder), so the caller holds its only reference and
+    /// can grow it in place; nil if this is no array.
+    mutating func extractArray() -> [TOMLNode]? {
+        guard case .array(let a) = value else { return nil }
+        value = .bool(false)
+        return a
+    }
+
+    mutating func extractTable() -> TOMLTable? {
+        guard case .table(let t) = value else { return nil }
+        value = .bool(false)
+        return t
+    }
 }
 
 /// An ordered table: keys keep the order in which they were written.
@@ -137,21 +151,21 @@ struct TOMLParser {
                 steps.append(.key(k))
             }
         }
-        try withTable(root: &root, steps: Array(steps.dropLast()), line: headerLine, create: true) { (t: inout TOMLTable) throws(TOMLError) in
+        try Self.withTable(root: &root, steps: Array(steps.dropLast()), line: headerLine, create: true) { (t: inout TOMLTable) throws(TOMLError) in
             guard let lastKey = path.last else { return }
             if isArray {
                 var arr: [TOMLNode] = []
                 var arrayLine = headerLine
                 if var existing = t.take(lastKey) {
                     // Only headers append here, and only tables: checking the last element suffices.
-                    guard case .array(let a) = existing.value, a.last.map({ if case .table = $0.value { return true } else { return false } }) ?? true,
-                          !t.sealed else {
+                    let lineOfExisting = existing.line
+                    guard !t.sealed, let a = existing.extractArray(),
+                          a.last.map({ if case .table = $0.value { return true } else { return false } }) ?? true else {
                         t.set(lastKey, existing)
-                        throw TOMLError(line: headerLine, message: "'\(path.joined(separator: "."))' is already defined at line \(existing.line) and is not an array of tables")
+                        throw TOMLError(line: headerLine, message: "'\(path.joined(separator: "."))' is already defined at line \(lineOfExisting) and is not an array of tables")
                     }
-                    arrayLine = existing.line
-                    arr = a
-                    existing = TOMLNode(value: .bool(false), line: 0)  // drop the other reference: append in place
+                    arrayLine = lineOfExisting
+                    arr = consume a  // the only reference: appended in place
                 }
                 var nt = TOMLTable(line: headerLine)
                 nt.sealed = false
@@ -174,7 +188,7 @@ struct TOMLParser {
     }
 
     /// Walks (creating implicit tables where allowed) to the table at `steps` and runs `body` on it.
-    func withTable(
+    static func withTable(
         root: inout TOMLTable, steps: [PathStep], line: Int, create: Bool,
         _ body: (inout TOMLTable) throws(TOMLError) -> Void
     ) throws(TOMLError) {
@@ -196,7 +210,7 @@ struct TOMLParser {
                     guard case .table(var lastT)? = a.last?.value else {
                         throw TOMLError(line: line, message: "'\(k)' is \(existing.value.typeName) (line \(existing.line)), not a table")
                     }
-                    try withTable(root: &lastT, steps: rest, line: line, create: create, body)
+                    try Self.withTable(root: &lastT, steps: rest, line: line, create: create, body)
                     var na = a
                     na[na.count - 1] = TOMLNode(value: .table(lastT), line: a[a.count - 1].line)
                     root.set(k, TOMLNode(value: .array(na), line: existing.line))
@@ -209,20 +223,19 @@ struct TOMLParser {
                 sub = TOMLTable(line: line)
                 sub.implicit = true
             }
-            try withTable(root: &sub, steps: rest, line: line, create: create, body)
+            try Self.withTable(root: &sub, steps: rest, line: line, create: create, body)
             root.set(k, TOMLNode(value: .table(sub), line: root[k]?.line ?? line))
         case .lastOf(let k):
             guard var existing = root.take(k) else { throw TOMLError(line: line, message: "'\(k)' is not an array of tables") }
-            guard case .array(var a) = existing.value, let lastNode = a.last, case .table(var lastT) = lastNode.value else {
+            let arrayLine = existing.line
+            // Moved out, not copied: the last table is updated in place however long the array.
+            guard var a = existing.extractArray(), var lastNode = a.popLast(), var lastT = lastNode.extractTable() else {
                 root.set(k, existing)
                 throw TOMLError(line: line, message: "'\(k)' is not an array of tables")
             }
-            // Only `a` refers to the array now: the last table is updated in place.
-            let arrayLine = existing.line
-            existing = TOMLNode(value: .bool(false), line: 0)
-            a[a.count - 1] = TOMLNode(value: .bool(false), line: 0)
-            try withTable(root: &lastT, steps: rest, line: line, create: create, body)
-            a[a.count - 1] = TOMLNode(value: .table(lastT), line: lastNode.line)
+            try Self.withTable(root: &lastT, steps: rest, line: line, create: create, body)
+            lastNode.value = .table(lastT)
+            a.append(lastNode)
             root.set(k, TOMLNode(value: .array(a), line: arrayLine))
         }
     }
@@ -232,7 +245,7 @@ struct TOMLParser {
         for k in keyPath.dropLast() { steps.append(.key(k)) }
         guard let lastKey = keyPath.last else { return }
         let dotted = keyPath.joined(separator: ".")
-        try withTable(root: &root, steps: steps, line: keyLine, create: true) { (t: inout TOMLTable) throws(TOMLError) in
+        try Self.withTable(root: &root, steps: steps, line: keyLine, create: true) { (t: inout TOMLTable) throws(TOMLError) in
             if let existing = t[lastKey] {
                 throw TOMLError(line: keyLine, message: "key '\(dotted)' is defined twice (first at line \(existing.line))")
             }

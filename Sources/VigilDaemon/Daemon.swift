@@ -114,6 +114,8 @@ public final class Daemon {
         guardian = try GuardianLink(node: selfNode.name, log: log)
         ips.removeLeftovers()
         reactor.onTick = { [unowned self] in self.tick() }
+        reactor.stallMs = max(20, cluster.timing.interval)
+        reactor.onStall = { [log] what, ms in log.warning("event-loop-stall ms=\(ms) in=\"\(what)\" (heartbeats were late)") }
         reactor.nextWake = { [unowned self] in self.nextWake() }
         reactor.run()
         executor.killAll()

@@ -18,6 +18,17 @@ public final class Reactor {
     /// Rounds of the loop and timer rounds, for the idle benchmark.
     public private(set) var wakeups: UInt64 = 0
     public private(set) var timerRounds: UInt64 = 0
+    /// Told when one handler (or the timer round) kept the loop busy longer than `stallMs`: a
+    /// loop that stalls delays heartbeats, and peers count it lost.
+    public var stallMs: UInt64 = 100
+    public var onStall: (_ what: String, _ ms: UInt64) -> Void = { _, _ in }
+
+    private func timed(_ what: @autoclosure () -> String, _ body: () -> Void) {
+        let t0 = MonotonicClock.nowMs()
+        body()
+        let d = MonotonicClock.nowMs() - t0
+        if d >= stallMs { onStall(what(), d) }
+    }
 
     public init() {}
 
@@ -45,12 +56,12 @@ public final class Reactor {
             wakeups += 1
             if MonotonicClock.nowMs() >= min(scheduled, nextWake()) {
                 timerRounds += 1
-                onTick()
+                timed("timer round") { onTick() }
             }
             while !jobs.isEmpty {
                 let j = jobs
                 jobs = []
-                for job in j { job() }
+                for job in j { timed("queued job") { job() } }
             }
             guard running else { break }
             let wake = nextWake()
@@ -67,7 +78,7 @@ public final class Reactor {
             guard n > 0 else { continue }
             for p in fds where p.revents != 0 {
                 // A handler may have removed this descriptor while serving an earlier one.
-                if let h = handlers[p.fd] { h.handler(p.revents) }
+                if let h = handlers[p.fd] { timed("descriptor \(p.fd)") { h.handler(p.revents) } }
             }
         }
     }
