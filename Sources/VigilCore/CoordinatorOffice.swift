@@ -21,6 +21,10 @@ struct CoordinatorOffice: Sendable {
     var failovers: [String: (from: String, reason: String)] = [:]
     /// Why a resource is not (yet) where the scheduler wants it.
     var waitingReason: [String: String] = [:]
+    /// Members whose release of something we wait for: the echo (of our clock) a heartbeat of
+    /// theirs must carry to count as that release. Only such a heartbeat, changed facts, a
+    /// membership change or `nextRound` make placement run again.
+    var awaitingEcho: [UInt32: UInt64] = [:]
     /// Placement inputs changed since the last round.
     var dirty = true
     var nextRound: UInt64 = 0
@@ -53,6 +57,12 @@ struct CoordinatorOffice: Sendable {
             serial += 1
             sent[id] = (serial, mine)
         }
+    }
+
+    /// The echo `z`'s report must carry to count as its release of `r` (see `isFreshRelease`).
+    func releaseEcho(of r: String, by z: UInt32) -> UInt64 {
+        guard assignedInOffice[r]?.contains(z) ?? false else { return since }
+        return max(since, (withdrawnAt[r] ?? 0) + 1)
     }
 
     mutating func assign(_ r: String, to node: UInt32) {

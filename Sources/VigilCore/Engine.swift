@@ -189,12 +189,16 @@ public struct Engine: Sendable {
             // In office, a report also counts once it answers one of our heartbeats (fresh).
             let wasFresh = office.map { o in peers[sender]?.report.map { $0.echoIncarnation == incarnation && $0.echo >= o.since } ?? false } ?? true
             let isFresh = office.map { o in h.echoIncarnation == incarnation && h.echo >= o.since } ?? true
-            if !sameFacts || wasFresh != isFresh { office?.dirty = true }
+            // A release we wait for rides on an echo: this heartbeat may confirm it.
+            let confirms = office.map { o in
+                o.awaitingEcho[sender].map { h.echoIncarnation == incarnation && h.echo >= $0 } ?? false
+            } ?? false
+            if !sameFacts || wasFresh != isFresh || confirms { office?.dirty = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
-            // A coordinator evaluates every heartbeat while something waits (release confirmations
-            // ride on echoes) and when a report became fresh.
-            let quietOffice = office.map { $0.waitingReason.isEmpty && wasFresh == isFresh } ?? true
+            // A coordinator evaluates a heartbeat that may confirm a release it waits for, and
+            // one whose report became fresh.
+            let quietOffice = !confirms && wasFresh == isFresh
             let routine = quietOffice && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
                 && h.configDigest == resources.digest
                 && (!h.isCoordinator || (authority == sender && h.assigneeEpoch == ledger.epoch
@@ -271,7 +275,7 @@ public struct Engine: Sendable {
         func consider(_ t: UInt64) { if t > now && t < d { d = t } }
         if !local.isEmpty { consider(leaseUntil) }
         consider(authorityUntil)
-        if let o = office { consider(o.startBarrier) }
+        if let o = office { consider(o.startBarrier); consider(o.nextRound) }
         for t in monitorDue.values { consider(t) }
         for t in failureExpiry.values { consider(t) }
         consider(election.blockedUntil)
@@ -319,8 +323,9 @@ public struct Engine: Sendable {
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
         // Placement is recomputed when an input it depends on changed (anything that makes a
-        // heartbeat urgent, a peer's reported facts), while something waits, and once a second.
-        if var o = office, o.dirty || urgent || !o.waitingReason.isEmpty || now >= o.nextRound {
+        // heartbeat urgent, a peer's reported facts, a release we wait for), when a wait runs
+        // out, and once a second.
+        if var o = office, o.dirty || urgent || now >= o.nextRound {
             office = nil  // mutate a unique copy
             o.dirty = false
             o.nextRound = now + 1000

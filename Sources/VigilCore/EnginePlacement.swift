@@ -67,6 +67,7 @@ extension Engine {
     mutating func place(now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         var changed = false
         var reasons: [String: String] = [:]
+        o.awaitingEcho = [:]
         let names = Set(resourceSet.names)
         for r in o.placement.keys where !names.contains(r) {
             o.placement[r] = nil
@@ -108,6 +109,11 @@ extension Engine {
             let keep = holders == [t] && startedOn(r, among: alive) == [t]
             let blockers = keep ? [] : ([selfId] + Array(peers.keys)).filter { $0 != t && mayHold($0, r, gone: gone, office: o) }.sorted()
             if !blockers.isEmpty {
+                // A member that no longer lists it releases it with a heartbeat that answers a
+                // late enough one of ours: that heartbeat makes placement run again.
+                for b in blockers where b != selfId && isMember(b) && !(peers[b]?.heldSet.contains(r) ?? true) {
+                    o.awaitingEcho[b] = min(o.awaitingEcho[b] ?? UInt64.max, o.releaseEcho(of: r, by: b))
+                }
                 let names = blockers.map { b -> String in
                     isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
@@ -115,6 +121,7 @@ extension Engine {
                 continue
             }
             if isNewStart && now < o.startBarrier {
+                o.nextRound = min(o.nextRound, o.startBarrier)
                 reasons[r] = "new coordinator: waiting \(o.startBarrier - now) ms before starting anything"
                 continue
             }

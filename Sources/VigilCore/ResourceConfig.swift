@@ -113,6 +113,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     private var predecessorMap: [String: [String]] = [:]
     private var dependentMap: [String: [String]] = [:]
     public private(set) var startOrder: [String] = []
+    /// The scheduler's placement units (groups and lone resources) in dependency order.
+    private(set) var unitOrder: [Scheduler.Unit] = []
 
     mutating func buildGraph() {
         ipIndex = [:]
@@ -130,6 +132,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         dependentMap = [:]
         for r in names { for p in predecessorMap[r] ?? [] { dependentMap[p, default: []].append(r) } }
         startOrder = Scheduler.startOrder(self)
+        unitOrder = []
+        unitOrder = Scheduler.orderedUnits(self)
         buildComponents()
     }
 

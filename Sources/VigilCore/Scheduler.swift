@@ -61,7 +61,7 @@ public enum Scheduler {
         public var actions: [Action] = []
     }
 
-    struct Unit {
+    struct Unit: Sendable, Equatable, Codable {
         var name: String
         var members: [String]
     }
@@ -69,7 +69,8 @@ public enum Scheduler {
     public static func schedule(_ set: ResourceSet, nodes: [Node], state: State) -> Result {
         var result = Result()
         let byId = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0) })
-        let units = orderedUnits(set)
+        let units = set.unitOrder.isEmpty && !set.names.isEmpty ? orderedUnits(set) : set.unitOrder
+        let sortedNodes = nodes.sorted(by: { $0.id < $1.id })
         var unitPlacement: [String: UInt32?] = [:]
 
         func unitOf(_ name: String) -> String {
@@ -102,7 +103,7 @@ public enum Scheduler {
             var best: (score: Int, id: UInt32)?
             var why = "no node is online"
             var withStopped: String?
-            for node in nodes.sorted(by: { $0.id < $1.id }) {
+            for node in sortedNodes {
                 guard node.online else { continue }
                 if why == "no node is online" { why = "no node can run it" }
                 guard !node.standby else { why = "every eligible node is offline or in standby"; continue }

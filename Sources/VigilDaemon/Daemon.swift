@@ -14,6 +14,8 @@ public final class Daemon {
     let selfNode: ClusterConfig.Node
     let log: EventLog
     let store: StateStore
+    /// Writes the replicated configuration to disk off the loop.
+    let storage: Worker
     let reactor: Reactor
     let key: PacketAuthenticator
     let clusterId: UInt32
@@ -54,6 +56,7 @@ public final class Daemon {
         self.key = PacketAuthenticator(key: makeKey(setup.key))
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = Reactor()
+        self.storage = try Worker(name: "storage")
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
         self.executor = AgentExecutor(reactor: reactor, log: log)
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
@@ -119,6 +122,7 @@ public final class Daemon {
         reactor.nextWake = { [unowned self] in self.nextWake() }
         reactor.run()
         executor.killAll()
+        storage.finish()
         ips.stopAll()
         updateGuardian()
         guardian?.close()
@@ -316,10 +320,14 @@ public final class Daemon {
             case .announce(let name):
                 ips.scheduleAnnouncements(name, now: now)
             case .persist(let v):
-                do {
-                    try store.saveResources(v)
-                } catch {
-                    log.error("cannot save resource configuration version \(v.version): \(error)")
+                // Written (temp file, fsync, rename) on a thread of its own: an fsync can take
+                // longer than a heartbeat interval. Saves are kept in order.
+                storage.submit { [store, log] in
+                    do {
+                        try store.saveResources(v)
+                    } catch {
+                        log.error("cannot save resource configuration version \(v.version): \(error)")
+                    }
                 }
             case .adoptResources(let set):
                 // Remember every agent definition ever in force, to stop one after its removal.

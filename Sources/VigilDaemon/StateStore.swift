@@ -4,7 +4,7 @@ import VigilSystem
 
 /// The node's state directory: the replicated resource configuration and the incarnation counter.
 /// Every write is atomic (temporary file, fsync, rename).
-public struct StateStore {
+public struct StateStore: Sendable {
     public let dir: String
     var resourcesPath: String { dir + "/resources.state" }
     var incarnationPath: String { dir + "/incarnation" }
