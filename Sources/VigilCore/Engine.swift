@@ -99,6 +99,9 @@ public struct Engine: Sendable {
     var monitorInFlight: Set<String> = []
     /// Set while the shell records a batch of results: evaluation waits for its `tick`.
     var deferEvaluation = false
+    /// Set by `beginBatch` while the shell delivers many results at once (a burst of agent
+    /// processes ending): one evaluation at `endBatch` instead of one per result.
+    public internal(set) var batching = false
     /// When a transient failure is forgotten.
     var failureExpiry: [String: UInt64] = [:]
     public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true } }
@@ -295,6 +298,14 @@ public struct Engine: Sendable {
         return d
     }
 
+    public mutating func beginBatch() { batching = true }
+
+    public mutating func endBatch(now: UInt64) -> [Directive] {
+        batching = false
+        var out: [Directive] = []
+        return evaluate(now: now, out: &out)
+    }
+
     public mutating func tick(now: UInt64) -> [Directive] {
         var out: [Directive] = []
         return evaluate(now: now, out: &out)
@@ -317,7 +328,7 @@ public struct Engine: Sendable {
     // MARK: - the evaluation step
 
     mutating func evaluate(now: UInt64, out: inout [Directive]) -> [Directive] {
-        if deferEvaluation { return out }
+        if deferEvaluation || batching { return out }
         updateMembership(now: now, out: &out)
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)

@@ -39,21 +39,26 @@ final class AgentExecutor {
 
     private var queues: [String: [Request]] = [:]
     private var running: [String: Running] = [:]
+    /// Resources whose operation's process the spawner is starting.
+    private var starting: Set<String> = []
+    private let spawner: Spawner
+    private var killing = false
     private let reactor: Reactor
     private let log: EventLog
     private var submitted: UInt64 = 0
     let limit: Int
 
-    init(reactor: Reactor, log: EventLog, limit: Int = AgentExecutor.defaultLimit) {
+    init(reactor: Reactor, log: EventLog, limit: Int = AgentExecutor.defaultLimit) throws {
         self.reactor = reactor
         self.log = log
         self.limit = max(1, limit)
+        self.spawner = try Spawner(reactor: reactor)
     }
 
     static var defaultLimit: Int { max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Operations queued or running for a resource.
-    func busy(_ resource: String) -> Bool { running[resource] != nil || !(queues[resource]?.isEmpty ?? true) }
+    func busy(_ resource: String) -> Bool { running[resource] != nil || starting.contains(resource) || !(queues[resource]?.isEmpty ?? true) }
 
     func submit(_ r: Request) {
         var r = r
@@ -65,9 +70,9 @@ final class AgentExecutor {
 
     /// Starts waiting operations while slots are free: the most urgent first.
     private func pump() {
-        while running.count < limit {
+        while running.count + starting.count < limit {
             var best: (resource: String, priority: Int, seq: UInt64)?
-            for (resource, q) in queues where running[resource] == nil {
+            for (resource, q) in queues where running[resource] == nil && !starting.contains(resource) {
                 guard let head = q.first else { continue }
                 if best.map({ (head.priority, head.seq) < ($0.priority, $0.seq) }) ?? true { best = (resource, head.priority, head.seq) }
             }
@@ -77,31 +82,44 @@ final class AgentExecutor {
     }
 
     private func start(_ resource: String) {
-        guard running[resource] == nil, var q = queues[resource], !q.isEmpty else { return }
+        guard running[resource] == nil, !starting.contains(resource), var q = queues[resource], !q.isEmpty else { return }
         let r = q.removeFirst()
         queues[resource] = q.isEmpty ? nil : q
         let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
                                      timeoutMs: r.timeoutMs, intervalMs: r.intervalMs)
-        let child: ChildProcess
-        do {
-            guard access(r.spec.executable, X_OK) == 0 else {
-                throw SystemError("\(r.spec.executable) is not an executable on this node", errno: errno)
-            }
-            child = try ChildProcess.spawn(r.spec.executable, [r.spec.argument(for: r.op)], env: env)
-        } catch {
-            finish(r, .couldNotRun("\(error)"), output: "")
+        guard access(r.spec.executable, X_OK) == 0 else {
+            finish(r, .couldNotRun("\(SystemError("\(r.spec.executable) is not an executable on this node", errno: errno))"), output: "")
             return
         }
-        running[resource] = Running(request: r, child: child, deadline: MonotonicClock.nowMs() + r.timeoutMs)
-        reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
-            guard let child else { return }
-            if child.drain() { self?.reactor.remove(fd: child.outputFD) }
-            self?.reap()
+        // The slot is taken while the spawner starts the process (off this thread).
+        starting.insert(resource)
+        spawner.spawn(r.spec.executable, [r.spec.argument(for: r.op)], env: env) { [weak self] result in
+            guard let self else { return }
+            self.starting.remove(resource)
+            switch result {
+            case .failure(let e):
+                self.finish(r, .couldNotRun("\(e)"), output: "")
+            case .success(let child):
+                // The timeout runs from the moment the process exists.
+                self.running[resource] = Running(request: r, child: child, deadline: MonotonicClock.nowMs() + r.timeoutMs)
+                self.reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
+                    guard let child else { return }
+                    if child.drain() { self?.reactor.remove(fd: child.outputFD) }
+                    self?.reap()
+                }
+                if self.killing { child.killGroup(SIGKILL) }
+            }
+            self.reap()
         }
     }
 
+    /// Runs the delivery of a burst of results (the daemon batches the engine's evaluation).
+    var batch: (() -> Void) -> Void = { $0() }
+
     /// Called on SIGCHLD and on every tick: collects finished operations, enforces timeouts.
-    func reap() {
+    func reap() { batch { reapNow() } }
+
+    private func reapNow() {
         let now = MonotonicClock.nowMs()
         for (resource, var run) in running {
             if !run.timedOut && now >= run.deadline {
@@ -141,6 +159,7 @@ final class AgentExecutor {
 
     /// Kills everything still running (clusterd is exiting).
     func killAll() {
+        killing = true
         for (_, run) in running { run.child.killGroup(SIGKILL) }
     }
 }

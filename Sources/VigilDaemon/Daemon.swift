@@ -58,7 +58,7 @@ public final class Daemon {
         self.reactor = Reactor()
         self.storage = try Worker(name: "storage")
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
-        self.executor = AgentExecutor(reactor: reactor, log: log)
+        self.executor = try AgentExecutor(reactor: reactor, log: log)
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
                                 base: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                        "VIGIL_CLUSTER": setup.cluster.name, "VIGIL_LOCAL_NODE": setup.node.name],
@@ -117,6 +117,13 @@ public final class Daemon {
         guardian = try GuardianLink(node: selfNode.name, log: log)
         ips.removeLeftovers()
         reactor.onTick = { [unowned self] in self.tick() }
+        // Every operation that ended is recorded first; the engine evaluates once per batch.
+        executor.batch = { [unowned self] body in
+            guard !self.engine.batching else { return body() }
+            self.engine.beginBatch()
+            body()
+            self.execute(self.engine.endBatch(now: MonotonicClock.nowMs()))
+        }
         reactor.stallMs = max(20, cluster.timing.interval)
         reactor.onStall = { [log] what, ms in log.warning("event-loop-stall ms=\(ms) in=\"\(what)\" (heartbeats were late)") }
         reactor.nextWake = { [unowned self] in self.nextWake() }
