@@ -102,6 +102,7 @@ public struct Engine: Sendable {
     /// Set by `beginBatch` while the shell delivers many results at once (a burst of agent
     /// processes ending): one evaluation at `endBatch` instead of one per result.
     public internal(set) var batching = false
+    var evaluationWanted = false
     /// When a transient failure is forgotten.
     var failureExpiry: [String: UInt64] = [:]
     public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true } }
@@ -298,11 +299,17 @@ public struct Engine: Sendable {
         return d
     }
 
-    public mutating func beginBatch() { batching = true }
+    public mutating func beginBatch() {
+        batching = true
+        evaluationWanted = false
+    }
 
+    /// Ends a batch: evaluates once if any input of it asked for an evaluation.
     public mutating func endBatch(now: UInt64) -> [Directive] {
         batching = false
         var out: [Directive] = []
+        guard evaluationWanted else { return out }
+        evaluationWanted = false
         return evaluate(now: now, out: &out)
     }
 
@@ -328,6 +335,7 @@ public struct Engine: Sendable {
     // MARK: - the evaluation step
 
     mutating func evaluate(now: UInt64, out: inout [Directive]) -> [Directive] {
+        if batching { evaluationWanted = true }
         if deferEvaluation || batching { return out }
         updateMembership(now: now, out: &out)
         updateLeases(now: now, out: &out)

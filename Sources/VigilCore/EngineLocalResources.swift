@@ -189,6 +189,8 @@ extension Engine {
         }
         var desired: Set<String>
         let assignments = isCoordinator ? placement : authorityAssignments
+        let heldNow = held
+        let known = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
         if leaving {
             desired = []
         } else if hasLease {
@@ -196,19 +198,17 @@ extension Engine {
             let valid = authorityValid(now: now)
             // A coordinator in office (whose heartbeats reach only its members, so it saw what
             // we run) decides; without one, keep what runs and start nothing.
-            desired = valid ? mine : held
-            desired.subtract(failed.keys)
-            desired.subtract(fatal.keys)
-            desired.formIntersection(resourceSet.names)
+            desired = valid ? mine : heldNow
+            for r in failed.keys { desired.remove(r) }
+            for r in fatal.keys { desired.remove(r) }
+            desired = desired.filter { known.contains($0) }
         } else if cluster.noQuorumPolicy == .freeze {
             // Start nothing, stop no application. Addresses always follow the lease (the
             // guardian removes them at its end whatever the policy): two machines answering
             // for one address is never what an operator wants.
-            desired = held.filter { resourceSet.ip(named: $0) == nil }
-            desired.formIntersection(resourceSet.names)
+            desired = heldNow.filter { resourceSet.ip(named: $0) == nil && known.contains($0) }
         } else if !everHadLease && now < leftoverGraceUntil {
-            desired = held.intersection(leftovers)  // start-up reconciliation window
-            desired.formIntersection(resourceSet.names)
+            desired = heldNow.intersection(leftovers).filter { known.contains($0) }  // start-up reconciliation window
         } else {
             desired = []
         }
@@ -218,7 +218,7 @@ extension Engine {
             desired = desired.filter { local[$0] != nil || !probing.contains(resourceSet.component(of: $0)) }
         }
         let order = resourceSet.startOrder
-        let unknown = held.subtracting(order).sorted()  // removed from the configuration
+        let unknown = heldNow.filter { !known.contains($0) }.sorted()  // removed from the configuration
         // Stops: what must not run here, or must restart, and everything depending on it here.
         var toStop = Set(local.filter { ($0.value == .started || $0.value == .starting) && (!desired.contains($0.key) || restartPending.contains($0.key)) }.keys)
         var grew = true

@@ -113,6 +113,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     private var predecessorMap: [String: [String]] = [:]
     private var dependentMap: [String: [String]] = [:]
     public private(set) var startOrder: [String] = []
+    /// `names` as a set (looked up on every evaluation).
+    public private(set) var nameSet: Set<String> = []
     /// The scheduler's placement units (groups and lone resources) in dependency order.
     private(set) var unitOrder: [Scheduler.Unit] = []
 
@@ -132,6 +134,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         dependentMap = [:]
         for r in names { for p in predecessorMap[r] ?? [] { dependentMap[p, default: []].append(r) } }
         startOrder = Scheduler.startOrder(self)
+        nameSet = Set(names)
         unitOrder = []
         unitOrder = Scheduler.orderedUnits(self)
         buildComponents()

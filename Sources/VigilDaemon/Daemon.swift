@@ -213,6 +213,10 @@ public final class Daemon {
         // A bounded batch per round: poll is level-triggered, so the rest is read after the
         // tick and the other descriptors had their turn (a flood cannot starve the leases).
         var budget = 64
+        // The batch is evaluated once at its end (placement included), not once per datagram.
+        let outer = engine.batching
+        if !outer { engine.beginBatch() }
+        defer { if !outer { execute(engine.endBatch(now: MonotonicClock.nowMs())) } }
         while budget > 0, let (n, from) = sock.receive(into: &buffer) {
             budget -= 1
             let bytes = Array(buffer[0..<n])
