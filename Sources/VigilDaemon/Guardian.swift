@@ -9,10 +9,13 @@ import VigilSystem
 /// SIGSTOP, stuck in D-state, swapping, crashed). It runs with its memory locked and a real-time
 /// priority above `clusterd`'s, and does nothing else: no configuration, no network but netlink.
 ///
-/// Protocol on its standard input: 8-byte big-endian records, each the newest deadline on
-/// CLOCK_MONOTONIC in milliseconds; 0 disarms (nothing held), `UInt64.max` means no deadline
-/// (a one-node cluster). At end of file (`clusterd` gone) it still enforces the last deadline,
-/// then exits.
+/// Protocol: descriptor 3 is a page shared with `clusterd` whose first word is the deadline in
+/// force, on CLOCK_MONOTONIC in milliseconds; 0 disarms (nothing held), `UInt64.max` means no
+/// deadline (a one-node cluster). `clusterd` stores every renewal there without waking the
+/// guardian, which re-reads the word whenever it wakes for the deadline it knew. Its standard
+/// input is the doorbell: an 8-byte big-endian record (the new deadline, used directly when there
+/// is no shared page) whenever the deadline moves earlier, is armed or is disarmed. At end of file
+/// (`clusterd` gone) it still enforces the last deadline, then exits.
 ///
 /// What it covers: floating addresses. What only fencing covers: applications on a stalled node
 /// (they keep running until `clusterd` resumes and stops them), and a whole machine that stops

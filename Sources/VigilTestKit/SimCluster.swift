@@ -51,6 +51,19 @@ public struct SimCluster {
     public var failingStarts: [UInt32: Set<String>] = [:]
     /// Resources a probe finds already running on a node.
     public var runningProbes: [UInt32: Set<String>] = [:]
+    /// Resources whose probe on a node does not answer until `finishProbe`.
+    public var hangingProbes: [UInt32: Set<String>] = [:]
+    struct Probe: Hashable { var node: UInt32; var resource: String }
+    var pendingProbes: Set<Probe> = []
+
+    /// Answers a hanging probe: the resource is not running there.
+    public mutating func finishProbe(_ r: String, on id: UInt32) {
+        guard pendingProbes.remove(Probe(node: id, resource: r)) != nil, var e = engines[id] else { return }
+        let d = e.probeResult(r, .notRunning, now: clock(id))
+        engines[id] = e
+        execute(id, d)
+    }
+
     /// Resources whose stop fails on a node.
     public var failingStops: [UInt32: Set<String>] = [:]
     /// (time, node, resource) for every recurring monitor the engines asked for.
@@ -368,6 +381,11 @@ public struct SimCluster {
                 queue.append(contentsOf: e.operationFinished(r, .monitor, running ? .success : .notRunning, now: clock(id)))
                 engines[id] = e
             case .probe(let r):
+                // A probe that hangs: answered only by `finishProbe`.
+                if hangingProbes[id]?.contains(r) ?? false {
+                    pendingProbes.insert(Probe(node: id, resource: r))
+                    continue
+                }
                 if runningProbes[id]?.contains(r) ?? false {
                     holding[id, default: []].insert(r)
                     actions.append((now, id, r, true))

@@ -88,3 +88,48 @@ final class HeartbeatTrafficTests: XCTestCase {
         }
     }
 }
+
+/// A probe holds back only what it concerns: the resources tied to it by a group, an order or
+/// a colocation. Everything else starts while it hangs.
+final class ProbeScopeTests: XCTestCase {
+    func testAHangingProbeHoldsBackOnlyItsRelatives() throws {
+        let text = """
+        [[ip]]
+        name = "free-ip"
+        address = "192.0.2.60/24"
+        interface = "eth0"
+        preferred = ["n2"]
+
+        [[ip]]
+        name = "tied-ip"
+        address = "192.0.2.61/24"
+        interface = "eth0"
+        preferred = ["n2"]
+
+        [[resource]]
+        name = "db"
+        agent = "ocf:heartbeat:Dummy"
+        preferred = ["n2"]
+
+        [[resource]]
+        name = "other"
+        agent = "ocf:heartbeat:Dummy"
+        preferred = ["n3"]
+
+        [[order]]
+        first = "db"
+        then = "tied-ip"
+        """
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 1), resources: text, seed: 9)
+        sim.hangingProbes[1] = ["db"]
+        let t = sim.run(until: 5000) { s in s.holders(of: "free-ip") == [2] && s.holders(of: "other") == [3] }
+        XCTAssertNotNil(t, "unrelated resources waited for another resource's probe")
+        sim.run(2000)
+        XCTAssertEqual(sim.holders(of: "db"), [], "db started while n1 was still probing it")
+        XCTAssertEqual(sim.holders(of: "tied-ip"), [], "tied-ip (ordered after db) started while db was being probed")
+        sim.finishProbe("db", on: 1)
+        let t2 = sim.run(until: sim.now + 5000) { s in s.holders(of: "db") == [2] && s.holders(of: "tied-ip") == [2] }
+        XCTAssertNotNil(t2, "db and tied-ip never started after the probe answered")
+        XCTAssertEqual(sim.violations, [])
+    }
+}
