@@ -117,14 +117,10 @@ public struct Engine: Sendable {
     var lastCoordinatorSeen: UInt32 = 0
 
     // Heartbeats and config
-    /// What this node tells its peers it holds, runs, blocks and fails (lists sorted), with the
-    /// revision they have in its heartbeats; rebuilt only when `local`, `failed` or `fatal` changed.
-    struct PublishedFacts: Sendable {
-        var rev: UInt64 = 0
-        var held: [String] = [], started: [String] = [], blocked: [String] = [], failed: [String] = [], fatal: [String] = []
-        var probing: [String] = []
-    }
-    var facts = PublishedFacts()
+    /// What this node tells its peers it holds, runs, blocks, fails and probes (the facts lists
+    /// of a heartbeat, sorted) with their revision (`factsRev`); rebuilt only when `local`,
+    /// `failed`, `fatal` or `probePending` changed.
+    var facts = Heartbeat(sentAt: 0)
     var factsDirty = true
     /// Revisions of the assignments this node sends as coordinator: unique within its incarnation.
     var assignmentSerial: UInt64 = 0
@@ -179,12 +175,7 @@ public struct Engine: Sendable {
             // link's liveness; our acknowledgement makes the peer send them again.
             if !h.factsIncluded {
                 guard let r = peers[sender]?.report, r.factsRev == h.factsRev else { return out }
-                h.held = r.held
-                h.started = r.started
-                h.blocked = r.blocked
-                h.failed = r.failed
-                h.fatal = r.fatal
-                h.probingResources = r.probingResources
+                h.copyFacts(from: r)
             }
             // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
             // rather than compute deadlines from it.
@@ -368,16 +359,15 @@ public struct Engine: Sendable {
     mutating func refreshFacts() {
         guard factsDirty else { return }
         factsDirty = false
-        var f = PublishedFacts(rev: facts.rev)
+        var f = Heartbeat(sentAt: 0)
         f.held = local.keys.sorted()
         f.started = f.held.filter { local[$0] == .started }
         f.blocked = f.held.filter { local[$0] == .blocked }
         f.failed = failed.keys.sorted()
         f.fatal = fatal.keys.sorted()
-        f.probing = probePending.sorted()
-        if f.rev == 0 || f.held != facts.held || f.started != facts.started || f.blocked != facts.blocked
-            || f.failed != facts.failed || f.fatal != facts.fatal || f.probing != facts.probing {
-            f.rev += 1
+        f.probingResources = probePending.sorted()
+        if facts.factsRev == 0 || !f.sameFacts(as: facts) {
+            f.factsRev = facts.factsRev + 1
             facts = f
         }
     }
@@ -407,16 +397,11 @@ public struct Engine: Sendable {
                 sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest, members: members)
-            h.factsRev = facts.rev
-            if answers && p.report?.factsAck == facts.rev {
+            h.factsRev = facts.factsRev
+            if answers && p.report?.factsAck == facts.factsRev {
                 h.factsIncluded = false
             } else {
-                h.held = facts.held
-                h.started = facts.started
-                h.blocked = facts.blocked
-                h.failed = facts.failed
-                h.fatal = facts.fatal
-                h.probingResources = facts.probing
+                h.copyFacts(from: facts)
             }
             // We hold the facts of the revision in the peer's latest report (never a report
             // whose facts we did not have).

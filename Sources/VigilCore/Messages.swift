@@ -96,12 +96,27 @@ public struct Heartbeat: Sendable, Equatable {
 }
 
 extension Heartbeat {
+    /// Takes the facts lists of `other` (`held`, `started`, `blocked`, `failed`, `fatal`,
+    /// `probingResources`), as of its `factsRev`.
+    public mutating func copyFacts(from other: Heartbeat) {
+        held = other.held
+        started = other.started
+        blocked = other.blocked
+        failed = other.failed
+        fatal = other.fatal
+        probingResources = other.probingResources
+    }
+
+    /// The same facts lists as `other`.
+    public func sameFacts(as o: Heartbeat) -> Bool {
+        held == o.held && started == o.started && blocked == o.blocked && failed == o.failed && fatal == o.fatal
+            && probingResources == o.probingResources
+    }
+
     /// Equal in everything placement depends on (timestamps and echoes aside).
     public func samePlacementFacts(as o: Heartbeat) -> Bool {
         factsRev == o.factsRev && vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
-            && configVersion == o.configVersion && configDigest == o.configDigest && held == o.held
-            && started == o.started && failed == o.failed && blocked == o.blocked && fatal == o.fatal
-            && probingResources == o.probingResources
+            && configVersion == o.configVersion && configDigest == o.configDigest && sameFacts(as: o)
             && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
     }
 }

@@ -144,8 +144,9 @@ public final class Daemon {
     /// due announcement, or the next round of shell timers.
     func nextWake() -> UInt64 {
         let now = MonotonicClock.nowMs()
-        // The engine's deadline is always in the future after a tick; a shell timer may be due now.
-        engineWake = engine.nextDeadline(now: now)
+        // The engine lists only future instants: a deadline that came due stays due until the
+        // engine's tick has seen it (else waking exactly at it would skip it to the next one).
+        if engineWake == 0 || engineWake > now { engineWake = engine.nextDeadline(now: now) }
         var wake = min(engineWake, nextShellRound)
         if let due = ips.nextAnnouncementDue { wake = min(wake, due) }
         return wake
@@ -158,7 +159,10 @@ public final class Daemon {
 
     func tick() {
         let now = MonotonicClock.nowMs()
-        if now >= engineWake { execute(engine.tick(now: now)) }
+        if now >= engineWake {
+            engineWake = 0
+            execute(engine.tick(now: now))
+        }
         ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil, leaseDeadline: engine.leaseUntil)
         // Shell timers ride along with the engine's wakeups: a round runs up to `shellSlackMs`
         // early rather than wake the loop on its own.

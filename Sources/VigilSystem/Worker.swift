@@ -25,7 +25,13 @@ public final class Worker: @unchecked Sendable {
         sigfillset(&all)
         pthread_sigmask(SIG_BLOCK, &all, &previous)
         defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        let rc = pthread_create(&thread, nil, { ctx in
+        // A small stack: clusterd locks its memory (mlockall), so every page of a default 8 MiB
+        // stack would be resident. Jobs are shallow.
+        var attr = pthread_attr_t()
+        pthread_attr_init(&attr)
+        defer { pthread_attr_destroy(&attr) }
+        pthread_attr_setstacksize(&attr, 512 * 1024)
+        let rc = pthread_create(&thread, &attr, { ctx in
             guard let ctx else { return nil }
             let worker = Unmanaged<Worker>.fromOpaque(ctx).takeRetainedValue()
             worker.loop()
