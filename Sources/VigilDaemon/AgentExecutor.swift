@@ -48,11 +48,11 @@ final class AgentExecutor {
     private var submitted: UInt64 = 0
     let limit: Int
 
-    init(reactor: Reactor, log: EventLog, limit: Int = AgentExecutor.defaultLimit) throws {
+    init(reactor: Reactor, log: EventLog, spawner: Spawner, limit: Int = AgentExecutor.defaultLimit) {
         self.reactor = reactor
         self.log = log
         self.limit = max(1, limit)
-        self.spawner = try Spawner(reactor: reactor)
+        self.spawner = spawner
     }
 
     static var defaultLimit: Int { max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
@@ -174,6 +174,9 @@ final class HookRunner {
     }
     private var queue: [(hook: String, event: Event)] = []
     private var current: (hook: String, event: Event, child: ChildProcess, deadline: UInt64)?
+    /// The spawner is starting the next hook (hooks run one at a time).
+    private var spawning = false
+    private let spawner: Spawner
     private let dir: String?
     private let timeoutMs: UInt64
     private let log: EventLog
@@ -184,7 +187,8 @@ final class HookRunner {
     private var cachedHooks: [String] = []
     private var scannedAt: UInt64?
 
-    init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, log: EventLog) {
+    init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, spawner: Spawner, log: EventLog) {
+        self.spawner = spawner
         self.dir = dir
         self.timeoutMs = timeoutMs
         self.base = base
@@ -268,19 +272,25 @@ final class HookRunner {
     }
 
     private func runNext() {
-        guard current == nil, !queue.isEmpty else { return }
+        guard current == nil, !spawning, !queue.isEmpty else { return }
         let (hook, ev) = queue.removeFirst()
-        do {
-            let child = try ChildProcess.spawn(hook, [ev.name], env: ev.env)
-            current = (hook, ev, child, MonotonicClock.nowMs() + timeoutMs)
-            reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
-                guard let child else { return }
-                if child.drain() { self?.reactor.remove(fd: child.outputFD) }
-                self?.reap()
+        spawning = true
+        spawner.spawn(hook, [ev.name], env: ev.env) { [weak self] result in
+            guard let self else { return }
+            self.spawning = false
+            switch result {
+            case .success(let child):
+                self.current = (hook, ev, child, MonotonicClock.nowMs() + self.timeoutMs)
+                self.reactor.add(fd: child.outputFD) { [weak self, weak child] _ in
+                    guard let child else { return }
+                    if child.drain() { self?.reactor.remove(fd: child.outputFD) }
+                    self?.reap()
+                }
+                self.reap()
+            case .failure(let e):
+                self.log.warning("hook \(hook) for \(ev.name) could not run: \(e)")
+                self.runNext()
             }
-        } catch {
-            log.warning("hook \(hook) for \(ev.name) could not run: \(error)")
-            runNext()
         }
     }
 

@@ -1,0 +1,68 @@
+import VigilCore
+import VigilIPC
+import VigilSystem
+
+/// What the daemon does for its users: hooks for cluster events, and hactl's requests.
+extension Daemon {
+    /// Cluster events as hook invocations (README "Failover hooks").
+    func postHook(_ e: EngineEvent) {
+        let me = selfNode.name
+        switch e {
+        case .peerJoined(let n): hooks.post("node-joined", ["VIGIL_NODE": n])
+        case .peerLost(let n): hooks.post("node-lost", ["VIGIL_NODE": n])
+        case .quorumGained: hooks.post("quorum-gained", ["VIGIL_NODE": me])
+        case .quorumLost: hooks.post("quorum-lost", ["VIGIL_NODE": me])
+        case .coordinatorChanged(let c): hooks.post("coordinator-changed", ["VIGIL_NODE": me, "VIGIL_COORDINATOR": c ?? ""])
+        case .resourceStarting(let r): hooks.post("resource-starting", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStarted(let r): hooks.post("resource-started", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStopping(let r): hooks.post("resource-stopping", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceStopped(let r): hooks.post("resource-stopped", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r])
+        case .resourceFailed(let r, let why, let n):
+            hooks.post("resource-failed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_REASON": why, "VIGIL_FAIL_COUNT": String(n)])
+        case .stopFailed(let r, let why):
+            hooks.post("resource-failed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_REASON": "stop failed: \(why)"])
+        case .failoverBegun(let r, let from, let why):
+            hooks.post("failover-begun", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_REASON": why])
+        case .failoverCompleted(let r, let from, let to, let why):
+            hooks.post("failover-completed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to, "VIGIL_REASON": why])
+        default: break
+        }
+    }
+
+    // MARK: IPC
+
+    func handleIPC(_ req: IPCRequest, _ conn: OpaquePointer) -> IPCServer.Reply {
+        let now = MonotonicClock.nowMs()
+        switch req.command {
+        case .status:
+            var st = engine.status(now: now)
+            st.counters = counters
+            st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
+            return .now(IPCResponse(ok: true, status: st))
+        case .configShow:
+            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text)
+            r.standby = engine.resources.standby
+            return .now(r)
+        case .cleanup:
+            guard let r = req.text, engine.resourceSet.names.contains(r) else {
+                return .now(IPCResponse(ok: false, message: "no resource named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
+            }
+            execute(engine.cleanup(r, now: now))
+            return .now(IPCResponse(ok: true, message: "cleared failures of \(r) on every reachable node"))
+        case .standby, .unstandby:
+            guard let node = req.text else { return .now(IPCResponse(ok: false, message: "which node?")) }
+            let id = nextRequestId
+            nextRequestId += 1
+            pendingReplies[id] = conn
+            execute(engine.proposeStandby(requestId: id, node: node, on: req.command == .standby, now: now))
+            return .later
+        case .apply:
+            guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
+            let id = nextRequestId
+            nextRequestId += 1
+            pendingReplies[id] = conn
+            execute(engine.proposeConfig(requestId: id, text: text, now: now))
+            return .later
+        }
+    }
+}
