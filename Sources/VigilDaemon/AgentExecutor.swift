@@ -160,6 +160,8 @@ final class AgentExecutor {
     /// Kills everything still running (clusterd is exiting).
     func killAll() {
         killing = true
+        // Operations whose process is being started are killed as their start completes.
+        spawner.shutdown()
         for (_, run) in running { run.child.killGroup(SIGKILL) }
     }
 }

@@ -52,6 +52,9 @@ public enum Guardian {
         while true {
             if let sh = shared { deadline = sh.value }
             let now = MonotonicClock.nowMs()
+            // A retry is for the deadline that was enforced; any new deadline since decides alone
+            // (a renewed lease must never see its addresses removed by an old retry).
+            if retryAt != nil && deadline != enforced { retryAt = nil }
             var armed = deadline != 0 && deadline != UInt64.max && deadline != enforced
             if (armed && now >= deadline) || (retryAt.map { now >= $0 } ?? false) {
                 let (removed, failures) = removeAll(netlink, log: log, deadline: deadline)
@@ -109,7 +112,7 @@ public enum Guardian {
             do {
                 try nl.remove(p, interface: ifname)
                 n += 1
-                log.warning("address-removed by=guardian address=\(p) interface=\(ifname) latency_ms=\(MonotonicClock.nowMs() - t0) after_deadline_ms=\(MonotonicClock.nowMs() - deadline)")
+                log.warning("address-removed by=guardian address=\(p) interface=\(ifname) latency_ms=\(MonotonicClock.nowMs() - t0) after_deadline_ms=\(MonotonicClock.nowMs() - min(MonotonicClock.nowMs(), deadline))")
             } catch {
                 failures += 1
                 log.error("guardian: cannot remove \(p) from \(ifname): \(error)")

@@ -79,6 +79,13 @@ public final class Spawner {
         }
     }
 
+    /// At exit: waits until every process asked for is started, and hands each to its
+    /// completion now (the reactor no longer runs), so none escapes the caller's clean-up.
+    public func shutdown() {
+        worker.finish()
+        deliver()
+    }
+
     private func deliver() {
         var sink = [UInt8](repeating: 0, count: 256)
         while sink.withUnsafeMutableBytes({ Glibc.read(readFD, $0.baseAddress, $0.count) }) > 0 {}

@@ -9,6 +9,8 @@ public final class Worker: @unchecked Sendable {
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: [@Sendable () -> Void] = []
     private var stopping = false
+    /// `finish` joins the thread once (it is called from the owner's thread only).
+    private var joined = false
     private var thread = pthread_t()
     public let name: String
 
@@ -53,6 +55,8 @@ public final class Worker: @unchecked Sendable {
 
     /// Runs what is queued, then ends the thread; waits for it.
     public func finish() {
+        guard !joined else { return }
+        joined = true
         pthread_mutex_lock(mutex)
         stopping = true
         pthread_cond_signal(cond)
