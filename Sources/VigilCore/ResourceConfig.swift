@@ -143,35 +143,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     /// Resources tied together by groups, orderings and colocations, numbered: a probe still
     /// running for one of them can change where the others go, so the coordinator starts none
     /// of them anew until it is done. Unrelated resources never wait for each other's probes.
-    public private(set) var componentIndex: [String: Int] = [:]
-
-    public func component(of r: String) -> Int { componentIndex[r] ?? -1 }
-
-    private mutating func buildComponents() {
-        var parent: [String: String] = [:]
-        func find(_ x: String) -> String {
-            var x = x
-            while let p = parent[x], p != x { x = p }
-            return x
-        }
-        func union(_ a: String, _ b: String) {
-            let ra = find(a), rb = find(b)
-            if ra != rb { parent[ra] = rb }
-        }
-        /// A group stands for its members.
-        func members(_ n: String) -> [String] { group(named: n)?.members ?? [n] }
-        for r in names { parent[r] = r }
-        for g in groups { for m in g.members.dropFirst() { union(g.members[0], m) } }
-        for o in orderings { for a in members(o.first) { for b in members(o.then) { union(a, b) } } }
-        for c in colocations { for a in members(c.resource) { for b in members(c.with) { union(a, b) } } }
-        var numbers: [String: Int] = [:]
-        componentIndex = [:]
-        for r in names {
-            let root = find(r)
-            if numbers[root] == nil { numbers[root] = numbers.count }
-            componentIndex[r] = numbers[root]
-        }
-    }
+    public internal(set) var componentIndex: [String: Int] = [:]
 
     /// Resources that must be running before `r` starts (and stop after it): the previous
     /// group member and the `first` of every ordering whose `then` is `r` (or its group).

@@ -1,0 +1,69 @@
+/// Big-endian byte writer.
+public struct ByteWriter {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public mutating func u8(_ v: UInt8) { bytes.append(v) }
+    public mutating func u16(_ v: UInt16) { bytes.append(UInt8(v >> 8)); bytes.append(UInt8(v & 0xFF)) }
+    public mutating func u32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8((v >> UInt32(s)) & 0xFF)) } }
+    public mutating func u64(_ v: UInt64) { for s in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8((v >> UInt64(s)) & 0xFF)) } }
+    public mutating func bool(_ v: Bool) { u8(v ? 1 : 0) }
+    public mutating func raw(_ b: [UInt8]) { bytes.append(contentsOf: b) }
+    public mutating func string(_ s: String) {
+        let u = Array(s.utf8)
+        u32(UInt32(u.count))
+        bytes.append(contentsOf: u)
+    }
+    /// A name of at most 255 bytes, with a one-byte length (longer ones are cut; names are
+    /// validated to be shorter long before they are sent).
+    public mutating func shortString(_ s: String) {
+        let u = s.utf8.prefix(255)
+        u8(UInt8(u.count))
+        bytes.append(contentsOf: u)
+    }
+    public mutating func reserve(_ n: Int) { bytes.reserveCapacity(n) }
+}
+
+/// Big-endian byte reader with bounds checks: malformed input throws, never traps.
+public struct ByteReader {
+    private let bytes: [UInt8]
+    public private(set) var offset: Int
+    public init(_ bytes: [UInt8], offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+    public var remaining: Int { bytes.count - offset }
+
+    private mutating func take(_ n: Int) throws(DecodeError) -> ArraySlice<UInt8> {
+        guard n >= 0, remaining >= n else { throw DecodeError("truncated message (needed \(n) bytes, \(remaining) left)") }
+        defer { offset += n }
+        return bytes[offset..<(offset + n)]
+    }
+    public mutating func u8() throws(DecodeError) -> UInt8 { try take(1).first ?? 0 }
+    public mutating func u16() throws(DecodeError) -> UInt16 { try take(2).reduce(0) { $0 << 8 | UInt16($1) } }
+    public mutating func u32() throws(DecodeError) -> UInt32 { try take(4).reduce(0) { $0 << 8 | UInt32($1) } }
+    public mutating func u64() throws(DecodeError) -> UInt64 { try take(8).reduce(0) { $0 << 8 | UInt64($1) } }
+    public mutating func bool() throws(DecodeError) -> Bool {
+        let v = try u8()
+        guard v <= 1 else { throw DecodeError("invalid boolean \(v)") }
+        return v == 1
+    }
+    public mutating func raw(_ n: Int) throws(DecodeError) -> [UInt8] { Array(try take(n)) }
+    public mutating func string(max: Int = 65_536) throws(DecodeError) -> String {
+        let n = Int(try u32())
+        guard n <= max else { throw DecodeError("string of \(n) bytes exceeds \(max)") }
+        let b = try take(n)
+        guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("string is not valid UTF-8") }
+        return s
+    }
+    public mutating func shortString() throws(DecodeError) -> String {
+        let n = Int(try u8())
+        let b = try take(n)
+        guard let s = String(validating: b, as: UTF8.self) else { throw DecodeError("name is not valid UTF-8") }
+        return s
+    }
+    public mutating func count(max: Int) throws(DecodeError) -> Int {
+        let n = Int(try u16())
+        guard n <= max else { throw DecodeError("list of \(n) entries exceeds \(max)") }
+        return n
+    }
+}
