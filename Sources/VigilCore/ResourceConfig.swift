@@ -135,7 +135,6 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         for r in names { for p in predecessorMap[r] ?? [] { dependentMap[p, default: []].append(r) } }
         startOrder = Scheduler.startOrder(self)
         nameSet = Set(names)
-        unitOrder = []
         unitOrder = Scheduler.orderedUnits(self)
         buildComponents()
     }
