@@ -26,12 +26,15 @@ public struct ByteWriter {
 /// Big-endian byte reader with bounds checks: malformed input throws, never traps.
 public struct ByteReader {
     private let bytes: [UInt8]
+    private let end: Int
     public private(set) var offset: Int
-    public init(_ bytes: [UInt8], offset: Int = 0) {
+    /// Reads `bytes[offset..<end]` (`end` defaults to the whole array).
+    public init(_ bytes: [UInt8], offset: Int = 0, end: Int? = nil) {
         self.bytes = bytes
         self.offset = offset
+        self.end = min(bytes.count, end ?? bytes.count)
     }
-    public var remaining: Int { bytes.count - offset }
+    public var remaining: Int { end - offset }
 
     private mutating func take(_ n: Int) throws(DecodeError) -> ArraySlice<UInt8> {
         guard n >= 0, remaining >= n else { throw DecodeError("truncated message (needed \(n) bytes, \(remaining) left)") }

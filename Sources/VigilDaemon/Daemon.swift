@@ -55,7 +55,7 @@ public final class Daemon {
         self.incarnation = try store.nextIncarnation()
         self.key = PacketAuthenticator(key: makeKey(setup.key))
         self.clusterId = Envelope.clusterId(setup.cluster.name)
-        self.reactor = Reactor()
+        self.reactor = try Reactor()
         self.storage = try Worker(name: "storage")
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
         let spawner = try Spawner(reactor: reactor)
@@ -211,7 +211,7 @@ public final class Daemon {
         }
     }
 
-    private var buffer = [UInt8](repeating: 0, count: 65_536)
+    private let batch = DatagramBatch(capacity: 8)
 
     func drain(link: Int) {
         let sock = sockets[link]
@@ -222,42 +222,54 @@ public final class Daemon {
         let outer = engine.batching
         if !outer { engine.beginBatch() }
         defer { if !outer { execute(engine.endBatch(now: MonotonicClock.nowMs())) } }
-        while budget > 0, let (n, from) = sock.receive(into: &buffer) {
-            budget -= 1
-            let bytes = Array(buffer[0..<n])
-            switch Envelope.open(bytes, authenticator: key, clusterId: clusterId) {
-            case .failure(let e):
-                let src = from.map { "\($0)" } ?? "?"
-                switch e {
-                case .incompatibleVersion(let v):
-                    counters.incompatible += 1
-                    if incompatible[src] != v {
-                        incompatible[src] = v
-                        log.error("peer \(src) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
-                    }
-                case .badMAC:
-                    counters.forged += 1
-                    if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
-                case .foreignCluster(let cid):
-                    counters.foreignCluster += 1
-                    if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
-                default:
-                    counters.malformed += 1
-                    if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
+        var more = true
+        while more && budget > 0 {
+            let asked = min(budget, batch.capacity)
+            let n = batch.receive(from: sock, limit: asked)
+            budget -= n
+            // A short batch left nothing waiting: the round ends without a call that finds none.
+            more = n == asked
+            for i in 0..<n { receiveDatagram(i, link: link) }
+        }
+    }
+
+    private func receiveDatagram(_ i: Int, link: Int) {
+        guard let bytes = batch.datagram(i) else {
+            counters.malformed += 1
+            return
+        }
+        switch Envelope.open(bytes, authenticator: key, clusterId: clusterId) {
+        case .failure(let e):
+            let src = batch.source(i).map { "\($0)" } ?? "?"
+            switch e {
+            case .incompatibleVersion(let v):
+                counters.incompatible += 1
+                if incompatible[src] != v {
+                    incompatible[src] = v
+                    log.error("peer \(src) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
                 }
-            case .success(let (h, msg)):
-                guard h.sender != selfNode.id, cluster.node(id: h.sender) != nil else {
-                    counters.unknownSender += 1
-                    continue
-                }
-                guard replay.accept(sender: h.sender, link: UInt8(link), incarnation: h.incarnation, seq: h.seq) else {
-                    counters.replayed += 1
-                    if counters.replayed.isPowerOfTwo { log.warning("dropped replayed packet claiming node \(h.sender) seq=\(h.seq) total=\(counters.replayed)") }
-                    continue
-                }
-                counters.accepted += 1
-                execute(engine.receive(from: h.sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
+            case .badMAC:
+                counters.forged += 1
+                if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
+            case .foreignCluster(let cid):
+                counters.foreignCluster += 1
+                if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
+            default:
+                counters.malformed += 1
+                if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
             }
+        case .success(let (h, msg)):
+            guard h.sender != selfNode.id, cluster.node(id: h.sender) != nil else {
+                counters.unknownSender += 1
+                return
+            }
+            guard replay.accept(sender: h.sender, link: UInt8(link), incarnation: h.incarnation, seq: h.seq) else {
+                counters.replayed += 1
+                if counters.replayed.isPowerOfTwo { log.warning("dropped replayed packet claiming node \(h.sender) seq=\(h.seq) total=\(counters.replayed)") }
+                return
+            }
+            counters.accepted += 1
+            execute(engine.receive(from: h.sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
         }
     }
 

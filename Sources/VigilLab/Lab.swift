@@ -77,6 +77,17 @@ public final class Lab: @unchecked Sendable {
         chmod(workDir, 0o700)
         try sh("ip", "netns", "add", switchNS)
         namespaces.append(switchNS)
+        // A switch does not run the host's iptables over the frames it bridges. Where Debian's
+        // br_netfilter is loaded (Docker loads it) every bridged frame would pass the host's
+        // iptables hooks, in the sending daemon's system call (veth delivers in the sender's
+        // context): that is no cost of clusterd's, so the lab's switch turns it off (the
+        // setting is per namespace; the loss rule is nftables' bridge family, unaffected).
+        for f in ["iptables", "ip6tables", "arptables"] {
+            let path = "/proc/sys/net/bridge/bridge-nf-call-\(f)"
+            if FileManager.default.fileExists(atPath: path) {
+                try sh("ip", "netns", "exec", switchNS, "sh", "-c", "echo 0 > \(path)")
+            }
+        }
         for b in 0..<2 {
             let br = "\(prefix)b\(b)"
             try sh("ip", "-n", switchNS, "link", "add", br, "type", "bridge")

@@ -1,7 +1,7 @@
 import Glibc
 import CVigilSys
 
-/// A single-threaded poll(2) loop: every socket, the IPC server's descriptors, the signal
+/// A single-threaded epoll(7) loop: every socket, the IPC server's descriptors, the signal
 /// descriptor and the timer are served on one thread, so the engine never sees two inputs at
 /// once and needs no locks. There is no fixed tick: before every wait the loop asks `nextWake`
 /// for the earliest deadline (the engine's next heartbeat, lease end or timeout, or a shell
@@ -30,17 +30,36 @@ public final class Reactor {
         if d >= stallMs { onStall(what(), d) }
     }
 
-    public init() {}
+    /// The epoll descriptor: waiting costs the same however many descriptors are registered
+    /// (poll(2) visited every one of them on every wakeup).
+    private let epfd: Int32
+
+    public init() throws {
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epfd >= 0 else { throw SystemError("epoll_create1") }
+    }
+
+    deinit { if epfd >= 0 { close(epfd) } }
 
     public func add(fd: Int32, events: Int16 = Int16(POLLIN), _ handler: @escaping Handler) {
+        let known = handlers[fd] != nil
         handlers[fd] = (events, handler)
+        if vigil_epoll_ctl(epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, UInt32(UInt16(bitPattern: events))) != 0, errno == EEXIST {
+            _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, UInt32(UInt16(bitPattern: events)))
+        }
     }
 
     public func modify(fd: Int32, events: Int16) {
-        if let h = handlers[fd] { handlers[fd] = (events, h.handler) }
+        guard let h = handlers[fd] else { return }
+        handlers[fd] = (events, h.handler)
+        _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, UInt32(UInt16(bitPattern: events)))
     }
 
-    public func remove(fd: Int32) { handlers[fd] = nil }
+    public func remove(fd: Int32) {
+        guard handlers.removeValue(forKey: fd) != nil else { return }
+        // Fails harmlessly when the descriptor was closed already (epoll forgot it then).
+        _ = vigil_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, 0)
+    }
 
     /// Runs `job` after the current round of events.
     public func enqueue(_ job: @escaping () -> Void) { jobs.append(job) }
@@ -48,7 +67,9 @@ public final class Reactor {
     public func stop() { running = false }
 
     public func run() {
-        var fds: [pollfd] = []
+        let maxEvents = Int(VIGIL_EPOLL_MAX)
+        var readyFds = [Int32](repeating: 0, count: maxEvents)
+        var readyEvents = [UInt32](repeating: 0, count: maxEvents)
         // The deadline we last slept towards: a deadline asked for is honoured even though,
         // once reached, the engine no longer lists it among its future ones.
         var scheduled: UInt64 = 0
@@ -68,17 +89,24 @@ public final class Reactor {
             scheduled = wake
             let now = MonotonicClock.nowMs()
             let wait = Int32(min(1000, wake - min(wake, now)))
-            fds.removeAll(keepingCapacity: true)
-            for (fd, h) in handlers { fds.append(pollfd(fd: fd, events: h.events, revents: 0)) }
-            let n = poll(&fds, nfds_t(fds.count), wait)
+            let n = readyFds.withUnsafeMutableBufferPointer { f in
+                readyEvents.withUnsafeMutableBufferPointer { e in
+                    vigil_epoll_wait(epfd, f.baseAddress, e.baseAddress, Int32(maxEvents), wait)
+                }
+            }
             if n < 0 {
                 if errno == EINTR { continue }
                 return
             }
             guard n > 0 else { continue }
-            for p in fds where p.revents != 0 {
+            for i in 0..<Int(n) {
+                let fd = readyFds[i]
                 // A handler may have removed this descriptor while serving an earlier one.
-                if let h = handlers[p.fd] { timed("descriptor \(p.fd)") { h.handler(p.revents) } }
+                guard let h = handlers[fd] else { continue }
+                // Only the bits the handler asked for, plus errors and hang-ups (as poll(2)).
+                let revents = Int16(truncatingIfNeeded: readyEvents[i]) & (h.events | Int16(POLLERR | POLLHUP | POLLNVAL))
+                guard revents != 0 else { continue }
+                timed("descriptor \(fd)") { h.handler(revents) }
             }
         }
     }

@@ -98,3 +98,49 @@ func withSockaddr<T>(_ address: IPAddress, port: UInt16, scope: UInt32 = 0, _ bo
         }
     }
 }
+
+/// Datagrams read in batches with one recvmmsg(2) call: a batch smaller than asked for means
+/// the socket has nothing more waiting, so a round needs no extra call that fails with EAGAIN.
+public final class DatagramBatch {
+    /// The largest datagram kept; a longer one is reported as cut.
+    public static let slotSize = 65_536
+    public let capacity: Int
+    private let buffer: UnsafeMutableRawPointer
+    private var lengths: [Int32]
+    private var sources: [sockaddr_storage]
+    public private(set) var count = 0
+
+    public init(capacity: Int = 8) {
+        self.capacity = min(max(1, capacity), Int(VIGIL_RECV_BATCH_MAX))
+        buffer = UnsafeMutableRawPointer.allocate(byteCount: self.capacity * Self.slotSize, alignment: 16)
+        lengths = Array(repeating: 0, count: self.capacity)
+        sources = Array(repeating: sockaddr_storage(), count: self.capacity)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Reads up to `limit` waiting datagrams of `socket` (at most `capacity`); returns how many
+    /// (0: none waiting or an error; the socket stays readable and poll tells again).
+    public func receive(from socket: UDPSocket, limit: Int) -> Int {
+        let n = UInt32(min(limit, capacity))
+        let r = lengths.withUnsafeMutableBufferPointer { lens in
+            sources.withUnsafeMutableBufferPointer { src in
+                vigil_recv_batch(socket.fd, buffer.assumingMemoryBound(to: UInt8.self), Self.slotSize, n, lens.baseAddress, src.baseAddress)
+            }
+        }
+        count = max(0, Int(r))
+        return count
+    }
+
+    /// Datagram `i` of the last batch (nil: it was larger than a slot).
+    public func datagram(_ i: Int) -> [UInt8]? {
+        guard i >= 0, i < count, lengths[i] >= 0 else { return nil }
+        return Array(UnsafeRawBufferPointer(start: buffer + i * Self.slotSize, count: Int(lengths[i])))
+    }
+
+    /// The source address of datagram `i` of the last batch (for error messages).
+    public func source(_ i: Int) -> IPAddress? {
+        guard i >= 0, i < count else { return nil }
+        return sockaddrToAddress(&sources[i])
+    }
+}

@@ -70,11 +70,16 @@ struct Bench: ParsableCommand {
     var idle = false
     @Option(help: "With --idle: how long to measure.")
     var seconds: Int = 30
+    @Option(help: "With --idle: heartbeat links (1 or 2).")
+    var links: Int = 2
 
     func run() throws {
         if idle {
             try common.requireRoot()
-            let lab = try Lab(.init(binDir: common.binDir))
+            guard (1...2).contains(links) else { throw ValidationError("--links must be 1 or 2") }
+            var o = Lab.Options(binDir: common.binDir)
+            o.heartbeatLinks = links
+            let lab = try Lab(o)
             defer { lab.teardown() }
             try Scenarios.startWithPerNodeAddresses(lab: lab) { print("  " + $0) }
             Thread.sleep(forTimeInterval: 3)

@@ -13,8 +13,10 @@
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
 
 static inline int vigil_ioctl_ifreq(int fd, unsigned long req, struct ifreq *ifr) { return ioctl(fd, req, ifr); }
 static inline unsigned long vigil_SIOCGIFFLAGS(void) { return SIOCGIFFLAGS; }
@@ -30,4 +32,15 @@ static inline int vigil_memfd(const char *name) { return memfd_create(name, 1U /
 // One 64-bit word shared between clusterd and its guardian.
 static inline void vigil_store_u64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
 static inline uint64_t vigil_load_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
+// Up to `n` (at most VIGIL_RECV_BATCH_MAX) waiting datagrams in one recvmmsg(2) call, without
+// blocking: datagram i lands at buf + i * slot, its length in lens[i] (-1: larger than a slot,
+// cut) and its source in from[i]. Returns how many were read: fewer than `n` means none is left
+// waiting, so no further call is needed to find the queue empty. -1 and errno on an error.
+#define VIGIL_RECV_BATCH_MAX 64
+int vigil_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned n, int *lens, struct sockaddr_storage *from);
+// epoll(7) without the packed `struct epoll_event` crossing into Swift: a descriptor's events
+// are poll(2)'s bits (POLLIN, POLLOUT, POLLERR, POLLHUP have the same values as EPOLLIN...).
+#define VIGIL_EPOLL_MAX 64
+int vigil_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+int vigil_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout);
 #endif
