@@ -2,7 +2,7 @@
 public struct ClusterConfig: Sendable, Equatable {
     public struct Node: Sendable, Equatable {
         public var name: String
-        public var id: UInt32
+        public var id: NodeID
         /// One address per link, in the order of `links`.
         public var addresses: [IPAddress]
         public var stateDir: String?
@@ -39,7 +39,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var majority: Int { nodes.count / 2 + 1 }
 
     public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
-    public func node(id: UInt32) -> Node? { nodes.first { $0.id == id } }
+    public func node(id: NodeID) -> Node? { nodes.first { $0.id == id } }
+    /// The node a wire id names (nil for 0 or an id not in the cluster file).
+    public func node(rawId: UInt32) -> Node? { NodeID(rawValue: rawId).flatMap { node(id: $0) } }
 
     /// The state directory of a node, with `{node}` replaced by its name.
     public func stateDir(for node: Node) -> String {
@@ -167,7 +169,8 @@ extension ClusterConfig {
             guard validName(nname), nname.count <= 32 else {
                 throw nt.error("name", "'\(nname)' may contain only letters, digits, '-', '_' and '.' (at most 32)")
             }
-            guard let id = try nt.int("id", range: 1...Int64(UInt32.max)) else { throw nt.error(nil, "missing required key 'id'") }
+            guard let rawId = try nt.int("id", range: 1...Int64(UInt32.max)) else { throw nt.error(nil, "missing required key 'id'") }
+            guard let id = NodeID(rawValue: UInt32(rawId)) else { throw nt.error("id", "must be at least 1") }
             guard let addrTexts = try nt.stringArray("addresses") else {
                 throw nt.error(nil, "missing required key 'addresses' (one address per [[link]])")
             }
@@ -189,10 +192,10 @@ extension ClusterConfig {
             if let other = nodes.first(where: { $0.name == nname }) {
                 throw nt.error("name", "duplicate node name '\(nname)' (first at line \(other.line))")
             }
-            if let other = nodes.first(where: { $0.id == UInt32(id) }) {
+            if let other = nodes.first(where: { $0.id == id }) {
                 throw nt.error("id", "duplicate node id \(id) (also used by node '\(other.name)')")
             }
-            nodes.append(Node(name: nname, id: UInt32(id), addresses: addrs, stateDir: sd, ipcName: ipc, line: nt.table.line))
+            nodes.append(Node(name: nname, id: id, addresses: addrs, stateDir: sd, ipcName: ipc, line: nt.table.line))
         }
         try top.finish()
         if nodes.isEmpty { throw ConfigError(file: file, message: "at least one [[node]] is required") }

@@ -8,15 +8,15 @@ struct CoordinatorOffice: Sendable {
     /// things ended before our majority voted for us; the guard covers processing).
     let startBarrier: UInt64
     /// The published assignments: resource to node.
-    var placement: [String: UInt32] = [:] { didSet { placementChanged = true } }
+    var placement: [String: NodeID] = [:] { didSet { placementChanged = true } }
     var placementChanged = true
     /// What each peer is told it runs, with the revision (see `Heartbeat.assignmentsRev`).
-    var sent: [UInt32: (rev: UInt64, assignments: [String: UInt32])] = [:]
+    var sent: [NodeID: (rev: UInt64, assignments: [String: NodeID])] = [:]
     /// When each resource was last withdrawn from a node.
     var withdrawnAt: [String: UInt64] = [:]
     /// Nodes each resource was assigned to during this term. Only those can have started it since
     /// our first heartbeat in office, so only they must confirm a release after a withdrawal.
-    var assignedInOffice: [String: Set<UInt32>] = [:]
+    var assignedInOffice: [String: Set<NodeID>] = [:]
     /// Failovers under way: resource to (from node, reason).
     var failovers: [String: (from: String, reason: String)] = [:]
     /// Why a resource is not (yet) where the scheduler wants it.
@@ -24,7 +24,7 @@ struct CoordinatorOffice: Sendable {
     /// Members whose release of something we wait for: the echo (of our clock) a heartbeat of
     /// theirs must carry to count as that release. Only such a heartbeat, changed facts, a
     /// membership change or `nextRound` make placement run again.
-    var awaitingEcho: [UInt32: UInt64] = [:]
+    var awaitingEcho: [NodeID: UInt64] = [:]
     /// Placement inputs changed since the last round.
     var dirty = true
     var nextRound: UInt64 = 0
@@ -36,7 +36,7 @@ struct CoordinatorOffice: Sendable {
 
     /// Whether `z`'s report answers a heartbeat sent late enough to count as its word on `r`:
     /// after the last withdrawal of `r` if we assigned `r` to `z` this term, else since the term began.
-    func isFreshRelease(of r: String, by z: UInt32, echo: UInt64) -> Bool {
+    func isFreshRelease(of r: String, by z: NodeID, echo: UInt64) -> Bool {
         guard echo >= since else { return false }
         guard assignedInOffice[r]?.contains(z) ?? false else { return true }
         // Strictly after the withdrawal: a heartbeat sent in the same millisecond, before it,
@@ -46,10 +46,10 @@ struct CoordinatorOffice: Sendable {
 
     /// Splits the placement by node when it changed; a peer's revision grows only when its own
     /// assignments changed, so a move between two nodes costs the others nothing.
-    mutating func refreshSent(serial: inout UInt64, peers: some Collection<UInt32>) {
+    mutating func refreshSent(serial: inout UInt64, peers: some Collection<NodeID>) {
         guard placementChanged || sent.count != peers.count else { return }
         placementChanged = false
-        var byNode: [UInt32: [String: UInt32]] = [:]
+        var byNode: [NodeID: [String: NodeID]] = [:]
         for (r, n) in placement { byNode[n, default: [:]][r] = n }
         for id in peers {
             let mine = byNode[id] ?? [:]
@@ -60,12 +60,12 @@ struct CoordinatorOffice: Sendable {
     }
 
     /// The echo `z`'s report must carry to count as its release of `r` (see `isFreshRelease`).
-    func releaseEcho(of r: String, by z: UInt32) -> UInt64 {
+    func releaseEcho(of r: String, by z: NodeID) -> UInt64 {
         guard assignedInOffice[r]?.contains(z) ?? false else { return since }
         return max(since, (withdrawnAt[r] ?? 0) + 1)
     }
 
-    mutating func assign(_ r: String, to node: UInt32) {
+    mutating func assign(_ r: String, to node: NodeID) {
         placement[r] = node
         assignedInOffice[r, default: []].insert(node)
     }

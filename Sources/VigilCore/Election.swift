@@ -11,11 +11,11 @@
 /// time until which the majority's votes stay counted: no authority a coordinator hands out
 /// outlives it, so every earlier coordinator's authority has ended when a new one takes office.
 public struct Election: Sendable, Equatable {
-    public let selfId: UInt32
+    public let selfId: NodeID
     public let majority: Int
     public let lease: UInt64
     public let guardTime: UInt64
-    public private(set) var votedFor: UInt32 = 0
+    public private(set) var votedFor: NodeID?
     public private(set) var blockedUntil: UInt64
     public private(set) var isCoordinator = false
     public private(set) var termEnd: UInt64 = 0
@@ -40,7 +40,7 @@ public struct Election: Sendable, Equatable {
 
     /// A node that starts has forgotten whom it voted for: it votes for nobody until any vote
     /// of its previous life can no longer be counted.
-    public init(selfId: UInt32, majority: Int, lease: UInt64, guardTime: UInt64, now: UInt64) {
+    public init(selfId: NodeID, majority: Int, lease: UInt64, guardTime: UInt64, now: UInt64) {
         self.selfId = selfId
         self.majority = majority
         self.lease = lease
@@ -48,26 +48,26 @@ public struct Election: Sendable, Equatable {
         self.blockedUntil = now + lease + guardTime + lease / 1000 + 1
     }
 
-    /// Moves the vote if it must; `candidate` is the lowest-id member not leaving (0: none).
+    /// Moves the vote if it must; `candidate` is the lowest-id member not leaving (nil: none).
     /// Returns true when the vote changed.
-    public mutating func updateVote(now: UInt64, candidate cand: UInt32, current: Current?) -> Bool {
+    public mutating func updateVote(now: UInt64, candidate cand: NodeID?, current: Current?) -> Bool {
         var changed = false
-        if votedFor != 0 && votedFor != selfId {
+        if votedFor != nil && votedFor != selfId {
             let c = current ?? Current(member: false, coordinates: false, leaving: false, lastReceived: nil)
             // Stick to a living coordinator (or the candidate); otherwise release the vote, which
             // stays binding until the candidate can no longer count it.
             if !c.member || (!c.coordinates && cand != votedFor) || (c.leaving && !c.coordinates) {
                 blockedUntil = max(blockedUntil, (c.lastReceived ?? now) + lease + guardTime)
-                votedFor = 0
+                votedFor = nil
                 changed = true
             }
         } else if votedFor == selfId && cand != selfId && !isCoordinator {
             // Our own vote is counted only by us, so it can move at once; a coordinator keeps
             // its own vote (also while leaving, so it can hand over).
-            votedFor = 0
+            votedFor = nil
             changed = true
         }
-        if votedFor == 0 && now >= blockedUntil && cand != 0 {
+        if votedFor == nil && now >= blockedUntil && cand != nil {
             votedFor = cand
             changed = true
         }

@@ -29,7 +29,7 @@
 ///    `guardianDeadline` whatever the daemon is doing.
 public struct Engine: Sendable {
     public enum Directive: Equatable, Sendable {
-        case send(to: UInt32, Message)
+        case send(to: NodeID, Message)
         case start(String)
         case stop(String)
         /// Ask the agent whether the resource already runs here (monitor), before anything starts.
@@ -47,25 +47,25 @@ public struct Engine: Sendable {
     public typealias PeerState = Membership.Peer
 
     public let cluster: ClusterConfig
-    public let selfId: UInt32
+    public let selfId: NodeID
     public let selfName: String
     public let incarnation: UInt64
     public var timing: Timing { cluster.timing }
 
     public internal(set) var membership: Membership
-    public var peers: [UInt32: PeerState] { membership.peers }
+    public var peers: [NodeID: PeerState] { membership.peers }
     public internal(set) var resources: VersionedResources
     public internal(set) var resourceSet: ResourceSet
 
     // Voting and coordination
     public internal(set) var election: Election
-    public var votedFor: UInt32 { election.votedFor }
+    public var votedFor: NodeID? { election.votedFor }
     public var isCoordinator: Bool { election.isCoordinator }
     public var votesForSelf: Int { election.votesForSelf }
     /// The coordinator's working state, only while in office.
     var office: CoordinatorOffice?
     /// Coordinator: the published assignments.
-    public var placement: [String: UInt32] { office?.placement ?? [:] }
+    public var placement: [String: NodeID] { office?.placement ?? [:] }
     public var waitingReason: [String: String] { office?.waitingReason ?? [:] }
 
     // Holder side
@@ -74,9 +74,9 @@ public struct Engine: Sendable {
     /// Our lease, minus the margin: we keep what runs here only before this instant.
     public internal(set) var leaseUntil: UInt64 = 0
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
-    public internal(set) var authority: UInt32 = 0
+    public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0
-    var authorityAssignments: [String: UInt32] = [:]
+    var authorityAssignments: [String: NodeID] = [:]
     /// The incarnation of the coordinator `authorityAssignments` came from, and their revision.
     var authorityIncarnation: UInt64 = 0
     var authorityRev: UInt64 = 0
@@ -114,7 +114,7 @@ public struct Engine: Sendable {
     /// lease tells us whether they stay here, or until the grace period ends.
     var leftovers: Set<String> = []
     var wasQuorate = false
-    var lastCoordinatorSeen: UInt32 = 0
+    var lastCoordinatorSeen: NodeID?
 
     // Heartbeats and config
     /// What this node tells its peers it holds, runs, blocks, fails and probes (the facts lists
@@ -131,18 +131,18 @@ public struct Engine: Sendable {
     var urgent = false
     var configRequestedAt: UInt64 = 0
     var rejectedDigests: Set<UInt64> = []
-    struct PendingCommit { var requestId: UInt64; var origin: UInt32; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
+    struct PendingCommit { var requestId: UInt64; var origin: NodeID; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
     var pendingCommits: [PendingCommit] = []
-    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: UInt32 = 0 }
+    struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: NodeID? }
     var forwarded: [ForwardedRequest] = []
     /// A configuration arriving in pieces, and proposals arriving in pieces (coordinator).
-    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: UInt32 }
+    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: NodeID }
     var incoming: IncomingConfig?
-    struct ProposalKey: Hashable { var origin: UInt32; var incarnation: UInt64; var requestId: UInt64 }
+    struct ProposalKey: Hashable { var origin: NodeID; var incarnation: UInt64; var requestId: UInt64 }
     var proposalPieces: [ProposalKey: (total: Int, pieces: [Int: [UInt8]], deadline: UInt64)] = [:]
     var completedProposals: [ProposalKey: UInt64] = [:]
 
-    public init(cluster: ClusterConfig, selfId: UInt32, incarnation: UInt64, resources: VersionedResources, resourceSet: ResourceSet, now: UInt64) {
+    public init(cluster: ClusterConfig, selfId: NodeID, incarnation: UInt64, resources: VersionedResources, resourceSet: ResourceSet, now: UInt64) {
         self.cluster = cluster
         self.selfId = selfId
         self.selfName = cluster.node(id: selfId)?.name ?? "node\(selfId)"
@@ -158,12 +158,12 @@ public struct Engine: Sendable {
         nextHeartbeatAt = now
     }
 
-    func name(of id: UInt32) -> String { id == selfId ? selfName : (peers[id]?.name ?? "node\(id)") }
+    func name(of id: NodeID) -> String { id == selfId ? selfName : (peers[id]?.name ?? "node\(id)") }
 
     // MARK: - inputs
 
     /// A packet that passed authentication and the replay window of its link.
-    public mutating func receive(from sender: UInt32, link: Int, incarnation inc: UInt64, seq: UInt64, message: Message, now: UInt64) -> [Directive] {
+    public mutating func receive(from sender: NodeID, link: Int, incarnation inc: UInt64, seq: UInt64, message: Message, now: UInt64) -> [Directive] {
         var out: [Directive] = []
         // The same packet arrives once per link: apply state only from the newest. A copy only
         // refreshes the link's liveness, which the next tick reports.
@@ -254,11 +254,11 @@ public struct Engine: Sendable {
 
     /// The node whose heartbeats ours follow in phase: our coordinator while it is a member, else
     /// the lowest-id member below us (none for the coordinator and the lowest-id member).
-    var phaseReference: UInt32 {
-        if isCoordinator { return 0 }
-        if authority != 0 && authority != selfId && membership.isMember(authority) { return authority }
-        var best: UInt32 = 0
-        for p in peers.values where p.member && p.id < selfId && (best == 0 || p.id < best) { best = p.id }
+    var phaseReference: NodeID? {
+        if isCoordinator { return nil }
+        if let a = authority, a != selfId, membership.isMember(a) { return a }
+        var best: NodeID?
+        for p in peers.values where p.member && p.id < selfId && best.map({ p.id < $0 }) ?? true { best = p.id }
         return best
     }
 

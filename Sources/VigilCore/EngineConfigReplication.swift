@@ -12,15 +12,15 @@ extension Engine {
         }
         if isCoordinator {
             handleProposal(requestId: requestId, origin: selfId, text: text, now: now, out: &out)
-        } else if authority != 0, authority != selfId {
+        } else if let coordinator = authority, coordinator != selfId {
             let bytes = Array(text.utf8)
             var pieces: [Message] = []
             for offset in stride(from: 0, to: max(bytes.count, 1), by: Message.maxChunk) {
                 let piece = Array(bytes[offset..<min(bytes.count, offset + Message.maxChunk)])
                 pieces.append(.configProposal(requestId: requestId, offset: UInt32(offset), total: UInt32(bytes.count), chunk: piece))
             }
-            for m in pieces { out.append(.send(to: authority, m)) }
-            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000, pieces: pieces, resendAt: now + 4 * timing.interval, to: authority))
+            for m in pieces { out.append(.send(to: coordinator, m)) }
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000, pieces: pieces, resendAt: now + 4 * timing.interval, to: coordinator))
         } else {
             out.append(.reply(requestId: requestId, ok: false, version: resources.version,
                               message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
@@ -37,9 +37,9 @@ extension Engine {
         }
         if isCoordinator {
             handleStandby(requestId: requestId, origin: selfId, node: node, on: on, out: &out)
-        } else if authority != 0, authority != selfId {
+        } else if let coordinator = authority, coordinator != selfId {
             forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
-            out.append(.send(to: authority, .standbyProposal(requestId: requestId, node: node, on: on)))
+            out.append(.send(to: coordinator, .standbyProposal(requestId: requestId, node: node, on: on)))
         } else {
             out.append(.reply(requestId: requestId, ok: false, version: resources.version,
                               message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
@@ -47,7 +47,7 @@ extension Engine {
         return evaluate(now: now, out: &out)
     }
 
-    mutating func handleStandby(requestId: UInt64, origin: UInt32, node: String, on: Bool, out: inout [Directive]) {
+    mutating func handleStandby(requestId: UInt64, origin: NodeID, node: String, on: Bool, out: inout [Directive]) {
         func reply(_ ok: Bool, _ msg: String) {
             if origin == selfId {
                 out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
@@ -74,7 +74,7 @@ extension Engine {
 
     // MARK: - config replication
 
-    mutating func handleProposal(requestId: UInt64, origin: UInt32, text: String, now: UInt64, out: inout [Directive]) {
+    mutating func handleProposal(requestId: UInt64, origin: NodeID, text: String, now: UInt64, out: inout [Directive]) {
         func fail(_ msg: String) {
             if origin == selfId {
                 out.append(.reply(requestId: requestId, ok: false, version: resources.version, message: msg))
@@ -103,7 +103,7 @@ extension Engine {
 
     /// A validated configuration comes into force here: persisted, handed to the shell, and
     /// what runs with a changed definition restarts.
-    mutating func install(_ v: VersionedResources, set: ResourceSet, from origin: UInt32, out: inout [Directive]) {
+    mutating func install(_ v: VersionedResources, set: ResourceSet, from origin: NodeID, out: inout [Directive]) {
         resources = v
         restartChanged(from: resourceSet, to: set)
         resourceSet = set
@@ -113,7 +113,7 @@ extension Engine {
         urgent = true
     }
 
-    mutating func adoptConfig(_ candidate: VersionedResources, from sender: UInt32, out: inout [Directive]) {
+    mutating func adoptConfig(_ candidate: VersionedResources, from sender: NodeID, out: inout [Directive]) {
         guard candidate.isNewer(than: resources), !rejectedDigests.contains(candidate.digest) else { return }
         do {
             let set = try ResourceSet.parse(candidate.text, file: "resources v\(candidate.version) from \(name(of: sender))", cluster: cluster)
@@ -163,8 +163,8 @@ extension Engine {
                                   message: "the coordinator changed before answering; check 'hactl config show' before retrying"))
                 continue
             }
-            if now >= f.resendAt, !f.pieces.isEmpty {
-                for m in f.pieces { out.append(.send(to: f.to, m)) }
+            if now >= f.resendAt, !f.pieces.isEmpty, let to = f.to {
+                for m in f.pieces { out.append(.send(to: to, m)) }
                 f.resendAt = now + 4 * timing.interval
             }
             fkeep.append(f)
@@ -187,7 +187,7 @@ extension Engine {
 
     /// A piece of a newer configuration: collect in order, ask for the next one at once, adopt
     /// the whole once complete (and only if it parses and validates).
-    mutating func receiveConfigPiece(version: UInt64, digest: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: UInt32, now: UInt64, out: inout [Directive]) {
+    mutating func receiveConfigPiece(version: UInt64, digest: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: NodeID, now: UInt64, out: inout [Directive]) {
         guard version >= resources.version, !rejectedDigests.contains(digest) else { return }
         if offset == 0 {
             incoming = IncomingConfig(version: version, digest: digest, total: total, bytes: [], from: sender)
@@ -220,7 +220,7 @@ extension Engine {
 
     /// Coordinator: a piece of a forwarded `hactl apply`; handled once every piece arrived (in
     /// any order). Incomplete proposals are dropped after 5 s (the forwarder answers the operator).
-    mutating func receiveProposalPiece(requestId: UInt64, origin: UInt32, incarnation: UInt64, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
+    mutating func receiveProposalPiece(requestId: UInt64, origin: NodeID, incarnation: UInt64, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
         proposalPieces = proposalPieces.filter { $0.value.deadline > now }
         completedProposals = completedProposals.filter { $0.value > now }
         let key = ProposalKey(origin: origin, incarnation: incarnation, requestId: requestId)

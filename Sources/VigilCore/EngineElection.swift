@@ -17,17 +17,18 @@ extension Engine {
         }
     }
 
-    func isMember(_ id: UInt32) -> Bool { id == selfId || (peers[id]?.member ?? false) }
+    func isMember(_ id: NodeID) -> Bool { id == selfId || (peers[id]?.member ?? false) }
 
-    func candidate() -> UInt32 {
-        var best = leaving ? UInt32.max : selfId
-        for p in peers.values where p.member && !(p.report?.leaving ?? false) && p.id < best { best = p.id }
-        return best == UInt32.max ? 0 : best
+    /// The lowest-id member that is not leaving (we ourselves unless we leave); nil: none.
+    func candidate() -> NodeID? {
+        var best: NodeID? = leaving ? nil : selfId
+        for p in peers.values where p.member && !(p.report?.leaving ?? false) && best.map({ p.id < $0 }) ?? true { best = p.id }
+        return best
     }
 
     mutating func updateVote(now: UInt64, out: inout [Directive]) {
         let v = election.votedFor
-        let current = v == 0 || v == selfId ? nil : peers[v].map {
+        let current = v.flatMap { v in v == selfId ? nil : peers[v] }.map {
             Election.Current(member: $0.member, coordinates: $0.report?.isCoordinator ?? false,
                              leaving: $0.report?.leaving ?? false, lastReceived: $0.peerSentAtReceivedAt)
         }
@@ -56,7 +57,7 @@ extension Engine {
             authority = selfId
             authorityUntil = election.termEnd
         } else if authority == selfId {
-            authority = 0
+            authority = nil
             authorityUntil = 0
         }
         let quorate = now < leaseUntil
@@ -67,7 +68,7 @@ extension Engine {
         let coord = isCoordinator ? selfId : authority
         if coord != lastCoordinatorSeen {
             lastCoordinatorSeen = coord
-            out.append(.event(.coordinatorChanged(coord == 0 ? nil : name(of: coord))))
+            out.append(.event(.coordinatorChanged(coord.map { name(of: $0) })))
         }
     }
 

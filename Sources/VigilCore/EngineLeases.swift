@@ -3,9 +3,9 @@
 extension Engine {
     // MARK: - authority (holder side)
 
-    mutating func handleAuthority(from sender: UInt32, _ h: Heartbeat, now: UInt64) {
+    mutating func handleAuthority(from sender: NodeID, _ h: Heartbeat, now: UInt64) {
         guard h.isCoordinator else {
-            if authority == sender { authority = 0; clearAssignments() }
+            if authority == sender { authority = nil; clearAssignments() }
             return
         }
         guard !isCoordinator else { return }
@@ -48,14 +48,14 @@ extension Engine {
     }
 
     /// We may start what a coordinator assigns: our own, or one whose term still covers us.
-    func authorityValid(now: UInt64) -> Bool { isCoordinator || (authority != 0 && now < authorityUntil) }
+    func authorityValid(now: UInt64) -> Bool { isCoordinator || (authority != nil && now < authorityUntil) }
 
     // MARK: - leases
 
     /// Nodes that a majority (ourselves included, by the latest reports of our members) has no
     /// two-way contact with. Only for those do we start withdrawing support: loss between one
     /// pair of nodes must not cost a node a supporter for good.
-    func lostByMajority(_ x: UInt32) -> Bool {
+    func lostByMajority(_ x: NodeID) -> Bool {
         var count = isMember(x) ? 0 : 1
         for p in peers.values where p.id != x && p.member {
             guard let r = p.report else { continue }
@@ -86,15 +86,15 @@ extension Engine {
         }
         // The coordinator we know stays known while it is a member; only its authority to
         // start things lapses with its term (so lost heartbeats are not coordinator changes).
-        if authority != 0 && authority != selfId && !isMember(authority) {
-            authority = 0
+        if let a = authority, a != selfId, !isMember(a) {
+            authority = nil
             clearAssignments()
         }
     }
 
     /// Coordinator: a majority of nodes withdrew `z` up to the newest epoch of it anyone reported,
     /// counting only reports that answer something we sent while in office.
-    func withdrawnByMajority(_ z: UInt32, since officeSince: UInt64) -> Bool {
+    func withdrawnByMajority(_ z: NodeID, since officeSince: UInt64) -> Bool {
         var e = max(ledger.highestSeen(z), peers[z]?.report?.epoch ?? 0)
         var fresh: [Heartbeat] = []
         for p in peers.values where p.id != z && p.member {

@@ -2,7 +2,7 @@
 /// and the published assignments.
 extension Engine {
     /// Coordinator: can node `z` possibly run `r` right now? `gone`: nodes a majority withdrew.
-    func mayHold(_ z: UInt32, _ r: String, gone: Set<UInt32>, office o: CoordinatorOffice) -> Bool {
+    func mayHold(_ z: NodeID, _ r: String, gone: Set<NodeID>, office o: CoordinatorOffice) -> Bool {
         if z == selfId { return local[r] != nil }
         guard let p = peers[z] else { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
@@ -17,29 +17,29 @@ extension Engine {
     /// Nodes whose reports count for placement: members, and nodes we lost contact with whose
     /// lease a majority has not withdrawn (what they run stays theirs; membership may flap
     /// under loss without moving anything).
-    func reportingNodes(gone: Set<UInt32>) -> Set<UInt32> {
-        var out: Set<UInt32> = [selfId]
+    func reportingNodes(gone: Set<NodeID>) -> Set<NodeID> {
+        var out: Set<NodeID> = [selfId]
         for p in peers.values where p.member || (p.report != nil && !gone.contains(p.id)) { out.insert(p.id) }
         return out
     }
 
-    func reportedHolders(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
-        var out: [UInt32] = local[r] != nil ? [selfId] : []
+    func reportedHolders(_ r: String, among nodes: Set<NodeID>? = nil) -> [NodeID] {
+        var out: [NodeID] = local[r] != nil ? [selfId] : []
         for p in peers.values where (nodes?.contains(p.id) ?? p.member) && p.heldSet.contains(r) { out.append(p.id) }
         return out.sorted()
     }
 
     /// Nodes where `r` is confirmed running.
-    func startedOn(_ r: String, among nodes: Set<UInt32>? = nil) -> [UInt32] {
-        var out: [UInt32] = local[r] == .started ? [selfId] : []
+    func startedOn(_ r: String, among nodes: Set<NodeID>? = nil) -> [NodeID] {
+        var out: [NodeID] = local[r] == .started ? [selfId] : []
         for p in peers.values where (nodes?.contains(p.id) ?? p.member) && p.startedSet.contains(r) { out.append(p.id) }
         return out.sorted()
     }
 
-    func peerIsLeaving(_ id: UInt32) -> Bool { id == selfId ? leaving : (peers[id]?.report?.leaving ?? false) }
+    func peerIsLeaving(_ id: NodeID) -> Bool { id == selfId ? leaving : (peers[id]?.report?.leaving ?? false) }
 
     /// The scheduler's view of the cluster, from this coordinator's reports.
-    func schedulerInput(alive: Set<UInt32>, placement: [String: UInt32]) -> ([Scheduler.Node], Scheduler.State) {
+    func schedulerInput(alive: Set<NodeID>, placement: [String: NodeID]) -> ([Scheduler.Node], Scheduler.State) {
         let nodes = cluster.nodes.map { n in
             Scheduler.Node(id: n.id, name: n.name, online: alive.contains(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
         }

@@ -21,7 +21,7 @@ extension Engine {
             ns.standby = resources.standby.contains(n.name)
             nodes.append(ns)
         }
-        let coordKnown = isCoordinator || authority != 0
+        let coordKnown = isCoordinator || authority != nil
         let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
         var res: [ClusterStatus.ResourceStatus] = []
         for r in resourceSet.names {
@@ -70,7 +70,7 @@ extension Engine {
             item.failCount = failCount(r, now: now)
             res.append(item)
         }
-        let coordinator: String? = isCoordinator ? selfName : (authority != 0 ? name(of: authority) : nil)
+        let coordinator: String? = isCoordinator ? selfName : authority.map { name(of: $0) }
         return ClusterStatus(
             cluster: cluster.name, localNode: selfName, quorate: now < leaseUntil,
             votesForLocal: votesForSelf, majority: cluster.majority, coordinator: coordinator,

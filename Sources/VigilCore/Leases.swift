@@ -77,23 +77,23 @@ public struct SupportLedger: Sendable, Equatable {
     }
 
     public enum Event: Sendable, Equatable {
-        case ceasing(UInt32)
-        case resumed(UInt32)
-        case withdrew(UInt32, upTo: UInt64)
+        case ceasing(NodeID)
+        case resumed(NodeID)
+        case withdrew(NodeID, upTo: UInt64)
     }
 
-    public let selfId: UInt32
+    public let selfId: NodeID
     public let params: Params
     public let startedAt: UInt64
     public private(set) var epoch: UInt64
     /// Holder side: per peer, the end of its promise for our current epoch, on our clock.
-    public private(set) var promises: [UInt32: UInt64] = [:]
+    public private(set) var promises: [NodeID: UInt64] = [:]
     /// A peer reported withdrawing our current epoch.
     public private(set) var currentEpochWithdrawn = false
-    public private(set) var peers: [UInt32: Peer] = [:]
+    public private(set) var peers: [NodeID: Peer] = [:]
 
     /// `incarnation` is persisted and grows with every start, so epochs never repeat.
-    public init(selfId: UInt32, peers ids: [UInt32], incarnation: UInt64, params: Params, now: UInt64) {
+    public init(selfId: NodeID, peers ids: [NodeID], incarnation: UInt64, params: Params, now: UInt64) {
         self.selfId = selfId
         self.params = params
         self.startedAt = now
@@ -110,7 +110,7 @@ public struct SupportLedger: Sendable, Equatable {
     // MARK: supporter side
 
     /// A fresh heartbeat of `node` (its epoch and send time).
-    public mutating func heard(from node: UInt32, epoch e: UInt64, sentAt: UInt64, now: UInt64) {
+    public mutating func heard(from node: NodeID, epoch e: UInt64, sentAt: UInt64, now: UInt64) {
         guard var p = peers[node], e > 0 else { return }
         p.highestSeen = max(p.highestSeen, e)
         defer { peers[node] = p }
@@ -123,14 +123,14 @@ public struct SupportLedger: Sendable, Equatable {
     }
 
     /// What to echo to `node` in our next heartbeat: the epoch we support and its send time.
-    public func echo(for node: UInt32) -> (epoch: UInt64, sentAt: UInt64) {
+    public func echo(for node: NodeID) -> (epoch: UInt64, sentAt: UInt64) {
         guard let p = peers[node], p.supported > 0, !p.ceasing else { return (0, 0) }
         return (p.supported, p.echoSentAt)
     }
 
     /// Decides ceasing and final withdrawals. `lost` are the nodes a majority (ourselves included,
     /// as far as the latest reports tell) has no two-way contact with; `member` our own view.
-    public mutating func update(now: UInt64, member: (UInt32) -> Bool, lostByMajority: (UInt32) -> Bool) -> [Event] {
+    public mutating func update(now: UInt64, member: (NodeID) -> Bool, lostByMajority: (NodeID) -> Bool) -> [Event] {
         var events: [Event] = []
         for id in peers.keys.sorted() {
             guard var p = peers[id] else { continue }
@@ -158,32 +158,32 @@ public struct SupportLedger: Sendable, Equatable {
     }
 
     /// Our own final withdrawals, reported in every heartbeat.
-    public var withdrawals: [UInt32: UInt64] {
-        var out: [UInt32: UInt64] = [:]
+    public var withdrawals: [NodeID: UInt64] {
+        var out: [NodeID: UInt64] = [:]
         for (id, p) in peers { if let w = p.withdrawnUpTo { out[id] = w } }
         return out
     }
 
     /// Highest epoch seen of every node (ourselves included): reported so a coordinator can ask
     /// for withdrawals of the newest epoch anyone knows.
-    public var epochsSeen: [UInt32: UInt64] {
-        var out: [UInt32: UInt64] = [selfId: epoch]
+    public var epochsSeen: [NodeID: UInt64] {
+        var out: [NodeID: UInt64] = [selfId: epoch]
         for (id, p) in peers where p.highestSeen > 0 { out[id] = p.highestSeen }
         return out
     }
 
-    public func withdrawn(_ node: UInt32) -> UInt64? { peers[node]?.withdrawnUpTo }
+    public func withdrawn(_ node: NodeID) -> UInt64? { peers[node]?.withdrawnUpTo }
     /// The highest epoch of `node` we will not support (told to it in our heartbeats).
-    public func refused(_ node: UInt32) -> UInt64 { peers[node]?.refuseUpTo ?? 0 }
-    public func highestSeen(_ node: UInt32) -> UInt64 { node == selfId ? epoch : (peers[node]?.highestSeen ?? 0) }
+    public func refused(_ node: NodeID) -> UInt64 { peers[node]?.refuseUpTo ?? 0 }
+    public func highestSeen(_ node: NodeID) -> UInt64 { node == selfId ? epoch : (peers[node]?.highestSeen ?? 0) }
 
     // MARK: holder side
 
     /// A peer's heartbeat: its echo of our epoch, its withdrawals and the epochs it has seen.
     /// `now` bounds the echo: our own send time cannot be in our future (a corrupt or hostile
     /// value is ignored rather than added to).
-    public mutating func report(from peer: UInt32, supportEpoch: UInt64, supportEcho: UInt64, refused: UInt64,
-                                withdrawals: [UInt32: UInt64], epochsSeen: [UInt32: UInt64], now: UInt64) {
+    public mutating func report(from peer: NodeID, supportEpoch: UInt64, supportEcho: UInt64, refused: UInt64,
+                                withdrawals: [NodeID: UInt64], epochsSeen: [NodeID: UInt64], now: UInt64) {
         if (withdrawals[selfId] ?? 0) >= epoch || refused >= epoch {
             // Withdrawn, or refused because the peer learnt of a withdrawal: this epoch is dead
             // at that peer for good.

@@ -7,7 +7,7 @@
 /// A link that goes quiet while another still works is reported and changes nothing else.
 public struct Membership: Sendable {
     public struct Peer: Sendable {
-        public var id: UInt32
+        public var id: NodeID
         public var name: String
         public var linkLastHeard: [UInt64?]
         public var linkUp: [Bool]
@@ -34,9 +34,9 @@ public struct Membership: Sendable {
 
     public let selfIncarnation: UInt64
     public let timeout: UInt64
-    public internal(set) var peers: [UInt32: Peer] = [:]
+    public internal(set) var peers: [NodeID: Peer] = [:]
 
-    public init(selfId: UInt32, incarnation: UInt64, nodes: [(id: UInt32, name: String)], links: Int, timeout: UInt64) {
+    public init(selfId: NodeID, incarnation: UInt64, nodes: [(id: NodeID, name: String)], links: Int, timeout: UInt64) {
         self.selfIncarnation = incarnation
         self.timeout = timeout
         for n in nodes where n.id != selfId {
@@ -48,7 +48,7 @@ public struct Membership: Sendable {
     /// An authenticated packet of `sender` arrived on `link`. Returns false when its content must
     /// not be applied: an older life of the sender, or a copy already received on another link
     /// (which only refreshes that link's liveness).
-    public mutating func heard(from sender: UInt32, link: Int, incarnation inc: UInt64, seq: UInt64, now: UInt64) -> Bool {
+    public mutating func heard(from sender: NodeID, link: Int, incarnation inc: UInt64, seq: UInt64, now: UInt64) -> Bool {
         guard var p = peers[sender], inc >= p.incarnation else { return false }
         defer { peers[sender] = p }
         if inc > p.incarnation {
@@ -68,7 +68,7 @@ public struct Membership: Sendable {
     }
 
     /// Records a heartbeat's content (after `heard` accepted it).
-    public mutating func record(_ h: Heartbeat, from sender: UInt32, now: UInt64) {
+    public mutating func record(_ h: Heartbeat, from sender: NodeID, now: UInt64) {
         guard var p = peers[sender] else { return }
         p.peerSentAt = h.sentAt
         p.peerSentAtReceivedAt = now
@@ -102,6 +102,6 @@ public struct Membership: Sendable {
         return changes
     }
 
-    public func isMember(_ id: UInt32) -> Bool { peers[id]?.member ?? false }
-    public var members: [UInt32] { peers.values.filter(\.member).map(\.id).sorted() }
+    public func isMember(_ id: NodeID) -> Bool { peers[id]?.member ?? false }
+    public var members: [NodeID] { peers.values.filter(\.member).map(\.id).sorted() }
 }

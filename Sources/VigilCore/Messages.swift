@@ -11,7 +11,7 @@ public struct Heartbeat: Sendable, Equatable {
     public var echoIncarnation: UInt64
     public var echo: UInt64
     /// Node id the sender votes for as coordinator (0: none, e.g. while its previous vote is still binding).
-    public var vote: UInt32
+    public var vote: NodeID?
     /// The sender holds a majority of votes.
     public var isCoordinator: Bool
     /// Coordinator only: the recipient may act on `assignments` (start what they give it) until
@@ -28,9 +28,9 @@ public struct Heartbeat: Sendable, Equatable {
     /// Resources that failed on the sender and must not be placed there.
     public var failed: [String]
     /// Coordinator only: resource name to node id.
-    public var assignments: [String: UInt32]
+    public var assignments: [String: NodeID]
     /// Peers the sender has bidirectional contact with.
-    public var members: [UInt32]
+    public var members: [NodeID]
     /// Resources confirmed running on the sender (a subset of `held`).
     public var started: [String] = []
     /// Resources whose stop failed on the sender: they may still run there.
@@ -54,9 +54,9 @@ public struct Heartbeat: Sendable, Equatable {
     public var assigneeEpoch: UInt64 = 0
     public var refusedEpoch: UInt64 = 0
     /// The sender's final withdrawals: node id to the highest epoch withdrawn.
-    public var withdrawals: [UInt32: UInt64] = [:]
+    public var withdrawals: [NodeID: UInt64] = [:]
     /// The highest epoch the sender has seen of every node.
-    public var epochsSeen: [UInt32: UInt64] = [:]
+    public var epochsSeen: [NodeID: UInt64] = [:]
     /// Revision of the sender's facts (`held`, `started`, `failed`, `blocked`, `fatal`) within its
     /// incarnation; it grows whenever one of them changes. The facts travel only to a peer that
     /// has not acknowledged this revision (`factsIncluded`); otherwise they are the facts of that
@@ -75,9 +75,9 @@ public struct Heartbeat: Sendable, Equatable {
     public var assignmentsAck: UInt64 = 0
 
     public init(
-        sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: UInt32 = 0, isCoordinator: Bool = false,
+        sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: NodeID? = nil, isCoordinator: Bool = false,
         leaseMs: UInt32 = 0, leaving: Bool = false, configVersion: UInt64 = 0, configDigest: UInt64 = 0,
-        held: [String] = [], failed: [String] = [], assignments: [String: UInt32] = [:], members: [UInt32] = []
+        held: [String] = [], failed: [String] = [], assignments: [String: NodeID] = [:], members: [NodeID] = []
     ) {
         self.sentAt = sentAt
         self.echoIncarnation = echoIncarnation
@@ -201,7 +201,7 @@ extension Message {
             w.u64(h.sentAt)
             w.u64(h.echoIncarnation)
             w.u64(h.echo)
-            w.u32(h.vote)
+            w.node(h.vote)
             var flags: UInt8 = 0
             if h.isCoordinator { flags |= 1 }
             if h.probing { flags |= 2 }
@@ -222,11 +222,11 @@ extension Message {
                 w.u16(UInt16(keys.count))
                 for k in keys {
                     w.shortString(k)
-                    w.u32(h.assignments[k] ?? 0)
+                    w.node(h.assignments[k])
                 }
             }
             w.u16(UInt16(h.members.count))
-            for m in h.members { w.u32(m) }
+            for m in h.members { w.node(m) }
             w.u64(h.epoch)
             w.u64(h.supportEpoch)
             w.u64(h.supportEcho)
@@ -235,7 +235,7 @@ extension Message {
             for map in [h.withdrawals, h.epochsSeen] {
                 w.u16(UInt16(map.count))
                 for k in map.keys.sorted() {
-                    w.u32(k)
+                    w.node(k)
                     w.u64(map[k] ?? 0)
                 }
             }
@@ -297,7 +297,7 @@ extension Message {
             var h = Heartbeat(sentAt: try r.u64())
             h.echoIncarnation = try r.u64()
             h.echo = try r.u64()
-            h.vote = try r.u32()
+            h.vote = try r.optionalNode()
             let flags = try r.u8()
             guard flags & ~31 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
@@ -318,17 +318,17 @@ extension Message {
                 h.assignments.reserveCapacity(n)
                 for _ in 0..<n {
                     let k = try r.shortString()
-                    guard h.assignments.updateValue(try r.u32(), forKey: k) == nil else { throw DecodeError("resource '\(k)' assigned twice") }
+                    guard h.assignments.updateValue(try r.node(), forKey: k) == nil else { throw DecodeError("resource '\(k)' assigned twice") }
                 }
             }
-            for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.u32()) }
+            for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.node()) }
             h.epoch = try r.u64()
             h.supportEpoch = try r.u64()
             h.supportEcho = try r.u64()
             h.assigneeEpoch = try r.u64()
             h.refusedEpoch = try r.u64()
-            for _ in 0..<(try r.count(max: 64)) { h.withdrawals[try r.u32()] = try r.u64() }
-            for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.u32()] = try r.u64() }
+            for _ in 0..<(try r.count(max: 64)) { h.withdrawals[try r.node()] = try r.u64() }
+            for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.node()] = try r.u64() }
             m = .heartbeat(h)
         case 2:
             m = .configRequest(version: try r.u64(), offset: try r.u32())

@@ -18,11 +18,11 @@
 /// - A resource whose agent said its configuration is wrong (`fatal`) runs nowhere.
 public enum Scheduler {
     public struct Node: Sendable, Equatable {
-        public var id: UInt32
+        public var id: NodeID
         public var name: String
         public var online: Bool
         public var standby: Bool
-        public init(id: UInt32, name: String, online: Bool = true, standby: Bool = false) {
+        public init(id: NodeID, name: String, online: Bool = true, standby: Bool = false) {
             self.id = id
             self.name = name
             self.online = online
@@ -32,11 +32,11 @@ public enum Scheduler {
 
     public struct State: Sendable, Equatable {
         /// Nodes reporting each resource as (possibly) running.
-        public var running: [String: Set<UInt32>] = [:]
+        public var running: [String: Set<NodeID>] = [:]
         /// Nodes where a resource failed and must not be placed.
-        public var banned: [String: Set<UInt32>] = [:]
+        public var banned: [String: Set<NodeID>] = [:]
         /// Nodes where stopping a resource failed.
-        public var blocked: [String: Set<UInt32>] = [:]
+        public var blocked: [String: Set<NodeID>] = [:]
         /// Resources banned everywhere (agent reported a configuration error).
         public var fatal: Set<String> = []
         public init() {}
@@ -55,7 +55,7 @@ public enum Scheduler {
 
     public struct Result: Sendable, Equatable {
         /// Resource name to node id; absent means stopped.
-        public var placement: [String: UInt32] = [:]
+        public var placement: [String: NodeID] = [:]
         /// Why a resource is stopped or pinned.
         public var reasons: [String: String] = [:]
         public var actions: [Action] = []
@@ -71,7 +71,7 @@ public enum Scheduler {
         let byId = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0) })
         let units = set.unitOrder.isEmpty && !set.names.isEmpty ? orderedUnits(set) : set.unitOrder
         let sortedNodes = nodes.sorted(by: { $0.id < $1.id })
-        var unitPlacement: [String: UInt32?] = [:]
+        var unitPlacement: [String: NodeID?] = [:]
 
         func unitOf(_ name: String) -> String {
             if set.group(named: name) != nil { return name }
@@ -100,7 +100,7 @@ public enum Scheduler {
                 unitPlacement[unit.name] = .some(n)
                 continue
             }
-            var best: (score: Int, id: UInt32)?
+            var best: (score: Int, id: NodeID)?
             var why = "no node is online"
             var withStopped: String?
             for node in sortedNodes {

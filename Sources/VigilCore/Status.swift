@@ -7,11 +7,11 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     }
     public struct NodeStatus: Codable, Sendable, Equatable {
         public var name: String
-        public var id: UInt32
+        public var id: NodeID
         /// "local", "online", "offline", "leaving"
         public var state: String
         public var links: [LinkStatus]
-        public var vote: UInt32?
+        public var vote: NodeID?
         public var standby: Bool? = nil
     }
     public struct ResourceStatus: Codable, Sendable, Equatable {

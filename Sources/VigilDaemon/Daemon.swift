@@ -259,7 +259,7 @@ public final class Daemon {
                 if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
             }
         case .success(let (h, msg)):
-            guard h.sender != selfNode.id, cluster.node(id: h.sender) != nil else {
+            guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, cluster.node(id: sender) != nil else {
                 counters.unknownSender += 1
                 return
             }
@@ -269,7 +269,7 @@ public final class Daemon {
                 return
             }
             counters.accepted += 1
-            execute(engine.receive(from: h.sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
+            execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
         }
     }
 
@@ -373,12 +373,12 @@ public final class Daemon {
         }
     }
 
-    func send(_ msg: Message, to peer: UInt32) {
+    func send(_ msg: Message, to peer: NodeID) {
         guard let node = cluster.node(id: peer) else { return }
         seq += 1
         let payload = msg.encodePayload()
         for (i, link) in cluster.links.enumerated() {
-            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id, incarnation: incarnation, seq: seq)
+            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq)
             let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
             sockets[i].send(packet, to: node.addresses[i], port: link.port)
         }

@@ -17,7 +17,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// loss, delay and cuts. The shell's behaviour is emulated: starts succeed at once, and
 /// `holding` records what each node runs. After every step it checks the safety invariants.
 public struct SimCluster {
-    public struct Path: Hashable { public var from: UInt32; public var to: UInt32; public var link: Int }
+    public struct Path: Hashable { public var from: NodeID; public var to: NodeID; public var link: Int }
     public struct PathState {
         public var up = true
         public var loss = 0.0
@@ -30,34 +30,34 @@ public struct SimCluster {
         public var burstMs: UInt64 = 0
         var burstUntil: UInt64 = 0
     }
-    struct Packet { var at: UInt64; var order: UInt64; var from: UInt32; var to: UInt32; var link: Int; var inc: UInt64; var seq: UInt64; var msg: Message }
+    struct Packet { var at: UInt64; var order: UInt64; var from: NodeID; var to: NodeID; var link: Int; var inc: UInt64; var seq: UInt64; var msg: Message }
 
     /// What one UDP datagram carries after the envelope (65,507 bytes less header and MAC).
     public static let maxDatagramPayload = 65_507 - 80
 
     public let cluster: ClusterConfig
-    public private(set) var engines: [UInt32: Engine] = [:]
+    public private(set) var engines: [NodeID: Engine] = [:]
     public private(set) var now: UInt64 = 1_000
     public var paths: [Path: PathState] = [:]
-    public private(set) var holding: [UInt32: Set<String>] = [:]
-    public private(set) var crashed: Set<UInt32> = []
+    public private(set) var holding: [NodeID: Set<String>] = [:]
+    public private(set) var crashed: Set<NodeID> = []
     public private(set) var violations: [String] = []
     /// (time, node, event) for every event the engines reported.
-    public private(set) var events: [(UInt64, UInt32, EngineEvent)] = []
+    public private(set) var events: [(UInt64, NodeID, EngineEvent)] = []
     /// (time, node, resource, started?) for every start/stop.
-    public private(set) var actions: [(UInt64, UInt32, String, Bool)] = []
+    public private(set) var actions: [(UInt64, NodeID, String, Bool)] = []
     public private(set) var replies: [UInt64: (ok: Bool, version: UInt64, message: String)] = [:]
     /// Resources that fail to start on a node (simulating a missing interface).
-    public var failingStarts: [UInt32: Set<String>] = [:]
+    public var failingStarts: [NodeID: Set<String>] = [:]
     /// Resources a probe finds already running on a node.
-    public var runningProbes: [UInt32: Set<String>] = [:]
+    public var runningProbes: [NodeID: Set<String>] = [:]
     /// Resources whose probe on a node does not answer until `finishProbe`.
-    public var hangingProbes: [UInt32: Set<String>] = [:]
-    struct Probe: Hashable { var node: UInt32; var resource: String }
+    public var hangingProbes: [NodeID: Set<String>] = [:]
+    struct Probe: Hashable { var node: NodeID; var resource: String }
     var pendingProbes: Set<Probe> = []
 
     /// Answers a hanging probe: the resource is not running there.
-    public mutating func finishProbe(_ r: String, on id: UInt32) {
+    public mutating func finishProbe(_ r: String, on id: NodeID) {
         guard pendingProbes.remove(Probe(node: id, resource: r)) != nil, var e = engines[id] else { return }
         let d = e.probeResult(r, .notRunning, now: clock(id))
         engines[id] = e
@@ -65,31 +65,31 @@ public struct SimCluster {
     }
 
     /// Resources whose stop fails on a node.
-    public var failingStops: [UInt32: Set<String>] = [:]
+    public var failingStops: [NodeID: Set<String>] = [:]
     /// (time, node, resource) for every recurring monitor the engines asked for.
-    public private(set) var monitors: [(UInt64, UInt32, String)] = []
+    public private(set) var monitors: [(UInt64, NodeID, String)] = []
 
     /// The resource dies on node `id` behind the cluster's back (its next monitor finds it gone).
-    public mutating func kill(_ r: String, on id: UInt32) { holding[id]?.remove(r) }
+    public mutating func kill(_ r: String, on id: NodeID) { holding[id]?.remove(r) }
     var inflight: [Packet] = []
-    var seqs: [UInt32: UInt64] = [:]
-    var incarnations: [UInt32: UInt64] = [:]
+    var seqs: [NodeID: UInt64] = [:]
+    var incarnations: [NodeID: UInt64] = [:]
     var rng: SplitMix64
     var order: UInt64 = 0
-    var nextTick: [UInt32: UInt64] = [:]
+    var nextTick: [NodeID: UInt64] = [:]
     /// Each node's monotonic clock: its own origin and a rate error in parts per million.
-    public private(set) var clockOffset: [UInt32: UInt64] = [:]
-    public private(set) var clockPPM: [UInt32: Int64] = [:]
+    public private(set) var clockOffset: [NodeID: UInt64] = [:]
+    public private(set) var clockPPM: [NodeID: Int64] = [:]
     /// Nodes whose daemon is stopped (SIGSTOP): they process nothing, their kernel still holds
     /// their addresses until their guardian removes them at the lease deadline.
-    public private(set) var paused: Set<UInt32> = []
+    public private(set) var paused: Set<NodeID> = []
     /// Times the guardian removed addresses because the daemon did not (node, time).
-    public private(set) var guardianFired: [(UInt32, UInt64)] = []
+    public private(set) var guardianFired: [(NodeID, UInt64)] = []
     /// Off only to show that a test would catch the stalled daemon without it.
     public var guardianEnabled = true
     /// While set, every heartbeat sent is recorded in `heartbeatLog`.
     public var recordHeartbeats = false
-    public struct SentHeartbeat: Sendable { public var at: UInt64; public var from: UInt32; public var to: UInt32; public var bytes: Int; public var heartbeat: Heartbeat }
+    public struct SentHeartbeat: Sendable { public var at: UInt64; public var from: NodeID; public var to: NodeID; public var bytes: Int; public var heartbeat: Heartbeat }
     public private(set) var heartbeatLog: [SentHeartbeat] = []
 
     public init(cluster: ClusterConfig, resources: String = "", seed: UInt64 = 1) throws {
@@ -100,7 +100,7 @@ public struct SimCluster {
         for n in cluster.nodes {
             incarnations[n.id] = 1
             // Distinct clocks: every node's monotonic clock started at another moment.
-            clockOffset[n.id] = UInt64(n.id) * 7_919_000 + UInt64.random(in: 0..<1_000_000, using: &rng)
+            clockOffset[n.id] = UInt64(n.id.rawValue) * 7_919_000 + UInt64.random(in: 0..<1_000_000, using: &rng)
             clockPPM[n.id] = 0
             engines[n.id] = Engine(cluster: cluster, selfId: n.id, incarnation: 1, resources: v, resourceSet: set, now: (clockOffset[n.id] ?? 0) + now)
             holding[n.id] = []
@@ -123,10 +123,10 @@ public struct SimCluster {
         return try ClusterConfig.parse(t, file: "sim.toml")
     }
 
-    public func engine(_ id: UInt32) -> Engine? { engines[id] }
+    public func engine(_ id: NodeID) -> Engine? { engines[id] }
 
     /// Node `id`'s monotonic clock at the current virtual (real) time.
-    public func clock(_ id: UInt32) -> UInt64 {
+    public func clock(_ id: NodeID) -> UInt64 {
         let base = (clockOffset[id] ?? 0) + now
         let ppm = clockPPM[id] ?? 0
         let skew = Int64(now) * ppm / 1_000_000
@@ -135,7 +135,7 @@ public struct SimCluster {
 
     /// Makes node `id`'s clock run fast (positive) or slow (negative) by `ppm` parts per million.
     /// The lease argument holds for errors up to the configured bound (1000 ppm).
-    public mutating func setClockRate(_ id: UInt32, ppm: Int64) {
+    public mutating func setClockRate(_ id: NodeID, ppm: Int64) {
         // Keep the clock continuous: fold the skew so far into the offset.
         let current = clock(id)
         clockPPM[id] = ppm
@@ -144,29 +144,29 @@ public struct SimCluster {
     }
 
     /// Stops node `id`'s daemon (SIGSTOP): no packet is read and no tick runs until `resume`.
-    public mutating func pause(_ id: UInt32) { paused.insert(id) }
-    public mutating func resume(_ id: UInt32) { paused.remove(id) }
+    public mutating func pause(_ id: NodeID) { paused.insert(id) }
+    public mutating func resume(_ id: NodeID) { paused.remove(id) }
 
     /// Status of node `id` on its own clock.
-    public func status(_ id: UInt32) -> ClusterStatus? { engines[id]?.status(now: clock(id)) }
+    public func status(_ id: NodeID) -> ClusterStatus? { engines[id]?.status(now: clock(id)) }
 
-    public func holders(of r: String) -> [UInt32] {
+    public func holders(of r: String) -> [NodeID] {
         holding.filter { $0.value.contains(r) }.map(\.key).sorted()
     }
 
-    public var coordinators: [UInt32] {
+    public var coordinators: [NodeID] {
         engines.filter { !crashed.contains($0.key) && $0.value.isCoordinator }.map(\.key).sorted()
     }
 
     /// The node stops; what it ran is gone with it (a dead machine answers nobody).
-    public mutating func crash(_ id: UInt32) {
+    public mutating func crash(_ id: NodeID) {
         crashed.insert(id)
         holding[id] = []
         inflight.removeAll { $0.to == id || $0.from == id }
     }
 
     /// The node comes back as a new incarnation with empty state.
-    public mutating func restart(_ id: UInt32) {
+    public mutating func restart(_ id: NodeID) {
         guard let e = engines[id] else { return }
         crashed.remove(id)
         incarnations[id, default: 1] += 1
@@ -176,35 +176,35 @@ public struct SimCluster {
 
     // MARK: driving
 
-    public mutating func propose(on id: UInt32, requestId: UInt64, text: String) {
+    public mutating func propose(on id: NodeID, requestId: UInt64, text: String) {
         guard var e = engines[id] else { return }
         let d = e.proposeConfig(requestId: requestId, text: text, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
-    public mutating func cleanup(on id: UInt32, _ r: String) {
+    public mutating func cleanup(on id: NodeID, _ r: String) {
         guard var e = engines[id] else { return }
         let d = e.cleanup(r, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
-    public mutating func standby(on id: UInt32, node: String, _ on: Bool, requestId: UInt64) {
+    public mutating func standby(on id: NodeID, node: String, _ on: Bool, requestId: UInt64) {
         guard var e = engines[id] else { return }
         let d = e.proposeStandby(requestId: requestId, node: node, on: on, now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
-    public mutating func leave(_ id: UInt32) {
+    public mutating func leave(_ id: NodeID) {
         guard var e = engines[id] else { return }
         let d = e.beginLeaving(now: clock(id))
         engines[id] = e
         execute(id, d)
     }
 
-    public mutating func fail(_ id: UInt32, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
+    public mutating func fail(_ id: NodeID, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
         guard var e = engines[id] else { return }
         let d = e.resourceFailed(r, reason: reason, kind: kind, now: clock(id))
         engines[id] = e
@@ -264,7 +264,7 @@ public struct SimCluster {
     }
 
     /// Like the daemon: after every input, sleep until the engine's next deadline (on the node's clock).
-    mutating func reschedule(_ id: UInt32) {
+    mutating func reschedule(_ id: NodeID) {
         guard let e = engines[id] else { return }
         let local = clock(id)
         let next = e.nextDeadline(now: local)
@@ -272,7 +272,7 @@ public struct SimCluster {
         nextTick[id] = min(nextTick[id] ?? at, at)
     }
 
-    mutating func execute(_ id: UInt32, _ directives: [Engine.Directive]) {
+    mutating func execute(_ id: NodeID, _ directives: [Engine.Directive]) {
         defer { reschedule(id) }
         var queue = directives[...]
         while let d = queue.popFirst() {
@@ -368,7 +368,7 @@ public struct SimCluster {
 
     mutating func checkInvariants() {
         guard violations.count < 10 else { return }
-        var byResource: [String: [UInt32]] = [:]
+        var byResource: [String: [NodeID]] = [:]
         for (id, set) in holding where !crashed.contains(id) {
             for r in set { byResource[r, default: []].append(id) }
         }

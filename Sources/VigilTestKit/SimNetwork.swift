@@ -2,12 +2,12 @@ import VigilCore
 
 /// The simulated network's faults: cuts, partitions, loss, delay, duplication and bursts.
 extension SimCluster {
-    public mutating func setPath(from a: UInt32, to b: UInt32, up: Bool, links: [Int]? = nil) {
+    public mutating func setPath(from a: NodeID, to b: NodeID, up: Bool, links: [Int]? = nil) {
         for l in links ?? Array(0..<cluster.links.count) { paths[Path(from: a, to: b, link: l)]?.up = up }
     }
 
     /// Cuts all traffic between the groups (symmetric partition).
-    public mutating func partition(_ groups: [[UInt32]]) {
+    public mutating func partition(_ groups: [[NodeID]]) {
         for (k, _) in paths { paths[k]?.up = true }
         for (i, g) in groups.enumerated() {
             for (j, h) in groups.enumerated() where i != j {

@@ -21,11 +21,11 @@ final class ConfigReplicationSimulationTests: XCTestCase {
         sim.run(3000)
         let text = Self.large(30)
         XCTAssertGreaterThan(text.utf8.count, SimCluster.maxDatagramPayload, "must not fit one datagram")
-        let follower = try XCTUnwrap([UInt32(1), 2, 3].first { !(sim.engine($0)?.isCoordinator ?? true) })
+        let follower = try XCTUnwrap(([1, 2, 3] as [NodeID]).first { !(sim.engine($0)?.isCoordinator ?? true) })
         sim.setAll(loss: 0.05, delay: 1, jitter: 3)
         sim.propose(on: follower, requestId: 77, text: text)
         let t = sim.run(until: 20_000) { s in
-            s.replies[77] != nil && [UInt32(1), 2, 3].allSatisfy { s.engine($0)?.resources.text == text }
+            s.replies[77] != nil && ([1, 2, 3] as [NodeID]).allSatisfy { s.engine($0)?.resources.text == text }
         }
         XCTAssertNotNil(t, "not replicated: reply \(String(describing: sim.replies[77]))")
         XCTAssertEqual(sim.replies[77]?.ok, true, sim.replies[77]?.message ?? "")

@@ -22,7 +22,7 @@ final class EngineSimulationTests: XCTestCase {
         sim.run(200)
         XCTAssertEqual(sim.coordinators, [1])
         XCTAssertEqual(sim.violations, [])
-        for id: UInt32 in [1, 2, 3] {
+        for id: NodeID in [1, 2, 3] {
             let st = try XCTUnwrap(sim.status(id))
             XCTAssertTrue(st.quorate, "n\(id) not quorate")
             XCTAssertEqual(st.coordinator, "n1")
@@ -226,7 +226,7 @@ final class EngineSimulationTests: XCTestCase {
         XCTAssertEqual(sim.replies[1]?.ok, false)
         XCTAssertTrue(sim.replies[1]?.message.contains("bogus") ?? false)
         sim.run(500)
-        for id: UInt32 in [1, 2, 3] { XCTAssertEqual(sim.engine(id)?.resources.version, 1) }
+        for id: NodeID in [1, 2, 3] { XCTAssertEqual(sim.engine(id)?.resources.version, 1) }
     }
 
     func testNewCoordinatorRebuildsPictureAndStartsNothingTwice() throws {
@@ -261,17 +261,17 @@ final class EngineSimulationTests: XCTestCase {
             for _ in 0..<12 {
                 switch Int.random(in: 0..<6, using: &rng) {
                 case 4:
-                    sim.crash(UInt32.random(in: 1...5, using: &rng))
+                    sim.crash(NodeID.random(in: 1...5, using: &rng))
                 case 5:
                     if let c = sim.crashed.first { sim.restart(c) }
                 case 0:
-                    let cut = UInt32.random(in: 1...5, using: &rng)
-                    let others = (1...5).map(UInt32.init).filter { $0 != cut }
+                    let cut = NodeID.random(in: 1...5, using: &rng)
+                    let others = (1...5).map(NodeID.n).filter { $0 != cut }
                     sim.partition([[cut], others])
                 case 1:
-                    let a = UInt32.random(in: 1...5, using: &rng)
-                    var b = UInt32.random(in: 1...5, using: &rng)
-                    if a == b { b = a % 5 + 1 }
+                    let a = NodeID.random(in: 1...5, using: &rng)
+                    var b = NodeID.random(in: 1...5, using: &rng)
+                    if a == b { b = NodeID.n(Int(a.rawValue) % 5 + 1) }
                     sim.setPath(from: a, to: b, up: false)
                 case 2:
                     sim.partition([[1, 2], [3, 4, 5]])

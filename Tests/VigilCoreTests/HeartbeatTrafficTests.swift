@@ -16,7 +16,7 @@ final class HeartbeatTrafficTests: XCTestCase {
         var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 2), resources: Self.addresses(addresses, nodes: 3), seed: seed)
         if loss > 0 { sim.setAll(loss: loss, delay: 1, jitter: 2) }
         let t = sim.run(until: 20_000) { s in
-            (0..<addresses).allSatisfy { i in s.holders(of: "a\(i)") == [UInt32(i % 3 + 1)] }
+            (0..<addresses).allSatisfy { i in s.holders(of: "a\(i)") == [NodeID.n(i % 3 + 1)] }
         }
         XCTAssertNotNil(t, "the addresses were never placed")
         sim.run(2000)
@@ -58,7 +58,7 @@ final class HeartbeatTrafficTests: XCTestCase {
         // Every peer holds n1's latest facts.
         let rev = sim.heartbeatLog.last(where: { $0.from == 1 })?.heartbeat.factsRev
         XCTAssertNotNil(rev)
-        for id: UInt32 in [2, 3] {
+        for id: NodeID in [2, 3] {
             XCTAssertEqual(sim.engine(id)?.peers[1]?.report?.factsRev, rev, "n\(id)")
             XCTAssertEqual(sim.engine(id)?.peers[1]?.report?.failed, ["a0"], "n\(id)")
         }
@@ -75,7 +75,7 @@ final class HeartbeatTrafficTests: XCTestCase {
         let interval = sim.cluster.timing.interval
         let log = sim.heartbeatLog
         let coordinatorSends = log.filter { $0.from == coordinator }.map(\.at)
-        for id: UInt32 in [1, 2, 3] where id != coordinator {
+        for id: NodeID in [1, 2, 3] where id != coordinator {
             let mine = Array(Set(log.filter { $0.from == id }.map(\.at))).sorted()
             XCTAssertGreaterThan(mine.count, 90)
             for (a, b) in zip(mine, mine.dropFirst()) {

@@ -42,7 +42,7 @@ final class LeaseSimulationTests: XCTestCase {
     func settled(links: Int = 1, seed: UInt64 = 1, interval: Int = Int(Timing.defaultInterval), timeout: Int = Int(Timing.defaultTimeout)) throws -> SimCluster {
         var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: links, interval: interval, timeout: timeout),
                                  resources: Self.threeAddresses, seed: seed)
-        let t = sim.run(until: 5000) { s in (1...3).allSatisfy { s.holders(of: "vip\($0)") == [UInt32($0)] } }
+        let t = sim.run(until: 5000) { s in (1...3).allSatisfy { s.holders(of: "vip\($0)") == [NodeID.n($0)] } }
         XCTAssertNotNil(t, "addresses never settled")
         sim.run(1000)
         return sim
@@ -95,7 +95,7 @@ final class LeaseSimulationTests: XCTestCase {
             let coord = try XCTUnwrap(sim.coordinators.first)
             let t0 = sim.now
             sim.crash(coord)
-            let survivors = [UInt32(1), 2, 3].filter { $0 != coord }
+            let survivors = ([1, 2, 3] as [NodeID]).filter { $0 != coord }
             let moved = sim.run(until: 3000) { s in s.holders(of: "vip\(coord)").count == 1 }
             XCTAssertNotNil(moved, "seed \(seed): the dead coordinator's address never moved")
             sim.run(2000)
@@ -143,18 +143,18 @@ final class LeaseSimulationTests: XCTestCase {
         for seed: UInt64 in 1...6 {
             var sim = try SimCluster(cluster: SimCluster.config(nodes: 5, links: 1), resources: Self.threeAddresses, seed: seed)
             var rng = SplitMix64(seed: seed &* 77)
-            for id: UInt32 in 1...5 { sim.setClockRate(id, ppm: Int64.random(in: -1000...1000, using: &rng)) }
+            for id in (1...5).map(NodeID.n) { sim.setClockRate(id, ppm: Int64.random(in: -1000...1000, using: &rng)) }
             sim.run(3000)
             for _ in 0..<12 {
-                let victim = UInt32.random(in: 1...5, using: &rng)
+                let victim = NodeID.random(in: 1...5, using: &rng)
                 switch Int.random(in: 0..<5, using: &rng) {
                 case 0: sim.crash(victim)
                 case 1: sim.restart(victim)
-                case 2: sim.partition([[victim, UInt32.random(in: 1...5, using: &rng)], Array(1...5).filter { $0 != victim }])
+                case 2: sim.partition([[victim, NodeID.random(in: 1...5, using: &rng)], (1...5).map(NodeID.n).filter { $0 != victim }])
                 case 3: sim.pause(victim)
                 default:
                     sim.heal()
-                    for id: UInt32 in 1...5 { sim.resume(id) }
+                    for id in (1...5).map(NodeID.n) { sim.resume(id) }
                     sim.setAll(loss: Double.random(in: 0...0.3, using: &rng), delay: 1, jitter: 20, duplicate: 0.02)
                 }
                 sim.run(UInt64.random(in: 300...2500, using: &rng))

@@ -57,15 +57,15 @@ final class SchedulerRegressionTests: XCTestCase {
         for (i, n) in names.enumerated() { toml += "[[node]]\nname = \"\(n)\"\nid = \(i + 1)\naddresses = [\"10.0.0.\(i + 1)\"]\n" }
         let cluster = try ClusterConfig.parse(toml, file: file)
         let set = try ResourceSet.parse(sc.resources, file: file, cluster: cluster)
-        func id(_ n: String) throws -> UInt32 {
+        func id(_ n: String) throws -> NodeID {
             guard let i = names.firstIndex(of: n) else { throw ConfigError(file: file, message: "unknown node \(n)") }
-            return UInt32(i + 1)
+            return NodeID.n(i + 1)
         }
         let offline = Set(sc.header["offline"] ?? [])
         let standby = Set(sc.header["standby"] ?? [])
-        let nodes = names.enumerated().map { Scheduler.Node(id: UInt32($0.offset + 1), name: $0.element, online: !offline.contains($0.element), standby: standby.contains($0.element)) }
+        let nodes = names.enumerated().map { Scheduler.Node(id: NodeID.n($0.offset + 1), name: $0.element, online: !offline.contains($0.element), standby: standby.contains($0.element)) }
         var state = Scheduler.State()
-        func pairs(_ key: String) throws -> [(String, UInt32)] {
+        func pairs(_ key: String) throws -> [(String, NodeID)] {
             try (sc.header[key] ?? []).map { p in
                 let parts = p.split(separator: "@").map(String.init)
                 guard parts.count == 2 else { throw ConfigError(file: file, message: "\(key): '\(p)' must be RESOURCE@NODE") }
@@ -79,7 +79,7 @@ final class SchedulerRegressionTests: XCTestCase {
         let result = Scheduler.schedule(set, nodes: nodes, state: state)
         var out = result.actions.map(\.description)
         if out.isEmpty { out.append("(no actions)") }
-        let placement = set.names.map { r in "\(r)=\(result.placement[r].map { names[Int($0) - 1] } ?? "stopped")" }
+        let placement = set.names.map { r in "\(r)=\(result.placement[r].map { names[Int($0.rawValue) - 1] } ?? "stopped")" }
         out.append("placement: " + placement.joined(separator: " "))
         for r in set.names { if let why = result.reasons[r] { out.append("reason \(r): \(why)") } }
         return out.joined(separator: "\n") + "\n"

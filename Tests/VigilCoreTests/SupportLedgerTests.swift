@@ -5,7 +5,7 @@ import VigilCore
 final class SupportLedgerTests: XCTestCase {
     let params = SupportLedger.Params(duration: 400, startQuiet: 500)
 
-    func ledger(_ id: UInt32, inc: UInt64 = 1, now: UInt64 = 0) -> SupportLedger {
+    func ledger(_ id: NodeID, inc: UInt64 = 1, now: UInt64 = 0) -> SupportLedger {
         SupportLedger(selfId: id, peers: [1, 2, 3], incarnation: inc, params: params, now: now)
     }
 

@@ -190,8 +190,9 @@ final class NamespaceClusterTests: NamespaceTestCase {
         let incText = try String(contentsOfFile: lab.workDir + "/state-node3/incarnation", encoding: .utf8)
         let inc = try XCTUnwrap(UInt64(incText.trimmingCharacters(in: .whitespacesAndNewlines)))
         // A heartbeat claiming node3 is the coordinator and moves the address to node3.
-        let evil = Message.heartbeat(Heartbeat(sentAt: 1, vote: 3, isCoordinator: true, leaseMs: 375, configVersion: 99,
-                                               held: ["web-ip"], assignments: ["web-ip": 3]))
+        let node3 = try XCTUnwrap(NodeID(rawValue: 3))
+        let evil = Message.heartbeat(Heartbeat(sentAt: 1, vote: node3, isCoordinator: true, leaseMs: 375, configVersion: 99,
+                                               held: ["web-ip"], assignments: ["web-ip": node3]))
         let cid = Envelope.clusterId("lab")
         func hdr(_ seq: UInt64) -> Envelope.Header { .init(kind: 1, link: 0, clusterId: cid, sender: 3, incarnation: inc, seq: seq) }
         let forged = Envelope.seal(evil, header: hdr(1 << 40), key: makeKey(Array(repeating: 1, count: 64)))

@@ -9,7 +9,7 @@ final class EnvelopeTests: XCTestCase {
     func header(seq: UInt64 = 1) -> Envelope.Header {
         Envelope.Header(kind: 1, link: 0, clusterId: cid, sender: 2, incarnation: 10, seq: seq)
     }
-    let msg = Message.heartbeat(Heartbeat(sentAt: 5, vote: 1, held: ["vip"]))
+    let msg = Message.heartbeat(Heartbeat(sentAt: 5, vote: NodeID(rawValue: 1), held: ["vip"]))
 
     func testSealedPacketOpens() throws {
         let p = Envelope.seal(msg, header: header(), key: key)
