@@ -41,7 +41,7 @@ extension Engine {
                 leaseMs = UInt32(min(timing.lease - min(timing.guardTime, timing.lease), election.termEnd - now))
             }
             var h = Heartbeat(
-                sentAt: now, echoIncarnation: p.incarnation, echo: p.peerSentAt, vote: votedFor,
+                sentAt: PeerTime(sentBy: now), echoIncarnation: p.incarnation, echo: p.peerSentAt.echoed, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
                 configVersion: resources.version, configDigest: resources.digest, members: members)
             h.factsRev = facts.factsRev
@@ -66,7 +66,7 @@ extension Engine {
             h.epoch = ledger.epoch
             let echo = ledger.echo(for: id)
             h.supportEpoch = echo.epoch
-            h.supportEcho = echo.sentAt
+            h.supportEcho = echo.sentAt.echoed
             h.refusedEpoch = ledger.refused(id)
             if isCoordinator { h.assigneeEpoch = p.report?.epoch ?? 0 }
             h.withdrawals = withdrawals

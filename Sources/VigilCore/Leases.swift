@@ -67,7 +67,7 @@ public struct SupportLedger: Sendable, Equatable {
         public var supported: UInt64 = 0
         public var acceptedAt: UInt64 = 0
         /// The node's send time of that heartbeat, on its clock: what we echo.
-        public var echoSentAt: UInt64 = 0
+        public var echoSentAt: PeerTime = 0
         /// We stopped accepting its heartbeats; the withdrawal becomes final when the promise ran out.
         public var ceasing = false
         /// Our own final withdrawal: every epoch up to this one (nil: never withdrawn).
@@ -110,7 +110,7 @@ public struct SupportLedger: Sendable, Equatable {
     // MARK: supporter side
 
     /// A fresh heartbeat of `node` (its epoch and send time).
-    public mutating func heard(from node: NodeID, epoch e: UInt64, sentAt: UInt64, now: UInt64) {
+    public mutating func heard(from node: NodeID, epoch e: UInt64, sentAt: PeerTime, now: UInt64) {
         guard var p = peers[node], e > 0 else { return }
         p.highestSeen = max(p.highestSeen, e)
         defer { peers[node] = p }
@@ -123,7 +123,7 @@ public struct SupportLedger: Sendable, Equatable {
     }
 
     /// What to echo to `node` in our next heartbeat: the epoch we support and its send time.
-    public func echo(for node: NodeID) -> (epoch: UInt64, sentAt: UInt64) {
+    public func echo(for node: NodeID) -> (epoch: UInt64, sentAt: PeerTime) {
         guard let p = peers[node], p.supported > 0, !p.ceasing else { return (0, 0) }
         return (p.supported, p.echoSentAt)
     }

@@ -15,7 +15,7 @@ public struct Membership: Sendable {
         public var incarnation: UInt64 = 0
         public var lastSeq: UInt64 = 0
         /// Peer's latest `sentAt` (its clock) and when we received it (ours).
-        public var peerSentAt: UInt64 = 0
+        public var peerSentAt: PeerTime = 0
         public var peerSentAtReceivedAt: UInt64 = 0
         public var report: Heartbeat?
         public var member = false

@@ -4,10 +4,12 @@
 /// Sent every heartbeat interval on every link to every peer, and at once when
 /// something the peers must know changes.
 public struct Heartbeat: Sendable, Equatable {
-    /// Sender's monotonic clock (ms) when sent. Peers echo it back.
-    public var sentAt: UInt64
-    /// The recipient's incarnation and the latest `sentAt` the sender received from it.
-    /// This is what makes connectivity bidirectional and leases measurable on one clock.
+    /// Sender's monotonic clock (ms) when sent: to the recipient a `PeerTime`, which it only
+    /// echoes back.
+    public var sentAt: PeerTime
+    /// The recipient's incarnation and the latest `sentAt` the sender received from it, echoed:
+    /// the recipient's own clock again (as is `supportEcho`), so leases and two-way contact are
+    /// measured on one clock.
     public var echoIncarnation: UInt64
     public var echo: UInt64
     /// Node id the sender votes for as coordinator (0: none, e.g. while its previous vote is still binding).
@@ -75,7 +77,7 @@ public struct Heartbeat: Sendable, Equatable {
     public var assignmentsAck: UInt64 = 0
 
     public init(
-        sentAt: UInt64, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: NodeID? = nil, isCoordinator: Bool = false,
+        sentAt: PeerTime, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: NodeID? = nil, isCoordinator: Bool = false,
         leaseMs: UInt32 = 0, leaving: Bool = false, configVersion: UInt64 = 0, configDigest: UInt64 = 0,
         held: [String] = [], failed: [String] = [], assignments: [String: NodeID] = [:], members: [NodeID] = []
     ) {
@@ -198,7 +200,7 @@ extension Message {
         var w = ByteWriter()
         switch self {
         case .heartbeat(let h):
-            w.u64(h.sentAt)
+            w.u64(h.sentAt.ms)
             w.u64(h.echoIncarnation)
             w.u64(h.echo)
             w.node(h.vote)
@@ -294,7 +296,7 @@ extension Message {
         let m: Message
         switch kind {
         case 1:
-            var h = Heartbeat(sentAt: try r.u64())
+            var h = Heartbeat(sentAt: PeerTime(ms: try r.u64()))
             h.echoIncarnation = try r.u64()
             h.echo = try r.u64()
             h.vote = try r.optionalNode()
