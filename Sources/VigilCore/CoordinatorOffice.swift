@@ -8,7 +8,9 @@ struct CoordinatorOffice: Sendable {
     /// things ended before our majority voted for us; the guard covers processing).
     let startBarrier: UInt64
     /// The published assignments: resource to node.
-    var placement: [String: NodeID] = [:] { didSet { placementChanged = true } }
+    var placement: [String: NodeID] = [:] { didSet { placementChanged = true; placementSerial &+= 1 } }
+    /// Grows with every change of `placement`.
+    var placementSerial: UInt64 = 0
     var placementChanged = true
     /// What each peer is told it runs, with the revision (see `Heartbeat.assignmentsRev`).
     var sent: [NodeID: (rev: UInt64, assignments: [String: NodeID])] = [:]
@@ -28,6 +30,9 @@ struct CoordinatorOffice: Sendable {
     /// Placement inputs changed since the last round.
     var dirty = true
     var nextRound: UInt64 = 0
+    /// The safety-net round of placement while something waits, and once everything is placed.
+    static let waitingRoundMs: UInt64 = 1000
+    static let settledRoundMs: UInt64 = 10_000
 
     init(since: UInt64, guardTime: UInt64) {
         self.since = since

@@ -55,7 +55,7 @@ public struct Engine: Sendable {
     public internal(set) var membership: Membership
     public var peers: [NodeID: PeerState] { membership.peers }
     public internal(set) var resources: VersionedResources
-    public internal(set) var resourceSet: ResourceSet
+    public internal(set) var resourceSet: ResourceSet { didSet { localSerial &+= 1 } }
 
     // Voting and coordination
     public internal(set) var election: Election
@@ -76,24 +76,24 @@ public struct Engine: Sendable {
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0
-    var authorityAssignments: [String: NodeID] = [:]
+    var authorityAssignments: [String: NodeID] = [:] { didSet { if authorityAssignments != oldValue { localSerial &+= 1 } } }
     /// The incarnation of the coordinator `authorityAssignments` came from, and their revision.
     var authorityIncarnation: UInt64 = 0
     var authorityRev: UInt64 = 0
 
     public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
     /// What runs here; absent means stopped.
-    public internal(set) var local: [String: LocalState] = [:] { didSet { factsDirty = true } }
+    public internal(set) var local: [String: LocalState] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
     /// Everything that may run here (starting, started, stopping, blocked): reported as `held`.
     public var held: Set<String> { Set(local.keys) }
     /// Resources banned on this node (failed start, threshold reached, hard error, interface down).
-    public internal(set) var failed: [String: String] = [:] { didSet { factsDirty = true } }
+    public internal(set) var failed: [String: String] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
     /// Agent said the configuration is wrong: banned everywhere until cleanup.
-    public internal(set) var fatal: [String: String] = [:] { didSet { factsDirty = true } }
+    public internal(set) var fatal: [String: String] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
     var failureTimes: [String: [UInt64]] = [:]
     var thresholdBans: Set<String> = []
-    var restartPending: Set<String> = []
-    var probeIssued: Set<String> = []
+    var restartPending: Set<String> = [] { didSet { localSerial &+= 1 } }
+    var probeIssued: Set<String> = [] { didSet { localSerial &+= 1 } }
     /// When each started agent resource's next monitor is due, and those running now.
     var monitorDue: [String: UInt64] = [:]
     var monitorInFlight: Set<String> = []
@@ -105,15 +105,44 @@ public struct Engine: Sendable {
     var evaluationWanted = false
     /// When a transient failure is forgotten.
     var failureExpiry: [String: UInt64] = [:]
-    public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true } }
+    public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true; localSerial &+= 1 } }
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
     var hadLease = false
     var everHadLease = false
     /// Resources found running at start-up; kept (not started, not stopped) until the first
     /// lease tells us whether they stay here, or until the grace period ends.
-    var leftovers: Set<String> = []
+    var leftovers: Set<String> = [] { didSet { localSerial &+= 1 } }
     var wasQuorate = false
+    /// Grows with every change of what `applyDesired` reads from this node's own state (what
+    /// runs, fails, probes, restarts, the assignments followed, the configuration).
+    var localSerial: UInt64 = 0
+    /// Work done, for tests and benchmarks: full passes over the local resources, placement
+    /// rounds (coordinator) and evaluations.
+    public struct WorkCounters: Sendable, Equatable {
+        public var evaluations = 0
+        public var desiredPasses = 0
+        public var placementRounds = 0
+        public init() {}
+    }
+    public internal(set) var work = WorkCounters()
+    /// `localSerial` when the set of recurring monitors was last brought up to date.
+    var monitorsSerial: UInt64 = .max
+    /// The inputs of the last `applyDesired` pass that changed nothing: a pass with the same
+    /// inputs would change nothing either, so it is skipped (a settled node with a thousand
+    /// resources does not walk them on every heartbeat).
+    var settledDesired: DesiredInputs?
+    struct DesiredInputs: Equatable {
+        var hasLease: Bool
+        var authorityValid: Bool
+        var inStartupGrace: Bool
+        var leaving: Bool
+        var isCoordinator: Bool
+        var officeSince: UInt64
+        var placementSerial: UInt64
+        var localSerial: UInt64
+        var peersSerial: UInt64
+    }
     var lastCoordinatorSeen: NodeID?
 
     // Heartbeats and config
@@ -328,17 +357,20 @@ public struct Engine: Sendable {
     mutating func evaluate(now: UInt64, out: inout [Directive]) -> [Directive] {
         if batching { evaluationWanted = true }
         if deferEvaluation || batching { return out }
+        work.evaluations += 1
         updateMembership(now: now, out: &out)
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
         // Placement is recomputed when an input it depends on changed (anything that makes a
         // heartbeat urgent, a peer's reported facts, a release we wait for), when a wait runs
-        // out, and once a second.
+        // out, and as a safety net once a second while anything waits (every ten seconds when
+        // everything is where it belongs: a thousand resources are not placed again for nothing).
         if var o = office, o.dirty || urgent || now >= o.nextRound {
             office = nil  // mutate a unique copy
             o.dirty = false
-            o.nextRound = now + 1000
+            o.nextRound = .max
+            work.placementRounds += 1
             place(now: now, office: &o, out: &out)
             office = o
         }

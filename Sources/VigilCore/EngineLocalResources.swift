@@ -167,14 +167,6 @@ extension Engine {
             hadLease = hasLease
             if !hasLease { out.append(.event(.leaseLost(policy: cluster.noQuorumPolicy.rawValue))) }
         }
-        // Ask the agents what already runs here before anything is started.
-        for a in resourceSet.agents where !probeIssued.contains(a.name) {
-            probeIssued.insert(a.name)
-            if local[a.name] == nil {
-                probePending.insert(a.name)
-                out.append(.probe(a.name))
-            }
-        }
         // Transient failures are forgotten after a while (the shell reports them again if they persist).
         for (r, t) in failureExpiry where now >= t {
             failureExpiry[r] = nil
@@ -186,6 +178,25 @@ extension Engine {
             thresholdBans.remove(r)
             if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
             urgent = true
+        }
+        let inputs = DesiredInputs(
+            hasLease: hasLease, authorityValid: authorityValid(now: now),
+            inStartupGrace: !everHadLease && now < leftoverGraceUntil, leaving: leaving, isCoordinator: isCoordinator,
+            officeSince: office?.since ?? 0, placementSerial: office?.placementSerial ?? 0, localSerial: localSerial, peersSerial: membership.serial)
+        if inputs == settledDesired { return }
+        settledDesired = nil
+        work.desiredPasses += 1
+        defer {
+            // Only a pass that changed nothing proves that the same inputs change nothing.
+            if localSerial == inputs.localSerial { settledDesired = inputs }
+        }
+        // Ask the agents what already runs here before anything is started.
+        for a in resourceSet.agents where !probeIssued.contains(a.name) {
+            probeIssued.insert(a.name)
+            if local[a.name] == nil {
+                probePending.insert(a.name)
+                out.append(.probe(a.name))
+            }
         }
         var desired: Set<String>
         let assignments = isCoordinator ? placement : authorityAssignments

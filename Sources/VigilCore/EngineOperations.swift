@@ -51,21 +51,22 @@ extension Engine {
     /// Recurring monitors of the agent resources started here: one at a time per resource,
     /// every `monitor_interval_ms` after the previous one was issued.
     mutating func scheduleMonitors(now: UInt64, out: inout [Directive]) {
-        for name in Array(monitorDue.keys) where local[name] != .started { monitorDue[name] = nil }
-        for a in resourceSet.agents where local[a.name] == .started {
-            let interval = resourceSet.options(a.name).monitorIntervalMs
-            guard interval > 0 else {
-                monitorDue[a.name] = nil
-                continue
+        // Which monitors exist changes only with what runs here and the configuration.
+        if monitorsSerial != localSerial {
+            monitorsSerial = localSerial
+            for name in Array(monitorDue.keys) where local[name] != .started || resourceSet.options(name).monitorIntervalMs == 0 {
+                monitorDue[name] = nil
             }
-            guard let due = monitorDue[a.name] else {
-                monitorDue[a.name] = now + interval
-                continue
+            for a in resourceSet.agents where local[a.name] == .started && monitorDue[a.name] == nil {
+                let interval = resourceSet.options(a.name).monitorIntervalMs
+                if interval > 0 { monitorDue[a.name] = now + interval }
             }
-            guard now >= due, !monitorInFlight.contains(a.name) else { continue }
-            monitorDue[a.name] = now + interval
-            monitorInFlight.insert(a.name)
-            out.append(.monitor(a.name))
+        }
+        let due = monitorDue.filter { now >= $0.value && !monitorInFlight.contains($0.key) }.keys.sorted()
+        for name in due {
+            monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
+            monitorInFlight.insert(name)
+            out.append(.monitor(name))
         }
     }
 

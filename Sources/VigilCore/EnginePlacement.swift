@@ -67,6 +67,8 @@ extension Engine {
     mutating func place(now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         var changed = false
         var reasons: [String: String] = [:]
+        /// Resources the scheduler placed that wait for something before they start there.
+        var waiting = 0
         o.awaitingEcho = [:]
         let names = Set(resourceSet.names)
         for r in o.placement.keys where !names.contains(r) {
@@ -118,20 +120,24 @@ extension Engine {
                     isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
                 reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
+                waiting += 1
                 continue
             }
             if isNewStart && now < o.startBarrier {
                 o.nextRound = min(o.nextRound, o.startBarrier)
                 reasons[r] = "new coordinator: waiting \(o.startBarrier - now) ms before starting anything"
+                waiting += 1
                 continue
             }
             if isNewStart && probing.contains(resourceSet.component(of: r)) {
                 reasons[r] = "waiting for nodes to finish probing what already runs"
+                waiting += 1
                 continue
             }
             // Order: everything it depends on must be confirmed running first.
             if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty }) {
                 reasons[r] = "waiting for \(p) to start"
+                waiting += 1
                 continue
             }
             o.assign(r, to: t)
@@ -149,6 +155,8 @@ extension Engine {
         }
         o.waitingReason = reasons
         if changed { urgent = true }
+        let settled = !changed && waiting == 0 && o.awaitingEcho.isEmpty
+        o.nextRound = min(o.nextRound, now + (settled ? CoordinatorOffice.settledRoundMs : CoordinatorOffice.waitingRoundMs))
     }
 
 }

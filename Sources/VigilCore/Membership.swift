@@ -35,6 +35,8 @@ public struct Membership: Sendable {
     public let selfIncarnation: UInt64
     public let timeout: UInt64
     public internal(set) var peers: [NodeID: Peer] = [:]
+    /// Grows whenever what peers hold or run (`heldSet`, `startedSet`) or who is a member changes.
+    public internal(set) var serial: UInt64 = 0
 
     public init(selfId: NodeID, incarnation: UInt64, nodes: [(id: NodeID, name: String)], links: Int, timeout: UInt64) {
         self.selfIncarnation = incarnation
@@ -59,6 +61,7 @@ public struct Membership: Sendable {
             p.heldSet = []
             p.startedSet = []
             p.peerSentAt = 0
+            serial &+= 1
         }
         if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
         p.lastHeard = now
@@ -72,8 +75,8 @@ public struct Membership: Sendable {
         guard var p = peers[sender] else { return }
         p.peerSentAt = h.sentAt
         p.peerSentAtReceivedAt = now
-        if p.report?.held != h.held { p.heldSet = Set(h.held) }
-        if p.report?.started != h.started { p.startedSet = Set(h.started) }
+        if p.report?.held != h.held { p.heldSet = Set(h.held); serial &+= 1 }
+        if p.report?.started != h.started { p.startedSet = Set(h.started); serial &+= 1 }
         p.report = h
         peers[sender] = p
     }
@@ -95,6 +98,7 @@ public struct Membership: Sendable {
             let member = heard && echoed
             if member != p.member {
                 p.member = member
+                serial &+= 1
                 changes.append(member ? .joined(p.name) : .lost(p.name))
             }
             peers[id] = p

@@ -233,9 +233,15 @@ extension Scenarios {
         public var idleCpuPct = 0.0
         public var addressesRecoverMs: Double?
         public var recoverMs: Double?
+        /// From the daemons' logs: the last of the killed node's addresses added elsewhere, and
+        /// the last of everything it ran started elsewhere (ms after the kill). Printed as
+        /// `addresses_recover_ms` and `recover_ms` when every one was found (exact), else the
+        /// polled figures above (late by up to one sweep of `ip addr` over every namespace).
+        public var addressesAddedMs: Double?
+        public var startedMs: Double?
         public var description: String {
             func f(_ v: Double?) -> String { v.map { String(format: "%.0f", $0) } ?? "never" }
-            return "placed_ms=\(f(placedMs)) moves_after_settle=\(movesAfterSettle) dual_max=\(dualMax) idle_cpu_pct=\(String(format: "%.2f", idleCpuPct)) addresses_recover_ms=\(f(addressesRecoverMs)) recover_ms=\(f(recoverMs))"
+            return "placed_ms=\(f(placedMs)) moves_after_settle=\(movesAfterSettle) dual_max=\(dualMax) idle_cpu_pct=\(String(format: "%.2f", idleCpuPct)) addresses_recover_ms=\(f(addressesAddedMs ?? addressesRecoverMs)) recover_ms=\(f(startedMs ?? recoverMs))"
         }
     }
 
@@ -332,6 +338,35 @@ extension Scenarios {
             Thread.sleep(forTimeInterval: 0.02)
         }
         r.addressesRecoverMs = addressesDone
+        // Exact instants from the surviving daemons' logs (the same monotonic clock as killAt):
+        // polling `ip addr` in nine namespaces in turn adds up to a sweep's duration.
+        log("polled: addresses configured elsewhere after \(addressesDone.map { String(Int($0)) } ?? "-") ms, everything after \(r.recoverMs.map { String(Int($0)) } ?? "-") ms")
+        var nameOfAddress: [String: String] = [:]
+        for i in 0..<count { nameOfAddress["198.19.\(i / 250).\(i % 250 + 1)"] = "a\(i)" }
+        let started = startInstants(lab: lab, nodes: (1...n).filter { $0 != victim }, since: UInt64(killAt))
+        let addrTimes = itsAddresses.compactMap { a in nameOfAddress[a].flatMap { started.addresses[$0] } }
+        if addrTimes.count == itsAddresses.count, let last = addrTimes.max() { r.addressesAddedMs = Double(last) - killAt }
+        let agentTimes = itsAgents.compactMap { started.resources[$0] }
+        if agentTimes.count == itsAgents.count, let last = (agentTimes + addrTimes).max() { r.startedMs = Double(last) - killAt }
         return r
+    }
+
+    /// The first `address-added` and `resource-started` line of each resource at or after `since`
+    /// in the logs of `nodes`.
+    static func startInstants(lab: Lab, nodes: [Int], since: UInt64) -> (addresses: [String: UInt64], resources: [String: UInt64]) {
+        var addresses: [String: UInt64] = [:]
+        var resources: [String: UInt64] = [:]
+        for i in nodes {
+            let text = (try? String(contentsOfFile: lab.logFile(i), encoding: .utf8)) ?? ""
+            for line in text.split(separator: "\n") {
+                guard line.hasPrefix("mono="), let t = UInt64(line.dropFirst(5).prefix { $0 != " " }), t >= since else { continue }
+                let isAddress = line.contains(" address-added resource=")
+                guard isAddress || line.contains(" resource-started resource=") else { continue }
+                guard let r = line.range(of: "resource=") else { continue }
+                let name = String(line[r.upperBound...].prefix { $0 != " " })
+                if isAddress { addresses[name] = min(addresses[name] ?? t, t) } else { resources[name] = min(resources[name] ?? t, t) }
+            }
+        }
+        return (addresses, resources)
     }
 }

@@ -42,6 +42,29 @@ final class HeartbeatTrafficTests: XCTestCase {
         }
     }
 
+    /// Quiet is cheap: once 300 addresses are placed, no node walks its resources again while
+    /// nothing changes (each evaluation used to), and the coordinator places them again only every
+    /// ten seconds as a safety net (it used to every second). A failure still acts at once.
+    func testSettledNodesDoNoWorkPerResource() throws {
+        var sim = try settledSim(addresses: 300)
+        let before = (1...3).map { sim.engine(NodeID.n($0))?.work ?? .init() }
+        sim.run(20_000)
+        let after = (1...3).map { sim.engine(NodeID.n($0))?.work ?? .init() }
+        for i in 0..<3 {
+            let evaluations = after[i].evaluations - before[i].evaluations
+            XCTAssertGreaterThan(evaluations, 300, "n\(i + 1) is evaluated about once per heartbeat")
+            XCTAssertLessThanOrEqual(after[i].desiredPasses - before[i].desiredPasses, 2, "n\(i + 1) walked its resources while nothing changed")
+        }
+        let coordinator = try XCTUnwrap(sim.coordinators.first)
+        let c = Int(coordinator.rawValue) - 1
+        XCTAssertLessThanOrEqual(after[c].placementRounds - before[c].placementRounds, 3, "a settled coordinator places 300 addresses again without cause")
+        // Something changes: the pass runs, and the address moves.
+        sim.fail(1, "a0", reason: "test")
+        let moved = sim.run(until: sim.now + 3000) { s in s.holders(of: "a0").count == 1 && s.holders(of: "a0") != [1] }
+        XCTAssertNotNil(moved, "a0 never moved away from n1")
+        XCTAssertEqual(sim.violations, [])
+    }
+
     /// A change of facts reaches every peer although the heartbeats that carry them are lost at
     /// random: they are sent until acknowledged, and then no more.
     func testChangedFactsAreResentUntilAcknowledged() throws {
