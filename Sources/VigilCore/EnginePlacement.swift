@@ -44,12 +44,14 @@ extension Engine {
             Scheduler.Node(id: n.id, name: n.name, online: alive.contains(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
         }
         var st = Scheduler.State()
-        for r in resourceSet.names {
-            var h = Set(reportedHolders(r, among: alive))
-            // Where we placed it counts as running: a restart in place must not move it.
-            if let t = placement[r], alive.contains(t) { h.insert(t) }
-            if !h.isEmpty { st.running[r] = h }
+        // Every reporting node's holdings, walked once (not every node asked about every resource).
+        let known = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
+        for r in local.keys where known.contains(r) { st.running[r, default: []].insert(selfId) }
+        for p in peers.values where alive.contains(p.id) {
+            for r in p.heldSet where known.contains(r) { st.running[r, default: []].insert(p.id) }
         }
+        // Where we placed it counts as running: a restart in place must not move it.
+        for (r, t) in placement where alive.contains(t) && known.contains(r) { st.running[r, default: []].insert(t) }
         for r in failed.keys { st.banned[r, default: []].insert(selfId) }
         for (r, v) in local where v == .blocked { st.blocked[r, default: []].insert(selfId) }
         st.fatal = Set(fatal.keys)
@@ -70,7 +72,7 @@ extension Engine {
         /// Resources the scheduler placed that wait for something before they start there.
         var waiting = 0
         o.awaitingEcho = [:]
-        let names = Set(resourceSet.names)
+        let names = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
         for r in o.placement.keys where !names.contains(r) {
             o.placement[r] = nil
             changed = true

@@ -103,19 +103,24 @@ public enum Scheduler {
             var best: (score: Int, id: NodeID)?
             var why = "no node is online"
             var withStopped: String?
+            // What the unit's members say, looked up once per unit rather than once per node.
+            var banned: Set<NodeID> = []
+            for r in active { if let b = state.banned[r] { banned.formUnion(b) } }
+            let addresses = active.compactMap { set.ip(named: $0) }
+            let members = active.map { (options: set.options($0), running: state.running[$0] ?? []) }
+            let colocations = set.colocations.isEmpty ? [] : set.colocations.filter { c in c.resource == unit.name || active.contains(c.resource) }
             for node in sortedNodes {
                 guard node.online else { continue }
                 if why == "no node is online" { why = "no node can run it" }
                 guard !node.standby else { why = "every eligible node is offline or in standby"; continue }
-                if active.contains(where: { (state.banned[$0] ?? []).contains(node.id) }) { why = "failed on every eligible node (hactl cleanup clears failures)"; continue }
-                if active.contains(where: { r in set.ip(named: r).map { $0.interface(on: node.name) == nil } ?? false }) { continue }
+                if banned.contains(node.id) { why = "failed on every eligible node (hactl cleanup clears failures)"; continue }
+                if addresses.contains(where: { $0.interface(on: node.name) == nil }) { continue }
                 var score = 0
-                for r in active {
-                    let o = set.options(r)
-                    score = Score.add(score, o.locations[node.name] ?? 0)
-                    if (state.running[r] ?? []).contains(node.id) { score = Score.add(score, o.stickiness) }
+                for m in members {
+                    score = Score.add(score, m.options.locations[node.name] ?? 0)
+                    if m.running.contains(node.id) { score = Score.add(score, m.options.stickiness) }
                 }
-                for c in set.colocations where c.resource == unit.name || active.contains(c.resource) {
+                for c in colocations {
                     let w = unitOf(c.with)
                     guard let wp = unitPlacement[w] else { continue }
                     if c.score >= Score.infinity {
