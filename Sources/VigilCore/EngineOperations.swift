@@ -17,7 +17,10 @@ extension Engine {
         case .start:
             switch outcome {
             case .success:
-                if resourceSet.agent(named: name) != nil { monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs }
+                // Only a start that still counts (not one overtaken by a stop) schedules monitors.
+                if local[name] == .starting, resourceSet.agent(named: name) != nil, resourceSet.options(name).monitorIntervalMs > 0 {
+                    monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
+                }
                 return resourceStarted(name, now: now)
             case .fatalError(let why):
                 return resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now)
@@ -64,6 +67,11 @@ extension Engine {
         }
         let due = monitorDue.filter { now >= $0.value && !monitorInFlight.contains($0.key) }.keys.sorted()
         for name in due {
+            // Only what runs, started, here is monitored (a start overtaken by a stop is not).
+            guard local[name] == .started else {
+                monitorDue[name] = nil
+                continue
+            }
             monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
             monitorInFlight.insert(name)
             out.append(.monitor(name))

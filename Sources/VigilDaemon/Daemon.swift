@@ -126,6 +126,7 @@ public final class Daemon {
             self.execute(self.engine.endBatch(now: MonotonicClock.nowMs()))
         }
         reactor.stallMs = max(20, cluster.timing.interval)
+        reactor.onRegisterError = { [log] fd, e in log.error("descriptor \(fd) cannot be watched: \(SystemError("epoll_ctl", errno: e))") }
         reactor.onStall = { [log] what, ms in log.warning("event-loop-stall ms=\(ms) in=\"\(what)\" (heartbeats were late)") }
         reactor.nextWake = { [unowned self] in self.nextWake() }
         reactor.run()

@@ -44,10 +44,19 @@ public final class Reactor {
     public func add(fd: Int32, events: Int16 = Int16(POLLIN), _ handler: @escaping Handler) {
         let known = handlers[fd] != nil
         handlers[fd] = (events, handler)
-        if vigil_epoll_ctl(epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, UInt32(UInt16(bitPattern: events))) != 0, errno == EEXIST {
-            _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, UInt32(UInt16(bitPattern: events)))
+        let mask = UInt32(UInt16(bitPattern: events))
+        // A descriptor epoll already has is modified; one it lost (closed and its number reused)
+        // is added again.
+        guard vigil_epoll_ctl(epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, mask) != 0 else { return }
+        switch errno {
+        case EEXIST: _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, mask)
+        case ENOENT: _ = vigil_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, mask)
+        default: onRegisterError(fd, errno)
         }
     }
+
+    /// Told when a descriptor cannot be registered (it would never be served).
+    public var onRegisterError: (_ fd: Int32, _ errno: Int32) -> Void = { _, _ in }
 
     public func modify(fd: Int32, events: Int16) {
         guard let h = handlers[fd] else { return }
