@@ -103,7 +103,6 @@ extension Engine {
         case .success:
             local[name] = .started
             leftovers.insert(name)
-            if resourceSet.agent(named: name) != nil { monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs }
             out.append(.event(.foundLeftover(name)))
         case .softError(let why), .hardError(let why), .fatalError(let why):
             // It may run, but broken: count it as running here so that it is stopped before
@@ -201,7 +200,7 @@ extension Engine {
         var desired: Set<String>
         let assignments = isCoordinator ? placement : authorityAssignments
         let heldNow = held
-        let known = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
+        let known = resourceSet.nameSet
         if leaving {
             desired = []
         } else if hasLease {

@@ -17,10 +17,6 @@ extension Engine {
         case .start:
             switch outcome {
             case .success:
-                // Only a start that still counts (not one overtaken by a stop) schedules monitors.
-                if local[name] == .starting, resourceSet.agent(named: name) != nil, resourceSet.options(name).monitorIntervalMs > 0 {
-                    monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
-                }
                 return resourceStarted(name, now: now)
             case .fatalError(let why):
                 return resourceFailed(name, reason: "start: \(why)", kind: .fatal, now: now)
@@ -31,7 +27,6 @@ extension Engine {
                 return resourceFailed(name, reason: "start: \(outcome)", kind: kind, now: now)
             }
         case .stop:
-            monitorDue[name] = nil
             return outcome.isFailure ? stopFailed(name, reason: "\(outcome)", now: now) : resourceStopped(name, now: now)
         case .monitor:
             monitorInFlight.remove(name)
@@ -54,7 +49,9 @@ extension Engine {
     /// Recurring monitors of the agent resources started here: one at a time per resource,
     /// every `monitor_interval_ms` after the previous one was issued.
     mutating func scheduleMonitors(now: UInt64, out: inout [Directive]) {
-        // Which monitors exist changes only with what runs here and the configuration.
+        // Which monitors exist changes only with what runs here and the configuration: this is
+        // the one place that decides it (a start overtaken by a stop is not `.started`, so it
+        // gets none), and it runs before any monitor is issued whenever either changed.
         if monitorsSerial != localSerial {
             monitorsSerial = localSerial
             for name in Array(monitorDue.keys) where local[name] != .started || resourceSet.options(name).monitorIntervalMs == 0 {
@@ -67,11 +64,6 @@ extension Engine {
         }
         let due = monitorDue.filter { now >= $0.value && !monitorInFlight.contains($0.key) }.keys.sorted()
         for name in due {
-            // Only what runs, started, here is monitored (a start overtaken by a stop is not).
-            guard local[name] == .started else {
-                monitorDue[name] = nil
-                continue
-            }
             monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
             monitorInFlight.insert(name)
             out.append(.monitor(name))

@@ -45,7 +45,7 @@ extension Engine {
         }
         var st = Scheduler.State()
         // Every reporting node's holdings, walked once (not every node asked about every resource).
-        let known = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
+        let known = resourceSet.nameSet
         for r in local.keys where known.contains(r) { st.running[r, default: []].insert(selfId) }
         for p in peers.values where alive.contains(p.id) {
             for r in p.heldSet where known.contains(r) { st.running[r, default: []].insert(p.id) }
@@ -69,10 +69,10 @@ extension Engine {
     mutating func place(now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         var changed = false
         var reasons: [String: String] = [:]
-        /// Resources the scheduler placed that wait for something before they start there.
-        var waiting = 0
+        /// Some resource the scheduler placed waits for something before it starts there.
+        var waiting = false
         o.awaitingEcho = [:]
-        let names = resourceSet.nameSet.isEmpty && !resourceSet.names.isEmpty ? Set(resourceSet.names) : resourceSet.nameSet
+        let names = resourceSet.nameSet
         for r in o.placement.keys where !names.contains(r) {
             o.placement[r] = nil
             changed = true
@@ -122,24 +122,24 @@ extension Engine {
                     isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
                 reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
-                waiting += 1
+                waiting = true
                 continue
             }
             if isNewStart && now < o.startBarrier {
                 o.nextRound = min(o.nextRound, o.startBarrier)
                 reasons[r] = "new coordinator: waiting \(o.startBarrier - now) ms before starting anything"
-                waiting += 1
+                waiting = true
                 continue
             }
             if isNewStart && probing.contains(resourceSet.component(of: r)) {
                 reasons[r] = "waiting for nodes to finish probing what already runs"
-                waiting += 1
+                waiting = true
                 continue
             }
             // Order: everything it depends on must be confirmed running first.
             if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty }) {
                 reasons[r] = "waiting for \(p) to start"
-                waiting += 1
+                waiting = true
                 continue
             }
             o.assign(r, to: t)
@@ -157,7 +157,7 @@ extension Engine {
         }
         o.waitingReason = reasons
         if changed { urgent = true }
-        let settled = !changed && waiting == 0 && o.awaitingEcho.isEmpty
+        let settled = !changed && !waiting && o.awaitingEcho.isEmpty
         o.nextRound = min(o.nextRound, now + (settled ? CoordinatorOffice.settledRoundMs : CoordinatorOffice.waitingRoundMs))
     }
 

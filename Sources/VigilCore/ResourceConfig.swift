@@ -74,7 +74,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     /// Options by resource name.
     public var options: [String: ResourceOptions] = [:]
     /// Every resource name in file order.
-    public var names: [String] = []
+    public internal(set) var names: [String] = []
 
     public init(ips: [FloatingIP] = []) {
         self.ips = ips
@@ -113,7 +113,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     private var predecessorMap: [String: [String]] = [:]
     private var dependentMap: [String: [String]] = [:]
     public private(set) var startOrder: [String] = []
-    /// `names` as a set (looked up on every evaluation).
+    /// `names` as a set (looked up on every evaluation), built with the graph.
     public private(set) var nameSet: Set<String> = []
     /// The scheduler's placement units (groups and lone resources) in dependency order.
     private(set) var unitOrder: [Scheduler.Unit] = []

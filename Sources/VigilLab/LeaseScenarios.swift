@@ -215,10 +215,13 @@ extension Scenarios {
     /// `count` addresses in 198.19.0.0/16 on eth0, spread over the nodes by preference, and
     /// `agents` `ocf:heartbeat:Dummy` resources likewise. Kept compact: the resources file is
     /// bounded by what one datagram carries.
+    /// The address of resource `a<i>` in `scaleResources`.
+    static func scaleAddress(_ i: Int) -> String { "198.19.\(i / 250).\(i % 250 + 1)" }
+
     public static func scaleResources(nodes: Int, addresses count: Int, agents: Int) -> String {
         var s = ""
         for i in 0..<count {
-            s += "[[ip]]\nname=\"a\(i)\"\naddress=\"198.19.\(i / 250).\(i % 250 + 1)/16\"\ninterface=\"eth0\"\npreferred=[\"node\(i % nodes + 1)\"]\nannounce_count=1\n"
+            s += "[[ip]]\nname=\"a\(i)\"\naddress=\"\(scaleAddress(i))/16\"\ninterface=\"eth0\"\npreferred=[\"node\(i % nodes + 1)\"]\nannounce_count=1\n"
         }
         for i in 0..<agents {
             s += "[[resource]]\nname=\"d\(i)\"\nagent=\"ocf:heartbeat:Dummy\"\npreferred=[\"node\(i % nodes + 1)\"]\n"
@@ -342,31 +345,12 @@ extension Scenarios {
         // polling `ip addr` in nine namespaces in turn adds up to a sweep's duration.
         log("polled: addresses configured elsewhere after \(addressesDone.map { String(Int($0)) } ?? "-") ms, everything after \(r.recoverMs.map { String(Int($0)) } ?? "-") ms")
         var nameOfAddress: [String: String] = [:]
-        for i in 0..<count { nameOfAddress["198.19.\(i / 250).\(i % 250 + 1)"] = "a\(i)" }
-        let started = startInstants(lab: lab, nodes: (1...n).filter { $0 != victim }, since: UInt64(killAt))
+        for i in 0..<count { nameOfAddress[scaleAddress(i)] = "a\(i)" }
+        let started = lab.startInstants(nodes: (1...n).filter { $0 != victim }, since: Int(killAt))
         let addrTimes = itsAddresses.compactMap { a in nameOfAddress[a].flatMap { started.addresses[$0] } }
         if addrTimes.count == itsAddresses.count, let last = addrTimes.max() { r.addressesAddedMs = Double(last) - killAt }
         let agentTimes = itsAgents.compactMap { started.resources[$0] }
         if agentTimes.count == itsAgents.count, let last = (agentTimes + addrTimes).max() { r.startedMs = Double(last) - killAt }
         return r
-    }
-
-    /// The first `address-added` and `resource-started` line of each resource at or after `since`
-    /// in the logs of `nodes`.
-    static func startInstants(lab: Lab, nodes: [Int], since: UInt64) -> (addresses: [String: UInt64], resources: [String: UInt64]) {
-        var addresses: [String: UInt64] = [:]
-        var resources: [String: UInt64] = [:]
-        for i in nodes {
-            let text = (try? String(contentsOfFile: lab.logFile(i), encoding: .utf8)) ?? ""
-            for line in text.split(separator: "\n") {
-                guard line.hasPrefix("mono="), let t = UInt64(line.dropFirst(5).prefix { $0 != " " }), t >= since else { continue }
-                let isAddress = line.contains(" address-added resource=")
-                guard isAddress || line.contains(" resource-started resource=") else { continue }
-                guard let r = line.range(of: "resource=") else { continue }
-                let name = String(line[r.upperBound...].prefix { $0 != " " })
-                if isAddress { addresses[name] = min(addresses[name] ?? t, t) } else { resources[name] = min(resources[name] ?? t, t) }
-            }
-        }
-        return (addresses, resources)
     }
 }

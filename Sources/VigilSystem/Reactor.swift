@@ -44,15 +44,17 @@ public final class Reactor {
     public func add(fd: Int32, events: Int16 = Int16(POLLIN), _ handler: @escaping Handler) {
         let known = handlers[fd] != nil
         handlers[fd] = (events, handler)
+        watch(fd, events, known: known)
+    }
+
+    /// Tells epoll which events of `fd` to report. A descriptor epoll already has is modified;
+    /// one it lost (closed and its number reused) is added again.
+    private func watch(_ fd: Int32, _ events: Int16, known: Bool) {
         let mask = UInt32(UInt16(bitPattern: events))
-        // A descriptor epoll already has is modified; one it lost (closed and its number reused)
-        // is added again.
         guard vigil_epoll_ctl(epfd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, mask) != 0 else { return }
-        switch errno {
-        case EEXIST: _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, mask)
-        case ENOENT: _ = vigil_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, mask)
-        default: onRegisterError(fd, errno)
-        }
+        let e = errno
+        let retry = e == EEXIST ? EPOLL_CTL_MOD : (e == ENOENT ? EPOLL_CTL_ADD : nil)
+        guard let op = retry, vigil_epoll_ctl(epfd, op, fd, mask) == 0 else { return onRegisterError(fd, retry == nil ? e : errno) }
     }
 
     /// Told when a descriptor cannot be registered (it would never be served).
@@ -61,7 +63,7 @@ public final class Reactor {
     public func modify(fd: Int32, events: Int16) {
         guard let h = handlers[fd] else { return }
         handlers[fd] = (events, h.handler)
-        _ = vigil_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, UInt32(UInt16(bitPattern: events)))
+        watch(fd, events, known: true)
     }
 
     public func remove(fd: Int32) {

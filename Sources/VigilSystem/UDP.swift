@@ -43,22 +43,6 @@ public final class UDPSocket {
         }
         return n < 0 ? errno : 0
     }
-
-    /// Receives one datagram, or nil when none is waiting.
-    public func receive(into buffer: inout [UInt8]) -> (count: Int, from: IPAddress?)? {
-        var storage = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let cap = buffer.count
-        let n = buffer.withUnsafeMutableBytes { raw in
-            withUnsafeMutablePointer(to: &storage) { sp in
-                sp.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                    retrying { recvfrom(fd, raw.baseAddress, cap, Int32(MSG_DONTWAIT), sa, &len) }
-                }
-            }
-        }
-        if n < 0 { return nil }
-        return (n, sockaddrToAddress(&storage))
-    }
 }
 
 func sockaddrToAddress(_ storage: inout sockaddr_storage) -> IPAddress? {
