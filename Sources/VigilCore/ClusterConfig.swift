@@ -70,7 +70,7 @@ public struct Timing: Sendable, Equatable, Codable {
     public var lease: UInt64
     public var guardTime: UInt64
 
-    public static let defaultInterval: UInt64 = 50
+    public static let defaultInterval: UInt64 = 100
     public static let defaultTimeout: UInt64 = 350
 
     public init(interval: UInt64 = defaultInterval, timeout: UInt64 = defaultTimeout, lease: UInt64? = nil, guardTime: UInt64? = nil) {
@@ -98,6 +98,10 @@ public struct Timing: Sendable, Equatable, Codable {
         }
         return nil
     }
+
+    /// Spacing of the questions to a late peer (see `Heartbeat.wantsReply`): several fit between
+    /// the moment a peer is late and the end of a lease it supports.
+    public var retry: UInt64 { max(5, interval / 8) }
 
     /// Worst case from the last packet of a dead node to its resources starting elsewhere.
     /// (Final withdrawals after `lease·(1+ρ)`, plus a report in flight and the guard.)

@@ -158,6 +158,10 @@ public struct Engine: Sendable {
     /// How late after our heartbeat one of the phase reference may come and still re-anchor ours.
     static let phaseSlack: UInt64 = 2
     var urgent = false
+    /// Peers that asked for an immediate heartbeat, and when we last answered or asked each.
+    var replyDue: Set<NodeID> = []
+    var lastReplyAt: [NodeID: UInt64] = [:]
+    var lastAskedAt: [NodeID: UInt64] = [:]
     var configRequestedAt: UInt64 = 0
     var rejectedDigests: Set<UInt64> = []
     struct PendingCommit { var requestId: UInt64; var origin: NodeID; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
@@ -199,6 +203,10 @@ public struct Engine: Sendable {
         guard membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now) else { return out }
         switch message {
         case .heartbeat(var h):
+            if h.wantsReply, now >= (lastReplyAt[sender] ?? 0) + timing.retry / 2 {
+                lastReplyAt[sender] = now
+                replyDue.insert(sender)
+            }
             // Facts are sent only until we acknowledged their revision: take them from what we
             // hold. Without them (we hold another revision) the heartbeat counts only for the
             // link's liveness; our acknowledgement makes the peer send them again.
@@ -252,7 +260,7 @@ public struct Engine: Sendable {
             // alike. A node whose clock runs fast sends a little before the reference's heartbeats
             // arrive: one that comes within `phaseSlack` after ours re-anchors our schedule to it.
             // So no interval between two heartbeats is longer than `interval + phaseSlack`.
-            if sender == phaseReference, nextHeartbeatAt > now {
+            if sender == phaseReference, !h.offBeat, nextHeartbeatAt > now {
                 if nextHeartbeatAt - now <= timing.interval / 2 {
                     nextHeartbeatAt = now
                     return evaluate(now: now, out: &out)
@@ -261,7 +269,7 @@ public struct Engine: Sendable {
                     nextHeartbeatAt = now + timing.interval
                 }
             }
-            if routine && !urgent { return out }
+            if routine && !urgent && replyDue.isEmpty { return out }
         case .configRequest(let version, let offset):
             out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
         case .configData(let version, let digest, let offset, let total, let chunk, let standby):
@@ -315,6 +323,7 @@ public struct Engine: Sendable {
             }
         }
         for p in ledger.peers.values where p.ceasing { consider(p.acceptedAt + ledger.params.promiseOnSupporter) }
+        for p in peers.values { if let t = nextQuestion(to: p, now: now) { consider(t) } }
         // At or before `now`: a heartbeat is due now (a tick sends it and moves the deadline on).
         return d
     }
@@ -382,6 +391,8 @@ public struct Engine: Sendable {
             lastHeartbeatAt = now
             nextHeartbeatAt = now + timing.interval
             sendHeartbeats(now: now, out: &out)
+        } else {
+            sendOffBeat(now: now, out: &out)
         }
         return out
     }

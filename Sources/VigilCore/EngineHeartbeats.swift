@@ -19,7 +19,60 @@ extension Engine {
         }
     }
 
+    /// The heartbeat of the rhythm, to every peer; late peers are asked to answer at once.
     mutating func sendHeartbeats(now: UInt64, out: inout [Directive]) {
+        let ask = peersToAsk(now: now)
+        replyDue = []
+        send(to: peers.keys.sorted(), asking: ask, offBeat: false, now: now, out: &out)
+    }
+
+    /// Late peers not asked within the last `retry` ms.
+    func peersToAsk(now: UInt64) -> Set<NodeID> {
+        var ask: Set<NodeID> = []
+        for p in peers.values where isLate(p, now: now) && now >= (lastAskedAt[p.id] ?? 0) + timing.retry { ask.insert(p.id) }
+        return ask
+    }
+
+    /// Between heartbeats of the rhythm: answers to peers that asked, and questions to peers that
+    /// are late (each asked again every `retry` ms while late).
+    mutating func sendOffBeat(now: UInt64, out: inout [Directive]) {
+        let ask = peersToAsk(now: now)
+        guard !ask.isEmpty || !replyDue.isEmpty else { return }
+        let to = ask.union(replyDue).sorted()
+        replyDue = []
+        send(to: to, asking: ask, offBeat: true, now: now, out: &out)
+    }
+
+    /// A peer is late while it is plausibly alive (heard within the timeout) but unheard for longer
+    /// than an interval and the retry spacing, or its latest echo of our clock is older than two
+    /// intervals and the retry spacing (in step, an echo is at most two intervals old: it answers
+    /// our previous heartbeat). Both windows close at the timeout: a peer that stays silent, or
+    /// hears us no more, is asked no more often than the rhythm.
+    func lateWindows(_ p: PeerState) -> [(from: UInt64, until: UInt64)] {
+        guard let heard = p.lastHeard else { return [] }
+        var w = [(heard + timing.interval + timing.retry, heard + timing.timeout)]
+        if let r = p.report, r.echoIncarnation == incarnation, r.echo > 0 {
+            w.append((r.echo + 2 * timing.interval + timing.retry, r.echo + timing.timeout))
+        }
+        return w
+    }
+
+    func isLate(_ p: PeerState, now: UInt64) -> Bool {
+        lateWindows(p).contains { now >= $0.from && now < $0.until }
+    }
+
+    /// When the next question to `p` is due (for `nextDeadline`), if any.
+    func nextQuestion(to p: PeerState, now: UInt64) -> UInt64? {
+        let again = (lastAskedAt[p.id] ?? 0) + timing.retry
+        var best: UInt64?
+        for w in lateWindows(p) {
+            let t = max(w.from, again, now + 1)
+            if t < w.until, best.map({ t < $0 }) ?? true { best = t }
+        }
+        return best
+    }
+
+    mutating func send(to targets: [NodeID], asking ask: Set<NodeID>, offBeat: Bool, now: UInt64, out: inout [Directive]) {
         refreshFacts()
         let members = membership.members
         // Each node is told only its own assignments: the heartbeat does not grow with what the
@@ -31,7 +84,7 @@ extension Engine {
             o.refreshSent(serial: &assignmentSerial, peers: peers.keys)
             office = o
         }
-        for id in peers.keys.sorted() {
+        for id in targets {
             guard let p = peers[id] else { continue }
             // What this peer acknowledged of ours counts only if it answers our current life.
             let answers = p.report.map { $0.echoIncarnation == incarnation } ?? false
@@ -71,6 +124,11 @@ extension Engine {
             if isCoordinator { h.assigneeEpoch = p.report?.epoch ?? 0 }
             h.withdrawals = withdrawals
             h.epochsSeen = seen
+            h.offBeat = offBeat
+            if ask.contains(id) {
+                h.wantsReply = true
+                lastAskedAt[id] = now
+            }
             out.append(.send(to: id, .heartbeat(h)))
         }
     }

@@ -73,6 +73,13 @@ public struct Heartbeat: Sendable, Equatable {
     /// coordinator's incarnation); sent only until the recipient acknowledged it.
     public var assignmentsRev: UInt64 = 0
     public var assignmentsIncluded = true
+    /// The sender has not heard from, or been echoed by, the recipient for longer than the
+    /// heartbeats' rhythm explains: answer at once with a heartbeat of your own (`offBeat`). A lost
+    /// heartbeat so costs a round trip of delay, not an interval, without a faster rhythm.
+    public var wantsReply = false
+    /// Sent outside the sender's rhythm (a reply, or a question to a late peer): it does not pull
+    /// the recipient's schedule.
+    public var offBeat = false
     /// To the sender's coordinator: the revision of its assignments the sender holds (0: none).
     public var assignmentsAck: UInt64 = 0
 
@@ -210,6 +217,8 @@ extension Message {
             if h.leaving { flags |= 4 }
             if h.factsIncluded { flags |= 8 }
             if h.assignmentsIncluded { flags |= 16 }
+            if h.wantsReply { flags |= 32 }
+            if h.offBeat { flags |= 64 }
             w.u8(flags)
             w.u32(h.leaseMs)
             w.u64(h.configVersion)
@@ -301,12 +310,14 @@ extension Message {
             h.echo = try r.u64()
             h.vote = try r.optionalNode()
             let flags = try r.u8()
-            guard flags & ~31 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
+            guard flags & ~127 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
             h.probing = flags & 2 != 0
             h.leaving = flags & 4 != 0
             h.factsIncluded = flags & 8 != 0
             h.assignmentsIncluded = flags & 16 != 0
+            h.wantsReply = flags & 32 != 0
+            h.offBeat = flags & 64 != 0
             h.leaseMs = try r.u32()
             h.configVersion = try r.u64()
             h.configDigest = try r.u64()

@@ -39,9 +39,11 @@ public final class Daemon {
     var lastAgents: [String: AgentResource] = [:]
     var guardian: GuardianLink?
     /// Shell timers (operation and hook timeouts, address checks, guardian restarts) run about
-    /// this often, up to `shellSlackMs` early.
-    static let shellPeriodMs: UInt64 = 100
-    static let shellSlackMs: UInt64 = 50
+    /// every two heartbeat intervals (at least 100 ms), up to `shellSlackMs` early. The slack is
+    /// at least one interval, so a round always finds a heartbeat's wakeup to ride along with
+    /// instead of waking the loop on its own.
+    var shellPeriodMs: UInt64 { max(100, 2 * cluster.timing.interval) }
+    var shellSlackMs: UInt64 { shellPeriodMs / 2 }
     var nextShellRound: UInt64 = 0
     /// The engine's next deadline as of the last `nextWake`.
     var engineWake: UInt64 = 0
@@ -168,8 +170,8 @@ public final class Daemon {
         ips.runAnnouncements(now: now, leaseHeld: now < engine.leaseUntil, leaseDeadline: engine.leaseUntil)
         // Shell timers ride along with the engine's wakeups: a round runs up to `shellSlackMs`
         // early rather than wake the loop on its own.
-        guard now + Self.shellSlackMs >= nextShellRound else { return }
-        nextShellRound = now + Self.shellPeriodMs
+        guard now + shellSlackMs >= nextShellRound else { return }
+        nextShellRound = now + shellPeriodMs
         executor.reap()
         hooks.tick()
         guardian?.supervise(current: ips.holdsAny ? max(1, engine.guardianDeadline) : 0)

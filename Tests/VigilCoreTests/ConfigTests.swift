@@ -83,7 +83,7 @@ final class ClusterConfigTests: XCTestCase {
         let c = try ClusterConfig.parse(good, file: "cluster.toml")
         XCTAssertEqual(c.nodes.map(\.name), ["a", "b", "c"])
         XCTAssertEqual(c.majority, 2)
-        XCTAssertEqual(c.timing.interval, 50)
+        XCTAssertEqual(c.timing.interval, 100)
         XCTAssertEqual(c.timing.timeout, 350)
         XCTAssertEqual(c.timing.lease, 350)
         XCTAssertEqual(c.noQuorumPolicy, .stop)
