@@ -77,7 +77,9 @@ public struct Timing: Sendable, Equatable, Codable {
         self.interval = interval
         self.timeout = timeout
         self.lease = lease ?? timeout
-        self.guardTime = guardTime ?? max(10, interval / 4)
+        // The margin a holder lets go before its lease ends (and the guardian half of it later):
+        // time to act, not a share of the rhythm (12 ms at the default interval).
+        self.guardTime = guardTime ?? max(10, interval / 8)
     }
 
 
