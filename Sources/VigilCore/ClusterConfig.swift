@@ -61,8 +61,10 @@ public struct ClusterConfig: Sendable, Equatable {
 /// - `lease <= timeout`: every node's lease rests on its peers' echoes (see `SupportLedger`); a
 ///   peer withdraws its support only after it lost contact for `timeout` and its promise of
 ///   `lease` ran out, so a node that lost its majority releases before anyone starts its resources.
-/// - `lease >= 2 * interval + guard`: one lost heartbeat must not let a healthy lease lapse (the
-///   defaults give seven chances per lease from each peer, so random loss of 20 % costs nothing).
+/// - `lease >= 2 * interval + guard`: in step, a peer's echo is at most two intervals old; a peer
+///   later than that is asked to answer at once every `retry` ms (`Heartbeat.wantsReply`), so a lost
+///   heartbeat costs a round trip, not an interval (the defaults leave about eight questions per
+///   lease, and random loss of 30 % on the only link costs nothing in the simulator).
 /// - `guard` covers the time to remove an address; the guardian acts half of it before the end.
 public struct Timing: Sendable, Equatable, Codable {
     public var interval: UInt64

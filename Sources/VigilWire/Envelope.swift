@@ -21,7 +21,7 @@ import VigilCore
 /// speaking another version is recognised and reported instead of misread.
 public enum Envelope {
     public static let magic: [UInt8] = Array("VGIL".utf8)
-    public static let protocolVersion: UInt16 = 3
+    public static let protocolVersion: UInt16 = 4
     public static let headerSize = 36
     public static let macSize = 32
 
