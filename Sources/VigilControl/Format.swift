@@ -19,9 +19,13 @@ public enum StatusFormatter {
         var rows = [["NODE", "ID", "STATE", "LINKS"]]
         for n in s.nodes {
             let links = n.state == "local" ? "-" : n.links.map { "\($0.name):\($0.up ? "up" : "DOWN")" }.joined(separator: " ")
-            rows.append([n.name, "\(n.id)", n.state + ((n.standby ?? false) ? " (standby)" : ""), links])
+            rows.append([n.name, "\(n.id)", n.state + ((n.standby ?? false) ? " (standby)" : "") + (n.role == "witness" ? " (witness)" : ""), links])
         }
         out.append(contentsOf: render(rows))
+        // Two data nodes lean on their witness: without it, one more failure stops everything.
+        for n in s.nodes where n.role == "witness" && n.state != "local" && n.state != "online" {
+            out.append("WARNING: witness \(n.name) is unreachable (\(n.state)): one more lost node leaves no majority")
+        }
         out.append("")
         if s.resources.isEmpty {
             out.append("No resources defined (hactl apply -f resources.toml).")

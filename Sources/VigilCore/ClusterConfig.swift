@@ -8,7 +8,12 @@ public struct ClusterConfig: Sendable, Equatable {
         public var stateDir: String?
         public var ipcName: String?
         public var line: Int
+        public var role: Role = .data
     }
+
+    /// A data node runs resources; a witness only votes and supports leases (a tiebreaker for two
+    /// data nodes): it is never coordinator and never runs, probes or is assigned anything.
+    public enum Role: String, Sendable, Equatable, CaseIterable { case data, witness }
 
     public struct Link: Sendable, Equatable {
         public var name: String
@@ -37,6 +42,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var realtime = true
 
     public var majority: Int { nodes.count / 2 + 1 }
+    /// The nodes that may run resources (every node but the witnesses).
+    public var dataNodes: [Node] { nodes.filter { $0.role == .data } }
+    public var witnesses: Set<NodeID> { Set(nodes.filter { $0.role == .witness }.map(\.id)) }
 
     public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
     public func node(id: NodeID) -> Node? { nodes.first { $0.id == id } }
@@ -196,6 +204,8 @@ extension ClusterConfig {
             let sd = try nt.string("state_dir")
             if let sd, !sd.hasPrefix("/") { throw nt.error("state_dir", "'\(sd)' must be an absolute path") }
             let ipc = try nt.string("ipc_name")
+            let roleText = try nt.string("role") ?? "data"
+            guard let role = Role(rawValue: roleText) else { throw nt.error("role", "'\(roleText)' is not a role: use \"data\" (the default) or \"witness\"") }
             try nt.finish()
             if let other = nodes.first(where: { $0.name == nname }) {
                 throw nt.error("name", "duplicate node name '\(nname)' (first at line \(other.line))")
@@ -203,14 +213,17 @@ extension ClusterConfig {
             if let other = nodes.first(where: { $0.id == id }) {
                 throw nt.error("id", "duplicate node id \(id) (also used by node '\(other.name)')")
             }
-            nodes.append(Node(name: nname, id: id, addresses: addrs, stateDir: sd, ipcName: ipc, line: nt.table.line))
+            nodes.append(Node(name: nname, id: id, addresses: addrs, stateDir: sd, ipcName: ipc, line: nt.table.line, role: role))
         }
         try top.finish()
         if nodes.isEmpty { throw ConfigError(file: file, message: "at least one [[node]] is required") }
         if nodes.count == 2 {
             throw ConfigError(
                 file: file, key: "node",
-                message: "a two-node cluster cannot form a safe majority on its own and needs a tiebreaker (quorum device), which Vigil does not support yet; use three or more nodes")
+                message: "a two-node cluster cannot form a safe majority on its own: add a third [[node]] with role = \"witness\" (a vote without resources, on any third machine or VM), or a third data node")
+        }
+        if !nodes.contains(where: { $0.role == .data }) {
+            throw ConfigError(file: file, key: "node", message: "every node is a witness: at least one needs role = \"data\" to run resources")
         }
         if nodes.count > 32 { throw ConfigError(file: file, key: "node", message: "at most 32 nodes are supported") }
         // Per link, all nodes must use the same address family.

@@ -19,10 +19,11 @@ extension Engine {
 
     func isMember(_ id: NodeID) -> Bool { id == selfId || (peers[id]?.member ?? false) }
 
-    /// The lowest-id member that is not leaving (we ourselves unless we leave); nil: none.
+    /// The lowest-id data member that is not leaving (we ourselves unless we leave or are a
+    /// witness); nil: none. A witness votes but is never elected.
     func candidate() -> NodeID? {
-        var best: NodeID? = leaving ? nil : selfId
-        for p in peers.values where p.member && !(p.report?.leaving ?? false) && best.map({ p.id < $0 }) ?? true { best = p.id }
+        var best: NodeID? = leaving || isWitness ? nil : selfId
+        for p in peers.values where p.member && !witnesses.contains(p.id) && !(p.report?.leaving ?? false) && best.map({ p.id < $0 }) ?? true { best = p.id }
         return best
     }
 

@@ -132,4 +132,43 @@ extension Engine {
             out.append(.send(to: id, .heartbeat(h)))
         }
     }
+
+    /// The node whose heartbeats ours follow in phase: our coordinator while it is a member, else
+    /// the lowest-id member below us (none for the coordinator and the lowest-id member).
+    var phaseReference: NodeID? {
+        if isCoordinator { return nil }
+        if let a = authority, a != selfId, membership.isMember(a) { return a }
+        var best: NodeID?
+        for p in peers.values where p.member && p.id < selfId && best.map({ p.id < $0 }) ?? true { best = p.id }
+        return best
+    }
+
+    /// The next instant at which `tick` has something to do: the next heartbeat, or earlier when
+    /// a lease, a vote, a term, a membership or a withdrawal runs out. The shell sleeps until
+    /// then (or until a packet arrives) instead of polling.
+    public func nextDeadline(now: UInt64) -> UInt64 {
+        var d = nextHeartbeatAt
+        func consider(_ t: UInt64) { if t > now && t < d { d = t } }
+        if !local.isEmpty { consider(leaseUntil) }
+        consider(authorityUntil)
+        if let o = office { consider(o.startBarrier); consider(o.nextRound) }
+        for t in monitorDue.values { consider(t) }
+        for t in failureExpiry.values { consider(t) }
+        consider(election.blockedUntil)
+        consider(election.termEnd)
+        consider(leftoverGraceUntil)
+        consider(ledger.quietUntil)
+        for p in peers.values {
+            if let h = p.lastHeard { consider(h + timing.timeout) }
+            for case let h? in p.linkLastHeard { consider(h + timing.timeout) }
+            if let r = p.report, r.echoIncarnation == incarnation {
+                consider(r.echo + timing.timeout)
+                consider(r.echo + timing.lease - min(timing.guardTime, timing.lease))
+            }
+        }
+        for p in ledger.peers.values where p.ceasing { consider(p.acceptedAt + ledger.params.promiseOnSupporter) }
+        for p in peers.values { if let t = nextQuestion(to: p, now: now) { consider(t) } }
+        // At or before `now`: a heartbeat is due now (a tick sends it and moves the deadline on).
+        return d
+    }
 }

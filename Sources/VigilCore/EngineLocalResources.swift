@@ -189,8 +189,9 @@ extension Engine {
             // Only a pass that changed nothing proves that the same inputs change nothing.
             if localSerial == inputs.localSerial { settledDesired = inputs }
         }
-        // Ask the agents what already runs here before anything is started.
-        for a in resourceSet.agents where !probeIssued.contains(a.name) {
+        // Ask the agents what already runs here before anything is started (a witness has no
+        // agents to ask: it runs nothing).
+        for a in resourceSet.agents where !isWitness && !probeIssued.contains(a.name) {
             probeIssued.insert(a.name)
             if local[a.name] == nil {
                 probePending.insert(a.name)
@@ -201,7 +202,7 @@ extension Engine {
         let assignments = isCoordinator ? placement : authorityAssignments
         let heldNow = held
         let known = resourceSet.nameSet
-        if leaving {
+        if leaving || isWitness {
             desired = []
         } else if hasLease {
             let mine = Set(assignments.filter { $0.value == selfId }.map(\.key))

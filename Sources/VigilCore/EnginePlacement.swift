@@ -40,7 +40,8 @@ extension Engine {
 
     /// The scheduler's view of the cluster, from this coordinator's reports.
     func schedulerInput(alive: Set<NodeID>, placement: [String: NodeID]) -> ([Scheduler.Node], Scheduler.State) {
-        let nodes = cluster.nodes.map { n in
+        // Witnesses run nothing: the scheduler does not see them.
+        let nodes = cluster.dataNodes.map { n in
             Scheduler.Node(id: n.id, name: n.name, online: alive.contains(n.id) && !peerIsLeaving(n.id), standby: resources.standby.contains(n.name))
         }
         var st = Scheduler.State()

@@ -9,6 +9,7 @@ extension Engine {
                 var me = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: leaving ? "leaving" : "local",
                                                   links: cluster.links.map { .init(name: $0.name, up: true, lastHeardMsAgo: nil) }, vote: votedFor)
                 me.standby = resources.standby.contains(n.name)
+                if n.role == .witness { me.role = n.role.rawValue }
                 nodes.append(me)
                 continue
             }
@@ -19,6 +20,7 @@ extension Engine {
             let state = p.member ? ((p.report?.leaving ?? false) ? "leaving" : "online") : (p.lastHeard.map { now < $0 + timing.timeout } ?? false ? "one-way" : "offline")
             var ns = ClusterStatus.NodeStatus(name: n.name, id: n.id, state: state, links: links, vote: p.report?.vote)
             ns.standby = resources.standby.contains(n.name)
+            if n.role == .witness { ns.role = n.role.rawValue }
             nodes.append(ns)
         }
         let coordKnown = isCoordinator || authority != nil

@@ -28,3 +28,43 @@ extension ResourceSet {
         }
     }
 }
+
+/// Cycles the configuration reader refuses.
+extension ResourceSet {
+    /// A cycle in start order (groups and [[order]]), if any.
+    func dependencyCycle() -> [String]? {
+        var state: [String: Int] = [:]
+        var stack: [String] = []
+        func visit(_ r: String) -> [String]? {
+            if state[r] == 1 { return stack + [r] }
+            if state[r] == 2 { return nil }
+            state[r] = 1
+            stack.append(r)
+            for p in predecessors(of: r) { if let c = visit(p) { return c } }
+            stack.removeLast()
+            state[r] = 2
+            return nil
+        }
+        for r in names { if let c = visit(r) { return c } }
+        return nil
+    }
+
+    func colocationCycle() -> [String]? {
+        var edges: [String: [String]] = [:]
+        for c in colocations where c.score >= Score.infinity { edges[c.resource, default: []].append(c.with) }
+        var state: [String: Int] = [:]
+        var stack: [String] = []
+        func visit(_ r: String) -> [String]? {
+            if state[r] == 1 { return stack + [r] }
+            if state[r] == 2 { return nil }
+            state[r] = 1
+            stack.append(r)
+            for w in edges[r] ?? [] { if let c = visit(w) { return c } }
+            stack.removeLast()
+            state[r] = 2
+            return nil
+        }
+        for r in edges.keys.sorted() { if let c = visit(r) { return c } }
+        return nil
+    }
+}

@@ -179,7 +179,12 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         var top = TableReader(root, path: "", file: file)
         var ips: [FloatingIP] = []
         var set = ResourceSet()
-        let nodeNames = Set(cluster.nodes.map(\.name))
+        // Resources name data nodes only: a witness runs nothing.
+        let nodeNames = Set(cluster.dataNodes.map(\.name))
+        let witnessNames = Set(cluster.nodes.filter { $0.role == .witness }.map(\.name))
+        func notANode(_ n: String) -> String {
+            witnessNames.contains(n) ? "'\(n)' is a witness of cluster '\(cluster.name)': it runs no resources" : "'\(n)' is not a node of cluster '\(cluster.name)'"
+        }
         var allNames: Set<String> = []
         var addressOwner: [IPAddress: String] = [:]
         func checkNewName(_ name: String, _ t: TableReader) throws(ConfigError) {
@@ -207,20 +212,20 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             var perNode: [String: String] = [:]
             for entry in try t.stringMap("interfaces") ?? [] {
                 guard nodeNames.contains(entry.key) else {
-                    throw t.error("interfaces", "'\(entry.key)' is not a node of cluster '\(cluster.name)'", line: entry.line)
+                    throw t.error("interfaces", notANode(entry.key), line: entry.line)
                 }
                 try checkInterfaceName(entry.value, reader: t, key: "interfaces.\(entry.key)")
                 perNode[entry.key] = entry.value
             }
             if iface == nil {
-                let missing = cluster.nodes.map(\.name).filter { perNode[$0] == nil }
+                let missing = cluster.dataNodes.map(\.name).filter { perNode[$0] == nil }
                 if !missing.isEmpty {
                     throw t.error(nil, "no interface for node(s) \(missing.joined(separator: ", ")): set 'interface' or add them to 'interfaces'")
                 }
             }
             let preferred = try t.stringArray("preferred") ?? []
             for p in preferred where !nodeNames.contains(p) {
-                throw t.error("preferred", "'\(p)' is not a node of cluster '\(cluster.name)'")
+                throw t.error("preferred", notANode(p))
             }
             if Set(preferred).count != preferred.count { throw t.error("preferred", "lists a node twice") }
             let failback = try t.bool("failback") ?? false
@@ -258,7 +263,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
                 params.append(AgentParam(name: entry.key, value: entry.value))
             }
             let preferred = try t.stringArray("preferred") ?? []
-            for p in preferred where !nodeNames.contains(p) { throw t.error("preferred", "'\(p)' is not a node of cluster '\(cluster.name)'") }
+            for p in preferred where !nodeNames.contains(p) { throw t.error("preferred", notANode(p)) }
             var opts = try readOptions(&t, preferred: preferred, nodeNames: nodeNames, cluster: cluster)
             opts.monitorIntervalMs = UInt64(try t.int("monitor_interval_ms", range: 0...86_400_000) ?? 10_000)
             opts.monitorTimeoutMs = UInt64(try t.int("monitor_timeout_ms", range: 100...3_600_000) ?? 20_000)
@@ -290,7 +295,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             let r = try t.requiredString("resource")
             try checkRef(r, t, "resource")
             let node = try t.requiredString("node")
-            guard nodeNames.contains(node) else { throw t.error("node", "'\(node)' is not a node of cluster '\(cluster.name)'") }
+            guard nodeNames.contains(node) else { throw t.error("node", notANode(node)) }
             let score = try readScore(&t)
             try t.finish()
             for m in set.group(named: r)?.members ?? [r] {
@@ -350,43 +355,6 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         if let f = try t.int("failure_timeout_ms", range: 0...31_536_000_000) { o.failureTimeoutMs = UInt64(f) }
         for (i, p) in preferred.enumerated() { o.locations[p] = max(10, 50 - 10 * i) }
         return o
-    }
-
-    /// A cycle in start order (groups and [[order]]), if any.
-    func dependencyCycle() -> [String]? {
-        var state: [String: Int] = [:]
-        var stack: [String] = []
-        func visit(_ r: String) -> [String]? {
-            if state[r] == 1 { return stack + [r] }
-            if state[r] == 2 { return nil }
-            state[r] = 1
-            stack.append(r)
-            for p in predecessors(of: r) { if let c = visit(p) { return c } }
-            stack.removeLast()
-            state[r] = 2
-            return nil
-        }
-        for r in names { if let c = visit(r) { return c } }
-        return nil
-    }
-
-    func colocationCycle() -> [String]? {
-        var edges: [String: [String]] = [:]
-        for c in colocations where c.score >= Score.infinity { edges[c.resource, default: []].append(c.with) }
-        var state: [String: Int] = [:]
-        var stack: [String] = []
-        func visit(_ r: String) -> [String]? {
-            if state[r] == 1 { return stack + [r] }
-            if state[r] == 2 { return nil }
-            state[r] = 1
-            stack.append(r)
-            for w in edges[r] ?? [] { if let c = visit(w) { return c } }
-            stack.removeLast()
-            state[r] = 2
-            return nil
-        }
-        for r in edges.keys.sorted() { if let c = visit(r) { return c } }
-        return nil
     }
 
     private static func checkInterfaceName(_ s: String, reader: TableReader, key: String) throws(ConfigError) {

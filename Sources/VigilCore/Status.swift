@@ -13,6 +13,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var links: [LinkStatus]
         public var vote: NodeID?
         public var standby: Bool? = nil
+        /// "witness" for a node that only votes (absent: a data node).
+        public var role: String? = nil
     }
     public struct ResourceStatus: Codable, Sendable, Equatable {
         public var name: String

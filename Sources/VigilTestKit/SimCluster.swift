@@ -113,12 +113,13 @@ public struct SimCluster {
     }
 
     /// A cluster file for `n` nodes with `links` links and the given timing.
-    public static func config(nodes n: Int, links: Int = 2, interval: Int = Int(Timing.defaultInterval), timeout: Int = Int(Timing.defaultTimeout), policy: String = "stop") throws -> ClusterConfig {
+    public static func config(nodes n: Int, links: Int = 2, interval: Int = Int(Timing.defaultInterval), timeout: Int = Int(Timing.defaultTimeout), policy: String = "stop", witnesses: Set<Int> = []) throws -> ClusterConfig {
         var t = "[cluster]\nname = \"sim\"\nkey_file = \"/dev/null\"\nno_quorum_policy = \"\(policy)\"\n[timing]\nheartbeat_interval_ms = \(interval)\nfailure_timeout_ms = \(timeout)\n"
         for l in 0..<links { t += "[[link]]\nname = \"l\(l)\"\nport = \(5405 + l)\n" }
         for i in 1...n {
             let addrs = (0..<links).map { "\"10.\($0).0.\(i)\"" }.joined(separator: ", ")
             t += "[[node]]\nname = \"n\(i)\"\nid = \(i)\naddresses = [\(addrs)]\n"
+            if witnesses.contains(i) { t += "role = \"witness\"\n" }
         }
         return try ClusterConfig.parse(t, file: "sim.toml")
     }

@@ -123,9 +123,35 @@ final class ClusterConfigTests: XCTestCase {
         expectError(good.replacingOccurrences(of: "port = 5405", with: "port = \"5405\""), key: "link[0].port", "expected an integer")
     }
 
-    func testTwoNodeClusterIsRefusedWithTiebreakerMessage() {
+    func testTwoNodeClusterIsRefusedPointingAtTheWitness() {
         let two = good.components(separatedBy: "[[node]]").prefix(3).joined(separator: "[[node]]")
-        expectError(two, key: "node", "tiebreaker")
+        expectError(two, key: "node", "role = \"witness\"")
+    }
+
+    /// Two data nodes and a witness form a three-vote cluster; a witness runs nothing, so the
+    /// resources file cannot name it, and a cluster of witnesses only is refused.
+    func testTwoDataNodesAndAWitness() throws {
+        let c = try ClusterConfig.parse(good + "\nrole = \"witness\"\n", file: "cluster.toml")
+        XCTAssertEqual(c.majority, 2)
+        XCTAssertEqual(c.dataNodes.map(\.name), ["a", "b"])
+        XCTAssertEqual(c.witnesses, [3])
+        expectError(good + "\nrole = \"arbiter\"\n", key: "node[2].role", "'arbiter' is not a role")
+        let allWitnesses = good.replacingOccurrences(of: "addresses = [\"192.0.2.1\", \"198.51.100.1\"]", with: "addresses = [\"192.0.2.1\", \"198.51.100.1\"]\nrole = \"witness\"")
+            .replacingOccurrences(of: "addresses = [\"192.0.2.2\", \"198.51.100.2\"]", with: "addresses = [\"192.0.2.2\", \"198.51.100.2\"]\nrole = \"witness\"") + "\nrole = \"witness\"\n"
+        expectError(allWitnesses, key: "node", "at least one needs role = \"data\"")
+        for (text, key) in [
+            ("[[ip]]\nname = \"v\"\naddress = \"192.0.2.80/24\"\ninterface = \"eth0\"\npreferred = [\"c\"]\n", "ip[0].preferred"),
+            ("[[ip]]\nname = \"v\"\naddress = \"192.0.2.80/24\"\ninterfaces = { a = \"eth0\", b = \"eth0\", c = \"eth0\" }\n", "ip[0].interfaces"),
+            ("[[ip]]\nname = \"v\"\naddress = \"192.0.2.80/24\"\ninterface = \"eth0\"\n[[location]]\nresource = \"v\"\nnode = \"c\"\nscore = 10\n", "location[0].node"),
+        ] {
+            XCTAssertThrowsError(try ResourceSet.parse(text, file: "r.toml", cluster: c), text) { e in
+                guard let e = e as? ConfigError else { return XCTFail("\(e)") }
+                XCTAssertEqual(e.key, key, "\(e)")
+                XCTAssertTrue(e.description.contains("'c' is a witness"), "\(e)")
+            }
+        }
+        // Addresses need an interface on the data nodes only.
+        XCTAssertNoThrow(try ResourceSet.parse("[[ip]]\nname = \"v\"\naddress = \"192.0.2.80/24\"\ninterfaces = { a = \"eth0\", b = \"eth1\" }\n", file: "r.toml", cluster: c))
     }
 
     func testErrorLineNumberPointsAtTheKey() throws {
