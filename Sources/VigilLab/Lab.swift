@@ -18,6 +18,8 @@ public final class Lab: @unchecked Sendable {
         public var extraClusterLines = ""
         /// Heartbeat links in the cluster file (1: ring0 only; both bridges exist either way).
         public var heartbeatLinks = 2
+        /// Nodes started as witnesses (a vote, no resources).
+        public var witnesses: Set<Int> = []
         public init(binDir: String) { self.binDir = binDir }
     }
 
@@ -118,7 +120,7 @@ public final class Lab: @unchecked Sendable {
         if options.heartbeatLinks > 1 { toml += "\n[[link]]\nname = \"ring1\"\nport = 5406\n" }
         for i in 1...options.nodes {
             let addrs = options.heartbeatLinks > 1 ? "\"198.18.0.\(i)\", \"198.18.1.\(i)\"" : "\"198.18.0.\(i)\""
-            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\(addrs)]\n"
+            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\(addrs)]\n\(options.witnesses.contains(i) ? "role = \"witness\"\n" : "")"
         }
         try toml.write(toFile: configPath, atomically: true, encoding: .utf8)
     }

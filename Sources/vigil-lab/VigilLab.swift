@@ -72,6 +72,8 @@ struct Bench: ParsableCommand {
     var seconds: Int = 30
     @Option(help: "With --idle: heartbeat links (1 or 2).")
     var links: Int = 2
+    @Flag(help: "Two data nodes (node1, node2) and a witness (node3) instead of three data nodes.")
+    var witness = false
 
     func run() throws {
         if idle {
@@ -88,17 +90,20 @@ struct Bench: ParsableCommand {
             print(r.description)
             return
         }
-        try repeatFailover(runs: runs, common: common) { lab in try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred) }
+        if witness && !(1...2).contains(common.preferred) { throw ValidationError("with --witness the owner must be a data node: --preferred 1 or 2") }
+        try repeatFailover(runs: runs, common: common, witnesses: witness ? [3] : []) { lab in try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred) }
     }
 }
 
 /// Runs a failover scenario `runs` times, each in a fresh lab; prints one line per run and the summary.
-func repeatFailover(runs: Int, common: Common, _ scenario: (Lab) throws -> Scenarios.FailoverResult) throws {
+func repeatFailover(runs: Int, common: Common, witnesses: Set<Int> = [], _ scenario: (Lab) throws -> Scenarios.FailoverResult) throws {
     try common.requireRoot()
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
     var outages: [Double] = []
     for i in 1...runs {
-        let lab = try Lab(.init(binDir: common.binDir))
+        var o = Lab.Options(binDir: common.binDir)
+        o.witnesses = witnesses
+        let lab = try Lab(o)
         defer { lab.teardown() }
         let r = try scenario(lab)
         outages.append(r.outageMs)

@@ -20,7 +20,7 @@ class NamespaceTestCase: XCTestCase {
         return root.appendingPathComponent(".build/debug").path
     }
 
-    func makeLab(heartbeatLinks: Int = 2) throws -> Lab {
+    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = []) throws -> Lab {
         if geteuid() != 0 {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("namespace tests need root and CI=true: refusing to skip")
@@ -34,6 +34,7 @@ class NamespaceTestCase: XCTestCase {
         }
         var opts = Lab.Options(binDir: Self.binDir)
         opts.heartbeatLinks = heartbeatLinks
+        opts.witnesses = witnesses
         let l = try Lab(opts)
         lab = l
         return l
