@@ -103,5 +103,10 @@ final class ShippedExamplesTests: XCTestCase {
             XCTAssertEqual(set.ips.map(\.name), ["web-ip", "web-ip6"])
             XCTAssertEqual(set.ips[0].interface(on: "gamma"), "bond0")
         }
+        let two = try ClusterConfig.parse(String(contentsOf: root.appendingPathComponent("Examples/two-node/cluster.toml"), encoding: .utf8), file: "two-node")
+        XCTAssertEqual(two.dataNodes.map(\.name), ["db1", "db2"])
+        XCTAssertEqual(two.witnesses.count, 1)
+        let twoRes = try String(contentsOf: root.appendingPathComponent("Examples/two-node/resources.toml"), encoding: .utf8)
+        XCTAssertEqual(try ResourceSet.parse(twoRes, file: "resources.toml", cluster: two).ips.map(\.name), ["db-ip"])
     }
 }
