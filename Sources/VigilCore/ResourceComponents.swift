@@ -33,38 +33,32 @@ extension ResourceSet {
 extension ResourceSet {
     /// A cycle in start order (groups and [[order]]), if any.
     func dependencyCycle() -> [String]? {
-        var state: [String: Int] = [:]
-        var stack: [String] = []
-        func visit(_ r: String) -> [String]? {
-            if state[r] == 1 { return stack + [r] }
-            if state[r] == 2 { return nil }
-            state[r] = 1
-            stack.append(r)
-            for p in predecessors(of: r) { if let c = visit(p) { return c } }
-            stack.removeLast()
-            state[r] = 2
-            return nil
-        }
-        for r in names { if let c = visit(r) { return c } }
-        return nil
+        Self.firstCycle(from: names) { predecessors(of: $0) }
     }
 
+    /// A cycle of mandatory colocations, if any.
     func colocationCycle() -> [String]? {
         var edges: [String: [String]] = [:]
         for c in colocations where c.score >= Score.infinity { edges[c.resource, default: []].append(c.with) }
-        var state: [String: Int] = [:]
+        return Self.firstCycle(from: edges.keys.sorted()) { edges[$0] ?? [] }
+    }
+
+    /// Depth-first search from each of `starts` in turn: the first path that comes back to a
+    /// node on it, ending with that node.
+    static func firstCycle(from starts: [String], next: (String) -> [String]) -> [String]? {
+        var state: [String: Int] = [:]  // 1: on the path, 2: done
         var stack: [String] = []
         func visit(_ r: String) -> [String]? {
             if state[r] == 1 { return stack + [r] }
             if state[r] == 2 { return nil }
             state[r] = 1
             stack.append(r)
-            for w in edges[r] ?? [] { if let c = visit(w) { return c } }
+            for n in next(r) { if let c = visit(n) { return c } }
             stack.removeLast()
             state[r] = 2
             return nil
         }
-        for r in edges.keys.sorted() { if let c = visit(r) { return c } }
+        for r in starts { if let c = visit(r) { return c } }
         return nil
     }
 }

@@ -112,3 +112,34 @@ public enum ARPWatch {
         return nil
     }
 }
+
+/// An ARP watcher running in the lab's client namespace (a `vigil-lab arp-watch` process).
+public struct ARPWatcher {
+    let process: Process
+    let outPath: String
+
+    /// Starts one for `address`, asking every 10 ms for `seconds`; its output goes to `name` in
+    /// the lab's work directory.
+    public init(lab: Lab, address: String, seconds: Int, name: String) throws {
+        outPath = lab.workDir + "/" + name
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        guard let fh = FileHandle(forWritingAtPath: outPath) else { throw LabError("cannot open \(outPath)") }
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        process.arguments = ["netns", "exec", lab.clientNS, lab.options.binDir + "/vigil-lab", "arp-watch",
+                             "--interface", "eth0", "--address", address, "--seconds", "\(seconds)", "--interval-ms", "10"]
+        process.standardOutput = fh
+        process.standardError = fh
+        try process.run()
+    }
+
+    /// Waits for it to end and returns its result line.
+    public func result() throws -> ARPWatch.Result {
+        process.waitUntilExit()
+        let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        guard let r = text.split(separator: "\n").compactMap({ ARPWatch.Result(line: String($0)) }).last else {
+            throw LabError("arp-watch printed no result: \(text)")
+        }
+        return r
+    }
+}

@@ -128,16 +128,7 @@ extension Scenarios {
     public static func stalledOwner(lab: Lab, owner: Int = 2, seconds: Double, log: (String) -> Void = { _ in }) throws -> StallResult {
         try startWithPerNodeAddresses(lab: lab, log: log)
         let vip = address(owner)
-        let outPath = lab.workDir + "/arpwatch.out"
-        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
-        guard let fh = FileHandle(forWritingAtPath: outPath) else { throw LabError("cannot open \(outPath)") }
-        let watcher = Process()
-        watcher.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        watcher.arguments = ["netns", "exec", lab.clientNS, lab.options.binDir + "/vigil-lab", "arp-watch",
-                             "--interface", "eth0", "--address", vip, "--seconds", "\(Int(seconds) + 5)", "--interval-ms", "10"]
-        watcher.standardOutput = fh
-        watcher.standardError = fh
-        try watcher.run()
+        let watcher = try ARPWatcher(lab: lab, address: vip, seconds: Int(seconds) + 5, name: "arpwatch.out")
         Thread.sleep(forTimeInterval: 1)
         let stopAt = Double(Lab.monoNowMs())
         lab.pause(owner, true)
@@ -145,11 +136,7 @@ extension Scenarios {
         Thread.sleep(forTimeInterval: seconds)
         lab.pause(owner, false)
         log("resumed it (SIGCONT)")
-        watcher.waitUntilExit()
-        let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
-        guard let arp = text.split(separator: "\n").compactMap({ ARPWatch.Result(line: String($0)) }).last else {
-            throw LabError("arp-watch printed no result: \(text)")
-        }
+        let arp = try watcher.result()
         let ev = lab.allEvents().filter { Double($0.mono) >= stopAt }
         let mine = "address=\(vip)/"
         let taken = ev.first { $0.node != lab.nodeName(owner) && $0.text.hasPrefix("address-added") && $0.text.contains(mine) }

@@ -48,20 +48,7 @@ extension Scenarios {
     /// while an ARP watcher in the client namespace asks for both addresses every 10 ms.
     public static func dataNodeSplit(lab: Lab, seconds: Double, log: (String) -> Void = { _ in }) throws -> SplitResult {
         try startTwoNodesAndWitness(lab: lab, log: log)
-        var watchers: [(Process, String)] = []
-        for i in 1...2 {
-            let out = lab.workDir + "/arpwatch-\(i).out"
-            _ = FileManager.default.createFile(atPath: out, contents: nil)
-            guard let fh = FileHandle(forWritingAtPath: out) else { throw LabError("cannot open \(out)") }
-            let w = Process()
-            w.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            w.arguments = ["netns", "exec", lab.clientNS, lab.options.binDir + "/vigil-lab", "arp-watch",
-                           "--interface", "eth0", "--address", address(i), "--seconds", "\(Int(seconds) + 3)", "--interval-ms", "10"]
-            w.standardOutput = fh
-            w.standardError = fh
-            try w.run()
-            watchers.append((w, out))
-        }
+        let watchers = try (1...2).map { try ARPWatcher(lab: lab, address: address($0), seconds: Int(seconds) + 3, name: "arpwatch-\($0).out") }
         Thread.sleep(forTimeInterval: 1)
         let t0 = Int(Lab.monoNowMs())
         try lab.split(1, 2, true)
@@ -70,15 +57,7 @@ extension Scenarios {
         let peerStates = [(1, "node2"), (2, "node1")].map { (i, peer) in lab.status(i)?.nodes.first { $0.name == peer }?.state ?? "?" }
         Thread.sleep(forTimeInterval: seconds / 2)
         try lab.split(1, 2, false)
-        var results: [ARPWatch.Result] = []
-        for (w, out) in watchers {
-            w.waitUntilExit()
-            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-            guard let r = text.split(separator: "\n").compactMap({ ARPWatch.Result(line: String($0)) }).last else {
-                throw LabError("arp-watch printed no result: \(text)")
-            }
-            results.append(r)
-        }
+        let results = try watchers.map { try $0.result() }
         let stops = lab.allEvents().filter { $0.mono >= t0 && ($0.text.hasPrefix("resource-stopping") || $0.text.hasPrefix("address-removed")) }
             .map { "\($0.node): \($0.text)" }
         return SplitResult(arp: results, stops: stops, ownersAfter: (1...2).map { lab.owners(of: address($0)) }, peerStates: peerStates)
