@@ -199,7 +199,9 @@ public struct AgentMetadata: Sendable, Equatable, Codable {
 
     /// Parses OCF meta-data XML. Tolerant of unknown elements; strict about what it needs.
     public static func parse(_ xml: String) -> Result<AgentMetadata, PrefixParseError> {
-        let nodes = MiniXML.parse(xml)
+        guard let nodes = MiniXML.parse(xml) else {
+            return .failure(.init(message: "meta-data nests elements more than \(MiniXML.maxDepth) deep"))
+        }
         guard let root = nodes.first(where: { $0.name == "resource-agent" }) else {
             return .failure(.init(message: "meta-data has no <resource-agent> element"))
         }
@@ -245,14 +247,21 @@ public struct MiniXML: Sendable, Equatable {
 
     public func child(_ n: String) -> MiniXML? { children.first { $0.name == n } }
 
-    public static func parse(_ s: String) -> [MiniXML] {
-        var p = Parser(chars: Array(s))
-        return p.parseNodes(until: nil)
+    /// Elements nest at most this deep (the reader recurses: deeper is refused, not a crash).
+    public static let maxDepth = 64
+
+    /// The top-level nodes, or nil when elements nest deeper than `maxDepth`.
+    public static func parse(_ s: String) -> [MiniXML]? {
+        var p = Parser(chars: s.unicodeScalars.map(Character.init))
+        let nodes = p.parseNodes(until: nil)
+        return p.tooDeep ? nil : nodes
     }
 
     struct Parser {
         let chars: [Character]
         var i = 0
+        var depth = 0
+        var tooDeep = false
 
         mutating func parseNodes(until closing: String?) -> [MiniXML] {
             var out: [MiniXML] = []
@@ -274,6 +283,13 @@ public struct MiniXML: Sendable, Equatable {
         }
 
         mutating func parseElement() -> MiniXML? {
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= MiniXML.maxDepth else {
+                tooDeep = true
+                i = chars.count
+                return nil
+            }
             i += 1
             var name = ""
             while i < chars.count, !chars[i].isWhitespace, chars[i] != ">", chars[i] != "/" { name.append(chars[i]); i += 1 }

@@ -100,8 +100,32 @@ struct TOMLParser {
         case lastOf(String)  // last element of an array of tables
     }
 
+    /// Arrays and inline tables nest at most this deep: the reader recurses, and a file of
+    /// nothing but brackets must be an error, not a stack overflow.
+    static let maxDepth = 32
+    var depth = 0
+
     init(text: String) {
-        self.chars = Array(text)
+        // Unicode scalars, not Characters: in Swift "\r\n" is one Character (a file with CRLF
+        // line ends would never see a "\n"), and a combining mark would merge with a quote. A
+        // CR before LF is dropped: CRLF files read like LF files.
+        var out: [Character] = []
+        out.reserveCapacity(text.unicodeScalars.count)
+        var lastCR = false
+        for u in text.unicodeScalars {
+            if lastCR && u != "\n" { out.append("\r") }
+            lastCR = u == "\r"
+            if !lastCR { out.append(Character(u)) }
+        }
+        if lastCR { out.append("\r") }
+        self.chars = out
+    }
+
+    mutating func enterNesting() throws(TOMLError) {
+        depth += 1
+        guard depth <= Self.maxDepth else {
+            throw TOMLError(line: line, message: "arrays and inline tables nested more than \(Self.maxDepth) deep")
+        }
     }
 
     mutating func parseDocument() throws(TOMLError) -> TOMLTable {

@@ -49,10 +49,23 @@ extension TOMLParser {
         if clean.hasPrefix("0o"), let v = Int64(clean.dropFirst(2), radix: 8) { return .integer(v) }
         if clean.hasPrefix("0b"), let v = Int64(clean.dropFirst(2), radix: 2) { return .integer(v) }
         if clean.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), let d = Double(clean) { return .float(d) }
+        // All digits (after a sign or a base prefix) but too large for 64 bits.
+        var digits = Substring(clean)
+        if digits.first == "+" || digits.first == "-" { digits = digits.dropFirst() }
+        var radix = 10
+        for (prefix, r) in [("0x", 16), ("0o", 8), ("0b", 2)] where digits.hasPrefix(prefix) {
+            digits = digits.dropFirst(2)
+            radix = r
+        }
+        if !digits.isEmpty && digits.allSatisfy({ $0.hexDigitValue.map { $0 < radix } ?? false }) {
+            throw TOMLError(line: line, message: "'\(s)' is out of range (integers are 64-bit: -9223372036854775808...9223372036854775807)")
+        }
         throw TOMLError(line: line, message: "'\(s)' is not a valid value (strings need quotes)")
     }
 
     mutating func parseArray() throws(TOMLError) -> [TOMLNode] {
+        try enterNesting()
+        defer { depth -= 1 }
         advance()  // [
         var items: [TOMLNode] = []
         while true {
@@ -77,6 +90,8 @@ extension TOMLParser {
 
     mutating func parseInlineTable() throws(TOMLError) -> TOMLTable {
         let startLine = line
+        try enterNesting()
+        defer { depth -= 1 }
         advance()  // {
         var table = TOMLTable(line: startLine)
         skipInlineSpace()
