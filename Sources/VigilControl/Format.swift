@@ -43,6 +43,7 @@ public enum StatusFormatter {
             out.append("Dropped packets: forged=\(c.forged) replayed=\(c.replayed) malformed=\(c.malformed) incompatible=\(c.incompatible) other-cluster=\(c.foreignCluster)")
         }
         for p in s.incompatiblePeers { out.append("Incompatible peer: \(p)") }
+        if let e = c.sendErrors, e > 0 { out.append("Send errors: \(e) (see the log)") }
         return out.joined(separator: "\n")
     }
 

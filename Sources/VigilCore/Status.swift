@@ -38,6 +38,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var incompatible: UInt64 = 0
         public var foreignCluster: UInt64 = 0
         public var unknownSender: UInt64 = 0
+        /// Datagrams the kernel refused to send (too large, no route, buffer full).
+        public var sendErrors: UInt64? = nil
         public init() {}
     }
 

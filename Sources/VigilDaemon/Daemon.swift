@@ -25,7 +25,9 @@ public final class Daemon {
     var replay = ReplayGuard()
     var seq: UInt64 = 0
     var counters = ClusterStatus.Counters()
+    /// Configured peers heard speaking another protocol version (node name to version).
     var incompatible: [String: UInt16] = [:]
+    var sendErrors: UInt64 = 0
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner
@@ -247,9 +249,15 @@ public final class Daemon {
             switch e {
             case .incompatibleVersion(let v):
                 counters.incompatible += 1
-                if incompatible[src] != v {
-                    incompatible[src] = v
-                    log.error("peer \(src) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
+                // Remembered (and shown in status) only for a configured peer's address on this
+                // link: anyone can send the magic with another version from any source address,
+                // and must not grow a map, the log or every status reply.
+                let peer = batch.source(i).flatMap { a in cluster.nodes.first { $0.id != selfNode.id && $0.addresses[link] == a } }
+                if let peer, incompatible[peer.name] != v {
+                    incompatible[peer.name] = v
+                    log.error("peer \(peer.name) (\(src)) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
+                } else if peer == nil && counters.incompatible.isPowerOfTwo {
+                    log.warning("dropped packet of protocol version \(v) from \(src), not a node of this cluster, total=\(counters.incompatible)")
                 }
             case .badMAC:
                 counters.forged += 1
@@ -383,7 +391,13 @@ public final class Daemon {
         for (i, link) in cluster.links.enumerated() {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq)
             let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
-            sockets[i].send(packet, to: node.addresses[i], port: link.port)
+            let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
+            if err != 0 {
+                sendErrors += 1
+                if sendErrors.isPowerOfTwo {
+                    log.warning("send of \(packet.count) bytes to \(node.name) on link \(link.name) failed: \(String(cString: strerror(err))) total=\(sendErrors)")
+                }
+            }
         }
     }
 }

@@ -202,7 +202,11 @@ final class NamespaceClusterTests: NamespaceTestCase {
         // A correctly signed packet with a sequence number node1 has already seen from node3:
         // exactly what a recorded-and-replayed packet looks like.
         let replayed = Envelope.seal(evil, header: hdr(1), key: key)
-        for (name, p) in [("forged", forged), ("corrupted", corrupted), ("replayed", replayed)] {
+        // The magic with another protocol version, from a machine that is not a node: counted,
+        // never remembered (a spoofed source per packet must not grow a map or status replies).
+        var otherVersion = replayed
+        otherVersion[5] ^= 0x40
+        for (name, p) in [("forged", forged), ("corrupted", corrupted), ("replayed", replayed), ("other version", otherVersion)] {
             for _ in 0..<5 {
                 let r = lab.run("/usr/sbin/ip", ["netns", "exec", lab.clientNS, Self.binDir + "/vigil-lab", "inject", "--to", "198.18.0.1", "--port", "5405", "--hex", p.map { String(format: "%02x", $0) }.joined()])
                 XCTAssertEqual(r.code, 0, "\(name): \(r.err)")
@@ -212,6 +216,8 @@ final class NamespaceClusterTests: NamespaceTestCase {
         let after = try status(lab, 1)
         XCTAssertGreaterThanOrEqual(after.counters.forged, before.counters.forged + 10, "forged and corrupted packets are counted")
         XCTAssertGreaterThanOrEqual(after.counters.replayed, before.counters.replayed + 5, "replays are counted")
+        XCTAssertGreaterThanOrEqual(after.counters.incompatible, before.counters.incompatible + 5, "other versions are counted")
+        XCTAssertEqual(after.incompatiblePeers, [], "a machine that is not a node was remembered as an incompatible peer")
         XCTAssertEqual(after.coordinator, before.coordinator)
         XCTAssertEqual(after.configVersion, 1)
         XCTAssertEqual(after.resources.first?.runningOn, ["node2"])
