@@ -56,7 +56,7 @@ public final class Daemon {
         self.selfNode = setup.node
         self.log = EventLog(node: setup.node.name)
         self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
-        self.incarnation = try store.nextIncarnation()
+        self.incarnation = try store.nextIncarnation(nodeIndex: setup.cluster.nodes.firstIndex { $0.id == setup.node.id } ?? 0)
         self.key = PacketAuthenticator(key: makeKey(setup.key))
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = try Reactor()

@@ -16,13 +16,16 @@ public struct StateStore: Sendable {
 
     /// The next incarnation: strictly larger than any earlier start of this node, so peers
     /// can tell a restart from a replay.
-    public func nextIncarnation() throws -> UInt64 {
-        var last: UInt64 = 0
-        if Files.exists(incarnationPath) {
-            let text = try Files.readText(incarnationPath).trimmingWhitespace()
-            last = UInt64(text) ?? 0
+    /// Unique among the nodes of the cluster file (see `Incarnation.next`); a damaged file stops
+    /// the start with an error naming it.
+    public func nextIncarnation(nodeIndex: Int) throws -> UInt64 {
+        let stored = Files.exists(incarnationPath) ? try Files.readText(incarnationPath) : nil
+        let next: UInt64
+        do {
+            next = try Incarnation.next(stored: stored, nowSeconds: WallClock.nowSeconds(), nodeIndex: nodeIndex)
+        } catch {
+            throw SystemError("\(incarnationPath) \(error.description): refusing to start, since a reused incarnation would let peers take new packets for replays; if this machine's clock is right, removing the file is safe (the counter restarts from the current time)", errno: EINVAL)
         }
-        let next = max(last + 1, WallClock.nowSeconds() * 1000)
         try Files.writeAtomically(incarnationPath, Array("\(next)\n".utf8))
         return next
     }

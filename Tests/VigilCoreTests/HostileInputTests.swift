@@ -80,3 +80,33 @@ final class HostileInputTests: XCTestCase {
         XCTAssertEqual(try? TOML.parse("x = \"e\u{301}\"\n").entries["x"]?.value, .string("e\u{301}"))
     }
 }
+
+/// Incarnations (issue 9, finding 2, in part): unique per node within a second, strictly growing,
+/// and a damaged counter file stops the start instead of being read as 0 (or trapping).
+final class IncarnationTests: XCTestCase {
+    func testUniqueAcrossNodesStartingInTheSameSecond() throws {
+        let now: UInt64 = 1_796_227_981
+        let all = try (0..<32).map { try Incarnation.next(stored: nil, nowSeconds: now, nodeIndex: $0) }
+        XCTAssertEqual(Set(all).count, 32)
+        for (i, n) in all.enumerated() {
+            XCTAssertEqual(n % 32, UInt64(i))
+            XCTAssertGreaterThanOrEqual(n, now * 1000)
+            XCTAssertLessThan(n, now * 1000 + 32)
+        }
+        // Restarts within the same second, and after a clock that went back, still grow.
+        var last = all[3]
+        for t in [now, now, now - 100] {
+            let n = try Incarnation.next(stored: "\(last)\n", nowSeconds: t, nodeIndex: 3)
+            XCTAssertGreaterThan(n, last)
+            XCTAssertEqual(n % 32, 3)
+            last = n
+        }
+    }
+
+    func testADamagedCounterIsRefused() {
+        for bad in ["", "garbage", "-1", "12x", "\(UInt64.max)", "99999999999999999999999"] {
+            XCTAssertThrowsError(try Incarnation.next(stored: bad, nowSeconds: 1_796_227_981, nodeIndex: 0), bad)
+        }
+        XCTAssertThrowsError(try Incarnation.next(stored: nil, nowSeconds: 1, nodeIndex: 32))
+    }
+}

@@ -55,6 +55,21 @@ final class ClusterdCLITests: XCTestCase {
         return Lab.run(NamespaceTestCase.binDir + "/clusterd", ["--config", path, "--node", node, "--check-config"])
     }
 
+    /// A damaged incarnation counter stops the start, naming the file (it used to be read as 0).
+    /// Runs clusterd for real up to the point where it reads its state, before any socket.
+    func testADamagedIncarnationFileStopsTheStart() throws {
+        let state = dir + "/state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        chmod(state, 0o700)
+        try "not a number\n".write(toFile: state + "/incarnation", atomically: true, encoding: .utf8)
+        let path = dir + "/cluster.toml"
+        try cluster(key: writeKey(), extra: "state_dir = \"\(state)\"\nrealtime = false").write(toFile: path, atomically: true, encoding: .utf8)
+        let r = Lab.run(NamespaceTestCase.binDir + "/clusterd", ["--config", path, "--node", "a"])
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains(state + "/incarnation holds 'not a number', not a number: refusing to start"), r.err)
+        XCTAssertEqual(try String(contentsOfFile: state + "/incarnation", encoding: .utf8), "not a number\n", "the file was changed")
+    }
+
     func testGoodConfigPrintsTheTimingRelation() {
         let r = check(cluster(key: writeKey()))
         XCTAssertEqual(r.code, 0, r.err)
