@@ -71,7 +71,7 @@ let package = Package(
         // Scheduler/ holds the regression scenarios, read from the source tree by the test.
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"], exclude: ["Scheduler"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire", "VigilCore"]),
-        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "CVigilSys"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -186,6 +186,7 @@ final class FloatingIPs {
     /// address dump per round, however many addresses share them.
     private func checkActive(now: UInt64, failed: inout [(name: String, why: String, transient: Bool)]) {
         var present: Set<IPAddress>?
+        var dumpFailed = false
         var states: [String: Interfaces.State] = [:]
         var next = UInt64.max
         for name in active.keys.sorted() {
@@ -211,8 +212,15 @@ final class FloatingIPs {
                 failed.append((name, why, false))
                 continue
             }
-            if present == nil {
-                present = Set(((try? netlink.list()) ?? []).map(\.address))
+            // A failed dump says nothing about the addresses: the check waits for the next round
+            // (read as "none present", it used to fail over every address of the node).
+            if present == nil && !dumpFailed {
+                do {
+                    present = Set(try netlink.list().map(\.address))
+                } catch {
+                    dumpFailed = true
+                    log.warning("address dump failed: \(error); the address check waits for the next round")
+                }
             }
             if let present, !present.contains(a.ip.prefix.address) {
                 failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)", true))

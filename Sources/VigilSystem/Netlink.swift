@@ -74,58 +74,86 @@ public final class AddressManager {
     }
 
     /// All addresses on this machine (or namespace).
+    /// Every address of the namespace. A dump the kernel marks interrupted (`NLM_F_DUMP_INTR`:
+    /// addresses changed while it ran) is repeated, up to three times; messages of another
+    /// sequence number (a late acknowledgement of an earlier request) are skipped.
     public func list() throws -> [Found] {
-        var msg = ByteBuffer()
-        let ifa = ifaddrmsgBytes(family: UInt8(AF_UNSPEC), prefixLength: 0, ifindex: 0)
-        msg.header(len: UInt32(16 + ifa.count), type: UInt16(RTM_GETADDR), flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP), seq: nextSeq())
-        msg.bytes += ifa
-        try sendRaw(msg.bytes, what: "list addresses")
+        for _ in 0..<3 {
+            let s = nextSeq()
+            var msg = ByteBuffer()
+            let ifa = ifaddrmsgBytes(family: UInt8(AF_UNSPEC), prefixLength: 0, ifindex: 0)
+            msg.header(len: UInt32(16 + ifa.count), type: UInt16(RTM_GETADDR), flags: UInt16(NLM_F_REQUEST | NLM_F_DUMP), seq: s)
+            msg.bytes += ifa
+            try sendRaw(msg.bytes, what: "list addresses")
+            var found: [Found] = []
+            var interrupted = false
+            var buf = [UInt8](repeating: 0, count: 65536)
+            receiving: while true {
+                let n = buf.withUnsafeMutableBytes { raw in retrying { recv(fd, raw.baseAddress, raw.count, 0) } }
+                guard n > 0 else { throw SystemError("netlink receive (list addresses)") }
+                let chunk = Self.parseDump(buf[0..<n], seq: s)
+                found += chunk.found
+                interrupted = interrupted || chunk.interrupted
+                if let err = chunk.error { throw SystemError("list addresses", errno: err) }
+                if chunk.done { break receiving }
+            }
+            if !interrupted { return found }
+        }
+        throw SystemError("list addresses: interrupted three times in a row", errno: EINTR)
+    }
+
+    /// One received buffer of an address dump: the addresses in it, whether it ended the dump
+    /// (`NLMSG_DONE`), an error the kernel reported for it, and whether any part was marked
+    /// interrupted. Only messages with sequence number `seq` count. Pure, for the tests.
+    public static func parseDump(_ buf: ArraySlice<UInt8>, seq: UInt32) -> (found: [Found], done: Bool, error: Int32?, interrupted: Bool) {
+        let b = Array(buf)
+        let n = b.count
         var found: [Found] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buf.withUnsafeMutableBytes { raw in retrying { recv(fd, raw.baseAddress, raw.count, 0) } }
-            guard n > 0 else { throw SystemError("netlink receive (list addresses)") }
-            var off = 0
-            while off + 16 <= n {
-                let len = Int(rd32(buf, off))
-                let type = rd16(buf, off + 4)
-                guard len >= 16, off + len <= n else { break }
-                if type == UInt16(NLMSG_DONE) { return found }
-                if type == UInt16(NLMSG_ERROR) {
-                    let err = -Int32(bitPattern: rd32(buf, off + 16))
-                    throw SystemError("list addresses", errno: err)
+        var interrupted = false
+        var off = 0
+        while off + 16 <= n {
+            let len = Int(rd32(b, off))
+            let type = rd16(b, off + 4)
+            let flags = rd16(b, off + 6)
+            guard len >= 16, off + len <= n else { break }
+            defer { off += (len + 3) & ~3 }
+            guard rd32(b, off + 8) == seq else { continue }
+            if flags & UInt16(NLM_F_DUMP_INTR) != 0 { interrupted = true }
+            if type == UInt16(NLMSG_DONE) { return (found, true, nil, interrupted) }
+            if type == UInt16(NLMSG_ERROR) {
+                let err = off + 20 <= n ? -Int32(bitPattern: rd32(b, off + 16)) : EPROTO
+                if err != 0 { return (found, true, err, interrupted) }
+                continue
+            }
+            guard type == UInt16(RTM_NEWADDR), len >= 24 else { continue }
+            let fam = b[off + 16]
+            let plen = Int(b[off + 17])
+            let idx = Int32(bitPattern: rd32(b, off + 20))
+            var a = off + 24
+            var local: [UInt8]?
+            var address: [UInt8]?
+            var proto: UInt8 = 0
+            var label: String?
+            while a + 4 <= off + len {
+                let alen = Int(rd16(b, a))
+                let atype = rd16(b, a + 2)
+                guard alen >= 4, a + alen <= off + len else { break }
+                let data = Array(b[(a + 4)..<(a + alen)])
+                switch atype {
+                case UInt16(IFA_LOCAL): local = data
+                case UInt16(IFA_ADDRESS): address = data
+                case UInt16(IFA_LABEL): label = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
+                case 11: proto = data.first ?? 0
+                default: break
                 }
-                if type == UInt16(RTM_NEWADDR), len >= 24 {
-                    let fam = buf[off + 16]
-                    let plen = Int(buf[off + 17])
-                    let idx = Int32(bitPattern: rd32(buf, off + 20))
-                    var a = off + 24
-                    var local: [UInt8]?
-                    var address: [UInt8]?
-                    var proto: UInt8 = 0
-                    var label: String?
-                    while a + 4 <= off + len {
-                        let alen = Int(rd16(buf, a))
-                        let atype = rd16(buf, a + 2)
-                        guard alen >= 4, a + alen <= off + len else { break }
-                        let data = Array(buf[(a + 4)..<(a + alen)])
-                        switch atype {
-                        case UInt16(IFA_LOCAL): local = data
-                        case UInt16(IFA_ADDRESS): address = data
-                        case UInt16(IFA_LABEL): label = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
-                        case 11: proto = data.first ?? 0
-                        default: break
-                        }
-                        a += (alen + 3) & ~3
-                    }
-                    let family: IPAddress.Family = fam == UInt8(AF_INET) ? .v4 : .v6
-                    if let bytes = local ?? address, let ip = IPAddress(family: family, bytes: bytes) {
-                        found.append(Found(address: ip, prefixLength: plen, ifindex: idx, proto: proto, label: label))
-                    }
-                }
-                off += (len + 3) & ~3
+                a += (alen + 3) & ~3
+            }
+            let family: IPAddress.Family = fam == UInt8(AF_INET) ? .v4 : .v6
+            if let bytes = local ?? address, let ip = IPAddress(family: family, bytes: bytes) {
+                found.append(Found(address: ip, prefixLength: plen, ifindex: idx, proto: proto, label: label))
             }
         }
+        return (found, false, nil, interrupted)
     }
 
     // MARK: internals
