@@ -103,9 +103,14 @@ final class FloatingIPs {
     func stop(_ name: String) {
         announcements.removeAll { $0.name == name }
         guard let a = active.removeValue(forKey: name) else {
-            // Not ours as far as we know; make sure anyway (e.g. after a failed start).
+            // Not ours as far as we know; make sure anyway (e.g. after a failed start), but never
+            // delete an address someone else configured.
             if let ip = definitions[name], let ifname = ip.interface(on: nodeName) {
-                try? netlink.remove(ip.prefix, interface: ifname)
+                do {
+                    try netlink.removeIfOurs(ip.prefix, interface: ifname)
+                } catch {
+                    log.warning("stop of \(name): \(error)")
+                }
             }
             return
         }

@@ -57,7 +57,32 @@ public final class AddressManager {
         // DAD would keep an IPv6 address unusable for a second after takeover.
         attrs.attr(UInt16(IFA_FLAGS), le32(UInt32(IFA_F_NODAD)))
         attrs.attr(11 /* IFA_PROTO */, [Self.proto])
-        try request(type: UInt16(RTM_NEWADDR), flags: UInt16(NLM_F_CREATE | NLM_F_REPLACE), prefix: prefix, ifindex: idx, attrs: attrs.bytes, what: "add \(prefix) on \(interface)")
+        // Never replace: an address configured by someone else (a static host address) must
+        // not become ours, or a later stop would delete it. One that is already ours (a
+        // restarted clusterd, a repeated start) is fine as it is.
+        do {
+            try request(type: UInt16(RTM_NEWADDR), flags: UInt16(NLM_F_CREATE | NLM_F_EXCL), prefix: prefix, ifindex: idx, attrs: attrs.bytes, what: "add \(prefix) on \(interface)")
+        } catch let e as SystemError where e.errno == EEXIST {
+            guard try proto(of: prefix.address, ifindex: idx) == Self.proto else {
+                throw SystemError("add \(prefix) on \(interface): the address is already configured on this machine, not by Vigil (remove it, or remove the resource)", errno: EEXIST)
+            }
+        }
+    }
+
+    /// The `IFA_PROTO` of `address` on interface `ifindex` (0: none given), nil if it is not there.
+    public func proto(of address: IPAddress, ifindex: Int32) throws -> UInt8? {
+        try list().first { $0.address == address && $0.ifindex == ifindex }?.proto
+    }
+
+    /// Removes the address only if it is Vigil's (`IFA_PROTO` 86) or absent: for paths that do
+    /// not know whether this node added it (a stop after a failed start).
+    public func removeIfOurs(_ prefix: IPPrefix, interface: String) throws {
+        guard let idx = Self.ifindex(interface) else { return }
+        guard let p = try proto(of: prefix.address, ifindex: idx) else { return }
+        guard p == Self.proto else {
+            throw SystemError("remove \(prefix) from \(interface): the address is not Vigil's; left in place", errno: EPERM)
+        }
+        try remove(prefix, interface: interface)
     }
 
     /// Removes an address; an address that is already gone is not an error.

@@ -226,6 +226,27 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertTrue(lab.hactl(1, ["status"]).out.contains("Dropped packets: forged="))
     }
 
+    /// The floating address is already configured on node2 by someone else (a static host
+    /// address): Vigil neither takes it over nor deletes it; the resource runs elsewhere
+    /// (issue 9, finding 7: it used to be replaced, then deleted by the next stop).
+    func testAStaticAddressIsNeitherTakenOverNorDeleted() throws {
+        let lab = try makeLab()
+        try startQuorate(lab)
+        let add = lab.run("/usr/sbin/ip", ["-n", lab.ns(2), "addr", "add", Scenarios.vip + "/24", "dev", "eth0"])
+        XCTAssertEqual(add.code, 0, add.err)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2"))
+        try lab.waitFor("the address to run on another node", timeout: 15) {
+            let r = try? self.status(lab, 1).resources.first { $0.name == "web-ip" }
+            return (r?.runningOn.count ?? 0) == 1 && r?.runningOn != ["node2"]
+        }
+        XCTAssertTrue(lab.events(2).contains { $0.text.contains("already configured on this machine, not by Vigil") }, lab.tail(lab.logFile(2), lines: 20))
+        // Still there on node2, still not Vigil's, after its failed start was stopped.
+        Thread.sleep(forTimeInterval: 1)
+        let shown = lab.run("/usr/sbin/ip", ["-n", lab.ns(2), "-d", "addr", "show", "dev", "eth0"]).out
+        XCTAssertTrue(shown.contains(Scenarios.vip + "/24"), shown)
+        XCTAssertFalse(shown.contains("vigil"), shown)
+    }
+
     func testGracefulStopHandsTheAddressOverFirst() throws {
         let lab = try makeLab()
         try startQuorate(lab)
