@@ -30,27 +30,18 @@ public struct StateStore: Sendable {
         return next
     }
 
-    static let header = "# vigil resource configuration, replicated by the coordinator; do not edit (use hactl apply)\n"
-
     public func loadResources() throws -> VersionedResources? {
         guard Files.exists(resourcesPath) else { return nil }
         let text = try Files.readText(resourcesPath)
-        guard text.hasPrefix(Self.header) else { throw SystemError("\(resourcesPath): unrecognised format", errno: EINVAL) }
-        let rest = text.dropFirst(Self.header.count)
-        guard let nl = rest.firstIndex(of: "\n"), rest.hasPrefix("version="), let v = UInt64(rest[rest.index(rest.startIndex, offsetBy: 8)..<nl]) else {
-            throw SystemError("\(resourcesPath): missing version line", errno: EINVAL)
+        do {
+            return try VersionedResources.parseStateFile(text)
+        } catch {
+            throw SystemError("\(resourcesPath): \(error.description)", errno: EINVAL)
         }
-        var body = rest[rest.index(after: nl)...]
-        var standby: [String] = []
-        if body.hasPrefix("standby="), let nl2 = body.firstIndex(of: "\n") {
-            standby = body[body.index(body.startIndex, offsetBy: 8)..<nl2].split(separator: ",").map(String.init)
-            body = body[body.index(after: nl2)...]
-        }
-        return VersionedResources(version: v, text: String(body), standby: standby)
     }
 
     public func saveResources(_ r: VersionedResources) throws {
-        try Files.writeAtomically(resourcesPath, Array((Self.header + "version=\(r.version)\nstandby=\(r.standby.joined(separator: ","))\n" + r.text).utf8))
+        try Files.writeAtomically(resourcesPath, Array(r.stateFileText.utf8))
     }
 }
 

@@ -110,3 +110,35 @@ final class IncarnationTests: XCTestCase {
         XCTAssertThrowsError(try Incarnation.next(stored: nil, nowSeconds: 1, nodeIndex: 32))
     }
 }
+
+/// The saved configuration (issue 9, finding 8, in part): a checksum makes any damage or
+/// truncation an error, never a different configuration.
+final class StateFileTests: XCTestCase {
+    let saved = VersionedResources(version: 7, text: "[[ip]]\nname = \"v\"\naddress = \"192.0.2.9/24\"\ninterface = \"eth0\"\n", standby: ["b"])
+
+    func testRoundTrip() throws {
+        XCTAssertEqual(try VersionedResources.parseStateFile(saved.stateFileText), saved)
+        let empty = VersionedResources(version: 3, text: "")
+        XCTAssertEqual(try VersionedResources.parseStateFile(empty.stateFileText), empty)
+    }
+
+    func testEveryTruncationAndEveryFlippedByteIsRefused() {
+        let bytes = Array(saved.stateFileText.utf8)
+        for cut in 0..<bytes.count {
+            XCTAssertThrowsError(try VersionedResources.parseStateFile(String(decoding: bytes[0..<cut], as: UTF8.self)), "truncated at \(cut)")
+        }
+        for i in stride(from: 0, to: bytes.count, by: 3) {
+            var b = bytes
+            b[i] ^= 0x01
+            let text = String(decoding: b, as: UTF8.self)
+            if let r = try? VersionedResources.parseStateFile(text) { XCTFail("byte \(i) flipped, read as version \(r.version): \(r.text)") }
+        }
+    }
+
+    /// Files written before the checksum are still read (the upgrade path).
+    func testTheFormatBeforeTheChecksumIsRead() throws {
+        let old = "# vigil resource configuration, replicated by the coordinator; do not edit (use hactl apply)\nversion=4\nstandby=b\n" + saved.text
+        let r = try VersionedResources.parseStateFile(old)
+        XCTAssertEqual(r, VersionedResources(version: 4, text: saved.text, standby: ["b"]))
+    }
+}
