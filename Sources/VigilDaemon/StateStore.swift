@@ -12,6 +12,9 @@ public struct StateStore: Sendable {
     public init(dir: String) throws {
         self.dir = dir
         try Files.ensureDirectory(dir)
+        if let problem = Files.privateDirectoryProblem(dir) {
+            throw SystemError("state directory \(dir): \(problem); it holds the replicated configuration and the incarnation counter, so only the user running clusterd may change it", errno: EPERM)
+        }
     }
 
     /// The next incarnation: strictly larger than any earlier start of this node, so peers

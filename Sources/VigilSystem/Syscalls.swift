@@ -62,7 +62,15 @@ public enum Files {
     /// Writes atomically: a temporary file in the same directory, fsync, rename, fsync of the directory.
     public static func writeAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o600) throws {
         let tmp = path + ".tmp.\(getpid())"
-        let fd = retrying { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+        // Created exclusively and never through a symbolic link: whatever sits at the temporary
+        // name (left by a crash, or planted) is removed (unlink removes a link, not its target)
+        // and the creation retried once.
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = retrying { open(tmp, flags, mode) }
+        if fd < 0 && (errno == EEXIST || errno == ELOOP) {
+            unlink(tmp)
+            fd = retrying { open(tmp, flags, mode) }
+        }
         guard fd >= 0 else { throw SystemError("create \(tmp)") }
         var off = 0
         while off < bytes.count {
@@ -102,6 +110,18 @@ public enum Files {
             cur += "/" + part
             if mkdir(cur, 0o700) != 0 && errno != EEXIST { throw SystemError("mkdir \(cur)") }
         }
+    }
+
+    /// A directory only this user may change: not a symbolic link, owned by the effective user,
+    /// not writable by group or others. Returns what is wrong, or nil.
+    public static func privateDirectoryProblem(_ path: String) -> String? {
+        var st = stat()
+        guard lstat(path, &st) == 0 else { return "cannot inspect it: \(String(cString: strerror(errno)))" }
+        if st.st_mode & S_IFMT == S_IFLNK { return "it is a symbolic link" }
+        guard st.st_mode & S_IFMT == S_IFDIR else { return "it is not a directory" }
+        guard st.st_uid == geteuid() else { return "it is owned by uid \(st.st_uid), not by uid \(geteuid()) running clusterd" }
+        guard st.st_mode & 0o022 == 0 else { return "it is writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8)))" }
+        return nil
     }
 }
 

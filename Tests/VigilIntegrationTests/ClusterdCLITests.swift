@@ -70,6 +70,18 @@ final class ClusterdCLITests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: state + "/incarnation", encoding: .utf8), "not a number\n", "the file was changed")
     }
 
+    /// A state directory others may write to stops the start, naming it.
+    func testAStateDirectoryOthersMayWriteStopsTheStart() throws {
+        let state = dir + "/shared-state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        chmod(state, 0o777)
+        let path = dir + "/cluster.toml"
+        try cluster(key: writeKey(), extra: "state_dir = \"\(state)\"\nrealtime = false").write(toFile: path, atomically: true, encoding: .utf8)
+        let r = Lab.run(NamespaceTestCase.binDir + "/clusterd", ["--config", path, "--node", "a"])
+        XCTAssertNotEqual(r.code, 0)
+        XCTAssertTrue(r.err.contains("state directory \(state): it is writable by group or others (mode 777)"), r.err)
+    }
+
     func testGoodConfigPrintsTheTimingRelation() {
         let r = check(cluster(key: writeKey()))
         XCTAssertEqual(r.code, 0, r.err)
