@@ -115,7 +115,14 @@ extension Engine {
 
     mutating func adoptConfig(_ candidate: VersionedResources, from sender: NodeID, out: inout [Directive]) {
         guard candidate.isNewer(than: resources), !rejectedDigests.contains(candidate.digest) else { return }
-        do {
+        do throws(ConfigError) {
+            // Standby names travel beside the text: a node that is not in the cluster file is
+            // a damaged or foreign configuration, not a standby.
+            let unknown = candidate.unknownStandby(in: cluster)
+            if !unknown.isEmpty {
+                throw ConfigError(file: "resources v\(candidate.version) from \(name(of: sender))", key: "standby",
+                                  message: "names \(unknown.joined(separator: ", ")), not a node of cluster '\(cluster.name)'")
+            }
             let set = try ResourceSet.parse(candidate.text, file: "resources v\(candidate.version) from \(name(of: sender))", cluster: cluster)
             if candidate.standby != resources.standby { out.append(.event(.standbyChanged(candidate.standby))) }
             install(candidate, set: set, from: sender, out: &out)

@@ -73,6 +73,8 @@ public final class Daemon {
         var set = ResourceSet()
         do {
             if let saved = try store.loadResources() {
+                let unknown = saved.unknownStandby(in: setup.cluster)
+                if !unknown.isEmpty { throw SystemError("\(store.dir)/resources.state: standby names \(unknown.joined(separator: ", ")), not a node of the cluster", errno: EINVAL) }
                 set = try ResourceSet.parse(saved.text, file: store.dir + "/resources.state", cluster: setup.cluster)
                 versioned = saved
             }

@@ -16,6 +16,23 @@ final class ConfigReplicationSimulationTests: XCTestCase {
         }.joined(separator: "\n")
     }
 
+    /// A configuration whose standby list names a node that is not in the cluster file is
+    /// refused, whoever sends it (issue 9, finding 8); a valid one is adopted.
+    func testStandbyNamesFromPeersAreValidated() throws {
+        let cluster = try SimCluster.config(nodes: 3)
+        let text = Self.manyAddresses(2)
+        for (standby, adopted) in [(["nosuch"], false), (["n2"], true)] {
+            var e = Engine(cluster: cluster, selfId: 1, incarnation: 1, resources: .empty, resourceSet: ResourceSet(), now: 0)
+            let offered = VersionedResources(version: 9, text: text, standby: standby)
+            let bytes = Array(text.utf8)
+            let out = e.receive(from: 2, link: 0, incarnation: 5, seq: 1,
+                                message: .configData(version: 9, digest: offered.digest, offset: 0, total: UInt32(bytes.count), chunk: bytes, standby: standby), now: 100)
+            XCTAssertEqual(e.resources.version, adopted ? 9 : 0, "\(standby)")
+            let rejected = out.contains { if case .event(.configRejected(_, let why)) = $0 { return why.contains("nosuch") } else { return false } }
+            XCTAssertEqual(rejected, !adopted, "\(standby): \(out)")
+        }
+    }
+
     func testALargeConfigurationProposedOnAnyNodeReachesEveryNodeInPiecesDespiteLoss() throws {
         var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
         sim.run(3000)
