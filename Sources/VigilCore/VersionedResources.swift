@@ -16,6 +16,11 @@ public struct VersionedResources: Sendable, Equatable {
 
     public static let empty = VersionedResources(version: 0, text: "")
 
+    /// Standby names that are not nodes of `cluster` (sorted).
+    public func unknownStandby(in cluster: ClusterConfig) -> [String] {
+        standby.filter { cluster.node(named: $0) == nil }
+    }
+
     /// Total order used when two nodes disagree: higher version wins, then the digest.
     public func isNewer(than other: VersionedResources) -> Bool {
         version != other.version ? version > other.version : digest > other.digest
