@@ -165,9 +165,9 @@ extension Engine {
                 consider(r.echo + timing.timeout)
                 consider(r.echo + timing.lease - min(timing.guardTime, timing.lease))
             }
+            if let t = nextQuestion(to: p, now: now) { consider(t) }
         }
         for p in ledger.peers.values where p.ceasing { consider(p.acceptedAt + ledger.params.promiseOnSupporter) }
-        for p in peers.values { if let t = nextQuestion(to: p, now: now) { consider(t) } }
         // At or before `now`: a heartbeat is due now (a tick sends it and moves the deadline on).
         return d
     }

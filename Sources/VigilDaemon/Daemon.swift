@@ -27,7 +27,6 @@ public final class Daemon {
     var counters = ClusterStatus.Counters()
     /// Configured peers heard speaking another protocol version (node name to version).
     var incompatible: [String: UInt16] = [:]
-    var sendErrors: UInt64 = 0
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner
@@ -218,7 +217,7 @@ public final class Daemon {
         }
     }
 
-    private let batch = DatagramBatch(capacity: 8)
+    let batch = DatagramBatch(capacity: 8)
 
     func drain(link: Int) {
         let sock = sockets[link]
@@ -237,52 +236,6 @@ public final class Daemon {
             // A short batch left nothing waiting: the round ends without a call that finds none.
             more = n == asked
             for i in 0..<n { receiveDatagram(i, link: link) }
-        }
-    }
-
-    private func receiveDatagram(_ i: Int, link: Int) {
-        guard let bytes = batch.datagram(i) else {
-            counters.malformed += 1
-            return
-        }
-        switch Envelope.open(bytes, authenticator: key, clusterId: clusterId) {
-        case .failure(let e):
-            let src = batch.source(i).map { "\($0)" } ?? "?"
-            switch e {
-            case .incompatibleVersion(let v):
-                counters.incompatible += 1
-                // Remembered (and shown in status) only for a configured peer's address on this
-                // link: anyone can send the magic with another version from any source address,
-                // and must not grow a map, the log or every status reply.
-                let peer = batch.source(i).flatMap { a in cluster.nodes.first { $0.id != selfNode.id && $0.addresses[link] == a } }
-                if let peer, incompatible[peer.name] != v {
-                    incompatible[peer.name] = v
-                    log.error("peer \(peer.name) (\(src)) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
-                } else if peer == nil && counters.incompatible.isPowerOfTwo {
-                    log.warning("dropped packet of protocol version \(v) from \(src), not a node of this cluster, total=\(counters.incompatible)")
-                }
-            case .badMAC:
-                counters.forged += 1
-                if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
-            case .foreignCluster(let cid):
-                counters.foreignCluster += 1
-                if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
-            default:
-                counters.malformed += 1
-                if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
-            }
-        case .success(let (h, msg)):
-            guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, cluster.node(id: sender) != nil else {
-                counters.unknownSender += 1
-                return
-            }
-            guard replay.accept(sender: h.sender, link: UInt8(link), incarnation: h.incarnation, seq: h.seq) else {
-                counters.replayed += 1
-                if counters.replayed.isPowerOfTwo { log.warning("dropped replayed packet claiming node \(h.sender) seq=\(h.seq) total=\(counters.replayed)") }
-                return
-            }
-            counters.accepted += 1
-            execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
         }
     }
 
@@ -382,23 +335,6 @@ public final class Daemon {
             case .event(let e):
                 log.info(e.description)
                 postHook(e)
-            }
-        }
-    }
-
-    func send(_ msg: Message, to peer: NodeID) {
-        guard let node = cluster.node(id: peer) else { return }
-        seq += 1
-        let payload = msg.encodePayload()
-        for (i, link) in cluster.links.enumerated() {
-            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq)
-            let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
-            let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
-            if err != 0 {
-                sendErrors += 1
-                if sendErrors.isPowerOfTwo {
-                    log.warning("send of \(packet.count) bytes to \(node.name) on link \(link.name) failed: \(String(cString: strerror(err))) total=\(sendErrors)")
-                }
             }
         }
     }

@@ -38,7 +38,6 @@ extension Daemon {
             var st = engine.status(now: now)
             st.counters = counters
             st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
-            st.counters.sendErrors = sendErrors
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
             var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text)
