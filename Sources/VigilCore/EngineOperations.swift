@@ -62,6 +62,8 @@ extension Engine {
                 if interval > 0 { monitorDue[a.name] = now + interval }
             }
         }
+        // Most evaluations find nothing due: a scan without allocating before the sorted list.
+        guard monitorDue.values.contains(where: { now >= $0 }) else { return }
         let due = monitorDue.filter { now >= $0.value && !monitorInFlight.contains($0.key) }.keys.sorted()
         for name in due {
             monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs

@@ -261,10 +261,14 @@ public enum Interfaces {
         public var running: Bool
     }
 
+    /// One datagram socket for the life of the process, only ever used for these ioctls (each
+    /// call brings its own `ifreq`, so threads may share it): the monitor asks about interfaces
+    /// every second, and a socket opened and closed per question costs three system calls.
+    private static let querySocket: Int32 = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+
     private static func withIfreq<T>(_ name: String, _ body: (Int32, inout ifreq) -> T) -> T? {
-        let s = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let s = querySocket
         guard s >= 0 else { return nil }
-        defer { close(s) }
         var ifr = ifreq()
         let nameBytes = Array(name.utf8.prefix(15))
         withUnsafeMutableBytes(of: &ifr.ifr_ifrn.ifrn_name) { raw in
