@@ -27,6 +27,9 @@ struct CoordinatorOffice: Sendable {
     /// theirs must carry to count as that release. Only such a heartbeat, changed facts, a
     /// membership change or `nextRound` make placement run again.
     var awaitingEcho: [NodeID: UInt64] = [:]
+    /// Fences under way or waiting for a retry, and those an operator asked for.
+    var fencing: [NodeID: FenceJob] = [:]
+    var manualFences: Set<NodeID> = []
     /// Placement inputs changed since the last round.
     var dirty = true
     var nextRound: UInt64 = 0

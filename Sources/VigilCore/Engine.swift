@@ -42,6 +42,8 @@ public struct Engine: Sendable {
         case adoptResources(ResourceSet)
         case reply(requestId: UInt64, ok: Bool, version: UInt64, message: String)
         case event(EngineEvent)
+        /// Coordinator: run the fence levels for a node; answer with `fenceFinished`.
+        case fence(target: NodeID, name: String, reason: String)
     }
 
     public typealias PeerState = Membership.Peer
@@ -111,6 +113,10 @@ public struct Engine: Sendable {
     public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true; localSerial &+= 1 } }
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
+    /// Nodes fenced, with the incarnation each had then (see EngineFencing.swift).
+    public internal(set) var fenceMarks: [NodeID: UInt64] = [:]
+    /// This node learned it was fenced while it still ran: it runs nothing until `hactl cleanup` names it.
+    public internal(set) var fencedOut = false { didSet { localSerial &+= 1; urgent = true } }
     var hadLease = false
     var everHadLease = false
     /// Resources found running at start-up; kept (not started, not stopped) until the first
@@ -280,6 +286,12 @@ public struct Engine: Sendable {
             receiveConfigPiece(version: version, digest: digest, offset: Int(offset), total: Int(total), chunk: chunk, standby: standby, from: sender, now: now, out: &out)
         case .standbyProposal(let requestId, let node, let on):
             handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
+        case .fenceRecord(let rec):
+            receiveFenceRecord(rec, from: sender, out: &out)
+        case .fenceRequest(let requestId, let node, let confirm):
+            if let n = cluster.node(named: node) {
+                handleFenceRequest(requestId: requestId, origin: sender, target: n.id, confirm: confirm, now: now, out: &out)
+            }
         case .configProposal(let requestId, let offset, let total, let chunk):
             receiveProposalPiece(requestId: requestId, origin: sender, incarnation: inc, offset: Int(offset), total: Int(total), chunk: chunk, now: now, out: &out)
         case .cleanup(let r):

@@ -22,7 +22,7 @@ extension Engine {
     /// The lowest-id data member that is not leaving (we ourselves unless we leave or are a
     /// witness); nil: none. A witness votes but is never elected.
     func candidate() -> NodeID? {
-        var best: NodeID? = leaving || isWitness ? nil : selfId
+        var best: NodeID? = leaving || fencedOut || isWitness ? nil : selfId
         for p in peers.values where p.member && !witnesses.contains(p.id) && !(p.report?.leaving ?? false) && best.map({ p.id < $0 }) ?? true { best = p.id }
         return best
     }

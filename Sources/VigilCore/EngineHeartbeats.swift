@@ -95,7 +95,7 @@ extension Engine {
             }
             var h = Heartbeat(
                 sentAt: PeerTime(sentBy: now), echoIncarnation: p.incarnation, echo: p.peerSentAt.echoed, vote: votedFor,
-                isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving,
+                isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving || fencedOut,
                 configVersion: resources.version, configDigest: resources.digest, members: members)
             h.factsRev = facts.factsRev
             if answers && p.report?.factsAck == facts.factsRev {

@@ -117,14 +117,21 @@ extension Engine {
     }
 
     /// `hactl cleanup RESOURCE` on this node: forget its failures everywhere.
+    /// A node's name (not also a resource's) cleans up the node: see `cleanupNode`.
     public mutating func cleanup(_ name: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
+        let name = !resourceSet.nameSet.contains(name) && cluster.node(named: name) != nil ? "node:\(name)" : name
         applyCleanup(name, out: &out)
         for id in peers.keys.sorted() { out.append(.send(to: id, .cleanup(resource: name))) }
         return evaluate(now: now, out: &out)
     }
 
     mutating func applyCleanup(_ name: String, out: inout [Directive]) {
+        // Resource names cannot hold ':', so "node:" names a node.
+        if name.hasPrefix("node:") {
+            if let n = cluster.node(named: String(name.dropFirst(5))) { cleanupNode(n, out: &out) }
+            return
+        }
         failureTimes[name] = nil
         failureExpiry[name] = nil
         failed[name] = nil
@@ -180,7 +187,7 @@ extension Engine {
         }
         let inputs = DesiredInputs(
             hasLease: hasLease, authorityValid: authorityValid(now: now),
-            inStartupGrace: !everHadLease && now < leftoverGraceUntil, leaving: leaving, isCoordinator: isCoordinator,
+            inStartupGrace: !everHadLease && now < leftoverGraceUntil, leaving: leaving || fencedOut, isCoordinator: isCoordinator,
             officeSince: office?.since ?? 0, placementSerial: office?.placementSerial ?? 0, localSerial: localSerial, peersSerial: membership.serial)
         if inputs == settledDesired { return }
         settledDesired = nil
@@ -202,7 +209,7 @@ extension Engine {
         let assignments = isCoordinator ? placement : authorityAssignments
         let heldNow = held
         let known = resourceSet.nameSet
-        if leaving || isWitness {
+        if leaving || isWitness || fencedOut {
             desired = []
         } else if hasLease {
             let mine = Set(assignments.filter { $0.value == selfId }.map(\.key))

@@ -7,7 +7,9 @@ extension Engine {
         guard let p = peers[z] else { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
         // nodes that are not members; a member's own report decides below).
-        if gone.contains(z) { return false }
+        // A fenced node runs nothing; a lost one may still run what needs fencing until it is fenced.
+        if isFenced(z) { return false }
+        if gone.contains(z) { return needsFence(z, for: r, office: o) }
         guard let rep = p.report else { return true }
         if p.heldSet.contains(r) { return true }
         // A release counts when the report answers a heartbeat we sent late enough.
@@ -19,7 +21,7 @@ extension Engine {
     /// under loss without moving anything).
     func reportingNodes(gone: Set<NodeID>) -> Set<NodeID> {
         var out: Set<NodeID> = [selfId]
-        for p in peers.values where p.member || (p.report != nil && !gone.contains(p.id)) { out.insert(p.id) }
+        for p in peers.values where (p.member || (p.report != nil && !gone.contains(p.id))) && !isFenced(p.id) { out.insert(p.id) }
         return out
     }
 
@@ -57,7 +59,7 @@ extension Engine {
         for (r, v) in local where v == .blocked { st.blocked[r, default: []].insert(selfId) }
         st.fatal = Set(fatal.keys)
         for p in peers.values {
-            guard let rep = p.report else { continue }
+            guard let rep = p.report, !isFenced(p.id) else { continue }
             // Blocked resources count even from nodes we lost: they may still run there.
             for r in rep.blocked { st.blocked[r, default: []].insert(p.id) }
             guard alive.contains(p.id) else { continue }
@@ -79,6 +81,7 @@ extension Engine {
             changed = true
         }
         let gone = Set(peers.keys.filter { !(peers[$0]?.member ?? false) && withdrawnByMajority($0, since: o.since) })
+        updateFencing(gone: gone, now: now, office: &o, out: &out)
         let alive = reportingNodes(gone: gone)
         let (nodes, state) = schedulerInput(alive: alive, placement: o.placement)
         let plan = Scheduler.schedule(resourceSet, nodes: nodes, state: state)
@@ -120,7 +123,11 @@ extension Engine {
                     o.awaitingEcho[b] = min(o.awaitingEcho[b] ?? UInt64.max, o.releaseEcho(of: r, by: b))
                 }
                 let names = blockers.map { b -> String in
-                    isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
+                    if let j = o.fencing[b] {
+                        return "\(name(of: b)) (to be fenced: \(j.running ? "fencing now" : "attempt \(j.attempts) failed\(j.lastError.map { ": \($0)" } ?? ""); retrying")))"
+                    }
+                    if gone.contains(b) { return "\(name(of: b)) (lost: must be fenced, and no fence device covers it)" }
+                    return isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
                 reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
                 waiting = true

@@ -124,6 +124,12 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case supportResumed(String)
     case supportWithdrawn(String, epoch: UInt64)
     case newEpoch(UInt64)
+    /// A fence this node ran (begun, succeeded, failed) or an operator's confirmation it recorded.
+    case fence(FenceRecord)
+    /// A fence outcome another node ran.
+    case fenceRecorded(FenceRecord)
+    /// This node was fenced while it still ran: it stops everything.
+    case fencedWhileRunning(by: String, device: String)
 
     public var description: String {
         switch self {
@@ -160,6 +166,10 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .supportResumed(let n): return "lease-support-resumed node=\(n)"
         case .supportWithdrawn(let n, let e): return "lease-withdrawn node=\(n) epoch=\(e)"
         case .newEpoch(let e): return "lease-epoch epoch=\(e)"
+        case .fence(let f), .fenceRecorded(let f):
+            return "fence-\(f.outcome.rawValue) node=\(f.target) by=\(f.by)\(f.device.isEmpty ? "" : " device=\(f.device)") reason=\"\(f.reason)\""
+        case .fencedWhileRunning(let by, let device):
+            return "fenced-while-running by=\(by) device=\(device): stopping everything; this node runs nothing until hactl cleanup names it"
         }
     }
 }

@@ -144,6 +144,10 @@ public enum Message: Sendable, Equatable {
     case cleanup(resource: String)
     /// A node forwards `hactl standby/unstandby NODE` to the coordinator.
     case standbyProposal(requestId: UInt64, node: String, on: Bool)
+    /// A fence outcome, sent to every node by the node that ran it.
+    case fenceRecord(FenceRecord)
+    /// `hactl fence NODE` forwarded to the coordinator (`confirm`: the operator says it is off).
+    case fenceRequest(requestId: UInt64, node: String, confirm: Bool)
 
     public var kind: UInt8 {
         switch self {
@@ -154,6 +158,8 @@ public enum Message: Sendable, Equatable {
         case .configResult: return 5
         case .cleanup: return 6
         case .standbyProposal: return 7
+        case .fenceRecord: return 8
+        case .fenceRequest: return 9
         }
     }
 }
@@ -279,6 +285,12 @@ extension Message {
             w.u64(id)
             w.string(node)
             w.bool(on)
+        case .fenceRecord(let rec):
+            rec.encode(&w)
+        case .fenceRequest(let id, let node, let confirm):
+            w.u64(id)
+            w.string(node)
+            w.bool(confirm)
         }
         return w.bytes
     }
@@ -362,6 +374,10 @@ extension Message {
             m = .cleanup(resource: try r.string(max: maxNameBytes))
         case 7:
             m = .standbyProposal(requestId: try r.u64(), node: try r.string(max: maxNameBytes), on: try r.bool())
+        case 8:
+            m = .fenceRecord(try FenceRecord.decode(&r))
+        case 9:
+            m = .fenceRequest(requestId: try r.u64(), node: try r.string(max: maxNameBytes), confirm: try r.bool())
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

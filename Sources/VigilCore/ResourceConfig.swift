@@ -31,6 +31,8 @@ public struct ResourceOptions: Sendable, Equatable, Codable {
     public var monitorTimeoutMs: UInt64 = 20_000
     public var startTimeoutMs: UInt64 = 20_000
     public var stopTimeoutMs: UInt64 = 20_000
+    /// After its node was lost, starts elsewhere only once that node was fenced (agent resources).
+    public var requiresFencing = false
     /// Location scores per node name (from `preferred` and [[location]]).
     public var locations: [String: Int] = [:]
     public init() {}
@@ -71,6 +73,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public var groups: [ResourceGroup] = []
     public var colocations: [Colocation] = []
     public var orderings: [Ordering] = []
+    /// Fence devices and levels.
+    public var fencing = FenceTopology()
     /// Options by resource name.
     public var options: [String: ResourceOptions] = [:]
     /// Every resource name in file order.
@@ -185,6 +189,9 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         func notANode(_ n: String) -> String {
             witnessNames.contains(n) ? "'\(n)' is a witness of cluster '\(cluster.name)': it runs no resources" : "'\(n)' is not a node of cluster '\(cluster.name)'"
         }
+        set.fencing = try FenceTopology.parse(&top, nodeNames: nodeNames, notANode: notANode)
+        // `requires = "fencing"` is the default only where every data node can be fenced.
+        let everyNodeFenced = cluster.dataNodes.allSatisfy { set.fencing.covers($0.name) }
         var allNames: Set<String> = []
         var addressOwner: [IPAddress: String] = [:]
         func checkNewName(_ name: String, _ t: TableReader) throws(ConfigError) {
@@ -269,6 +276,12 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             opts.monitorTimeoutMs = UInt64(try t.int("monitor_timeout_ms", range: 100...3_600_000) ?? 20_000)
             opts.startTimeoutMs = UInt64(try t.int("start_timeout_ms", range: 100...3_600_000) ?? 20_000)
             opts.stopTimeoutMs = UInt64(try t.int("stop_timeout_ms", range: 100...3_600_000) ?? 20_000)
+            switch try t.string("requires") {
+            case nil: opts.requiresFencing = everyNodeFenced
+            case "quorum": opts.requiresFencing = false
+            case "fencing": opts.requiresFencing = true
+            case let other?: throw t.error("requires", "'\(other)' is not one of: quorum, fencing")
+            }
             try t.finish()
             set.agents.append(AgentResource(name: name, agent: spec, params: params))
             set.options[name] = opts
@@ -322,6 +335,13 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             set.orderings.append(Ordering(first: f, then: th))
         }
         try top.finish()
+        // A resource that waits for fencing must not be able to run where no device reaches.
+        for a in set.agents where set.options(a.name).requiresFencing {
+            let eligible = cluster.dataNodes.map(\.name).filter { (set.options(a.name).locations[$0] ?? 0) > -Score.infinity }
+            if let n = eligible.first(where: { !set.fencing.covers($0) }) {
+                throw ConfigError(file: file, key: "resource.\(a.name).requires", message: "resource '\(a.name)' requires fencing but may run on '\(n)', which no fence device covers: add a [[fence]] device for it, ban the resource from it, or set requires = \"quorum\"")
+            }
+        }
         if let cycle = set.dependencyCycle() {
             throw ConfigError(file: file, key: "order", message: "ordering and groups form a cycle: \(cycle.joined(separator: " -> "))")
         }

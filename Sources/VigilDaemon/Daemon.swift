@@ -30,6 +30,7 @@ public final class Daemon {
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner
+    let fencer: Fencer
     var ipc: IPCServer?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     var nextRequestId: UInt64 = 1
@@ -63,6 +64,7 @@ public final class Daemon {
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
         let spawner = try Spawner(reactor: reactor)
         self.executor = AgentExecutor(reactor: reactor, log: log, spawner: spawner)
+        self.fencer = Fencer(spawner: spawner, reactor: reactor, log: log)
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
                                 base: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                        "VIGIL_CLUSTER": setup.cluster.name, "VIGIL_LOCAL_NODE": setup.node.name],
@@ -177,6 +179,8 @@ public final class Daemon {
         nextShellRound = now + shellPeriodMs
         executor.reap()
         hooks.tick()
+        fencer.reap()
+        if !engine.isWitness { fencer.monitorDevices(engine.resourceSet.fencing.devices, now: now) }
         guardian?.supervise(current: ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
         let (failed, recovered) = ips.monitor(now: now)
         for f in failed {
@@ -201,6 +205,7 @@ public final class Daemon {
         case SIGCHLD:
             executor.reap()
             hooks.reap()
+            fencer.reap()
             guardian?.reap(current: ips.holdsAny ? engine.guardianDeadline : 0)
         case SIGTERM, SIGINT:
             guard leavingSince == nil else {
@@ -335,6 +340,10 @@ public final class Daemon {
             case .event(let e):
                 log.info(e.description)
                 postHook(e)
+            case .fence(let target, let name, _):
+                fencer.fence(target: name, levels: engine.resourceSet.fencing.levels(for: name)) { [unowned self] ok, device, detail in
+                    self.execute(self.engine.fenceFinished(target: target, ok: ok, device: device, detail: detail, now: MonotonicClock.nowMs()))
+                }
             }
         }
     }

@@ -25,6 +25,16 @@ extension Daemon {
             hooks.post("failover-begun", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_REASON": why])
         case .failoverCompleted(let r, let from, let to, let why):
             hooks.post("failover-completed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to, "VIGIL_REASON": why])
+        case .fence(let f):
+            // Hooks run where the fence ran (the coordinator); every node keeps the history.
+            fencer.record(f)
+            let event = f.outcome == .begun ? "fence-begun" : (f.outcome == .failed ? "fence-failed" : "fence-succeeded")
+            hooks.post(event, ["VIGIL_NODE": me, "VIGIL_TARGET": f.target, "VIGIL_DEVICE": f.device, "VIGIL_REASON": f.reason,
+                               "VIGIL_FENCE_OUTCOME": f.outcome.rawValue])
+        case .fenceRecorded(let f):
+            fencer.record(f)
+        case .fencedWhileRunning(let by, let device):
+            hooks.post("fenced-while-running", ["VIGIL_NODE": me, "VIGIL_FROM": by, "VIGIL_DEVICE": device])
         default: break
         }
     }

@@ -2,7 +2,8 @@ import CVigilSys
 import Glibc
 import VigilCore
 
-/// A child process in its own process group, stdin from /dev/null, stdout and stderr into one
+/// A child process in its own process group, stdin from /dev/null (or from `stdin`: a fence
+/// agent's parameters, secrets included, never on its command line), stdout and stderr into one
 /// non-blocking pipe. Killing it kills the whole group (an agent's children included).
 public final class ChildProcess {
     public let pid: pid_t
@@ -21,13 +22,29 @@ public final class ChildProcess {
 
     deinit { close(outputFD) }
 
-    public static func spawn(_ path: String, _ args: [String], env: [String: String]) throws -> ChildProcess {
+    /// Input larger than this is refused (it must fit the pipe, written before the child reads).
+    public static let stdinLimit = 32 * 1024
+
+    public static func spawn(_ path: String, _ args: [String], env: [String: String], stdin: [UInt8] = []) throws -> ChildProcess {
+        guard stdin.count <= stdinLimit else { throw SystemError("input of \(stdin.count) bytes for \(path) is over \(stdinLimit)", errno: 0) }
         var fds: [Int32] = [0, 0]
         guard vigil_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw SystemError("pipe") }
+        var input: [Int32] = [-1, -1]
+        if !stdin.isEmpty {
+            guard vigil_pipe2(&input, O_CLOEXEC) == 0 else {
+                close(fds[0]); close(fds[1])
+                throw SystemError("pipe")
+            }
+        }
+        defer { if input[0] >= 0 { close(input[0]) } }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if input[0] >= 0 {
+            posix_spawn_file_actions_adddup2(&actions, input[0], 0)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
         var attr = posix_spawnattr_t()
@@ -54,6 +71,18 @@ public final class ChildProcess {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
         close(fds[1])
+        if input[1] >= 0 {
+            // Fits the pipe's buffer (64 KiB on Linux), so this never waits for the child; a
+            // child that exits without reading makes it fail with EPIPE (SIGPIPE is ignored).
+            if rc == 0 {
+                var off = 0
+                while off < stdin.count {
+                    let n = stdin.withUnsafeBytes { Glibc.write(input[1], $0.baseAddress.map { $0 + off }, stdin.count - off) }
+                    if n > 0 { off += n } else if n < 0 && errno == EINTR { continue } else { break }
+                }
+            }
+            close(input[1])
+        }
         guard rc == 0 else {
             close(fds[0])
             throw SystemError("spawn \(path)", errno: rc)
@@ -101,10 +130,10 @@ public final class ChildProcess {
     }
 
     /// Runs to completion with a deadline (for hactl, never inside clusterd's reactor).
-    public static func runSync(_ path: String, _ args: [String], env: [String: String], timeoutMs: UInt64) -> (ProcessEnd, String) {
+    public static func runSync(_ path: String, _ args: [String], env: [String: String], stdin: [UInt8] = [], timeoutMs: UInt64) -> (ProcessEnd, String) {
         let p: ChildProcess
         do {
-            p = try spawn(path, args, env: env)
+            p = try spawn(path, args, env: env, stdin: stdin)
         } catch {
             return (.couldNotRun("\(error)"), "")
         }

@@ -61,7 +61,7 @@ public final class Spawner {
 
     /// Starts `path` with `args` and `env` (see `ChildProcess.spawn`); `completion` runs later on
     /// the reactor's thread with the child or the reason it could not start.
-    public func spawn(_ path: String, _ args: [String], env: [String: String], completion: @escaping (Result<ChildProcess, SystemError>) -> Void) {
+    public func spawn(_ path: String, _ args: [String], env: [String: String], stdin: [UInt8] = [], completion: @escaping (Result<ChildProcess, SystemError>) -> Void) {
         nextId += 1
         let id = nextId
         waiting[id] = completion
@@ -69,7 +69,7 @@ public final class Spawner {
         worker.submit {
             let result: Result<ChildProcess, SystemError>
             do {
-                result = .success(try ChildProcess.spawn(path, args, env: env))
+                result = .success(try ChildProcess.spawn(path, args, env: env, stdin: stdin))
             } catch let e as SystemError {
                 result = .failure(e)
             } catch {

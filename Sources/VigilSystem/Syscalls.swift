@@ -34,6 +34,11 @@ public enum MonotonicClock {
 
 public enum WallClock {
     public static func nowSeconds() -> UInt64 { UInt64(max(0, time(nil))) }
+    public static func nowMs() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return UInt64(max(0, ts.tv_sec)) * 1000 + UInt64(max(0, ts.tv_nsec)) / 1_000_000
+    }
 }
 
 public enum Files {

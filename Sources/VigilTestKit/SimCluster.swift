@@ -36,7 +36,7 @@ public struct SimCluster {
     public static let maxDatagramPayload = 65_507 - 80
 
     public let cluster: ClusterConfig
-    public private(set) var engines: [NodeID: Engine] = [:]
+    public internal(set) var engines: [NodeID: Engine] = [:]
     public private(set) var now: UInt64 = 1_000
     public var paths: [Path: PathState] = [:]
     public private(set) var holding: [NodeID: Set<String>] = [:]
@@ -66,6 +66,10 @@ public struct SimCluster {
 
     /// Resources whose stop fails on a node.
     public var failingStops: [NodeID: Set<String>] = [:]
+    /// Fencing (SimFencing.swift): attempts that fail per target, fences under way, and done.
+    public var fenceFailures: [NodeID: Int] = [:]
+    var pendingFences: [PendingFence] = []
+    public internal(set) var fences: [FenceDone] = []
     /// (time, node, resource) for every recurring monitor the engines asked for.
     public private(set) var monitors: [(UInt64, NodeID, String)] = []
 
@@ -243,6 +247,7 @@ public struct SimCluster {
             engines[p.to] = e
             execute(p.to, d)
         }
+        finishFences()
         let tick = cluster.timing.interval
         for id in engines.keys.sorted() where !crashed.contains(id) {
             // The guardian: independent of the daemon, it removes the node's addresses once its
@@ -361,6 +366,8 @@ public struct SimCluster {
                 events.append((now, id, ev))
             case .reply(let rid, let ok, let v, let m):
                 replies[rid] = (ok, v, m)
+            case .fence(let target, _, _):
+                pendingFences.append(PendingFence(at: now + Self.fenceDelayMs, by: id, target: target))
             case .announce, .persist, .adoptResources:
                 break
             }

@@ -1,0 +1,241 @@
+/// Fencing: when the coordinator has a node powered off before its work starts elsewhere.
+///
+/// The rules (README "Fencing"):
+/// - A lost node is fenced only once a majority withdrew its lease epoch (`gone`): a membership
+///   flap alone never fences. It is fenced if it may hold a `requires = "fencing"` resource
+///   (its last report lists it, it was assigned it, or nothing was ever heard from it), and such
+///   a resource starts nowhere else until the fence is confirmed.
+/// - A member whose stop of a `fencing` resource failed (blocked) is fenced when a device covers
+///   it; without one the resource stays blocked until `hactl cleanup`, as before.
+/// - A fenced node (the mark names the incarnation it had) holds nothing: its reports, its
+///   blocked resources and its assignments no longer keep anything from starting elsewhere.
+///   The mark ends when the node comes back with a new incarnation (it restarted), or with
+///   `hactl cleanup NODE`.
+/// - The coordinator runs the fence itself (it is never the target: a node never fences itself)
+///   and tells every node the outcome, so a new coordinator does not fence again and a fenced
+///   node that still runs learns it and stops everything.
+
+/// One fencing outcome, kept in every node's history and sent to every node.
+public struct FenceRecord: Sendable, Equatable, Codable {
+    public enum Outcome: String, Sendable, Codable { case begun, succeeded, failed, confirmed }
+    public var target: String
+    /// The target's incarnation when it was fenced (0: never heard).
+    public var targetIncarnation: UInt64
+    public var outcome: Outcome
+    /// Devices that did it (or were tried), "operator" for a manual confirmation.
+    public var device: String
+    /// The node that ran the agents.
+    public var by: String
+    public var reason: String
+    /// Wall-clock milliseconds, stamped by the node that records it (0 in the core).
+    public var wallMs: UInt64 = 0
+
+    public init(target: String, targetIncarnation: UInt64, outcome: Outcome, device: String, by: String, reason: String) {
+        self.target = target
+        self.targetIncarnation = targetIncarnation
+        self.outcome = outcome
+        self.device = device
+        self.by = by
+        self.reason = reason
+    }
+
+    func encode(_ w: inout ByteWriter) {
+        w.string(target)
+        w.u64(targetIncarnation)
+        w.u8(Outcome.allCodes.firstIndex(of: outcome).map(UInt8.init) ?? 0)
+        w.string(device)
+        w.string(by)
+        w.string(reason)
+    }
+
+    static func decode(_ r: inout ByteReader) throws(DecodeError) -> FenceRecord {
+        let target = try r.string(max: Message.maxNameBytes)
+        let inc = try r.u64()
+        let code = Int(try r.u8())
+        guard code < Outcome.allCodes.count else { throw DecodeError("unknown fence outcome \(code)") }
+        return FenceRecord(target: target, targetIncarnation: inc, outcome: Outcome.allCodes[code], device: try r.string(max: 1024),
+                           by: try r.string(max: Message.maxNameBytes), reason: try r.string(max: 1024))
+    }
+}
+
+extension FenceRecord.Outcome {
+    static let allCodes: [FenceRecord.Outcome] = [.begun, .succeeded, .failed, .confirmed]
+}
+
+/// The coordinator's fencing work in progress (part of its office: a new coordinator starts
+/// from the marks every node keeps, and fences again what was not confirmed).
+struct FenceJob: Sendable, Equatable {
+    var reason: String
+    var running = false
+    var attempts = 0
+    var retryAt: UInt64 = 0
+    var lastError: String?
+}
+
+extension Engine {
+    /// Backoff between attempts after every level failed: 5 s, 10 s, 20 s, ... at most a minute.
+    static func fenceBackoff(attempts: Int) -> UInt64 { min(60_000, 5_000 << UInt64(min(4, max(0, attempts - 1)))) }
+
+    /// Whether `z` is fenced in its current incarnation (so it runs nothing we need to wait for).
+    func isFenced(_ z: NodeID) -> Bool {
+        guard z != selfId, let mark = fenceMarks[z] else { return false }
+        return mark == (peers[z]?.incarnation ?? 0)
+    }
+
+    /// Whether `r` cannot start elsewhere before `z` is fenced (see the rules above).
+    func needsFence(_ z: NodeID, for r: String, office o: CoordinatorOffice) -> Bool {
+        guard z != selfId, resourceSet.options(r).requiresFencing, !isFenced(z) else { return false }
+        let heard = peers[z].map { $0.heldSet.contains(r) || o.placement[r] == z }
+        // Where no device reaches, the configuration keeps such resources away: only what the
+        // node said it held (from before a change of configuration) waits, for `hactl fence confirm`.
+        guard let n = cluster.node(id: z), resourceSet.fencing.covers(n.name) else { return heard ?? false }
+        guard let p = peers[z], p.report != nil else { return true }
+        return heard ?? true
+    }
+
+    /// Coordinator: brings the fencing work up to date with what placement needs, and issues the
+    /// fences that are due. `gone`: nodes a majority withdrew.
+    mutating func updateFencing(gone: Set<NodeID>, now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
+        var wanted: [NodeID: String] = [:]
+        for z in gone where !isFenced(z) && cluster.node(id: z).map({ resourceSet.fencing.covers($0.name) }) == true {
+            if let r = resourceSet.agents.first(where: { needsFence(z, for: $0.name, office: o) }) {
+                wanted[z] = "lost while it may run \(r.name)"
+            }
+        }
+        for p in peers.values where p.member && !isFenced(p.id) && resourceSet.fencing.covers(p.name) {
+            if let r = p.report?.blocked.first(where: { resourceSet.options($0).requiresFencing }) {
+                wanted[p.id] = "stop of \(r) failed"
+            }
+        }
+        for z in o.manualFences where !isFenced(z) { wanted[z] = wanted[z] ?? "requested by an operator" }
+        // A job no longer wanted (the node came back, or was fenced) is dropped unless it runs.
+        for (z, j) in o.fencing where wanted[z] == nil && !j.running { o.fencing[z] = nil }
+        for (z, why) in wanted.sorted(by: { $0.key < $1.key }) {
+            var j = o.fencing[z] ?? FenceJob(reason: why)
+            if j.running { continue }
+            guard now >= j.retryAt else {
+                o.nextRound = min(o.nextRound, j.retryAt)
+                continue
+            }
+            j.running = true
+            j.attempts += 1
+            j.reason = why
+            o.fencing[z] = j
+            let record = FenceRecord(target: name(of: z), targetIncarnation: peers[z]?.incarnation ?? 0, outcome: .begun,
+                                     device: "", by: selfName, reason: why)
+            out.append(.fence(target: z, name: name(of: z), reason: why))
+            out.append(.event(.fence(record)))
+        }
+    }
+
+    /// The shell ran the levels for `target`: `device` names what succeeded (or what was tried).
+    public mutating func fenceFinished(target: NodeID, ok: Bool, device: String, detail: String, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        var reason = detail
+        if var o = office, var j = o.fencing[target] {
+            office = nil
+            j.running = false
+            reason = j.reason
+            if ok {
+                o.fencing[target] = nil
+                o.manualFences.remove(target)
+            } else {
+                j.lastError = detail
+                j.retryAt = now + Self.fenceBackoff(attempts: j.attempts)
+                o.fencing[target] = j
+            }
+            o.dirty = true
+            office = o
+        }
+        var record = FenceRecord(target: name(of: target), targetIncarnation: peers[target]?.incarnation ?? 0,
+                                 outcome: ok ? .succeeded : .failed, device: device, by: selfName, reason: ok ? reason : "\(reason): \(detail)")
+        if ok { fenceMarks[target] = record.targetIncarnation }
+        record.wallMs = 0
+        out.append(.event(.fence(record)))
+        for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
+        return evaluate(now: now, out: &out)
+    }
+
+    /// A fence outcome from the node that ran it (or an operator's confirmation).
+    mutating func receiveFenceRecord(_ rec: FenceRecord, from sender: NodeID, out: inout [Directive]) {
+        guard let target = cluster.node(named: rec.target) else { return }
+        out.append(.event(.fenceRecorded(rec)))
+        guard rec.outcome == .succeeded || rec.outcome == .confirmed else { return }
+        if target.id == selfId {
+            // We were fenced and still run (a wrong plug, a dummy device): stop everything now
+            // and stay out until `hactl cleanup` names this node.
+            if rec.targetIncarnation == incarnation && !fencedOut {
+                fencedOut = true
+                out.append(.event(.fencedWhileRunning(by: rec.by, device: rec.device)))
+            }
+        } else {
+            fenceMarks[target.id] = rec.targetIncarnation
+            if var o = office { office = nil; o.fencing[target.id] = nil; o.manualFences.remove(target.id); o.dirty = true; office = o }
+        }
+    }
+
+    /// `hactl fence NODE` (`confirm`: the operator says it is off) from this node or forwarded.
+    public mutating func requestFence(requestId: UInt64, node: String, confirm: Bool, now: UInt64) -> [Directive] {
+        var out: [Directive] = []
+        guard let n = cluster.node(named: node) else {
+            return [.reply(requestId: requestId, ok: false, version: resources.version, message: "'\(node)' is not a node of cluster '\(cluster.name)'")]
+        }
+        if isCoordinator {
+            handleFenceRequest(requestId: requestId, origin: selfId, target: n.id, confirm: confirm, now: now, out: &out)
+        } else if let coordinator = authority, coordinator != selfId {
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
+            out.append(.send(to: coordinator, .fenceRequest(requestId: requestId, node: node, confirm: confirm)))
+        } else {
+            out.append(.reply(requestId: requestId, ok: false, version: resources.version,
+                              message: "this node is not part of a quorate partition with a coordinator; nothing was done"))
+        }
+        return evaluate(now: now, out: &out)
+    }
+
+    mutating func handleFenceRequest(requestId: UInt64, origin: NodeID, target: NodeID, confirm: Bool, now: UInt64, out: inout [Directive]) {
+        func reply(_ ok: Bool, _ msg: String) {
+            if origin == selfId {
+                out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
+            } else {
+                out.append(.send(to: origin, .configResult(requestId: requestId, ok: ok, version: resources.version, message: msg)))
+            }
+        }
+        guard isCoordinator, var o = office else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
+        let tname = name(of: target)
+        if target == selfId { return reply(false, "\(tname) is the coordinator: a node never fences itself; run the command on another node after it stepped down, or fence it by hand") }
+        if confirm {
+            // The operator powered it off: record it as fenced (loud: every node logs it).
+            guard !isMember(target) else { return reply(false, "\(tname) is a member right now (its heartbeats arrive): it is not off") }
+            let rec = FenceRecord(target: tname, targetIncarnation: peers[target]?.incarnation ?? 0, outcome: .confirmed,
+                                  device: "operator", by: selfName, reason: "confirmed off by an operator")
+            fenceMarks[target] = rec.targetIncarnation
+            office = nil
+            o.fencing[target] = nil
+            o.manualFences.remove(target)
+            o.dirty = true
+            office = o
+            out.append(.event(.fence(rec)))
+            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
+            return reply(true, "\(tname) recorded as fenced by an operator; what it ran is recovered elsewhere")
+        }
+        guard resourceSet.fencing.covers(tname) else { return reply(false, "no fence device covers \(tname): add a [[fence]] device with it in 'hosts' or 'host_map'") }
+        office = nil
+        o.manualFences.insert(target)
+        o.fencing[target]?.retryAt = 0
+        o.dirty = true
+        office = o
+        reply(true, "fencing of \(tname) requested from \(selfName); see hactl fence history")
+    }
+
+    /// `hactl cleanup NODE`: this node may run again after it learned it was fenced; every node
+    /// forgets its mark (a fenced node that comes back with the same incarnation stays out until then).
+    mutating func cleanupNode(_ node: ClusterConfig.Node, out: inout [Directive]) {
+        fenceMarks[node.id] = nil
+        if node.id == selfId && fencedOut {
+            fencedOut = false
+            out.append(.event(.cleanedUp("node \(node.name)")))
+        }
+        urgent = true
+        office?.dirty = true
+    }
+}
