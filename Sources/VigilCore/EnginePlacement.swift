@@ -7,8 +7,10 @@ extension Engine {
         guard let p = peers[z] else { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
         // nodes that are not members; a member's own report decides below).
-        // A fenced node runs nothing; a lost one may still run what needs fencing until it is fenced.
-        if isFenced(z) { return false }
+        // A fenced node runs nothing once it is silent (while its heartbeats still arrive the
+        // device did not power it off: its own reports decide); a lost one may still run what
+        // needs fencing until it is fenced.
+        if isFenced(z) && !p.member { return false }
         if gone.contains(z) { return needsFence(z, for: r, office: o) }
         guard let rep = p.report else { return true }
         if p.heldSet.contains(r) { return true }

@@ -68,6 +68,8 @@ public struct SimCluster {
     public var failingStops: [NodeID: Set<String>] = [:]
     /// Fencing (SimFencing.swift): attempts that fail per target, fences under way, and done.
     public var fenceFailures: [NodeID: Int] = [:]
+    /// Targets a device reports fenced but leaves running (a wrong plug, a dummy agent).
+    public var fenceMisses: Set<NodeID> = []
     var pendingFences: [PendingFence] = []
     public internal(set) var fences: [FenceDone] = []
     /// (time, node, resource) for every recurring monitor the engines asked for.

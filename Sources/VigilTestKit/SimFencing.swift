@@ -14,7 +14,7 @@ extension SimCluster {
         pendingFences.removeAll { $0.at <= now }
         for f in due where !crashed.contains(f.by) {
             let fails = (fenceFailures[f.target] ?? 0) > 0
-            if fails { fenceFailures[f.target, default: 0] -= 1 } else { crash(f.target) }
+            if fails { fenceFailures[f.target, default: 0] -= 1 } else if !fenceMisses.contains(f.target) { crash(f.target) }
             fences.append(FenceDone(at: now, by: f.by, target: f.target, ok: !fails))
             guard var e = engines[f.by] else { continue }
             let d = e.fenceFinished(target: f.target, ok: !fails, device: "sim", detail: fails ? "simulated failure" : "off", now: clock(f.by))
