@@ -88,8 +88,10 @@ public enum AgentCatalog {
         return problems
     }
 
-    public static func describe(_ spec: AgentSpec, _ md: AgentMetadata) -> String {
-        var lines = ["\(spec) — \(md.shortdesc)", ""]
+    public static func describe(_ spec: AgentSpec, _ md: AgentMetadata) -> String { describe(name: "\(spec)", md) }
+
+    public static func describe(name: String, _ md: AgentMetadata) -> String {
+        var lines = ["\(name) — \(md.shortdesc)", ""]
         if md.parameters.isEmpty {
             lines.append("Parameters: none")
         } else {

@@ -37,6 +37,16 @@ public enum StatusFormatter {
             }
             out.append(contentsOf: render(r))
         }
+        if let f = s.fencing {
+            out.append("")
+            for x in f { out.append("FENCING: \(x.node) \(x.state)\(x.detail.map { " — \($0)" } ?? "")") }
+        }
+        if let devs = s.fenceDevices {
+            out.append("")
+            var r = [["FENCE DEVICE", "AGENT", "NODES", "MONITOR"]]
+            for d in devs { r.append([d.name, d.agent, d.nodes.joined(separator: ","), d.ok.map { $0 ? "ok" : "FAILED: \(d.detail ?? "")" } ?? "not checked yet"]) }
+            out.append(contentsOf: render(r))
+        }
         let c = s.counters
         if c.forged + c.replayed + c.malformed + c.incompatible + c.foreignCluster > 0 {
             out.append("")

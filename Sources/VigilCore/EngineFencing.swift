@@ -77,7 +77,7 @@ extension Engine {
     static func fenceBackoff(attempts: Int) -> UInt64 { min(60_000, 5_000 << UInt64(min(4, max(0, attempts - 1)))) }
 
     /// Whether `z` is fenced in its current incarnation (so it runs nothing we need to wait for).
-    func isFenced(_ z: NodeID) -> Bool {
+    public func isFenced(_ z: NodeID) -> Bool {
         guard z != selfId, let mark = fenceMarks[z] else { return false }
         return mark == (peers[z]?.incarnation ?? 0)
     }
@@ -125,6 +125,7 @@ extension Engine {
                                      device: "", by: selfName, reason: why)
             out.append(.fence(target: z, name: name(of: z), reason: why))
             out.append(.event(.fence(record)))
+            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
         }
     }
 
@@ -147,10 +148,9 @@ extension Engine {
             o.dirty = true
             office = o
         }
-        var record = FenceRecord(target: name(of: target), targetIncarnation: peers[target]?.incarnation ?? 0,
+        let record = FenceRecord(target: name(of: target), targetIncarnation: peers[target]?.incarnation ?? 0,
                                  outcome: ok ? .succeeded : .failed, device: device, by: selfName, reason: ok ? reason : "\(reason): \(detail)")
         if ok { fenceMarks[target] = record.targetIncarnation }
-        record.wallMs = 0
         out.append(.event(.fence(record)))
         for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
         return evaluate(now: now, out: &out)

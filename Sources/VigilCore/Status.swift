@@ -57,4 +57,35 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var resources: [ResourceStatus]
     public var counters: Counters
     public var incompatiblePeers: [String]
+    /// Nodes being fenced, whose fencing failed, or fenced and still off; absent: none.
+    public var fencing: [FenceState]? = nil
+    /// Fence devices and this node's last monitor of each; absent: no devices.
+    public var fenceDevices: [FenceDeviceState]? = nil
+
+    public struct FenceState: Codable, Sendable, Equatable {
+        public var node: String
+        /// "fencing", "failed" (retried), "fenced", "fenced-while-running" (this node)
+        public var state: String
+        public var detail: String?
+        public init(node: String, state: String, detail: String?) {
+            self.node = node
+            self.state = state
+            self.detail = detail
+        }
+    }
+    public struct FenceDeviceState: Codable, Sendable, Equatable {
+        public var name: String
+        public var agent: String
+        public var nodes: [String]
+        /// nil: not monitored yet.
+        public var ok: Bool?
+        public var detail: String?
+        public init(name: String, agent: String, nodes: [String], ok: Bool?, detail: String?) {
+            self.name = name
+            self.agent = agent
+            self.nodes = nodes
+            self.ok = ok
+            self.detail = detail
+        }
+    }
 }

@@ -48,17 +48,35 @@ extension Daemon {
             var st = engine.status(now: now)
             st.counters = counters
             st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
+            fencingStatus(&st)
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
-            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: engine.resources.text)
+            // Passwords and other secrets of fence devices and agents are never shown.
+            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: Redaction.redactSecrets(engine.resources.text))
             r.standby = engine.resources.standby
             return .now(r)
         case .cleanup:
+            if let n = req.text, !engine.resourceSet.nameSet.contains(n), cluster.node(named: n) != nil {
+                execute(engine.cleanup(n, now: now))
+                return .now(IPCResponse(ok: true, message: "node \(n) may run resources again (its fence mark is cleared on every reachable node)"))
+            }
             guard let r = req.text, engine.resourceSet.names.contains(r) else {
-                return .now(IPCResponse(ok: false, message: "no resource named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
+                return .now(IPCResponse(ok: false, message: "no resource or node named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
             }
             execute(engine.cleanup(r, now: now))
             return .now(IPCResponse(ok: true, message: "cleared failures of \(r) on every reachable node"))
+        case .fence, .fenceConfirm:
+            guard let node = req.text else { return .now(IPCResponse(ok: false, message: "which node?")) }
+            let id = nextRequestId
+            nextRequestId += 1
+            pendingReplies[id] = conn
+            log.warning("hactl \(req.command == .fence ? "fence" : "fence confirm") \(node) requested by an administrator")
+            execute(engine.requestFence(requestId: id, node: node, confirm: req.command == .fenceConfirm, now: now))
+            return .later
+        case .fenceHistory:
+            var r = IPCResponse(ok: true)
+            r.fenceHistory = fencer.history
+            return .now(r)
         case .standby, .unstandby:
             guard let node = req.text else { return .now(IPCResponse(ok: false, message: "which node?")) }
             let id = nextRequestId

@@ -183,3 +183,32 @@ final class Fencer {
         return String(AgentExecutor.printable(String(l)).prefix(200))
     }
 }
+
+extension Daemon {
+    /// Fencing in `hactl status`: the latest outcome per node while it is under way or failed,
+    /// nodes fenced and still silent, this node if it was fenced while running, and every device
+    /// with this node's last monitor of it.
+    func fencingStatus(_ st: inout ClusterStatus) {
+        var states: [ClusterStatus.FenceState] = []
+        var latest: [String: FenceRecord] = [:]
+        for r in fencer.history { latest[r.target] = r }
+        for n in cluster.nodes {
+            if n.id == selfNode.id {
+                if engine.fencedOut { states.append(.init(node: n.name, state: "fenced-while-running", detail: "this node runs nothing until: hactl cleanup \(n.name)")) }
+                continue
+            }
+            let member = engine.peers[n.id]?.member ?? false
+            if engine.isFenced(n.id) && !member {
+                states.append(.init(node: n.name, state: "fenced", detail: latest[n.name].map { "\($0.outcome.rawValue) by \($0.by)\($0.device.isEmpty ? "" : " via \($0.device)")" }))
+            } else if let r = latest[n.name], r.outcome == .begun || r.outcome == .failed {
+                states.append(.init(node: n.name, state: r.outcome == .begun ? "fencing" : "failed", detail: r.reason))
+            }
+        }
+        st.fencing = states.isEmpty ? nil : states
+        let devices = engine.resourceSet.fencing.devices
+        st.fenceDevices = devices.isEmpty ? nil : devices.map { d in
+            let h = fencer.health[d.name]
+            return .init(name: d.name, agent: d.agent, nodes: (d.hosts + d.hostMap.keys).sorted(), ok: h?.ok, detail: h?.detail)
+        }
+    }
+}

@@ -9,6 +9,11 @@ public struct IPCRequest: Codable, Sendable {
         case cleanup
         case standby
         case unstandby
+        /// Fence a node by hand (text: node name).
+        case fence
+        /// An operator says a node is off (text: node name).
+        case fenceConfirm = "fence-confirm"
+        case fenceHistory = "fence-history"
     }
     public var command: Command
     public var text: String?
@@ -17,7 +22,7 @@ public struct IPCRequest: Codable, Sendable {
         self.text = text
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { command != .status && command != .configShow }
+    public var isChange: Bool { command != .status && command != .configShow && command != .fenceHistory }
 }
 
 public struct IPCResponse: Codable, Sendable {
@@ -27,6 +32,7 @@ public struct IPCResponse: Codable, Sendable {
     public var configVersion: UInt64?
     public var configText: String?
     public var standby: [String]? = nil
+    public var fenceHistory: [FenceRecord]? = nil
     public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {
         self.ok = ok
         self.message = message

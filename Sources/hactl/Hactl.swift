@@ -29,7 +29,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -72,7 +72,7 @@ struct Apply: ParsableCommand {
             text = t
         }
         // Agent parameters are checked here, against the agents installed on this node.
-        let problems = AgentCatalog.checkParameters(in: text, file: file)
+        let problems = AgentCatalog.checkParameters(in: text, file: file) + FenceCatalog.checkDevices(in: text, file: file)
         if !problems.isEmpty {
             printErr("hactl: apply refused, nothing changed:")
             for p in problems { printErr("  " + p) }
@@ -109,9 +109,9 @@ struct Config: ParsableCommand {
 
 struct Cleanup: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Forget a resource's failures on every node (and retry a stop that failed, once you checked it).")
+        abstract: "Forget a resource's failures on every node (and retry a stop that failed, once you checked it); with a node's name, let a node that was fenced while running run resources again.")
     @OptionGroup var connection: Connection
-    @Argument(help: "Resource name.")
+    @Argument(help: "Resource or node name.")
     var resource: String
 
     func run() throws {
@@ -128,18 +128,28 @@ struct Agent: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Resource agents installed on this node.", subcommands: [List.self, Info.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List OCF agents and LSB init scripts.")
+        static let configuration = CommandConfiguration(abstract: "List OCF agents, LSB init scripts and fence agents.")
         func run() throws {
             for a in AgentCatalog.list() { print(a) }
+            for a in FenceCatalog.list() { print(a) }
         }
     }
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show an agent's parameters and actions (from its own meta-data).")
-        @Argument(help: "ocf:PROVIDER:TYPE, lsb:NAME or script:/PATH")
+        @Argument(help: "ocf:PROVIDER:TYPE, lsb:NAME, script:/PATH or a fence agent (fence_NAME)")
         var agent: String
 
         func run() throws {
+            if FenceCatalog.isFenceAgent(agent) {
+                do {
+                    print(AgentCatalog.describe(name: agent, try FenceCatalog.metadata(agent)))
+                } catch {
+                    printErr("hactl: \(error)")
+                    throw ExitCode(1)
+                }
+                return
+            }
             guard case .success(let spec) = AgentSpec.parse(agent) else {
                 if case .failure(let e) = AgentSpec.parse(agent) { printErr("hactl: \(e.message)") }
                 throw ExitCode(2)
