@@ -32,7 +32,7 @@ extension Engine {
             // A coordinator tells each node only its own assignments: elsewhere, where it runs
             // started (on one node) is where the coordinator keeps it.
             let assigned = assignments[r].map { name(of: $0) } ?? (!isCoordinator && coordKnown && running.count == 1 && started == running ? started.first : nil)
-            let blockedNodes = (local[r] == .blocked ? [selfName] : []) + peers.values.filter { $0.report?.blocked.contains(r) ?? false }.map(\.name)
+            let blockedNodes = (local[r] == .blocked ? [selfName] : []) + peers.values.filter { ($0.report?.blocked.contains(r) ?? false) && !(isFenced($0.id) && !$0.member) }.map(\.name)
             var state = "stopped"
             var detail = waitingReason[r]
             if !blockedNodes.isEmpty {

@@ -255,3 +255,15 @@ final class FencingSimulationTests: XCTestCase {
         XCTAssertThrowsError(try Message.decode(kind: 8, payload: bad))
     }
 }
+
+extension FencingSimulationTests {
+    /// A node put in standby whose stop fails: fenced, and the resource recovered elsewhere.
+    func testAFailedStopOnStandbyIsRecoveredByFencing() throws {
+        var sim = try settled()
+        sim.failingStops[3] = ["db"]
+        sim.standby(on: 1, node: "n3", true, requestId: 3)
+        let recovered = sim.run(until: 20_000) { s in s.holders(of: "db").contains { $0 != 3 } }
+        XCTAssertNotNil(recovered, "db was not recovered: \(sim.engine(1)?.waitingReason ?? [:]) fences=\(sim.fences.map(\.target))")
+        XCTAssertEqual(sim.violations, [])
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+import Glibc
+import XCTest
+import VigilCore
+import VigilLab
+
+/// Fencing with real parts: Debian's fence_dummy (unmodified) for the protocol and a failing
+/// level, and the lab's own fence agent (Examples/fencing/fence_vigil_lab), which powers a lab
+/// node off as a switch would: every process in its namespace killed, its links down.
+final class FencingNamespaceTests: NamespaceTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let labAgent = root + "/Examples/fencing/fence_vigil_lab"
+
+    func requireFenceDummy() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/fence_dummy") else {
+            XCTFail("fence_dummy is missing: install Debian's fence-agents (.ci/install-deps.sh does)")
+            throw LabError("no fence_dummy")
+        }
+    }
+
+    /// Levels: fence_dummy that always fails, then the lab's switch.
+    func fencing(_ lab: Lab, failingFirstLevel: Bool = true) -> String {
+        let map = (1...3).map { "node\($0) = \"\(lab.ns($0))\"" }.joined(separator: ", ")
+        var t = """
+
+            [[fence]]
+            name = "lab-switch"
+            agent = "\(Self.labAgent)"
+            host_map = { \(map) }
+            timeout_ms = 20000
+            monitor_interval_ms = 5000
+
+            """
+        if failingFirstLevel {
+            t += """
+
+                [[fence]]
+                name = "broken-ipmi"
+                agent = "fence_dummy"
+                hosts = ["node1", "node2", "node3"]
+                params = { type = "fail", power_timeout = "1", status_file = "\(lab.workDir)/fence_dummy.status" }
+                timeout_ms = 20000
+
+                """
+            for n in 1...3 {
+                t += "\n[[fence_level]]\nnode = \"node\(n)\"\nindex = 1\ndevices = [\"broken-ipmi\"]\n"
+                t += "\n[[fence_level]]\nnode = \"node\(n)\"\nindex = 2\ndevices = [\"lab-switch\"]\n"
+            }
+        }
+        return t
+    }
+
+    func where_(_ lab: Lab, _ r: String, asking node: Int = 1) -> [String] {
+        ((try? status(lab, node))?.resources.first { $0.name == r }).map { $0.state == "started" ? $0.runningOn : [] } ?? []
+    }
+
+    /// The owner's clusterd stalls (SIGSTOP, network up) while its application keeps running:
+    /// once a majority withdrew its lease the coordinator fences it (level 1 fails, level 2 powers
+    /// it off), and only then does the application start elsewhere.
+    func testAStalledNodeIsFencedBeforeItsApplicationStartsElsewhere() throws {
+        try requireFenceDummy()
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        let resources = """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:Dummy"
+            preferred = ["node3"]
+            monitor_interval_ms = 2000
+            """ + fencing(lab)
+        // hactl checks fence devices against their agents' metadata, and requires against coverage.
+        let bad = lab.hactl(1, ["apply", "-f", "-"], stdin: resources.replacingOccurrences(of: "type = \"fail\"", with: "type = \"fail\", bogus = \"1\""))
+        XCTAssertNotEqual(bad.code, 0)
+        XCTAssertTrue(bad.err.contains("fence device 'broken-ipmi' (fence_dummy): unknown parameter(s) bogus"), bad.err)
+        let uncovered = "[[resource]]\nname = \"db\"\nagent = \"ocf:heartbeat:Dummy\"\nrequires = \"fencing\"\n[[fence]]\nname = \"one\"\nagent = \"fence_dummy\"\nhosts = [\"node1\"]\n"
+        let refused = lab.hactl(1, ["apply", "-f", "-"], stdin: uncovered)
+        XCTAssertNotEqual(refused.code, 0)
+        XCTAssertTrue(refused.err.contains("requires fencing but may run on 'node2'"), refused.err)
+        let info = lab.run(Self.binDir + "/hactl", ["agent", "info", "fence_dummy"])
+        XCTAssertTrue(info.out.contains("status_file"), info.out + info.err)
+        XCTAssertTrue(lab.run(Self.binDir + "/hactl", ["agent", "list"]).out.contains("fence_dummy"))
+
+        _ = try lab.apply(1, resources: resources)
+        try lab.waitFor("db on node3", timeout: 30) { self.where_(lab, "db") == ["node3"] }
+        try lab.waitFor("both devices monitored", timeout: 20) {
+            (try? self.status(lab, 1))?.fenceDevices?.allSatisfy { $0.ok == true } ?? false
+        }
+        let t0 = Int(Lab.monoNowMs())
+        lab.pause(3, true)
+        try lab.waitFor("db running elsewhere", timeout: 60) { !self.where_(lab, "db").isEmpty && self.where_(lab, "db") != ["node3"] }
+        XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty, "node3 still has processes: it was not powered off")
+        let all = lab.allEvents().filter { $0.mono >= t0 }
+        let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=node3") }, "no fence-succeeded in the logs")
+        XCTAssertTrue(fenced.text.contains("device=lab-switch"), fenced.text)
+        XCTAssertTrue(all.contains { $0.text.contains("level 1 failed: broken-ipmi reboot") }, "level 1 was not tried first")
+        let started = try XCTUnwrap(all.first { $0.text == "resource-starting resource=db" })
+        XCTAssertGreaterThanOrEqual(started.mono, fenced.mono, "db started before node3 was fenced")
+        // Every reachable node recorded it; status names the fenced node.
+        for n in [1, 2] {
+            let h = lab.hactl(n, ["fence", "history"])
+            XCTAssertTrue(h.out.contains("SUCCEEDED  node=node3"), "node\(n): \(h.out)")
+        }
+        XCTAssertEqual(try status(lab, 2).fencing?.first { $0.node == "node3" }?.state, "fenced")
+        lab.kill(3)
+    }
+
+    /// A stop that fails (the agent cannot stop it on node3) blocks the resource; with a device the
+    /// node is fenced and the resource recovered elsewhere without an operator; never on two nodes.
+    func testAFailedStopIsRecoveredByFencingTheNode() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        // A plain script whose stop fails while /run/resource-agents/stuck exists (each lab node
+        // has its own /run/resource-agents).
+        let script = lab.workDir + "/stubborn"
+        try """
+            #!/bin/sh
+            S=/run/resource-agents/stubborn.state
+            case "$1" in
+              start) touch "$S" ;;
+              stop) [ -e /run/resource-agents/stuck ] && exit 1; rm -f "$S" ;;
+              status) [ -e "$S" ] && exit 0; exit 3 ;;
+              *) exit 3 ;;
+            esac
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        chmod(lab.workDir, 0o755)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: """
+            [[resource]]
+            name = "app"
+            agent = "script:\(script)"
+            preferred = ["node3"]
+            stop_timeout_ms = 3000
+            """ + fencing(lab, failingFirstLevel: false))
+        try lab.waitFor("app on node3", timeout: 30) { self.where_(lab, "app") == ["node3"] }
+        let pid = try XCTUnwrap(lab.pid(3))
+        XCTAssertEqual(lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "touch", "/run/resource-agents/stuck"]).code, 0)
+        let t0 = Int(Lab.monoNowMs())
+        XCTAssertEqual(lab.hactl(1, ["standby", "node3"]).code, 0)
+        try lab.waitFor("app recovered elsewhere", timeout: 60) { let w = self.where_(lab, "app"); return !w.isEmpty && !w.contains("node3") }
+        let all = lab.allEvents().filter { $0.mono >= t0 }
+        XCTAssertTrue(all.contains { $0.text.hasPrefix("resource-stop-failed resource=app") }, "the stop did not fail")
+        let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=node3") })
+        XCTAssertTrue(fenced.text.contains("stop of app failed"), fenced.text)
+        let started = try XCTUnwrap(all.first { $0.text == "resource-starting resource=app" })
+        XCTAssertGreaterThan(started.mono, fenced.mono)
+        XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty)
+        lab.kill(3)
+    }
+
+    /// `hactl fence NODE` with a device that powers nothing off (fence_dummy): the node learns it
+    /// was fenced while it runs, stops everything, stays out until `hactl cleanup NODE`.
+    func testANodeFencedWhileRunningStopsEverythingUntilCleanup() throws {
+        try requireFenceDummy()
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:Dummy"
+            preferred = ["node3"]
+
+            [[fence]]
+            name = "dummy"
+            agent = "fence_dummy"
+            hosts = ["node1", "node2", "node3"]
+            params = { status_file = "\(lab.workDir)/fence_dummy.status" }
+            """)
+        try lab.waitFor("db on node3", timeout: 30) { self.where_(lab, "db") == ["node3"] }
+        // Without --yes on a non-interactive input, nothing happens.
+        XCTAssertNotEqual(lab.hactl(1, ["fence", "node3"]).code, 0)
+        let r = lab.hactl(1, ["fence", "node3", "--yes"])
+        XCTAssertEqual(r.code, 0, r.out + r.err)
+        XCTAssertTrue(r.out.contains("SUCCEEDED"), r.out)
+        try lab.waitFor("db moved off node3", timeout: 30) { let w = self.where_(lab, "db"); return !w.isEmpty && !w.contains("node3") }
+        XCTAssertTrue(lab.events(3).contains { $0.text.hasPrefix("fenced-while-running by=node1") })
+        XCTAssertEqual(try status(lab, 3).fencing?.first?.state, "fenced-while-running")
+        XCTAssertTrue(lab.isRunning(3))
+        // Back after cleanup (db stays where it runs: stickiness outweighs the preference).
+        XCTAssertEqual(lab.hactl(2, ["cleanup", "node3"]).code, 0)
+        try lab.waitFor("node3 online and no longer fenced", timeout: 30) {
+            guard let s1 = try? self.status(lab, 1), let s3 = try? self.status(lab, 3) else { return false }
+            return s1.fencing == nil && s3.fencing == nil && s1.nodes.first { $0.name == "node3" }?.state == "online"
+        }
+        XCTAssertTrue(lab.events(3).contains { $0.text == "cleanup resource=node node3" })
+    }
+}
