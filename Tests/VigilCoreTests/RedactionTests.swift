@@ -1,0 +1,39 @@
+import XCTest
+import VigilCore
+
+/// `hactl config show` never prints a password: every string value of a secret key is masked,
+/// wherever TOML lets it be written; everything else stays as the operator wrote it.
+final class RedactionTests: XCTestCase {
+    func testSecretsAreMaskedWhereverTheyAreWritten() {
+        let text = """
+            # password = "in a comment stays"
+            [[fence]]
+            name = "ipmi"
+            agent = "fence_ipmilan"
+            params = { ip = "10.0.0.9", username = "admin", password = "s3cr\\"et", passwd_script = '/bin/pw' }
+            [[fence]]
+            name = "apc"
+            params.password = 'lit'
+            "password" = "quoted key"
+            [[resource]]
+            name = "db"
+            params = { db_password = "multi", user = "app" }
+            """
+        let out = Redaction.redactSecrets(text)
+        for secret in ["s3cr", "/bin/pw", "lit'", "quoted key", "multi"] {
+            XCTAssertFalse(out.contains(secret), "\(secret) shown in:\n\(out)")
+        }
+        for kept in ["# password = \"in a comment stays\"", "ip = \"10.0.0.9\"", "username = \"admin\"", "user = \"app\"", "name = \"apc\""] {
+            XCTAssertTrue(out.contains(kept), "\(kept) lost in:\n\(out)")
+        }
+        XCTAssertTrue(out.contains("password = \"********\""), out)
+        XCTAssertTrue(out.contains("params.password = '********'"), out)
+        // The masked text is still a valid resources file (the keys are all still there).
+        XCTAssertNoThrow(try TOML.parse(out))
+    }
+
+    func testTextWithoutSecretsIsUnchanged() {
+        let text = "[[ip]]\nname = \"vip\"\naddress = \"192.0.2.1/24\" # keep\ninterface = \"eth0\"\n"
+        XCTAssertEqual(Redaction.redactSecrets(text), text)
+    }
+}
