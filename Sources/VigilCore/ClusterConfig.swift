@@ -38,6 +38,8 @@ public struct ClusterConfig: Sendable, Equatable {
     public var nodes: [Node]
     public var hooksDir: String?
     public var hookTimeoutMs: UInt64 = 10_000
+    /// Watchdog self-fencing (`[watchdog]`), or nil.
+    public var watchdog: Watchdog?
     /// `mlockall` and SCHED_RR for clusterd (the guardian always asks for both).
     public var realtime = true
 
@@ -166,6 +168,15 @@ extension ClusterConfig {
             }
         }
 
+        var watchdog: Watchdog?
+        if var w = try top.subtable("watchdog") {
+            let device = try w.string("device") ?? "/dev/watchdog"
+            guard device.hasPrefix("/"), !device.contains("..") else { throw w.error("device", "'\(device)' must be an absolute path ({node} stands for the node's name)") }
+            let t = try w.int("timeout_s", range: 1...255) ?? 10
+            try w.finish()
+            watchdog = Watchdog(device: device, timeoutS: Int(t))
+        }
+
         var links: [Link] = []
         let linkTables = try top.tableArray("link")
         if linkTables.isEmpty { throw ConfigError(file: file, message: "at least one [[link]] is required") }
@@ -238,6 +249,7 @@ extension ClusterConfig {
             noQuorumPolicy: policy, timing: timing, links: links, nodes: nodes, hooksDir: hooksDir)
         c.hookTimeoutMs = hookTimeout
         c.realtime = realtime
+        c.watchdog = watchdog
         return c
     }
 }

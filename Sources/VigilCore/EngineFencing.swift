@@ -70,11 +70,16 @@ struct FenceJob: Sendable, Equatable {
     var attempts = 0
     var retryAt: UInt64 = 0
     var lastError: String?
+    /// Watchdog fencing (no device covers the node): when the wait for its reset began.
+    var watchdogSince: UInt64?
 }
 
 extension Engine {
     /// Backoff between attempts after every level failed: 5 s, 10 s, 20 s, ... at most a minute.
     static func fenceBackoff(attempts: Int) -> UInt64 { min(60_000, 5_000 << UInt64(min(4, max(0, attempts - 1)))) }
+
+    /// Whether a node can be fenced: a device covers it, or the cluster's nodes have a watchdog.
+    func canFence(_ node: String) -> Bool { resourceSet.fencing.covers(node) || cluster.watchdog != nil }
 
     /// Whether `z` is fenced in its current incarnation (so it runs nothing we need to wait for).
     public func isFenced(_ z: NodeID) -> Bool {
@@ -88,7 +93,7 @@ extension Engine {
         let heard = peers[z].map { $0.heldSet.contains(r) || o.placement[r] == z }
         // Where no device reaches, the configuration keeps such resources away: only what the
         // node said it held (from before a change of configuration) waits, for `hactl fence confirm`.
-        guard let n = cluster.node(id: z), resourceSet.fencing.covers(n.name) else { return heard ?? false }
+        guard let n = cluster.node(id: z), canFence(n.name) else { return heard ?? false }
         guard let p = peers[z], p.report != nil else { return true }
         return heard ?? true
     }
@@ -97,12 +102,12 @@ extension Engine {
     /// fences that are due. `gone`: nodes a majority withdrew.
     mutating func updateFencing(gone: Set<NodeID>, now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         var wanted: [NodeID: String] = [:]
-        for z in gone where !isFenced(z) && cluster.node(id: z).map({ resourceSet.fencing.covers($0.name) }) == true {
+        for z in gone where !isFenced(z) && cluster.node(id: z).map({ canFence($0.name) }) == true {
             if let r = resourceSet.agents.first(where: { needsFence(z, for: $0.name, office: o) }) {
                 wanted[z] = "lost while it may run \(r.name)"
             }
         }
-        for p in peers.values where p.member && !isFenced(p.id) && resourceSet.fencing.covers(p.name) {
+        for p in peers.values where p.member && !isFenced(p.id) && canFence(p.name) {
             if let r = p.report?.blocked.first(where: { resourceSet.options($0).requiresFencing }) {
                 wanted[p.id] = "stop of \(r) failed"
             }
@@ -113,6 +118,10 @@ extension Engine {
         for (z, why) in wanted.sorted(by: { $0.key < $1.key }) {
             var j = o.fencing[z] ?? FenceJob(reason: why)
             if j.running { continue }
+            if !resourceSet.fencing.covers(name(of: z)), let wd = cluster.watchdog {
+                watchdogFence(z, why: why, job: &j, delay: wd.fenceDelayMs, now: now, office: &o, out: &out)
+                continue
+            }
             guard now >= j.retryAt else {
                 o.nextRound = min(o.nextRound, j.retryAt)
                 continue
@@ -127,6 +136,32 @@ extension Engine {
             out.append(.event(.fence(record)))
             for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
         }
+    }
+
+    /// No device covers `z`, but it has a watchdog: it stopped petting when its lease ended (or
+    /// when its stop failed), so it has been reset `delay` after we first wanted it fenced.
+    mutating func watchdogFence(_ z: NodeID, why: String, job j: inout FenceJob, delay: UInt64, now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
+        func record(_ outcome: FenceRecord.Outcome) {
+            let rec = FenceRecord(target: name(of: z), targetIncarnation: peers[z]?.incarnation ?? 0, outcome: outcome,
+                                  device: "watchdog", by: selfName, reason: why)
+            if outcome == .succeeded { fenceMarks[z] = rec.targetIncarnation }
+            out.append(.event(.fence(rec)))
+            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
+        }
+        guard let since = j.watchdogSince else {
+            j.watchdogSince = now
+            o.fencing[z] = j
+            o.nextRound = min(o.nextRound, now + delay)
+            return record(.begun)
+        }
+        guard now >= since + delay else {
+            o.fencing[z] = j
+            o.nextRound = min(o.nextRound, since + delay)
+            return
+        }
+        o.fencing[z] = nil
+        o.dirty = true
+        record(.succeeded)
     }
 
     /// The shell ran the levels for `target`: `device` names what succeeded (or what was tried).
@@ -218,7 +253,7 @@ extension Engine {
             for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
             return reply(true, "\(tname) recorded as fenced by an operator; what it ran is recovered elsewhere")
         }
-        guard resourceSet.fencing.covers(tname) else { return reply(false, "no fence device covers \(tname): add a [[fence]] device with it in 'hosts' or 'host_map'") }
+        guard resourceSet.fencing.covers(tname) else { return reply(false, "no fence device covers \(tname): add a [[fence]] device with it in 'hosts' or 'host_map' (a watchdog resets a node only when it loses its lease or fails a stop)") }
         office = nil
         o.manualFences.insert(target)
         o.fencing[target]?.retryAt = 0

@@ -191,7 +191,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         }
         set.fencing = try FenceTopology.parse(&top, nodeNames: nodeNames, notANode: notANode)
         // `requires = "fencing"` is the default only where every data node can be fenced.
-        let everyNodeFenced = cluster.dataNodes.allSatisfy { set.fencing.covers($0.name) }
+        let everyNodeFenced = cluster.watchdog != nil || cluster.dataNodes.allSatisfy { set.fencing.covers($0.name) }
         var allNames: Set<String> = []
         var addressOwner: [IPAddress: String] = [:]
         func checkNewName(_ name: String, _ t: TableReader) throws(ConfigError) {
@@ -338,7 +338,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         // A resource that waits for fencing must not be able to run where no device reaches.
         for a in set.agents where set.options(a.name).requiresFencing {
             let eligible = cluster.dataNodes.map(\.name).filter { (set.options(a.name).locations[$0] ?? 0) > -Score.infinity }
-            if let n = eligible.first(where: { !set.fencing.covers($0) }) {
+            if cluster.watchdog == nil, let n = eligible.first(where: { !set.fencing.covers($0) }) {
                 throw ConfigError(file: file, key: "resource.\(a.name).requires", message: "resource '\(a.name)' requires fencing but may run on '\(n)', which no fence device covers: add a [[fence]] device for it, ban the resource from it, or set requires = \"quorum\"")
             }
         }

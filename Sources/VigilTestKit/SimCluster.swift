@@ -72,6 +72,9 @@ public struct SimCluster {
     public var fenceMisses: Set<NodeID> = []
     var pendingFences: [PendingFence] = []
     public internal(set) var fences: [FenceDone] = []
+    /// Watchdogs (with `[watchdog]`): each node's last pet, and the resets they caused.
+    var lastPet: [NodeID: UInt64] = [:]
+    public internal(set) var watchdogResets: [(node: NodeID, at: UInt64)] = []
     /// (time, node, resource) for every recurring monitor the engines asked for.
     public private(set) var monitors: [(UInt64, NodeID, String)] = []
 
@@ -250,6 +253,7 @@ public struct SimCluster {
             execute(p.to, d)
         }
         finishFences()
+        watchdogStep()
         let tick = cluster.timing.interval
         for id in engines.keys.sorted() where !crashed.contains(id) {
             // The guardian: independent of the daemon, it removes the node's addresses once its

@@ -23,6 +23,22 @@ extension SimCluster {
         }
     }
 
+    /// Every node's guardian (never paused with the daemon) pets while the engine's pet-until
+    /// allows; a watchdog not petted for its timeout resets the node (it crashes).
+    mutating func watchdogStep() {
+        guard let wd = cluster.watchdog else { return }
+        for id in engines.keys.sorted() where !crashed.contains(id) {
+            guard let e = engines[id] else { continue }
+            if Watchdog.shouldPet(now: clock(id), petUntil: e.watchdogPetUntil(now: clock(id))) || lastPet[id] == nil {
+                lastPet[id] = now
+            } else if now >= (lastPet[id] ?? now) + UInt64(wd.timeoutS) * 1000 {
+                crash(id)
+                lastPet[id] = nil
+                watchdogResets.append((id, now))
+            }
+        }
+    }
+
     /// `hactl fence NODE` (or `fence confirm NODE`) on node `id`.
     public mutating func requestFence(on id: NodeID, node: String, confirm: Bool, requestId: UInt64) {
         guard var e = engines[id] else { return }
