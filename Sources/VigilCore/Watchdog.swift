@@ -11,6 +11,11 @@ public struct Watchdog: Sendable, Equatable {
     /// Whole seconds, as the kernel's WDIOC_SETTIMEOUT takes them.
     public var timeoutS: Int
 
+    public init(device: String, timeoutS: Int) {
+        self.device = device
+        self.timeoutS = timeoutS
+    }
+
     public func device(for node: String) -> String { device.replacingPlaceholder(node) }
 
     /// Added to the wait after a withdrawal: the guardian's own wake-up delay and a reset's

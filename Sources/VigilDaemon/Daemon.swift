@@ -122,7 +122,7 @@ public final class Daemon {
 
         // The guardian first: no address is held before something independent of this loop
         // can remove it.
-        guardian = try GuardianLink(node: selfNode.name, log: log)
+        guardian = try GuardianLink(node: selfNode.name, log: log, watchdog: engine.isWitness ? nil : cluster.watchdog)
         ips.removeLeftovers()
         reactor.onTick = { [unowned self] in self.tick() }
         // Every operation that ended is recorded first; the engine evaluates once per batch.
@@ -164,6 +164,7 @@ public final class Daemon {
     /// The deadline the guardian enforces: the lease's, while we hold any address.
     func updateGuardian() {
         guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
+        if cluster.watchdog != nil { guardian?.setPetUntil(engine.watchdogPetUntil(now: MonotonicClock.nowMs())) }
     }
 
     func tick() {

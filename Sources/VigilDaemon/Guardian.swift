@@ -23,7 +23,7 @@ import VigilSystem
 public enum Guardian {
     public static let realtimePriority: Int32 = 50
 
-    public static func run(node: String) -> Int32 {
+    public static func run(node: String, watchdog: Watchdog? = nil) -> Int32 {
         let log = EventLog(node: node)
         // Stop signals are for clusterd: the guardian outlives a crashed clusterd to enforce the
         // last deadline, and ends when its pipe closes (systemd's final SIGKILL ends it too).
@@ -41,6 +41,26 @@ public enum Guardian {
         // when it moved earlier, was armed or disarmed. Later deadlines are read when the
         // guardian wakes for the one it had, so renewals cost neither side a system call.
         let shared = SharedDeadline(inherited: 3)
+        // The watchdog (see WatchdogHolder): its state goes to word 2 (and a detail to word 3) for
+        // clusterd, which refuses to start without it; word 1 says until when it may be petted.
+        var holder: WatchdogHolder?
+        if let wd = watchdog {
+            let device = wd.device(for: node)
+            do throws(WatchdogHolder.OpenError) {
+                let h = try WatchdogHolder.open(path: device, config: wd)
+                holder = h
+                shared?[2] = WatchdogHolder.Status.armed.rawValue
+                log.info("guardian: watchdog \(device) armed, timeout \(wd.timeoutS) s\(h.standIn ? " (a FIFO: stand-in)" : "")")
+            } catch {
+                switch error {
+                case .failed(let status, let detail, let message):
+                    log.error("guardian: \(message)")
+                    shared?[3] = detail
+                    shared?[2] = status.rawValue
+                }
+                return 3
+            }
+        }
         var deadline: UInt64 = 0
         // The deadline whose addresses were removed (enforced once), and a retry after failures.
         var enforced: UInt64 = 0
@@ -64,12 +84,24 @@ public enum Guardian {
                 retryAt = failures > 0 ? now + 5 : nil
                 armed = false
             }
-            if eof && !armed && retryAt == nil {
+            let petUntil = shared?[1] ?? Watchdog.petFreely
+            if eof, let h = holder, petUntil == Watchdog.petFreely {
+                // clusterd is gone and nothing that needs fencing ran here: disarm.
+                h.disarm()
+                holder = nil
+                log.info("guardian: watchdog disarmed")
+            }
+            if eof && !armed && retryAt == nil && holder == nil {
                 log.info("guardian: clusterd is gone; exiting")
                 return 0
             }
             var wait: Int32 = -1
             if armed { wait = Int32(min(1000, deadline - min(deadline, now))) }
+            if let h = holder {
+                let next = h.service(now: now, petUntil: petUntil, log: log)
+                let w = Int32(min(1000, next - min(next, now)))
+                wait = wait < 0 ? w : min(wait, w)
+            }
             if let r = retryAt { wait = Int32(min(UInt64(wait < 0 ? 1000 : wait), r - min(r, now))) }
             if eof {
                 // Only an armed deadline is left to enforce.
@@ -140,12 +172,38 @@ final class GuardianLink {
     /// True while a guardian runs and has the current deadline.
     var armed: Bool { pid > 0 && sent == wanted }
 
-    init(node: String, log: EventLog) throws {
+    let watchdog: Watchdog?
+
+    init(node: String, log: EventLog, watchdog: Watchdog? = nil) throws {
         self.node = node
         self.log = log
+        self.watchdog = watchdog
         self.shared = try SharedDeadline()
         try spawn()
+        if watchdog != nil { try awaitWatchdog() }
     }
+
+    /// With a watchdog: waits (at most 5 s) for the guardian to report it armed; a configuration
+    /// that relies on a watchdog that is not there stops the start.
+    private func awaitWatchdog() throws {
+        let device = watchdog.map { $0.device(for: node) } ?? "?"
+        let end = MonotonicClock.nowMs() + 5000
+        while MonotonicClock.nowMs() < end {
+            switch WatchdogHolder.Status(rawValue: shared[2]) {
+            case .armed?: return
+            case .openFailed?:
+                let e = Int32(truncatingIfNeeded: shared[3])
+                throw SystemError("watchdog \(device): \(e == EBUSY ? "busy (another process, sbd?, holds it)" : String(cString: strerror(e)))", errno: 0)
+            case .notAWatchdog?: throw SystemError("watchdog \(device) is not a watchdog device", errno: 0)
+            case .timeoutTooLong?: throw SystemError("watchdog \(device) keeps a timeout of \(shared[3]) s, longer than timeout_s = \(watchdog?.timeoutS ?? 0)", errno: 0)
+            default: usleep(10_000)
+            }
+        }
+        throw SystemError("watchdog \(device): the guardian did not report it armed within 5 s", errno: 0)
+    }
+
+    /// Until when the guardian may pet the watchdog (read whenever it wakes to pet: no doorbell).
+    func setPetUntil(_ t: UInt64) { if shared[1] != t { shared[1] = t } }
 
     deinit { if fd >= 0 { Glibc.close(fd) } }
 
@@ -170,7 +228,8 @@ final class GuardianLink {
         for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
         let exe = "/proc/self/exe"
-        let args: [String] = ["clusterd", "--guardian", "--node", node]
+        var args: [String] = ["clusterd", "--guardian", "--node", node]
+        if let w = watchdog { args += ["--watchdog-device", w.device, "--watchdog-timeout", "\(w.timeoutS)"] }
         let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
         let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
         defer {
@@ -279,6 +338,7 @@ final class SharedDeadline {
         fd = f
         word = p
         value = 0
+        self[1] = Watchdog.petFreely
     }
 
     /// The guardian's side: descriptor `fd` if it is such a page.
@@ -298,6 +358,13 @@ final class SharedDeadline {
     var value: UInt64 {
         get { vigil_load_u64(word) }
         set { vigil_store_u64(word, newValue) }
+    }
+
+    /// Word `i` of the page: 0 the address deadline, 1 the watchdog's pet-until, 2 and 3 the
+    /// guardian's watchdog status and detail.
+    subscript(i: Int) -> UInt64 {
+        get { vigil_load_u64(word + i) }
+        set { vigil_store_u64(word + i, newValue) }
     }
 }
 

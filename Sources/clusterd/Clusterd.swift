@@ -23,11 +23,16 @@ struct Clusterd: ParsableCommand {
 
     @Flag(name: .long, help: .hidden)
     var guardian = false
+    @Option(name: .long, help: .hidden)
+    var watchdogDevice: String?
+    @Option(name: .long, help: .hidden)
+    var watchdogTimeout: Int?
 
     func run() throws {
         if guardian {
             // Started by clusterd itself: see Guardian (VigilDaemon).
-            let code = Guardian.run(node: node ?? "?")
+            let wd = watchdogDevice.map { Watchdog(device: $0, timeoutS: watchdogTimeout ?? 10) }
+            let code = Guardian.run(node: node ?? "?", watchdog: wd)
             if code != 0 { throw ExitCode(code) }
             return
         }

@@ -43,4 +43,10 @@ int vigil_recv_batch(int fd, uint8_t *buf, size_t slot, unsigned n, int *lens, s
 #define VIGIL_EPOLL_MAX 64
 int vigil_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int vigil_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout);
+// Watchdog ioctls (linux/watchdog.h): the timeout in whole seconds, set and read back; a pet.
+#include <linux/watchdog.h>
+#include <sys/ioctl.h>
+static inline int vigil_wd_settimeout(int fd, int seconds) { int s = seconds; return ioctl(fd, WDIOC_SETTIMEOUT, &s) == 0 ? s : -1; }
+static inline int vigil_wd_gettimeout(int fd) { int s = 0; return ioctl(fd, WDIOC_GETTIMEOUT, &s) == 0 ? s : -1; }
+static inline int vigil_wd_keepalive(int fd) { int d = 0; return ioctl(fd, WDIOC_KEEPALIVE, &d); }
 #endif
