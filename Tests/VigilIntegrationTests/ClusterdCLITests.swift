@@ -134,6 +134,10 @@ final class ShippedExamplesTests: XCTestCase {
         XCTAssertEqual(two.dataNodes.map(\.name), ["db1", "db2"])
         XCTAssertEqual(two.witnesses.count, 1)
         let twoRes = try String(contentsOf: root.appendingPathComponent("Examples/two-node/resources.toml"), encoding: .utf8)
-        XCTAssertEqual(try ResourceSet.parse(twoRes, file: "resources.toml", cluster: two).ips.map(\.name), ["db-ip"])
+        let twoSet = try ResourceSet.parse(twoRes, file: "resources.toml", cluster: two)
+        XCTAssertEqual(twoSet.ips.map(\.name), ["db-ip"])
+        XCTAssertTrue(twoSet.options("db").requiresFencing)
+        XCTAssertEqual(twoSet.fencing.levels(for: "db1").map { $0.map(\.name) }, [["can-reach-gateway", "ipmi-db1"]])
+        XCTAssertFalse(Redaction.redactSecrets(twoRes).contains("change-me"))
     }
 }

@@ -60,3 +60,30 @@ final class WatchdogNamespaceTests: NamespaceTestCase {
         }
     }
 }
+
+extension WatchdogNamespaceTests {
+    /// The real device path (WDIOC_SETTIMEOUT, WDIOC_GETTIMEOUT, pets, the magic close): only
+    /// where /dev/watchdog already exists and is softdog with soft_noboot=1 (tests never load
+    /// softdog: there is one per kernel, and its expiry would reboot the machine and every lab node).
+    func testTheGuardianArmsAndDisarmsARealSoftdog() throws {
+        let noboot = (try? String(contentsOfFile: "/sys/module/softdog/parameters/soft_noboot", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard FileManager.default.fileExists(atPath: "/dev/watchdog"), noboot == "1" else {
+            throw XCTSkip("needs /dev/watchdog from softdog loaded with soft_noboot=1 (never loaded by the tests)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binDir + "/clusterd")
+        p.arguments = ["--guardian", "--node", "wdtest", "--watchdog-device", "/dev/watchdog", "--watchdog-timeout", "5"]
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardError = output
+        p.standardOutput = output
+        try p.run()
+        Thread.sleep(forTimeInterval: 2)
+        try input.fileHandleForWriting.close()
+        p.waitUntilExit()
+        let log = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(log.contains("watchdog /dev/watchdog armed, timeout 5 s"), log)
+        XCTAssertTrue(log.contains("watchdog disarmed"), log)
+        XCTAssertEqual(p.terminationStatus, 0, log)
+    }
+}
