@@ -62,11 +62,20 @@ final class FencingNamespaceTests: NamespaceTestCase {
         let lab = try makeLab(heartbeatLinks: 1)
         try startQuorate(lab)
         let resources = """
+            [[ip]]
+            name = "db-ip"
+            address = "\(Scenarios.vip)/24"
+            interface = "eth0"
+
             [[resource]]
             name = "db"
             agent = "ocf:heartbeat:Dummy"
             preferred = ["node3"]
             monitor_interval_ms = 2000
+
+            [[group]]
+            name = "database"
+            members = ["db-ip", "db"]
             """ + fencing(lab)
         // hactl checks fence devices against their agents' metadata, and requires against coverage.
         let bad = lab.hactl(1, ["apply", "-f", "-"], stdin: resources.replacingOccurrences(of: "type = \"fail\"", with: "type = \"fail\", bogus = \"1\""))
@@ -101,6 +110,11 @@ final class FencingNamespaceTests: NamespaceTestCase {
             XCTAssertTrue(h.out.contains("SUCCEEDED  node=node3"), "node\(n): \(h.out)")
         }
         XCTAssertEqual(try status(lab, 2).fencing?.first { $0.node == "node3" }?.state, "fenced")
+        // Clients find the service (its address moved with the group) on the new node. (node3's
+        // namespace still lists the address, on links that are down: a powered-off machine's.)
+        let owner = try XCTUnwrap(where_(lab, "db").first)
+        try lab.waitFor("the address answering on \(owner)", timeout: 10) { lab.owners(of: Scenarios.vip).filter { $0 != 3 }.map(lab.nodeName) == [owner] }
+        XCTAssertTrue(ping(lab, Scenarios.vip), "clients cannot reach the service after the failover")
         lab.kill(3)
     }
 
