@@ -115,6 +115,7 @@ public struct Engine: Sendable {
     public internal(set) var leaving = false
     /// Nodes fenced, with the incarnation each had then (see EngineFencing.swift).
     public internal(set) var fenceMarks: [NodeID: UInt64] = [:]
+    var fenceMarkedAt: [NodeID: UInt64] = [:]
     /// This node learned it was fenced while it still ran: it runs nothing until `hactl cleanup` names it.
     public internal(set) var fencedOut = false { didSet { localSerial &+= 1; urgent = true } }
     var hadLease = false
@@ -211,6 +212,7 @@ public struct Engine: Sendable {
         // The same packet arrives once per link: apply state only from the newest. A copy only
         // refreshes the link's liveness, which the next tick reports.
         guard membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now) else { return out }
+        if !fenceMarks.isEmpty { checkFenceTook(sender, incarnation: inc, now: now, out: &out) }
         switch message {
         case .heartbeat(var h):
             if h.wantsReply, now >= (lastReplyAt[sender] ?? 0) + timing.retry / 2 {
@@ -287,7 +289,7 @@ public struct Engine: Sendable {
         case .standbyProposal(let requestId, let node, let on):
             handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
         case .fenceRecord(let rec):
-            receiveFenceRecord(rec, from: sender, out: &out)
+            receiveFenceRecord(rec, from: sender, now: now, out: &out)
         case .fenceRequest(let requestId, let node, let confirm):
             if let n = cluster.node(named: node) {
                 handleFenceRequest(requestId: requestId, origin: sender, target: n.id, confirm: confirm, now: now, out: &out)

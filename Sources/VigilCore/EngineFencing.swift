@@ -70,8 +70,12 @@ struct FenceJob: Sendable, Equatable {
     var attempts = 0
     var retryAt: UInt64 = 0
     var lastError: String?
-    /// Watchdog fencing (no device covers the node): when the wait for its reset began.
+    /// Watchdog fencing (no device covers the node, or every level failed for a lost node and
+    /// the nodes have watchdogs): when the wait for its reset began.
     var watchdogSince: UInt64?
+    /// The target's incarnation when this job began: the outcome applies to that life only (a
+    /// fast-booting node may be back with a new one before a slow level finishes).
+    var targetIncarnation: UInt64 = 0
 }
 
 extension Engine {
@@ -89,13 +93,19 @@ extension Engine {
 
     /// Whether `r` cannot start elsewhere before `z` is fenced (see the rules above).
     func needsFence(_ z: NodeID, for r: String, office o: CoordinatorOffice) -> Bool {
-        guard z != selfId, resourceSet.options(r).requiresFencing, !isFenced(z) else { return false }
+        // A witness runs nothing: never fenced for resources.
+        guard z != selfId, !witnesses.contains(z), resourceSet.options(r).requiresFencing, !isFenced(z) else { return false }
         let heard = peers[z].map { $0.heldSet.contains(r) || o.placement[r] == z }
         // Where no device reaches, the configuration keeps such resources away: only what the
         // node said it held (from before a change of configuration) waits, for `hactl fence confirm`.
         guard let n = cluster.node(id: z), canFence(n.name) else { return heard ?? false }
-        guard let p = peers[z], p.report != nil else { return true }
-        return heard ?? true
+        guard let p = peers[z], let rep = p.report else { return true }
+        if heard == true { return true }
+        // "Not held" counts only from a report that answers one of this coordinator's heartbeats
+        // sent late enough: an older one may predate a start that an earlier coordinator (or this
+        // one, before a withdrawal) ordered. A node the resource may not run on never held it.
+        guard (resourceSet.options(r).locations[n.name] ?? 0) > -Score.infinity else { return false }
+        return !(rep.echoIncarnation == incarnation && o.isFreshRelease(of: r, by: z, echo: rep.echo))
     }
 
     /// Coordinator: brings the fencing work up to date with what placement needs, and issues the
@@ -118,7 +128,10 @@ extension Engine {
         for (z, why) in wanted.sorted(by: { $0.key < $1.key }) {
             var j = o.fencing[z] ?? FenceJob(reason: why)
             if j.running { continue }
-            if !resourceSet.fencing.covers(name(of: z)), let wd = cluster.watchdog {
+            if j.attempts == 0 && j.watchdogSince == nil { j.targetIncarnation = peers[z]?.incarnation ?? 0 }
+            // The watchdog: where no device covers the node, or, for a lost node, once every level
+            // failed (a node without power has a dead BMC too; its watchdog reset it all the same).
+            if let wd = cluster.watchdog, !resourceSet.fencing.covers(name(of: z)) || (j.attempts > 0 && gone.contains(z)) {
                 watchdogFence(z, why: why, job: &j, delay: wd.fenceDelayMs, now: now, office: &o, out: &out)
                 continue
             }
@@ -130,7 +143,7 @@ extension Engine {
             j.attempts += 1
             j.reason = why
             o.fencing[z] = j
-            let record = FenceRecord(target: name(of: z), targetIncarnation: peers[z]?.incarnation ?? 0, outcome: .begun,
+            let record = FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: .begun,
                                      device: "", by: selfName, reason: why)
             out.append(.fence(target: z, name: name(of: z), reason: why))
             out.append(.event(.fence(record)))
@@ -142,9 +155,9 @@ extension Engine {
     /// when its stop failed), so it has been reset `delay` after we first wanted it fenced.
     mutating func watchdogFence(_ z: NodeID, why: String, job j: inout FenceJob, delay: UInt64, now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         func record(_ outcome: FenceRecord.Outcome) {
-            let rec = FenceRecord(target: name(of: z), targetIncarnation: peers[z]?.incarnation ?? 0, outcome: outcome,
+            let rec = FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: outcome,
                                   device: "watchdog", by: selfName, reason: why)
-            if outcome == .succeeded { fenceMarks[z] = rec.targetIncarnation }
+            if outcome == .succeeded { setMark(z, rec.targetIncarnation, now: now) }
             out.append(.event(.fence(rec)))
             for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
         }
@@ -168,10 +181,12 @@ extension Engine {
     public mutating func fenceFinished(target: NodeID, ok: Bool, device: String, detail: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
         var reason = detail
+        var inc = peers[target]?.incarnation ?? 0
         if var o = office, var j = o.fencing[target] {
             office = nil
             j.running = false
             reason = j.reason
+            inc = j.targetIncarnation
             if ok {
                 o.fencing[target] = nil
                 o.manualFences.remove(target)
@@ -183,28 +198,59 @@ extension Engine {
             o.dirty = true
             office = o
         }
-        let record = FenceRecord(target: name(of: target), targetIncarnation: peers[target]?.incarnation ?? 0,
+        let record = FenceRecord(target: name(of: target), targetIncarnation: inc,
                                  outcome: ok ? .succeeded : .failed, device: device, by: selfName, reason: ok ? reason : "\(reason): \(detail)")
-        if ok { fenceMarks[target] = record.targetIncarnation }
+        if ok { setMark(target, inc, now: now) }
         out.append(.event(.fence(record)))
         for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
         return evaluate(now: now, out: &out)
     }
 
+    /// Records that `z` was fenced in incarnation `inc`, at `now` (see `checkFenceTook`).
+    mutating func setMark(_ z: NodeID, _ inc: UInt64, now: UInt64) {
+        fenceMarks[z] = inc
+        fenceMarkedAt[z] = now
+    }
+
+    /// A packet from `z` in the incarnation it was fenced in, sent after the mark (later than a
+    /// failure timeout, so not one already in flight): the fence did not power it off. The mark
+    /// goes (its own reports decide again, so a flap cannot free what it still holds) and the
+    /// coordinator fences it again if it still must.
+    mutating func checkFenceTook(_ z: NodeID, incarnation inc: UInt64, now: UInt64, out: inout [Directive]) {
+        guard let mark = fenceMarks[z], mark == inc, let at = fenceMarkedAt[z], now > at + timing.timeout else { return }
+        fenceMarks[z] = nil
+        fenceMarkedAt[z] = nil
+        out.append(.event(.fenceIneffective(name(of: z))))
+        // If it must still be fenced (its stop failed), not at once again: after the backoff.
+        if var o = office {
+            office = nil
+            var j = FenceJob(reason: "the previous fence did not power it off")
+            j.attempts = 1
+            j.retryAt = now + Self.fenceBackoff(attempts: 1)
+            j.targetIncarnation = inc
+            o.fencing[z] = j
+            o.dirty = true
+            office = o
+        }
+    }
+
     /// A fence outcome from the node that ran it (or an operator's confirmation).
-    mutating func receiveFenceRecord(_ rec: FenceRecord, from sender: NodeID, out: inout [Directive]) {
+    mutating func receiveFenceRecord(_ rec: FenceRecord, from sender: NodeID, now: UInt64, out: inout [Directive]) {
         guard let target = cluster.node(named: rec.target) else { return }
         out.append(.event(.fenceRecorded(rec)))
         guard rec.outcome == .succeeded || rec.outcome == .confirmed else { return }
         if target.id == selfId {
             // We were fenced and still run (a wrong plug, a dummy device): stop everything now
             // and stay out until `hactl cleanup` names this node.
-            if rec.targetIncarnation == incarnation && !fencedOut {
+            // A watchdog "fence" of a node that holds nothing needing fencing took nothing away
+            // (it pets freely, as it should): it stays in.
+            let moot = rec.device == "watchdog" && watchdogPetUntil(now: now) == Watchdog.petFreely
+            if rec.targetIncarnation == incarnation && !fencedOut && !moot {
                 fencedOut = true
                 out.append(.event(.fencedWhileRunning(by: rec.by, device: rec.device)))
             }
         } else {
-            fenceMarks[target.id] = rec.targetIncarnation
+            setMark(target.id, rec.targetIncarnation, now: now)
             if var o = office { office = nil; o.fencing[target.id] = nil; o.manualFences.remove(target.id); o.dirty = true; office = o }
         }
     }
@@ -243,7 +289,7 @@ extension Engine {
             guard !isMember(target) else { return reply(false, "\(tname) is a member right now (its heartbeats arrive): it is not off") }
             let rec = FenceRecord(target: tname, targetIncarnation: peers[target]?.incarnation ?? 0, outcome: .confirmed,
                                   device: "operator", by: selfName, reason: "confirmed off by an operator")
-            fenceMarks[target] = rec.targetIncarnation
+            setMark(target, rec.targetIncarnation, now: now)
             office = nil
             o.fencing[target] = nil
             o.manualFences.remove(target)

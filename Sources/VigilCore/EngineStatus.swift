@@ -128,6 +128,8 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case fence(FenceRecord)
     /// A fence outcome another node ran.
     case fenceRecorded(FenceRecord)
+    /// A node fenced in this incarnation is heard again: the fence did not power it off.
+    case fenceIneffective(String)
     /// This node was fenced while it still ran: it stops everything.
     case fencedWhileRunning(by: String, device: String)
 
@@ -168,6 +170,8 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .newEpoch(let e): return "lease-epoch epoch=\(e)"
         case .fence(let f), .fenceRecorded(let f):
             return "fence-\(f.outcome.rawValue) node=\(f.target) by=\(f.by)\(f.device.isEmpty ? "" : " device=\(f.device)") reason=\"\(f.reason)\""
+        case .fenceIneffective(let n):
+            return "fence-ineffective node=\(n): heard again after it was fenced (wrong plug or device?); its own reports decide, fenced again if needed"
         case .fencedWhileRunning(let by, let device):
             return "fenced-while-running by=\(by) device=\(device): stopping everything; this node runs nothing until hactl cleanup names it"
         }

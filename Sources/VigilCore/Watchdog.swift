@@ -51,6 +51,13 @@ extension Engine {
             let assignments = isCoordinator ? placement : authorityAssignments
             placedHere = assignments.contains { $0.value == selfId && resourceSet.options($0.key).requiresFencing }
         }
+        // Until the probes said what runs here, a fencing resource may (left over by a clusterd
+        // that crashed): pet only within the lease.
+        if !placedHere {
+            placedHere = resourceSet.agents.contains { a in
+                resourceSet.options(a.name).requiresFencing && (!probeIssued.contains(a.name) || probePending.contains(a.name))
+            }
+        }
         return placedHere ? leaseUntil : Watchdog.petFreely
     }
 }

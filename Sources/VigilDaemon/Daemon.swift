@@ -266,6 +266,9 @@ public final class Daemon {
                 send(msg, to: to)
             case .start(let name):
                 if let a = engine.resourceSet.agent(named: name) {
+                    // The watchdog's limit is in force before the agent runs (a stall right after
+                    // spawning must not leave the guardian petting freely).
+                    updateGuardian()
                     let o = engine.resourceSet.options(name)
                     executor.submit(.init(resource: name, op: .start, spec: a.agent, params: a.params, timeoutMs: o.startTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
                         self.execute(self.engine.operationFinished(name, .start, outcome, now: MonotonicClock.nowMs()))

@@ -338,7 +338,9 @@ final class SharedDeadline {
         fd = f
         word = p
         value = 0
-        self[1] = Watchdog.petFreely
+        // Not petted until clusterd says (its first evaluation, within milliseconds): a guardian
+        // started after a crash must not cancel a reset that a dead one's silence began.
+        self[1] = 0
     }
 
     /// The guardian's side: descriptor `fd` if it is such a page.

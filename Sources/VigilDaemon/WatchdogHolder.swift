@@ -74,13 +74,14 @@ final class WatchdogHolder {
         guard Watchdog.shouldPet(now: now, petUntil: petUntil) else {
             if stoppedAt == nil {
                 stoppedAt = now
-                log.warning("guardian: watchdog no longer petted (the lease ended while a resource that requires fencing is placed here, or its stop failed): this machine resets within \(config.timeoutS) s unless the lease is renewed")
+                // (Before clusterd's first word, at start-up, nothing is said.)
+                if lastPet > 0 { log.warning("guardian: watchdog no longer petted (the lease ended while a resource that requires fencing is placed here, or its stop failed): this machine resets within \(config.timeoutS) s unless the lease is renewed") }
             }
             // Look again soon: a renewed lease resumes petting.
             return now + 100
         }
         if let s = stoppedAt {
-            log.warning("guardian: watchdog petted again after \(now - s) ms")
+            if lastPet > 0 { log.warning("guardian: watchdog petted again after \(now - s) ms") }
             stoppedAt = nil
         }
         if now >= lastPet + config.petIntervalMs {

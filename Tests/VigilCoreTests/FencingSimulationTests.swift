@@ -267,3 +267,73 @@ extension FencingSimulationTests {
         XCTAssertEqual(sim.violations, [])
     }
 }
+
+/// Scenarios from an adversarial review of the fencing rules.
+extension FencingSimulationTests {
+    /// A new coordinator whose last report from a node predates a start an earlier coordinator
+    /// ordered: the node stalls the moment it starts db, and the coordinator dies with it. The
+    /// new coordinator must not take the stale "not held" for true: it fences before starting db.
+    func testANewCoordinatorDoesNotTrustAStaleReport() throws {
+        let res = """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:Dummy"
+            preferred = ["n5"]
+            [[fence]]
+            name = "pdu"
+            agent = "fence_dummy"
+            hosts = ["n1", "n2", "n3", "n4", "n5"]
+            """
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 5, links: 1), resources: res, seed: 3)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.holders(of: "db") == [5] })
+        // The millisecond db started on n5, n5 hangs (db keeps running) and the coordinator dies
+        // as the others begin to withdraw n5's lease, before it could fence.
+        sim.pause(5)
+        XCTAssertNotNil(sim.run(until: 5000) { s in s.events.contains { if case .supportWithdrawn("n5", _) = $0.2 { return true } else { return false } } })
+        sim.crash(1)
+        XCTAssertNotNil(sim.run(until: 5000) { $0.engine(2)?.isCoordinator ?? false })
+        // The rule at the new coordinator's first round: had n5's last report been sent before
+        // the start (no db in it), it answers none of n2's heartbeats, so it cannot say db is
+        // not there, assigned or not.
+        var n2 = try XCTUnwrap(sim.engine(2))
+        var office = try XCTUnwrap(n2.office)
+        office.placement["db"] = nil
+        n2.membership.peers[5]?.heldSet = []
+        XCTAssertTrue(n2.needsFence(5, for: "db", office: office), "a stale 'not held' was trusted")
+        XCTAssertNotNil(sim.run(until: 30_000) { $0.holders(of: "db").contains { $0 != 5 } }, "db never recovered: \(sim.engine(2)?.waitingReason ?? [:])")
+        XCTAssertTrue(sim.fences.contains { $0.target == 5 && $0.ok }, "n5 was not fenced")
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    /// A fence that reports success but leaves the node running (wrong plug), whose stop of db
+    /// failed: its heartbeats show the fence did not take; under loss (membership flaps) db must
+    /// still never start elsewhere while the node holds it.
+    func testAFenceThatDidNotTakeFreesNothing() throws {
+        var sim = try settled()
+        sim.fenceMisses = [3]
+        sim.failingStops[3] = ["db"]
+        sim.fail(3, "db", reason: "monitor failed", kind: .hard)
+        XCTAssertNotNil(sim.run(until: 10_000) { !$0.fences.isEmpty })
+        for (k, _) in sim.paths { sim.paths[k]?.loss = 0.3 }
+        sim.run(30_000)
+        XCTAssertTrue(sim.events.contains { if case .fenceIneffective("n3") = $0.2 { return true } else { return false } }, "the ineffective fence went unnoticed")
+        XCTAssertEqual(sim.holders(of: "db"), [3], "db started elsewhere while n3 still held it")
+        XCTAssertEqual(sim.violations, [])
+        // Attempts keep their backoff: not one per heartbeat.
+        XCTAssertLessThan(sim.fences.count, 12, "\(sim.fences.count) fences in 30 s")
+    }
+
+    /// A witness runs nothing: losing it never fences it, with devices or a watchdog.
+    func testAWitnessIsNeverFenced() throws {
+        var c = try SimCluster.config(nodes: 3, links: 1, witnesses: [1])
+        c.watchdog = Watchdog(device: "/dev/watchdog", timeoutS: 2)
+        let res = "[[resource]]\nname = \"db\"\nagent = \"ocf:heartbeat:Dummy\"\npreferred = [\"n3\"]\n"
+        var sim = try SimCluster(cluster: c, resources: res, seed: 1)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.holders(of: "db") == [3] })
+        sim.crash(1)
+        sim.run(20_000)
+        XCTAssertFalse(sim.events.contains { if case .fence(let r) = $0.2 { return r.target == "n1" } else { return false } }, "the witness was fenced")
+        XCTAssertEqual(sim.holders(of: "db"), [3])
+        XCTAssertEqual(sim.violations, [])
+    }
+}
