@@ -42,6 +42,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var watchdog: Watchdog?
     /// `mlockall` and SCHED_RR for clusterd (the guardian always asks for both).
     public var realtime = true
+    /// What a node does when it learns it was fenced while it still runs (Pacemaker's fence-reaction).
+    public enum FenceReaction: String, Sendable, Equatable { case stop, panic }
+    public var fenceReaction = FenceReaction.stop
 
     public var majority: Int { nodes.count / 2 + 1 }
     /// The nodes that may run resources (every node but the witnesses).
@@ -153,6 +156,10 @@ extension ClusterConfig {
         if let h = hooksDir, !h.hasPrefix("/") { throw cluster.error("hooks_dir", "'\(h)' must be an absolute path") }
         let hookTimeout = try cluster.int("hook_timeout_ms", range: 100...3_600_000).map(UInt64.init) ?? 10_000
         let realtime = try cluster.bool("realtime") ?? true
+        let reactionText = try cluster.string("fence_reaction") ?? "stop"
+        guard let reaction = FenceReaction(rawValue: reactionText) else {
+            throw cluster.error("fence_reaction", "'\(reactionText)' is not one of: stop, panic")
+        }
         try cluster.finish()
 
         var timing = Timing()
@@ -250,6 +257,12 @@ extension ClusterConfig {
         c.hookTimeoutMs = hookTimeout
         c.realtime = realtime
         c.watchdog = watchdog
+        // A panic is the watchdog's reset: the guardian stops petting (no other way to reboot is
+        // used, and none that a test could trigger on the machine it runs on).
+        if reaction == .panic && watchdog == nil {
+            throw ConfigError(file: file, key: "cluster.fence_reaction", message: "\"panic\" resets the node through its watchdog: add a [watchdog] table, or use \"stop\"")
+        }
+        c.fenceReaction = reaction
         return c
     }
 }

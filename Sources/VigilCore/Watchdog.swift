@@ -42,6 +42,8 @@ extension Engine {
     /// lease end; at once (0) if a stop of one failed here.
     public func watchdogPetUntil(now: UInt64) -> UInt64 {
         guard cluster.watchdog != nil, !isWitness else { return Watchdog.petFreely }
+        // fence_reaction = "panic": fenced while running, the node resets itself.
+        if fencedOut && cluster.fenceReaction == .panic { return 0 }
         var placedHere = false
         for (r, st) in local where resourceSet.options(r).requiresFencing {
             if st == .blocked { return 0 }

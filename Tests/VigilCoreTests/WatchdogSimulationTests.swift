@@ -113,3 +113,23 @@ final class WatchdogSimulationTests: XCTestCase {
         XCTAssertEqual(Watchdog(device: "/d", timeoutS: 10).fenceDelayMs, 10_000 + 10 + Watchdog.marginMs)
     }
 }
+
+extension WatchdogSimulationTests {
+    /// fence_reaction = "panic": a node that learns it was fenced while it still runs stops
+    /// petting and its watchdog resets it; "panic" without a watchdog is refused.
+    func testPanicReactionResetsTheNodeThroughItsWatchdog() throws {
+        var c = try SimCluster.config(nodes: 3, links: 1)
+        c.watchdog = Watchdog(device: "/dev/watchdog", timeoutS: 2)
+        c.fenceReaction = .panic
+        let res = Self.resources + "\n[[fence]]\nname = \"dummy\"\nagent = \"fence_dummy\"\nhosts = [\"n1\", \"n2\", \"n3\"]\n"
+        var sim = try SimCluster(cluster: c, resources: res, seed: 1)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.holders(of: "db") == [3] })
+        sim.fenceMisses = [3]
+        sim.requestFence(on: 2, node: "n3", confirm: false, requestId: 1)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.watchdogResets.contains { $0.node == 3 } }, "n3 did not reset itself")
+        XCTAssertEqual(sim.violations, [])
+        XCTAssertThrowsError(try ClusterConfig.parse("[cluster]\nname = \"c\"\nkey_file = \"/k\"\nfence_reaction = \"panic\"\n[[link]]\nport = 1\n[[node]]\nname = \"a\"\nid = 1\naddresses = [\"10.0.0.1\"]\n", file: "c.toml")) {
+            XCTAssertTrue("\($0)".contains("add a [watchdog] table"), "\($0)")
+        }
+    }
+}

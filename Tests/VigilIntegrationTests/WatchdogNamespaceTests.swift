@@ -32,7 +32,7 @@ final class WatchdogNamespaceTests: NamespaceTestCase {
         XCTAssertTrue(lab.events(3).contains { $0.text.contains("watchdog \(lab.workDir)/wd-node3 armed, timeout 3 s (a FIFO: stand-in)") })
         let t0 = Int(Lab.monoNowMs())
         lab.pause(3, true)
-        try lab.waitFor("db running elsewhere", timeout: 60) { !db().isEmpty && !db().contains("node3") }
+        try lab.waitFor("db running elsewhere", timeout: 60) { let w = db(); return !w.isEmpty && !w.contains("node3") }
         let reset = try XCTUnwrap(standIns[2].resetAt, "node3's watchdog did not reset it")
         XCTAssertNil(standIns[0].resetAt)
         XCTAssertNil(standIns[1].resetAt)
@@ -42,6 +42,43 @@ final class WatchdogNamespaceTests: NamespaceTestCase {
         XCTAssertTrue(fenced.text.contains("device=watchdog"), fenced.text)
         let started = try XCTUnwrap(all.first { $0.text == "resource-starting resource=db" })
         XCTAssertGreaterThan(UInt64(started.mono), reset, "db started before node3's watchdog reset it")
+        lab.kill(3)
+    }
+
+    /// fence_reaction = "panic": a node fenced while it still runs (fence_dummy powers nothing
+    /// off) stops petting, and its watchdog resets it.
+    func testPanicReactionResetsANodeFencedWhileRunning() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/fence_dummy") else {
+            XCTFail("fence_dummy is missing: install Debian's fence-agents (.ci/install-deps.sh does)")
+            return
+        }
+        let lab = try makeLab(heartbeatLinks: 1)
+        let standIns = try WatchdogStandIn.install(lab: lab, timeoutS: 2, nodes: [1, 2, 3])
+        defer { for s in standIns { s.stop() } }
+        let cfg = try String(contentsOfFile: lab.configPath, encoding: .utf8)
+        try cfg.replacingOccurrences(of: "[cluster]\n", with: "[cluster]\nfence_reaction = \"panic\"\n").write(toFile: lab.configPath, atomically: true, encoding: .utf8)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:Dummy"
+            preferred = ["node3"]
+
+            [[fence]]
+            name = "dummy"
+            agent = "fence_dummy"
+            hosts = ["node1", "node2", "node3"]
+            params = { status_file = "\(lab.workDir)/fence_dummy.status" }
+            """)
+        try lab.waitFor("db on node3", timeout: 30) {
+            ((try? self.status(lab, 1))?.resources.first { $0.name == "db" }).map { $0.state == "started" && $0.runningOn == ["node3"] } ?? false
+        }
+        let r = lab.hactl(1, ["fence", "node3", "--yes"])
+        XCTAssertEqual(r.code, 0, r.out + r.err)
+        try lab.waitFor("node3 reset by its watchdog", timeout: 15) { standIns[2].resetAt != nil }
+        XCTAssertTrue(lab.events(3).contains { $0.text.hasPrefix("fenced-while-running") })
+        XCTAssertNil(standIns[0].resetAt)
+        XCTAssertNil(standIns[1].resetAt)
         lab.kill(3)
     }
 
