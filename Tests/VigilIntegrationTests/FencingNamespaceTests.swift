@@ -158,7 +158,25 @@ final class FencingNamespaceTests: NamespaceTestCase {
         let started = try XCTUnwrap(all.first { $0.text == "resource-starting resource=app" })
         XCTAssertGreaterThan(started.mono, fenced.mono)
         XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty)
+        // The node comes back after its power-off, as a new incarnation: it rejoins cleanly
+        // (probes before anything, no fence mark, nothing fenced-while-running) and app stays.
         lab.kill(3)
+        // Power on: the links the switch took down come up again.
+        for line in lab.run("/usr/sbin/ip", ["-n", lab.ns(3), "-o", "link", "show"]).out.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2)
+            guard parts.count > 1, let name = parts[1].trimmingCharacters(in: .whitespaces).split(separator: "@").first, name != "lo" else { continue }
+            _ = lab.run("/usr/sbin/ip", ["-n", lab.ns(3), "link", "set", String(name), "up"])
+        }
+        let t1 = Int(Lab.monoNowMs())
+        try lab.startNode(3)
+        try lab.waitFor("node3 back and unfenced", timeout: 30) {
+            guard let s = try? self.status(lab, 1), let s3 = try? self.status(lab, 3) else { return false }
+            return s.nodes.first { $0.name == "node3" }?.state == "online" && s.fencing == nil && s3.fencing == nil
+        }
+        let back = lab.events(3).filter { $0.mono >= t1 }
+        XCTAssertTrue(back.contains { $0.text.hasPrefix("probe resource=app") }, "node3 did not probe on its return")
+        XCTAssertFalse(back.contains { $0.text.hasPrefix("fenced-while-running") || $0.text.hasPrefix("resource-starting") })
+        XCTAssertEqual(where_(lab, "app").count, 1)
     }
 
     /// `hactl fence NODE` with a device that powers nothing off (fence_dummy): the node learns it
