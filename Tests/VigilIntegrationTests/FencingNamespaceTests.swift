@@ -184,6 +184,16 @@ final class FencingNamespaceTests: NamespaceTestCase {
     func testANodeFencedWhileRunningStopsEverythingUntilCleanup() throws {
         try requireFenceDummy()
         let lab = try makeLab(heartbeatLinks: 1)
+        // A hook that records the fence events with their environment.
+        let hooks = lab.workDir + "/hooks", hookLog = lab.workDir + "/hooks.log"
+        try FileManager.default.createDirectory(atPath: hooks, withIntermediateDirectories: true)
+        try "#!/bin/sh\necho \"$VIGIL_EVENT node=$VIGIL_LOCAL_NODE target=$VIGIL_TARGET device=$VIGIL_DEVICE outcome=$VIGIL_FENCE_OUTCOME\" >> \(hookLog)\n"
+            .write(toFile: hooks + "/10-fence", atomically: true, encoding: .utf8)
+        chmod(hooks + "/10-fence", 0o755)
+        chmod(hooks, 0o755)
+        chmod(lab.workDir, 0o755)
+        let cfg = try String(contentsOfFile: lab.configPath, encoding: .utf8)
+        try cfg.replacingOccurrences(of: "[cluster]\n", with: "[cluster]\nhooks_dir = \"\(hooks)\"\n").write(toFile: lab.configPath, atomically: true, encoding: .utf8)
         try startQuorate(lab)
         _ = try lab.apply(1, resources: """
             [[resource]]
@@ -207,6 +217,12 @@ final class FencingNamespaceTests: NamespaceTestCase {
         XCTAssertTrue(lab.events(3).contains { $0.text.hasPrefix("fenced-while-running by=node1") })
         XCTAssertEqual(try status(lab, 3).fencing?.first?.state, "fenced-while-running")
         XCTAssertTrue(lab.isRunning(3))
+        try lab.waitFor("the fence hooks", timeout: 10) {
+            let l = (try? String(contentsOfFile: hookLog, encoding: .utf8)) ?? ""
+            return l.contains("fence-begun node=node1 target=node3 device= outcome=begun")
+                && l.contains("fence-succeeded node=node1 target=node3 device=dummy outcome=succeeded")
+                && l.contains("fenced-while-running node=node3 target= device=dummy")
+        }
         // Back after cleanup (db stays where it runs: stickiness outweighs the preference).
         XCTAssertEqual(lab.hactl(2, ["cleanup", "node3"]).code, 0)
         try lab.waitFor("node3 online and no longer fenced", timeout: 30) {
