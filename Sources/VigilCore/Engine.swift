@@ -290,6 +290,8 @@ public struct Engine: Sendable {
             handleStandby(requestId: requestId, origin: sender, node: node, on: on, out: &out)
         case .fenceRecord(let rec):
             receiveFenceRecord(rec, from: sender, now: now, out: &out)
+        case .fenceDelegate(let node):
+            receiveFenceDelegate(node: node, from: sender, out: &out)
         case .fenceRequest(let requestId, let node, let confirm):
             if let n = cluster.node(named: node) {
                 handleFenceRequest(requestId: requestId, origin: sender, target: n.id, confirm: confirm, now: now, out: &out)

@@ -35,26 +35,37 @@ extension Engine {
             return [.reply(requestId: requestId, ok: false, version: resources.version,
                            message: "'\(node)' is not a node of cluster '\(cluster.name)' (nodes: \(cluster.nodes.map(\.name).joined(separator: ", ")))")]
         }
-        if isCoordinator {
+        if !forwardUnlessCoordinator(.standbyProposal(requestId: requestId, node: node, on: on), requestId: requestId, now: now, out: &out) {
             handleStandby(requestId: requestId, origin: selfId, node: node, on: on, out: &out)
-        } else if let coordinator = authority, coordinator != selfId {
-            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
-            out.append(.send(to: coordinator, .standbyProposal(requestId: requestId, node: node, on: on)))
-        } else {
-            out.append(.reply(requestId: requestId, ok: false, version: resources.version,
-                              message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
         }
         return evaluate(now: now, out: &out)
     }
 
-    mutating func handleStandby(requestId: UInt64, origin: NodeID, node: String, on: Bool, out: inout [Directive]) {
-        func reply(_ ok: Bool, _ msg: String) {
-            if origin == selfId {
-                out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
-            } else {
-                out.append(.send(to: origin, .configResult(requestId: requestId, ok: ok, version: resources.version, message: msg)))
-            }
+    /// An operator's request on a node that is not the coordinator goes to the coordinator (its
+    /// answer comes back as `configResult`), or is refused without one. False: handle it here.
+    mutating func forwardUnlessCoordinator(_ msg: Message, requestId: UInt64, now: UInt64, out: inout [Directive]) -> Bool {
+        if isCoordinator { return false }
+        if let coordinator = authority, coordinator != selfId {
+            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
+            out.append(.send(to: coordinator, msg))
+        } else {
+            out.append(.reply(requestId: requestId, ok: false, version: resources.version,
+                              message: "this node is not part of a quorate partition with a coordinator; nothing was changed"))
         }
+        return true
+    }
+
+    /// The coordinator's answer to a request from `origin` (this node or a forwarding one).
+    func answer(requestId: UInt64, origin: NodeID, ok: Bool, _ msg: String, out: inout [Directive]) {
+        if origin == selfId {
+            out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
+        } else {
+            out.append(.send(to: origin, .configResult(requestId: requestId, ok: ok, version: resources.version, message: msg)))
+        }
+    }
+
+    mutating func handleStandby(requestId: UInt64, origin: NodeID, node: String, on: Bool, out: inout [Directive]) {
+        func reply(_ ok: Bool, _ msg: String) { answer(requestId: requestId, origin: origin, ok: ok, msg, out: &out) }
         guard isCoordinator else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
         guard isMember(origin) else { return }
         guard cluster.node(named: node) != nil else { return reply(false, "'\(node)' is not a node of this cluster") }

@@ -73,6 +73,8 @@ struct FenceJob: Sendable, Equatable {
     /// Watchdog fencing (no device covers the node, or every level failed for a lost node and
     /// the nodes have watchdogs): when the wait for its reset began.
     var watchdogSince: UInt64?
+    /// A fence of this coordinator that a member runs: when it was asked (the answer is its record).
+    var delegatedAt: UInt64?
     /// The target's incarnation when this job began: the outcome applies to that life only (a
     /// fast-booting node may be back with a new one before a slow level finishes).
     var targetIncarnation: UInt64 = 0
@@ -122,11 +124,23 @@ extension Engine {
                 wanted[p.id] = "stop of \(r) failed"
             }
         }
+        // Our own stop of such a resource failed: a member fences us (a node never fences itself).
+        if resourceSet.fencing.covers(selfName), let r = local.first(where: { $0.value == .blocked && resourceSet.options($0.key).requiresFencing })?.key {
+            wanted[selfId] = "stop of \(r) failed on the coordinator"
+        }
         for z in o.manualFences where !isFenced(z) { wanted[z] = wanted[z] ?? "requested by an operator" }
         // A job no longer wanted (the node came back, or was fenced) is dropped unless it runs.
         for (z, j) in o.fencing where wanted[z] == nil && !j.running { o.fencing[z] = nil }
         for (z, why) in wanted.sorted(by: { $0.key < $1.key }) {
             var j = o.fencing[z] ?? FenceJob(reason: why)
+            // A delegated fence whose outcome never came (the member died, a record was lost):
+            // asked again after the backoff.
+            if j.running, let at = j.delegatedAt, now >= at + delegationLimit(for: name(of: z)) {
+                j.running = false
+                j.delegatedAt = nil
+                j.retryAt = now + Self.fenceBackoff(attempts: j.attempts)
+                o.fencing[z] = j
+            }
             if j.running { continue }
             if j.attempts == 0 && j.watchdogSince == nil { j.targetIncarnation = peers[z]?.incarnation ?? 0 }
             // The watchdog: where no device covers the node, or, for a lost node, once every level
@@ -139,16 +153,37 @@ extension Engine {
                 o.nextRound = min(o.nextRound, j.retryAt)
                 continue
             }
+            var executor = selfName
+            if z == selfId {
+                guard let m = peers.values.filter({ $0.member && !witnesses.contains($0.id) }).map(\.id).min() else { continue }
+                executor = name(of: m)
+                j.delegatedAt = now
+                out.append(.send(to: m, .fenceDelegate(node: selfName)))
+                o.nextRound = min(o.nextRound, now + delegationLimit(for: selfName))
+            } else {
+                out.append(.fence(target: z, name: name(of: z), reason: why))
+            }
             j.running = true
             j.attempts += 1
             j.reason = why
             o.fencing[z] = j
             let record = FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: .begun,
-                                     device: "", by: selfName, reason: why)
-            out.append(.fence(target: z, name: name(of: z), reason: why))
+                                     device: "", by: executor, reason: why)
             out.append(.event(.fence(record)))
             for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
         }
+    }
+
+    /// How long a member may take to fence this node for us: every device of every level, and 5 s.
+    func delegationLimit(for node: String) -> UInt64 {
+        resourceSet.fencing.levels(for: node).flatMap { $0 }.reduce(5000) { $0 + 2 * $1.timeoutMs }
+    }
+
+    /// Our coordinator asks us to fence it (its own stop failed): only the coordinator we follow,
+    /// only for itself, only with a device that covers it; we run the levels and tell everyone.
+    mutating func receiveFenceDelegate(node: String, from sender: NodeID, out: inout [Directive]) {
+        guard !isWitness, authority == sender, name(of: sender) == node, resourceSet.fencing.covers(node) else { return }
+        out.append(.fence(target: sender, name: node, reason: "the coordinator's own stop failed; it asked to be fenced"))
     }
 
     /// No device covers `z`, but it has a watchdog: it stopped petting when its lease ended (or
@@ -261,26 +296,14 @@ extension Engine {
         guard let n = cluster.node(named: node) else {
             return [.reply(requestId: requestId, ok: false, version: resources.version, message: "'\(node)' is not a node of cluster '\(cluster.name)'")]
         }
-        if isCoordinator {
+        if !forwardUnlessCoordinator(.fenceRequest(requestId: requestId, node: node, confirm: confirm), requestId: requestId, now: now, out: &out) {
             handleFenceRequest(requestId: requestId, origin: selfId, target: n.id, confirm: confirm, now: now, out: &out)
-        } else if let coordinator = authority, coordinator != selfId {
-            forwarded.append(ForwardedRequest(requestId: requestId, deadline: now + 5000))
-            out.append(.send(to: coordinator, .fenceRequest(requestId: requestId, node: node, confirm: confirm)))
-        } else {
-            out.append(.reply(requestId: requestId, ok: false, version: resources.version,
-                              message: "this node is not part of a quorate partition with a coordinator; nothing was done"))
         }
         return evaluate(now: now, out: &out)
     }
 
     mutating func handleFenceRequest(requestId: UInt64, origin: NodeID, target: NodeID, confirm: Bool, now: UInt64, out: inout [Directive]) {
-        func reply(_ ok: Bool, _ msg: String) {
-            if origin == selfId {
-                out.append(.reply(requestId: requestId, ok: ok, version: resources.version, message: msg))
-            } else {
-                out.append(.send(to: origin, .configResult(requestId: requestId, ok: ok, version: resources.version, message: msg)))
-            }
-        }
+        func reply(_ ok: Bool, _ msg: String) { answer(requestId: requestId, origin: origin, ok: ok, msg, out: &out) }
         guard isCoordinator, var o = office else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
         let tname = name(of: target)
         if target == selfId { return reply(false, "\(tname) is the coordinator: a node never fences itself; run the command on another node after it stepped down, or fence it by hand") }

@@ -148,6 +148,8 @@ public enum Message: Sendable, Equatable {
     case fenceRecord(FenceRecord)
     /// `hactl fence NODE` forwarded to the coordinator (`confirm`: the operator says it is off).
     case fenceRequest(requestId: UInt64, node: String, confirm: Bool)
+    /// The coordinator, whose own stop of a `fencing` resource failed, asks a member to fence it.
+    case fenceDelegate(node: String)
 
     public var kind: UInt8 {
         switch self {
@@ -160,6 +162,7 @@ public enum Message: Sendable, Equatable {
         case .standbyProposal: return 7
         case .fenceRecord: return 8
         case .fenceRequest: return 9
+        case .fenceDelegate: return 10
         }
     }
 }
@@ -291,6 +294,8 @@ extension Message {
             w.u64(id)
             w.string(node)
             w.bool(confirm)
+        case .fenceDelegate(let node):
+            w.string(node)
         }
         return w.bytes
     }
@@ -378,6 +383,8 @@ extension Message {
             m = .fenceRecord(try FenceRecord.decode(&r))
         case 9:
             m = .fenceRequest(requestId: try r.u64(), node: try r.string(max: maxNameBytes), confirm: try r.bool())
+        case 10:
+            m = .fenceDelegate(node: try r.string(max: maxNameBytes))
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

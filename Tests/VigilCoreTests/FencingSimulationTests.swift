@@ -247,7 +247,7 @@ final class FencingSimulationTests: XCTestCase {
 
     func testFenceMessagesRoundTrip() throws {
         let rec = FenceRecord(target: "n3", targetIncarnation: 42, outcome: .succeeded, device: "ipmi+psu", by: "n1", reason: "stop of db failed")
-        for m in [Message.fenceRecord(rec), .fenceRequest(requestId: 5, node: "n2", confirm: true)] {
+        for m in [Message.fenceRecord(rec), .fenceRequest(requestId: 5, node: "n2", confirm: true), .fenceDelegate(node: "n1")] {
             XCTAssertEqual(try Message.decode(kind: m.kind, payload: m.encodePayload()), m)
         }
         var bad = Message.fenceRecord(rec).encodePayload()
@@ -334,6 +334,34 @@ extension FencingSimulationTests {
         sim.run(20_000)
         XCTAssertFalse(sim.events.contains { if case .fence(let r) = $0.2 { return r.target == "n1" } else { return false } }, "the witness was fenced")
         XCTAssertEqual(sim.holders(of: "db"), [3])
+        XCTAssertEqual(sim.violations, [])
+    }
+}
+
+extension FencingSimulationTests {
+    /// The coordinator's own stop of db fails: it cannot fence itself, so it asks a member to;
+    /// the member fences it, a new coordinator recovers db elsewhere, never on two nodes.
+    func testTheCoordinatorsFailedStopIsFencedByAMember() throws {
+        let res = """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:Dummy"
+            preferred = ["n1"]
+            [[fence]]
+            name = "pdu"
+            agent = "fence_dummy"
+            hosts = ["n1", "n2", "n3"]
+            """
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 1), resources: res, seed: 2)
+        XCTAssertNotNil(sim.run(until: 10_000) { $0.holders(of: "db") == [1] })
+        XCTAssertEqual(sim.coordinators, [1])
+        sim.failingStops[1] = ["db"]
+        sim.fail(1, "db", reason: "monitor failed", kind: .hard)
+        XCTAssertNotNil(sim.run(until: 20_000) { s in s.holders(of: "db").contains { $0 != 1 } }, "db not recovered: \(sim.engine(2)?.waitingReason ?? [:])")
+        let f = try XCTUnwrap(sim.fences.first)
+        XCTAssertEqual(f.target, 1)
+        XCTAssertEqual(f.by, 2, "the lowest-id member other than the coordinator fences it")
+        XCTAssertTrue(f.ok)
         XCTAssertEqual(sim.violations, [])
     }
 }

@@ -11,13 +11,6 @@ final class FencingNamespaceTests: NamespaceTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let labAgent = root + "/Examples/fencing/fence_vigil_lab"
 
-    func requireFenceDummy() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/fence_dummy") else {
-            XCTFail("fence_dummy is missing: install Debian's fence-agents (.ci/install-deps.sh does)")
-            throw LabError("no fence_dummy")
-        }
-    }
-
     /// Levels: fence_dummy that always fails, then the lab's switch.
     func fencing(_ lab: Lab, failingFirstLevel: Bool = true) -> String {
         let map = (1...3).map { "node\($0) = \"\(lab.ns($0))\"" }.joined(separator: ", ")
@@ -48,10 +41,6 @@ final class FencingNamespaceTests: NamespaceTestCase {
             }
         }
         return t
-    }
-
-    func where_(_ lab: Lab, _ r: String, asking node: Int = 1) -> [String] {
-        ((try? status(lab, node))?.resources.first { $0.name == r }).map { $0.state == "started" ? $0.runningOn : [] } ?? []
     }
 
     /// The owner's clusterd stalls (SIGSTOP, network up) while its application keeps running:
@@ -90,13 +79,13 @@ final class FencingNamespaceTests: NamespaceTestCase {
         XCTAssertTrue(lab.run(Self.binDir + "/hactl", ["agent", "list"]).out.contains("fence_dummy"))
 
         _ = try lab.apply(1, resources: resources)
-        try lab.waitFor("db on node3", timeout: 30) { self.where_(lab, "db") == ["node3"] }
+        try lab.waitFor("db on node3", timeout: 30) { self.runningOn(lab, "db") == ["node3"] }
         try lab.waitFor("both devices monitored", timeout: 20) {
             (try? self.status(lab, 1))?.fenceDevices?.allSatisfy { $0.ok == true } ?? false
         }
         let t0 = Int(Lab.monoNowMs())
         lab.pause(3, true)
-        try lab.waitFor("db running elsewhere", timeout: 60) { let w = self.where_(lab, "db"); return !w.isEmpty && !w.contains("node3") }
+        try lab.waitFor("db running elsewhere", timeout: 60) { let w = self.runningOn(lab, "db"); return !w.isEmpty && !w.contains("node3") }
         XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty, "node3 still has processes: it was not powered off")
         let all = lab.allEvents().filter { $0.mono >= t0 }
         let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=node3") }, "no fence-succeeded in the logs")
@@ -112,7 +101,7 @@ final class FencingNamespaceTests: NamespaceTestCase {
         XCTAssertEqual(try status(lab, 2).fencing?.first { $0.node == "node3" }?.state, "fenced")
         // Clients find the service (its address moved with the group) on the new node. (node3's
         // namespace still lists the address, on links that are down: a powered-off machine's.)
-        let owner = try XCTUnwrap(where_(lab, "db").first)
+        let owner = try XCTUnwrap(runningOn(lab, "db").first)
         try lab.waitFor("the address answering on \(owner)", timeout: 10) { lab.owners(of: Scenarios.vip).filter { $0 != 3 }.map(lab.nodeName) == [owner] }
         XCTAssertTrue(ping(lab, Scenarios.vip), "clients cannot reach the service after the failover")
         lab.kill(3)
@@ -145,12 +134,12 @@ final class FencingNamespaceTests: NamespaceTestCase {
             preferred = ["node3"]
             stop_timeout_ms = 3000
             """ + fencing(lab, failingFirstLevel: false))
-        try lab.waitFor("app on node3", timeout: 30) { self.where_(lab, "app") == ["node3"] }
+        try lab.waitFor("app on node3", timeout: 30) { self.runningOn(lab, "app") == ["node3"] }
         let pid = try XCTUnwrap(lab.pid(3))
         XCTAssertEqual(lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "touch", "/run/resource-agents/stuck"]).code, 0)
         let t0 = Int(Lab.monoNowMs())
         XCTAssertEqual(lab.hactl(1, ["standby", "node3"]).code, 0)
-        try lab.waitFor("app recovered elsewhere", timeout: 60) { let w = self.where_(lab, "app"); return !w.isEmpty && !w.contains("node3") }
+        try lab.waitFor("app recovered elsewhere", timeout: 60) { let w = self.runningOn(lab, "app"); return !w.isEmpty && !w.contains("node3") }
         let all = lab.allEvents().filter { $0.mono >= t0 }
         XCTAssertTrue(all.contains { $0.text.hasPrefix("resource-stop-failed resource=app") }, "the stop did not fail")
         let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=node3") })
@@ -176,7 +165,7 @@ final class FencingNamespaceTests: NamespaceTestCase {
         let back = lab.events(3).filter { $0.mono >= t1 }
         XCTAssertTrue(back.contains { $0.text.hasPrefix("probe resource=app") }, "node3 did not probe on its return")
         XCTAssertFalse(back.contains { $0.text.hasPrefix("fenced-while-running") || $0.text.hasPrefix("resource-starting") })
-        XCTAssertEqual(where_(lab, "app").count, 1)
+        XCTAssertEqual(runningOn(lab, "app").count, 1)
     }
 
     /// `hactl fence NODE` with a device that powers nothing off (fence_dummy): the node learns it
@@ -192,28 +181,14 @@ final class FencingNamespaceTests: NamespaceTestCase {
         chmod(hooks + "/10-fence", 0o755)
         chmod(hooks, 0o755)
         chmod(lab.workDir, 0o755)
-        let cfg = try String(contentsOfFile: lab.configPath, encoding: .utf8)
-        try cfg.replacingOccurrences(of: "[cluster]\n", with: "[cluster]\nhooks_dir = \"\(hooks)\"\n").write(toFile: lab.configPath, atomically: true, encoding: .utf8)
-        try startQuorate(lab)
-        _ = try lab.apply(1, resources: """
-            [[resource]]
-            name = "db"
-            agent = "ocf:heartbeat:Dummy"
-            preferred = ["node3"]
-
-            [[fence]]
-            name = "dummy"
-            agent = "fence_dummy"
-            hosts = ["node1", "node2", "node3"]
-            params = { status_file = "\(lab.workDir)/fence_dummy.status" }
-            """)
-        try lab.waitFor("db on node3", timeout: 30) { self.where_(lab, "db") == ["node3"] }
+        try addClusterLine(lab, "hooks_dir = \"\(hooks)\"")
+        try startWithDummyFencedDb(lab)
         // Without --yes on a non-interactive input, nothing happens.
         XCTAssertNotEqual(lab.hactl(1, ["fence", "node3"]).code, 0)
         let r = lab.hactl(1, ["fence", "node3", "--yes"])
         XCTAssertEqual(r.code, 0, r.out + r.err)
         XCTAssertTrue(r.out.contains("SUCCEEDED"), r.out)
-        try lab.waitFor("db moved off node3", timeout: 30) { let w = self.where_(lab, "db"); return !w.isEmpty && !w.contains("node3") }
+        try lab.waitFor("db moved off node3", timeout: 30) { let w = self.runningOn(lab, "db"); return !w.isEmpty && !w.contains("node3") }
         XCTAssertTrue(lab.events(3).contains { $0.text.hasPrefix("fenced-while-running by=node1") })
         XCTAssertEqual(try status(lab, 3).fencing?.first?.state, "fenced-while-running")
         XCTAssertTrue(lab.isRunning(3))

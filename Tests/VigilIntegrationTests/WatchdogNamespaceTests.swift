@@ -21,7 +21,7 @@ final class WatchdogNamespaceTests: NamespaceTestCase {
             preferred = ["node3"]
             monitor_interval_ms = 2000
             """)
-        func db() -> [String] { ((try? status(lab, 1))?.resources.first { $0.name == "db" }).map { $0.state == "started" ? $0.runningOn : [] } ?? [] }
+        func db() -> [String] { runningOn(lab, "db") }
         try lab.waitFor("db on node3", timeout: 30) { db() == ["node3"] }
         // Nothing wrong for a while: every guardian pets, nobody is reset.
         Thread.sleep(forTimeInterval: 4)
@@ -48,31 +48,12 @@ final class WatchdogNamespaceTests: NamespaceTestCase {
     /// fence_reaction = "panic": a node fenced while it still runs (fence_dummy powers nothing
     /// off) stops petting, and its watchdog resets it.
     func testPanicReactionResetsANodeFencedWhileRunning() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/fence_dummy") else {
-            XCTFail("fence_dummy is missing: install Debian's fence-agents (.ci/install-deps.sh does)")
-            return
-        }
+        try requireFenceDummy()
         let lab = try makeLab(heartbeatLinks: 1)
         let standIns = try WatchdogStandIn.install(lab: lab, timeoutS: 2, nodes: [1, 2, 3])
         defer { for s in standIns { s.stop() } }
-        let cfg = try String(contentsOfFile: lab.configPath, encoding: .utf8)
-        try cfg.replacingOccurrences(of: "[cluster]\n", with: "[cluster]\nfence_reaction = \"panic\"\n").write(toFile: lab.configPath, atomically: true, encoding: .utf8)
-        try startQuorate(lab)
-        _ = try lab.apply(1, resources: """
-            [[resource]]
-            name = "db"
-            agent = "ocf:heartbeat:Dummy"
-            preferred = ["node3"]
-
-            [[fence]]
-            name = "dummy"
-            agent = "fence_dummy"
-            hosts = ["node1", "node2", "node3"]
-            params = { status_file = "\(lab.workDir)/fence_dummy.status" }
-            """)
-        try lab.waitFor("db on node3", timeout: 30) {
-            ((try? self.status(lab, 1))?.resources.first { $0.name == "db" }).map { $0.state == "started" && $0.runningOn == ["node3"] } ?? false
-        }
+        try addClusterLine(lab, "fence_reaction = \"panic\"")
+        try startWithDummyFencedDb(lab)
         let r = lab.hactl(1, ["fence", "node3", "--yes"])
         XCTAssertEqual(r.code, 0, r.out + r.err)
         try lab.waitFor("node3 reset by its watchdog", timeout: 15) { standIns[2].resetAt != nil }
