@@ -109,7 +109,13 @@ final class FencingNamespaceTests: NamespaceTestCase {
 
     /// A stop that fails (the agent cannot stop it on node3) blocks the resource; with a device the
     /// node is fenced and the resource recovered elsewhere without an operator; never on two nodes.
-    func testAFailedStopIsRecoveredByFencingTheNode() throws {
+    func testAFailedStopIsRecoveredByFencingTheNode() throws { try failedStopIsRecoveredByFencing(victim: 3) }
+
+    /// The same on the coordinator's own node: it cannot fence itself and asks node2 to.
+    func testTheCoordinatorsFailedStopIsFencedByAnotherNode() throws { try failedStopIsRecoveredByFencing(victim: 1) }
+
+    func failedStopIsRecoveredByFencing(victim v: Int) throws {
+        let vn = "node\(v)"
         let lab = try makeLab(heartbeatLinks: 1)
         // A plain script whose stop fails while /run/resource-agents/stuck exists (each lab node
         // has its own /run/resource-agents).
@@ -131,41 +137,42 @@ final class FencingNamespaceTests: NamespaceTestCase {
             [[resource]]
             name = "app"
             agent = "script:\(script)"
-            preferred = ["node3"]
+            preferred = ["\(vn)"]
             stop_timeout_ms = 3000
             """ + fencing(lab, failingFirstLevel: false))
-        try lab.waitFor("app on node3", timeout: 30) { self.runningOn(lab, "app") == ["node3"] }
-        let pid = try XCTUnwrap(lab.pid(3))
+        try lab.waitFor("app on \(vn)", timeout: 30) { self.runningOn(lab, "app", asking: 2) == [vn] }
+        XCTAssertEqual(try status(lab, 2).coordinator, "node1")
+        let pid = try XCTUnwrap(lab.pid(v))
         XCTAssertEqual(lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "touch", "/run/resource-agents/stuck"]).code, 0)
         let t0 = Int(Lab.monoNowMs())
-        XCTAssertEqual(lab.hactl(1, ["standby", "node3"]).code, 0)
-        try lab.waitFor("app recovered elsewhere", timeout: 60) { let w = self.runningOn(lab, "app"); return !w.isEmpty && !w.contains("node3") }
+        XCTAssertEqual(lab.hactl(2, ["standby", vn]).code, 0)
+        try lab.waitFor("app recovered elsewhere", timeout: 60) { let w = self.runningOn(lab, "app", asking: 2); return !w.isEmpty && !w.contains(vn) }
         let all = lab.allEvents().filter { $0.mono >= t0 }
         XCTAssertTrue(all.contains { $0.text.hasPrefix("resource-stop-failed resource=app") }, "the stop did not fail")
-        let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=node3") })
-        XCTAssertTrue(fenced.text.contains("stop of app failed"), fenced.text)
+        let fenced = try XCTUnwrap(all.first { $0.text.hasPrefix("fence-succeeded node=\(vn)") })
+        XCTAssertTrue(fenced.text.contains(v == 1 ? "by=node2" : "by=node1"), fenced.text)
         let started = try XCTUnwrap(all.first { $0.text == "resource-starting resource=app" })
         XCTAssertGreaterThan(started.mono, fenced.mono)
-        XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty)
+        XCTAssertTrue(lab.pids(in: v, matching: "").isEmpty)
         // The node comes back after its power-off, as a new incarnation: it rejoins cleanly
         // (probes before anything, no fence mark, nothing fenced-while-running) and app stays.
-        lab.kill(3)
+        lab.kill(v)
         // Power on: the links the switch took down come up again.
-        for line in lab.run("/usr/sbin/ip", ["-n", lab.ns(3), "-o", "link", "show"]).out.split(separator: "\n") {
+        for line in lab.run("/usr/sbin/ip", ["-n", lab.ns(v), "-o", "link", "show"]).out.split(separator: "\n") {
             let parts = line.split(separator: ":", maxSplits: 2)
             guard parts.count > 1, let name = parts[1].trimmingCharacters(in: .whitespaces).split(separator: "@").first, name != "lo" else { continue }
-            _ = lab.run("/usr/sbin/ip", ["-n", lab.ns(3), "link", "set", String(name), "up"])
+            _ = lab.run("/usr/sbin/ip", ["-n", lab.ns(v), "link", "set", String(name), "up"])
         }
         let t1 = Int(Lab.monoNowMs())
-        try lab.startNode(3)
-        try lab.waitFor("node3 back and unfenced", timeout: 30) {
-            guard let s = try? self.status(lab, 1), let s3 = try? self.status(lab, 3) else { return false }
-            return s.nodes.first { $0.name == "node3" }?.state == "online" && s.fencing == nil && s3.fencing == nil
+        try lab.startNode(v)
+        try lab.waitFor("\(vn) back and unfenced", timeout: 30) {
+            guard let s = try? self.status(lab, 2), let sv = try? self.status(lab, v) else { return false }
+            return s.nodes.first { $0.name == vn }?.state == "online" && s.fencing == nil && sv.fencing == nil
         }
-        let back = lab.events(3).filter { $0.mono >= t1 }
-        XCTAssertTrue(back.contains { $0.text.hasPrefix("probe resource=app") }, "node3 did not probe on its return")
+        let back = lab.events(v).filter { $0.mono >= t1 }
+        XCTAssertTrue(back.contains { $0.text.hasPrefix("probe resource=app") }, "\(vn) did not probe on its return")
         XCTAssertFalse(back.contains { $0.text.hasPrefix("fenced-while-running") || $0.text.hasPrefix("resource-starting") })
-        XCTAssertEqual(runningOn(lab, "app").count, 1)
+        XCTAssertEqual(runningOn(lab, "app", asking: 2).count, 1)
     }
 
     /// `hactl fence NODE` with a device that powers nothing off (fence_dummy): the node learns it
