@@ -175,6 +175,51 @@ final class FencingNamespaceTests: NamespaceTestCase {
         XCTAssertEqual(runningOn(lab, "app", asking: 2).count, 1)
     }
 
+    /// fence_heuristics_ping (fence-agents, unmodified) first in the level: while the fencing
+    /// node cannot ping its target the level fails and nothing is fenced (db stays blocked,
+    /// nowhere twice); once the target answers (a new configuration), the retry fences and db moves.
+    func testHeuristicsPingFirstInTheLevelHoldsBackFencing() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/fence_heuristics_ping") else {
+            XCTFail("fence_heuristics_ping is missing: install Debian's fence-agents (.ci/install-deps.sh does)")
+            return
+        }
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        func resources(pinging target: String) -> String {
+            var t = """
+                [[resource]]
+                name = "db"
+                agent = "ocf:heartbeat:Dummy"
+                preferred = ["node3"]
+
+                [[fence]]
+                name = "can-reach"
+                agent = "fence_heuristics_ping"
+                hosts = ["node1", "node2", "node3"]
+                params = { ping_targets = "\(target)", ping_count = "2", ping_good_count = "1", ping_timeout = "1" }
+                monitor_interval_ms = 0
+                """ + fencing(lab, failingFirstLevel: false)
+            for n in 1...3 { t += "\n[[fence_level]]\nnode = \"node\(n)\"\nindex = 1\ndevices = [\"can-reach\", \"lab-switch\"]\n" }
+            return t
+        }
+        // 198.18.0.250 is on the lab's own bridge and nobody has it: pings stay in the lab.
+        _ = try lab.apply(1, resources: resources(pinging: "198.18.0.250"))
+        try lab.waitFor("db on node3", timeout: 30) { self.runningOn(lab, "db") == ["node3"] }
+        let t0 = Int(Lab.monoNowMs())
+        lab.pause(3, true)
+        try lab.waitFor("a failed fence", timeout: 30) { lab.allEvents().contains { $0.mono >= t0 && $0.text.hasPrefix("fence-failed node=node3") } }
+        let failed = try XCTUnwrap(lab.allEvents().first { $0.mono >= t0 && $0.text.contains("level 1 failed: can-reach off") })
+        XCTAssertFalse(failed.text.contains("Error"), "the agent refused its parameters: \(failed.text)")
+        XCTAssertFalse(lab.pids(in: 3, matching: "clusterd").isEmpty, "node3 was powered off although the heuristics failed")
+        XCTAssertTrue(runningOn(lab, "db").isEmpty, "db started elsewhere without a fence")
+        // The client (198.18.0.100) answers: the next attempt passes the heuristics and fences.
+        _ = try lab.apply(1, resources: resources(pinging: "198.18.0.100"))
+        try lab.waitFor("db running elsewhere", timeout: 60) { let w = self.runningOn(lab, "db"); return !w.isEmpty && !w.contains("node3") }
+        XCTAssertTrue(lab.allEvents().contains { $0.mono >= t0 && $0.text.hasPrefix("fence-succeeded node=node3") && $0.text.contains("device=can-reach+lab-switch") })
+        XCTAssertTrue(lab.pids(in: 3, matching: "").isEmpty)
+        lab.kill(3)
+    }
+
     /// `hactl fence NODE` with a device that powers nothing off (fence_dummy): the node learns it
     /// was fenced while it runs, stops everything, stays out until `hactl cleanup NODE`.
     func testANodeFencedWhileRunningStopsEverythingUntilCleanup() throws {
