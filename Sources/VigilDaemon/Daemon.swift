@@ -65,6 +65,16 @@ public final class Daemon {
         let spawner = try Spawner(reactor: reactor)
         self.executor = AgentExecutor(reactor: reactor, log: log, spawner: spawner)
         self.fencer = Fencer(spawner: spawner, reactor: reactor, log: log)
+        do {
+            fencer.history = try store.loadFenceHistory()
+        } catch {
+            log.error("\(error)")
+        }
+        fencer.onRecord = { [store, storage, log] h in
+            storage.submit {
+                do { try store.saveFenceHistory(h) } catch { log.error("cannot save the fencing history: \(error)") }
+            }
+        }
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
                                 base: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                        "VIGIL_CLUSTER": setup.cluster.name, "VIGIL_LOCAL_NODE": setup.node.name],

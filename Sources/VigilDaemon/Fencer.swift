@@ -14,8 +14,10 @@ final class Fencer {
     }
     /// The last monitor result per device (this node's view).
     private(set) var health: [String: Health] = [:]
-    /// Outcomes this node ran or learned, oldest first, bounded.
-    private(set) var history: [FenceRecord] = []
+    /// Outcomes this node ran or learned, oldest first, bounded; kept in the state directory.
+    var history: [FenceRecord] = []
+    /// Called with the whole history after each new outcome (the daemon saves it off the loop).
+    var onRecord: (([FenceRecord]) -> Void)?
     static let historyLimit = 200
 
     private struct Step { var device: FenceDevice; var action: String }
@@ -162,6 +164,7 @@ final class Fencer {
         r.wallMs = WallClock.nowMs()
         history.append(r)
         if history.count > Self.historyLimit { history.removeFirst(history.count - Self.historyLimit) }
+        onRecord?(history)
     }
 
     func killAll() {

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import VigilCore
 import VigilSystem
@@ -8,6 +9,7 @@ public struct StateStore: Sendable {
     public let dir: String
     var resourcesPath: String { dir + "/resources.state" }
     var incarnationPath: String { dir + "/incarnation" }
+    var fenceHistoryPath: String { dir + "/fence-history.json" }
 
     public init(dir: String) throws {
         self.dir = dir
@@ -45,6 +47,24 @@ public struct StateStore: Sendable {
 
     public func saveResources(_ r: VersionedResources) throws {
         try Files.writeAtomically(resourcesPath, Array(r.stateFileText.utf8))
+    }
+
+    /// The fencing history this node kept (oldest first, at most `Fencer.historyLimit`); a
+    /// damaged file is an error for the caller to log, never a reason not to start.
+    func loadFenceHistory() throws -> [FenceRecord] {
+        guard Files.exists(fenceHistoryPath) else { return [] }
+        let bytes = try Files.read(fenceHistoryPath, limit: 1 << 20)
+        do {
+            return Array(try JSONDecoder().decode([FenceRecord].self, from: Data(bytes)).suffix(Fencer.historyLimit))
+        } catch {
+            throw SystemError("\(fenceHistoryPath) is damaged (\(error)); the fencing history starts empty", errno: EINVAL)
+        }
+    }
+
+    func saveFenceHistory(_ h: [FenceRecord]) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try Files.writeAtomically(fenceHistoryPath, Array(try enc.encode(h)))
     }
 }
 

@@ -257,5 +257,11 @@ final class FencingNamespaceTests: NamespaceTestCase {
             return s1.fencing == nil && s3.fencing == nil && s1.nodes.first { $0.name == "node3" }?.state == "online"
         }
         XCTAssertTrue(lab.events(3).contains { $0.text == "cleanup resource=node node3" })
+        // The history survives a restart (state_dir/fence-history.json, written atomically).
+        XCTAssertTrue(lab.stop(2))
+        try lab.startNode(2)
+        try lab.waitFor("node2's history after its restart", timeout: 20) {
+            lab.hactl(2, ["fence", "history"]).out.contains("SUCCEEDED  node=node3 by=node1 device=dummy")
+        }
     }
 }
