@@ -22,7 +22,7 @@ struct Fence: ParsableCommand {
         func run() throws {
             try askUnlessYes(yes, "Fence \(node)? It will be powered off or reset, and everything it runs stops.")
             let since = (try? connection.call(IPCRequest(command: .fenceHistory)))?.fenceHistory?.count ?? 0
-            try fenceCall(connection, .fence, node)
+            try nodeCall(connection, .fence, node)
             guard wait > 0 else { return }
             // The outcome arrives in the history (from the coordinator, which ran the agents).
             let deadline = Date().addingTimeInterval(TimeInterval(wait))
@@ -50,7 +50,7 @@ struct Fence: ParsableCommand {
 
         func run() throws {
             try askUnlessYes(yes, "Confirm that \(node) is powered off? If it still runs, its resources will run twice.")
-            try fenceCall(connection, .fenceConfirm, node)
+            try nodeCall(connection, .fenceConfirm, node)
         }
     }
 
@@ -93,13 +93,4 @@ func askUnlessYes(_ yes: Bool, _ question: String) throws {
     }
     FileHandle.standardError.write(Data("\(question) [y/N] ".utf8))
     guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else { throw ExitCode(1) }
-}
-
-func fenceCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws {
-    let r = try c.call(IPCRequest(command: cmd, text: node))
-    guard r.ok else {
-        printErr("hactl: \(r.message ?? "refused")")
-        throw ExitCode(1)
-    }
-    print(r.message ?? "done")
 }

@@ -169,7 +169,7 @@ struct Standby: ParsableCommand {
     @OptionGroup var connection: Connection
     @Argument(help: "Node name.")
     var node: String
-    func run() throws { try standbyCall(connection, .standby, node) }
+    func run() throws { try nodeCall(connection, .standby, node) }
 }
 
 struct Unstandby: ParsableCommand {
@@ -177,10 +177,11 @@ struct Unstandby: ParsableCommand {
     @OptionGroup var connection: Connection
     @Argument(help: "Node name.")
     var node: String
-    func run() throws { try standbyCall(connection, .unstandby, node) }
+    func run() throws { try nodeCall(connection, .unstandby, node) }
 }
 
-func standbyCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws {
+/// A change that names a node (standby, unstandby, fence, fence confirm): prints the answer.
+func nodeCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws {
     let r = try c.call(IPCRequest(command: cmd, text: node))
     guard r.ok else {
         printErr("hactl: \(r.message ?? "refused")")
