@@ -49,3 +49,7 @@ int vigil_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout)
     }
     return n;
 }
+
+int vigil_spawn_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}

@@ -215,6 +215,8 @@ final class GuardianLink {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, fds[0], 0)
         posix_spawn_file_actions_adddup2(&actions, shared.fd, 3)
+        // Its doorbell (0), the shared page (3) and its log (1, 2): nothing else.
+        _ = vigil_spawn_closefrom(&actions, 4)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }

@@ -47,6 +47,9 @@ public final class ChildProcess {
         }
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        // Nothing else: a descriptor opened without close-on-exec (by libqb, say) must not reach
+        // an agent or hook running as root.
+        _ = vigil_spawn_closefrom(&actions, 3)
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -90,11 +93,18 @@ public final class ChildProcess {
         return ChildProcess(pid: pid, outputFD: fds[0])
     }
 
-    /// Reads what is available; keeps the first `outputLimit` bytes, counts the rest.
+    /// At most this much is read per call: a child that writes without end cannot keep the
+    /// loop reading (the reactor is level-triggered: the rest is read in the next round).
+    public static let readPerRound = 64 * 1024
+
+    /// Reads what is available (at most `readPerRound`); keeps the first `outputLimit` bytes,
+    /// counts the rest. True at end of file.
     @discardableResult
     public func drain() -> Bool {
         var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
+        var budget = Self.readPerRound
+        while budget > 0 {
+            budget -= buf.count
             let n = buf.withUnsafeMutableBytes { raw in Glibc.read(outputFD, raw.baseAddress, raw.count) }
             if n > 0 {
                 let room = max(0, Self.outputLimit - output.count)
@@ -104,6 +114,7 @@ public final class ChildProcess {
             }
             return n == 0  // true: end of file
         }
+        return false
     }
 
     public var outputText: String {

@@ -49,4 +49,8 @@ int vigil_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout)
 static inline int vigil_wd_settimeout(int fd, int seconds) { int s = seconds; return ioctl(fd, WDIOC_SETTIMEOUT, &s) == 0 ? s : -1; }
 static inline int vigil_wd_gettimeout(int fd) { int s = 0; return ioctl(fd, WDIOC_GETTIMEOUT, &s) == 0 ? s : -1; }
 static inline int vigil_wd_keepalive(int fd) { int d = 0; return ioctl(fd, WDIOC_KEEPALIVE, &d); }
+// posix_spawn_file_actions_addclosefrom_np (glibc 2.34+, _GNU_SOURCE): children get no
+// descriptor above `from` - 1, close-on-exec or not.
+#include <spawn.h>
+int vigil_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 #endif

@@ -1,0 +1,55 @@
+import Foundation
+import Glibc
+import XCTest
+import VigilCore
+import VigilLab
+
+/// Agents and hooks run as root from clusterd: they must inherit nothing but stdin, stdout and
+/// stderr (no cluster sockets, no IPC, no epoll, no guardian page), whether or not a descriptor
+/// was opened close-on-exec (issue 9, finding 9).
+final class ChildDescriptorTests: NamespaceTestCase {
+    func testAgentsInheritOnlyTheirStandardDescriptors() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        let out = lab.workDir + "/fds"
+        let script = lab.workDir + "/fdlist"
+        // Python lists its own descriptors (the directory it reads is closed before readlink).
+        try """
+            #!/usr/bin/python3
+            import os, sys
+            S = "/run/resource-agents/fdlist.state"
+            a = sys.argv[1] if len(sys.argv) > 1 else ""
+            if a == "start":
+                fds = []
+                for n in sorted(os.listdir("/proc/self/fd"), key=int):
+                    try:
+                        fds.append(n + " -> " + os.readlink("/proc/self/fd/" + n))
+                    except OSError:
+                        pass
+                with open("\(out).tmp", "w") as f:
+                    f.write("\\n".join(fds) + "\\n")
+                os.rename("\(out).tmp", "\(out)")
+                open(S, "w").close()
+            elif a == "stop":
+                if os.path.exists(S):
+                    os.remove(S)
+            elif a == "status":
+                sys.exit(0 if os.path.exists(S) else 3)
+            else:
+                sys.exit(3)
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        chmod(lab.workDir, 0o755)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: "[[resource]]\nname = \"fdlist\"\nagent = \"script:\(script)\"\npreferred = [\"node2\"]\n")
+        try lab.waitFor("the agent to start", timeout: 30) { FileManager.default.fileExists(atPath: out) }
+        let listing = try String(contentsOfFile: out, encoding: .utf8)
+        // "lr-x------ 1 root root 64 ... 10 -> /tmp/.../fdlist": the descriptor number before "->".
+        var leaked: [String] = []
+        for line in listing.split(separator: "\n") where line.contains(" -> ") {
+            let parts = line.components(separatedBy: " -> ")
+            guard let fd = Int(parts[0]) else { continue }
+            if fd > 2 { leaked.append(String(line)) }
+        }
+        XCTAssertEqual(leaked, [], "descriptors inherited by the agent:\n\(listing)")
+    }
+}
