@@ -1,17 +1,36 @@
 /// Secrets in a resources file (fence devices' and agents' passwords) are never shown: `hactl
 /// config show` prints the file with every string value of a secret key (`FenceDevice.isSecret`)
-/// replaced. Works on the text, so comments and layout stay as the operator wrote them.
+/// replaced, and, for users outside root and the admin group, every value of `params` (agents'
+/// parameters often hold credentials under other names). Works on the text, so comments and
+/// layout stay as the operator wrote them.
 public enum Redaction {
     public static let mask = "********"
 
-    public static func redactSecrets(_ text: String) -> String {
+    public static func redactSecrets(_ text: String) -> String { redact(text, allParameters: false) }
+
+    /// Also every string value under a `params` key (inline table or dotted keys).
+    public static func redactParameters(_ text: String) -> String { redact(text, allParameters: true) }
+
+    static func redact(_ text: String, allParameters: Bool) -> String {
         let s = Array(text.unicodeScalars)
         var out = String.UnicodeScalarView()
         var i = 0
-        var lastKey: String?
-        var expectValueOf: String?
+        // The dotted key being read (`params.password` is two parts), the key whose value comes
+        // next (after `=`), and whether we are inside `params = { ... }`.
+        var keyParts: [String] = []
+        var afterDot = false
+        var expecting: [String]?
+        var inParams = false
         func isKeyChar(_ c: Unicode.Scalar) -> Bool {
             (c.value < 128) && (c.properties.isAlphabetic || c.properties.numericType != nil || c == "_" || c == "-")
+        }
+        func addKey(_ k: String) {
+            keyParts = afterDot ? keyParts + [k] : [k]
+            afterDot = false
+        }
+        func masked(_ key: [String]) -> Bool {
+            guard let last = key.last else { return false }
+            return FenceDevice.isSecret(last) || (allParameters && (inParams || (key.first == "params" && key.count > 1)))
         }
         while i < s.count {
             let c = s[i]
@@ -31,40 +50,56 @@ public enum Redaction {
                     j += 1
                 }
                 let end = min(s.count, j + q)
-                if let key = expectValueOf, FenceDevice.isSecret(key) {
-                    for k in 0..<q { out.append(s[i + k]) }
-                    out.append(contentsOf: mask.unicodeScalars)
-                    for k in max(i + q, j)..<end { out.append(s[k]) }
-                } else if expectValueOf == nil {
-                    // A quoted key: remember it like a bare one.
-                    lastKey = String(String.UnicodeScalarView(s[min(s.count, i + q)..<min(s.count, j)]))
-                    for k in i..<end { out.append(s[k]) }
-                    i = end
-                    continue
+                if let key = expecting {
+                    if masked(key) {
+                        for k in 0..<q { out.append(s[i + k]) }
+                        out.append(contentsOf: mask.unicodeScalars)
+                        for k in max(i + q, j)..<end { out.append(s[k]) }
+                    } else {
+                        for k in i..<end { out.append(s[k]) }
+                    }
+                    expecting = nil
+                    keyParts = []
                 } else {
+                    // A quoted key: remember it like a bare one.
+                    addKey(String(String.UnicodeScalarView(s[min(s.count, i + q)..<min(s.count, j)])))
                     for k in i..<end { out.append(s[k]) }
                 }
-                expectValueOf = nil
-                lastKey = nil
                 i = end
                 continue
             }
-            if isKeyChar(c) && expectValueOf == nil {
+            if isKeyChar(c) && expecting == nil {
                 var j = i
                 while j < s.count && isKeyChar(s[j]) { j += 1 }
-                lastKey = String(String.UnicodeScalarView(s[i..<j]))
+                addKey(String(String.UnicodeScalarView(s[i..<j])))
                 out.append(contentsOf: s[i..<j])
                 i = j
                 continue
             }
-            if c == "=" {
-                expectValueOf = lastKey
-                lastKey = nil
-            } else if c == "\n" || c == "," || c == "{" || c == "}" || c == "[" || c == "]" {
-                expectValueOf = nil
-                lastKey = nil
-            } else if c != " " && c != "\t" && c != "." {
-                if expectValueOf != nil { expectValueOf = nil }
+            switch c {
+            case "=":
+                expecting = keyParts
+                keyParts = []
+            case ".":
+                afterDot = expecting == nil
+            case "{":
+                if expecting == ["params"] { inParams = true }
+                expecting = nil
+                keyParts = []
+            case "}":
+                inParams = false
+                expecting = nil
+                keyParts = []
+            case "\n", ",", "[", "]":
+                expecting = nil
+                keyParts = []
+                afterDot = false
+            case " ", "\t":
+                break
+            default:
+                // A bare value (number, boolean): the assignment is done.
+                expecting = nil
+                keyParts = []
             }
             out.append(c)
             i += 1

@@ -125,7 +125,7 @@ public final class Daemon {
             enqueue: { [unowned self] job in self.reactor.enqueue(job) }
         ))
         server.log = { [log] in log.warning($0) }
-        server.handler = { [unowned self] req, conn, _ in self.handleIPC(req, conn) }
+        server.handler = { [unowned self] req, conn, peer in self.handleIPC(req, conn, peer) }
         try server.start()
         ipc = server
         log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")

@@ -41,7 +41,7 @@ extension Daemon {
 
     // MARK: IPC
 
-    func handleIPC(_ req: IPCRequest, _ conn: OpaquePointer) -> IPCServer.Reply {
+    func handleIPC(_ req: IPCRequest, _ conn: OpaquePointer, _ peer: IPCServer.Peer) -> IPCServer.Reply {
         let now = MonotonicClock.nowMs()
         switch req.command {
         case .status:
@@ -51,8 +51,11 @@ extension Daemon {
             fencingStatus(&st)
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
-            // Passwords and other secrets of fence devices and agents are never shown.
-            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: Redaction.redactSecrets(engine.resources.text))
+            // Passwords and other secrets of fence devices and agents are never shown; parameters
+            // at all only to root and the admin group.
+            let admin = ipc?.mayChange(peer) ?? false
+            let text = admin ? Redaction.redactSecrets(engine.resources.text) : Redaction.redactParameters(engine.resources.text)
+            var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: text)
             r.standby = engine.resources.standby
             return .now(r)
         case .cleanup:

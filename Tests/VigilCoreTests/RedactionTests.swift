@@ -37,3 +37,25 @@ final class RedactionTests: XCTestCase {
         XCTAssertEqual(Redaction.redactSecrets(text), text)
     }
 }
+
+extension RedactionTests {
+    /// For users outside root and the admin group: every parameter value, whatever its name.
+    func testParametersAreMaskedForOrdinaryUsers() {
+        let text = """
+            [[resource]]
+            name = "db"
+            agent = "ocf:heartbeat:pgsql"
+            params = { pgdata = "/srv/pg", replication_user = "repl" }
+            preferred = ["a"]
+            [[resource]]
+            name = "web"
+            params.docroot = "/srv/www"
+            """
+        let out = Redaction.redactParameters(text)
+        XCTAssertFalse(out.contains("/srv/pg") || out.contains("repl\"") || out.contains("/srv/www"), out)
+        XCTAssertTrue(out.contains("agent = \"ocf:heartbeat:pgsql\"") && out.contains("preferred = [\"a\"]") && out.contains("name = \"web\""), out)
+        XCTAssertTrue(out.contains("params = { pgdata = \"********\", replication_user = \"********\" }"), out)
+        // For admins only names that look secret are masked.
+        XCTAssertEqual(Redaction.redactSecrets(text), text)
+    }
+}

@@ -327,5 +327,14 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertTrue(ap.err.contains("permission denied"), ap.err)
         XCTAssertEqual(try status(lab, 1).configVersion, 0)
         XCTAssertTrue(lab.events(1).contains { $0.text.contains("refused apply from uid 65534") })
+        // Agents' parameters are shown to root and the admin group only (they often hold
+        // credentials under names that do not look like it); passwords to nobody.
+        _ = try lab.apply(1, resources: "[[resource]]\nname = \"db\"\nagent = \"ocf:heartbeat:Dummy\"\nparams = { fake = \"repl-user:hunter2\" }\n")
+        let mine = lab.hactl(1, ["config", "show"])
+        XCTAssertTrue(mine.out.contains("fake = \"repl-user:hunter2\""), mine.out + mine.err)
+        let theirs = lab.run("/usr/sbin/ip", asNobody + ["config", "show"] + ipc)
+        XCTAssertEqual(theirs.code, 0, theirs.err)
+        XCTAssertFalse(theirs.out.contains("hunter2"), theirs.out)
+        XCTAssertTrue(theirs.out.contains("fake = \"********\""), theirs.out)
     }
 }
