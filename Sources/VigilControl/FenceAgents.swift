@@ -20,15 +20,10 @@ public enum FenceCatalog {
         return out.sorted()
     }
 
-    public static func executable(_ agent: String) -> String? {
-        if agent.hasPrefix("/") { return access(agent, X_OK) == 0 ? agent : nil }
-        return FenceDevice.searchPath.map { "\($0)/\(agent)" }.first { access($0, X_OK) == 0 }
-    }
-
     /// The agent's parameters from its own meta-data (`action=metadata` on stdin, as the
     /// cluster sends everything else).
     public static func metadata(_ agent: String) throws(AgentCatalog.InfoError) -> AgentMetadata {
-        guard let path = executable(agent) else {
+        guard let path = FenceAgentPath.resolve(agent) else {
             throw .message("fence agent \(agent) is not installed on this node (looked in \(FenceDevice.searchPath.joined(separator: ", ")); Debian: apt-get install fence-agents)")
         }
         let (end, output) = ChildProcess.runSync(path, [], env: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"],

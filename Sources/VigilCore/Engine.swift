@@ -113,9 +113,8 @@ public struct Engine: Sendable {
     public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true; localSerial &+= 1 } }
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
-    /// Nodes fenced, with the incarnation each had then (see EngineFencing.swift).
-    public internal(set) var fenceMarks: [NodeID: UInt64] = [:]
-    var fenceMarkedAt: [NodeID: UInt64] = [:]
+    /// Nodes fenced: the incarnation each had then, and when we learned it (see EngineFencing.swift).
+    public internal(set) var fenceMarks: [NodeID: FenceMark] = [:]
     /// This node learned it was fenced while it still ran: it runs nothing until `hactl cleanup` names it.
     public internal(set) var fencedOut = false { didSet { localSerial &+= 1; urgent = true } }
     var hadLease = false

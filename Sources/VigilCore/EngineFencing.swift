@@ -62,6 +62,12 @@ extension FenceRecord.Outcome {
     static let allCodes: [FenceRecord.Outcome] = [.begun, .succeeded, .failed, .confirmed]
 }
 
+/// A node fenced in `incarnation`, as this node learned `at` (its clock).
+public struct FenceMark: Sendable, Equatable {
+    public var incarnation: UInt64
+    public var at: UInt64
+}
+
 /// The coordinator's fencing work in progress (part of its office: a new coordinator starts
 /// from the marks every node keeps, and fences again what was not confirmed).
 struct FenceJob: Sendable, Equatable {
@@ -90,7 +96,7 @@ extension Engine {
     /// Whether `z` is fenced in its current incarnation (so it runs nothing we need to wait for).
     public func isFenced(_ z: NodeID) -> Bool {
         guard z != selfId, let mark = fenceMarks[z] else { return false }
-        return mark == (peers[z]?.incarnation ?? 0)
+        return mark.incarnation == (peers[z]?.incarnation ?? 0)
     }
 
     /// Whether `r` cannot start elsewhere before `z` is fenced (see the rules above).
@@ -167,10 +173,8 @@ extension Engine {
             j.attempts += 1
             j.reason = why
             o.fencing[z] = j
-            let record = FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: .begun,
-                                     device: "", by: executor, reason: why)
-            out.append(.event(.fence(record)))
-            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
+            announce(FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: .begun,
+                                 device: "", by: executor, reason: why), out: &out)
         }
     }
 
@@ -193,8 +197,7 @@ extension Engine {
             let rec = FenceRecord(target: name(of: z), targetIncarnation: j.targetIncarnation, outcome: outcome,
                                   device: "watchdog", by: selfName, reason: why)
             if outcome == .succeeded { setMark(z, rec.targetIncarnation, now: now) }
-            out.append(.event(.fence(rec)))
-            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
+            announce(rec, out: &out)
         }
         guard let since = j.watchdogSince else {
             j.watchdogSince = now
@@ -236,15 +239,19 @@ extension Engine {
         let record = FenceRecord(target: name(of: target), targetIncarnation: inc,
                                  outcome: ok ? .succeeded : .failed, device: device, by: selfName, reason: ok ? reason : "\(reason): \(detail)")
         if ok { setMark(target, inc, now: now) }
-        out.append(.event(.fence(record)))
-        for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(record))) }
+        announce(record, out: &out)
         return evaluate(now: now, out: &out)
     }
 
     /// Records that `z` was fenced in incarnation `inc`, at `now` (see `checkFenceTook`).
     mutating func setMark(_ z: NodeID, _ inc: UInt64, now: UInt64) {
-        fenceMarks[z] = inc
-        fenceMarkedAt[z] = now
+        fenceMarks[z] = FenceMark(incarnation: inc, at: now)
+    }
+
+    /// An outcome this node produced: into its own history and to every other node.
+    func announce(_ rec: FenceRecord, out: inout [Directive]) {
+        out.append(.event(.fence(rec)))
+        for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
     }
 
     /// A packet from `z` in the incarnation it was fenced in, sent after the mark (later than a
@@ -252,9 +259,8 @@ extension Engine {
     /// goes (its own reports decide again, so a flap cannot free what it still holds) and the
     /// coordinator fences it again if it still must.
     mutating func checkFenceTook(_ z: NodeID, incarnation inc: UInt64, now: UInt64, out: inout [Directive]) {
-        guard let mark = fenceMarks[z], mark == inc, let at = fenceMarkedAt[z], now > at + timing.timeout else { return }
+        guard let mark = fenceMarks[z], mark.incarnation == inc, now > mark.at + timing.timeout else { return }
         fenceMarks[z] = nil
-        fenceMarkedAt[z] = nil
         out.append(.event(.fenceIneffective(name(of: z))))
         // If it must still be fenced (its stop failed), not at once again: after the backoff.
         if var o = office {
@@ -318,8 +324,7 @@ extension Engine {
             o.manualFences.remove(target)
             o.dirty = true
             office = o
-            out.append(.event(.fence(rec)))
-            for id in cluster.nodes.map(\.id) where id != selfId { out.append(.send(to: id, .fenceRecord(rec))) }
+            announce(rec, out: &out)
             return reply(true, "\(tname) recorded as fenced by an operator; what it ran is recovered elsewhere")
         }
         guard resourceSet.fencing.covers(tname) else { return reply(false, "no fence device covers \(tname): add a [[fence]] device with it in 'hosts' or 'host_map' (a watchdog resets a node only when it loses its lease or fails a stop)") }

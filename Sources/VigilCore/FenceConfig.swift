@@ -43,14 +43,6 @@ public struct FenceDevice: Sendable, Equatable, Codable {
     }
 }
 
-/// What a resource needs before it may start elsewhere after its node was lost (Pacemaker's `requires`).
-public enum FenceRequirement: String, Sendable, Equatable, Codable {
-    /// A majority withdrew the lost node's lease.
-    case quorum
-    /// The lost node was also fenced (or confirmed off by an operator).
-    case fencing
-}
-
 /// The fence devices of a resource set and the order in which they are tried per node.
 public struct FenceTopology: Sendable, Equatable, Codable {
     public var devices: [FenceDevice] = []

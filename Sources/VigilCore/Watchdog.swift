@@ -55,10 +55,12 @@ extension Engine {
         }
         // Until the probes said what runs here, a fencing resource may (left over by a clusterd
         // that crashed): pet only within the lease.
+        // (Called after every batch of inputs: only probes still pending are looked at, and every
+        // agent only before the first pass issued them; a new configuration's probes are issued
+        // and pending within the evaluation that adopts it.)
         if !placedHere {
-            placedHere = resourceSet.agents.contains { a in
-                resourceSet.options(a.name).requiresFencing && (!probeIssued.contains(a.name) || probePending.contains(a.name))
-            }
+            placedHere = probePending.contains { resourceSet.options($0).requiresFencing }
+                || (probeIssued.isEmpty && resourceSet.agents.contains { resourceSet.options($0.name).requiresFencing })
         }
         return placedHere ? leaseUntil : Watchdog.petFreely
     }

@@ -48,12 +48,6 @@ final class Fencer {
         self.log = log
     }
 
-    /// The executable of an agent: an absolute path as given, a name from the fence agents' directories.
-    static func executable(_ agent: String) -> String? {
-        if agent.hasPrefix("/") { return access(agent, X_OK) == 0 ? agent : nil }
-        return FenceDevice.searchPath.map { "\($0)/\(agent)" }.first { access($0, X_OK) == 0 }
-    }
-
     /// Fences `target` through `levels` (reboot: with several devices in a level, `off` on all
     /// of them, then `on` on all, as for dual power supplies). `completion(ok, devices, detail)`.
     func fence(target: String, levels: [[FenceDevice]], completion: @escaping (Bool, String, String) -> Void) {
@@ -96,7 +90,7 @@ final class Fencer {
 
     /// Runs one action of a device; `done` gets how the agent ended and what it printed.
     func run(_ device: FenceDevice, action: String, target: String?, done: @escaping (ProcessEnd, String) -> Void) {
-        guard let path = Self.executable(device.agent) else {
+        guard let path = FenceAgentPath.resolve(device.agent) else {
             return done(.couldNotRun("fence agent \(device.agent) not found (looked in \(FenceDevice.searchPath.joined(separator: ", ")))"), "")
         }
         let input = Array(device.input(action: action, target: target).utf8)

@@ -230,6 +230,9 @@ final class GuardianLink {
         for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, s) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
         let exe = "/proc/self/exe"
+        // A new guardian reports its own watchdog state: never the last one's.
+        shared[2] = WatchdogHolder.Status.unknown.rawValue
+        shared[3] = 0
         var args: [String] = ["clusterd", "--guardian", "--node", node]
         if let w = watchdog { args += ["--watchdog-device", w.device, "--watchdog-timeout", "\(w.timeoutS)"] }
         let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
