@@ -48,9 +48,11 @@ public enum StatusFormatter {
             out.append(contentsOf: render(r))
         }
         let c = s.counters
-        if c.forged + c.replayed + c.malformed + c.incompatible + c.foreignCluster > 0 {
+        let misdirected = c.misdirected ?? 0, oversize = c.oversize ?? 0
+        if c.forged + c.replayed + c.malformed + c.incompatible + c.foreignCluster + misdirected + oversize > 0 {
             out.append("")
-            out.append("Dropped packets: forged=\(c.forged) replayed=\(c.replayed) malformed=\(c.malformed) incompatible=\(c.incompatible) other-cluster=\(c.foreignCluster)")
+            out.append("Dropped packets: forged=\(c.forged) replayed=\(c.replayed) malformed=\(c.malformed) incompatible=\(c.incompatible) other-cluster=\(c.foreignCluster)"
+                + " misdirected=\(misdirected) oversize=\(oversize)")
         }
         for p in s.incompatiblePeers { out.append("Incompatible peer: \(p)") }
         if let e = c.sendErrors, e > 0 { out.append("Send errors: \(e) (see the log)") }

@@ -13,6 +13,20 @@ public struct ByteWriter {
         u32(UInt32(u.count))
         bytes.append(contentsOf: u)
     }
+    /// A string cut to at most `max` bytes, on a character boundary (for free text such as
+    /// errors, which the reader bounds: a longer one would make the whole message undecodable).
+    public mutating func string(_ s: String, max: Int) {
+        guard s.utf8.count > max else { return string(s) }
+        var cut = ""
+        var n = 0
+        for ch in s {
+            let k = ch.utf8.count
+            if n + k > max { break }
+            cut.append(ch)
+            n += k
+        }
+        string(cut)
+    }
     /// A name of at most 255 bytes, with a one-byte length (longer ones are cut; names are
     /// validated to be shorter long before they are sent).
     public mutating func shortString(_ s: String) {

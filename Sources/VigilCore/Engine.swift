@@ -160,6 +160,13 @@ public struct Engine: Sendable {
     /// `failed`, `fatal` or `probePending` changed.
     var facts = Heartbeat(sentAt: 0)
     var factsDirty = true
+    /// The facts' size inline, and their pages (built when first needed).
+    var factsSize = 0
+    var factsPages: [StatePage] = []
+    /// Pages being assembled, and the sets assembled but not yet taken by a heartbeat.
+    var pageAssemblies: [PageKey: PageAssembly] = [:]
+    var pagedFacts: [NodeID: PagedSet<Heartbeat>] = [:]
+    var pagedAssignments: [NodeID: PagedSet<[String: NodeID]>] = [:]
     /// Revisions of the assignments this node sends as coordinator: unique within its incarnation.
     var assignmentSerial: UInt64 = 0
     var nextHeartbeatAt: UInt64 = 0
@@ -222,8 +229,13 @@ public struct Engine: Sendable {
             // hold. Without them (we hold another revision) the heartbeat counts only for the
             // link's liveness; our acknowledgement makes the peer send them again.
             if !h.factsIncluded {
-                guard let r = peers[sender]?.report, r.factsRev == h.factsRev else { return out }
-                h.copyFacts(from: r)
+                if let r = peers[sender]?.report, r.factsRev == h.factsRev {
+                    h.copyFacts(from: r)
+                } else if let p = pagedFacts[sender], p.incarnation == inc, p.rev == h.factsRev {
+                    h.copyFacts(from: p.value)
+                } else {
+                    return out
+                }
             }
             // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
             // rather than compute deadlines from it.
@@ -291,6 +303,9 @@ public struct Engine: Sendable {
             receiveFenceRecord(rec, from: sender, now: now, out: &out)
         case .fenceDelegate(let node):
             receiveFenceDelegate(node: node, from: sender, out: &out)
+        case .statePage(let p):
+            receivePage(p, from: sender, incarnation: inc)
+            return out
         case .fenceRequest(let requestId, let node, let confirm):
             if let n = cluster.node(named: node) {
                 handleFenceRequest(requestId: requestId, origin: sender, target: n.id, confirm: confirm, now: now, out: &out)

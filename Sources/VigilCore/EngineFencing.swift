@@ -43,9 +43,9 @@ public struct FenceRecord: Sendable, Equatable, Codable {
         w.string(target)
         w.u64(targetIncarnation)
         w.u8(Outcome.allCodes.firstIndex(of: outcome).map(UInt8.init) ?? 0)
-        w.string(device)
-        w.string(by)
-        w.string(reason)
+        w.string(device, max: 1024)
+        w.string(by, max: Message.maxNameBytes)
+        w.string(reason, max: 1024)
     }
 
     static func decode(_ r: inout ByteReader) throws(DecodeError) -> FenceRecord {

@@ -16,6 +16,8 @@ extension Engine {
         if facts.factsRev == 0 || !f.sameFacts(as: facts) {
             f.factsRev = facts.factsRev + 1
             facts = f
+            factsSize = f.factsWireSize
+            factsPages = []
         }
     }
 
@@ -129,7 +131,34 @@ extension Engine {
                 h.wantsReply = true
                 lastAskedAt[id] = now
             }
+            if h.factsIncluded || h.assignmentsIncluded { pageIfLarge(&h, to: id, out: &out) }
             out.append(.send(to: id, .heartbeat(h)))
+        }
+    }
+
+    /// Facts or assignments that would make the heartbeat larger than `Message.heartbeatBudget`
+    /// go out as pages just before it (see `StatePage`), and the heartbeat names only their
+    /// revision.
+    mutating func pageIfLarge(_ h: inout Heartbeat, to id: NodeID, out: inout [Directive]) {
+        var bare = h
+        bare.factsIncluded = false
+        bare.assignmentsIncluded = false
+        let base = Message.heartbeat(bare).encodePayload().count
+        let assignmentsSize = h.assignmentsIncluded ? Heartbeat.assignmentsWireSize(h.assignments) : 0
+        guard base + (h.factsIncluded ? factsSize : 0) + assignmentsSize > Message.heartbeatBudget else { return }
+        if h.factsIncluded {
+            if factsPages.first?.rev != facts.factsRev {
+                factsPages = StatePage.paginate(.facts, rev: facts.factsRev, entries: facts.factEntries)
+            }
+            for p in factsPages { out.append(.send(to: id, .statePage(p))) }
+            h.factsIncluded = false
+            h.setFacts([])
+        }
+        if h.assignmentsIncluded && base + assignmentsSize > Message.heartbeatBudget {
+            let entries = h.assignments.keys.sorted().compactMap { k in h.assignments[k].map { StatePage.Entry(name: k, value: $0.rawValue) } }
+            for p in StatePage.paginate(.assignments, rev: h.assignmentsRev, entries: entries) { out.append(.send(to: id, .statePage(p))) }
+            h.assignmentsIncluded = false
+            h.assignments = [:]
         }
     }
 

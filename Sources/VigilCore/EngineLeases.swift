@@ -16,8 +16,14 @@ extension Engine {
             // A coordinator sends its assignments only until we acknowledged their revision: these
             // are the ones we hold. If we do not hold them (we dropped them since), this heartbeat
             // grants nothing; our acknowledgement tells the coordinator to send them again.
-            guard authority == sender, authorityIncarnation == inc, authorityRev == h.assignmentsRev else { return }
-            assignments = authorityAssignments
+            // Paged assignments (too many for the heartbeat) come from their assembled pages.
+            if authority == sender, authorityIncarnation == inc, authorityRev == h.assignmentsRev {
+                assignments = authorityAssignments
+            } else if let p = pagedAssignments[sender], p.incarnation == inc, p.rev == h.assignmentsRev {
+                assignments = p.value
+            } else {
+                return
+            }
         }
         // A new coordinator counts only reports that answer its own heartbeats: answer at once.
         if authority != sender { urgent = true }

@@ -150,6 +150,8 @@ public enum Message: Sendable, Equatable {
     case fenceRequest(requestId: UInt64, node: String, confirm: Bool)
     /// The coordinator, whose own stop of a `fencing` resource failed, asks a member to fence it.
     case fenceDelegate(node: String)
+    /// A page of the sender's facts or of a coordinator's assignments (see `StatePage`).
+    case statePage(StatePage)
 
     public var kind: UInt8 {
         switch self {
@@ -163,6 +165,7 @@ public enum Message: Sendable, Equatable {
         case .fenceRecord: return 8
         case .fenceRequest: return 9
         case .fenceDelegate: return 10
+        case .statePage: return 11
         }
     }
 }
@@ -176,41 +179,6 @@ public struct DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
 extension Message {
     static let maxNames = 4096
     static let maxNameBytes = 255
-
-    /// A node's facts, compactly: every resource it holds, fails, probes or has a fatal error for,
-    /// once, with a byte of flags (held, started, blocked, failed, fatal, probing). Each list
-    /// comes out sorted.
-    static func encodeFacts(_ h: Heartbeat, _ w: inout ByteWriter) {
-        var flags: [String: UInt8] = [:]
-        flags.reserveCapacity(h.held.count + h.failed.count + h.fatal.count)
-        for (bit, list) in [(UInt8(1), h.held), (2, h.started), (4, h.blocked), (8, h.failed), (16, h.fatal), (32, h.probingResources)] {
-            for n in list { flags[n, default: 0] |= bit }
-        }
-        w.u16(UInt16(flags.count))
-        for n in flags.keys.sorted() {
-            w.shortString(n)
-            w.u8(flags[n] ?? 0)
-        }
-    }
-
-    static func decodeFacts(_ h: inout Heartbeat, _ r: inout ByteReader) throws(DecodeError) {
-        let n = try r.count(max: maxNames)
-        var last: String?
-        for _ in 0..<n {
-            let name = try r.shortString()
-            // Strictly ascending: each name once, and every list comes out sorted.
-            if let l = last, !(l < name) { throw DecodeError("resource facts not in ascending order at '\(name)'") }
-            last = name
-            let f = try r.u8()
-            guard f != 0, f & ~63 == 0 else { throw DecodeError("invalid resource flags \(f) for '\(name)'") }
-            if f & 1 != 0 { h.held.append(name) }
-            if f & 2 != 0 { h.started.append(name) }
-            if f & 4 != 0 { h.blocked.append(name) }
-            if f & 8 != 0 { h.failed.append(name) }
-            if f & 16 != 0 { h.fatal.append(name) }
-            if f & 32 != 0 { h.probingResources.append(name) }
-        }
-    }
 
     public func encodePayload() -> [UInt8] {
         var w = ByteWriter()
@@ -281,7 +249,7 @@ extension Message {
             w.u64(id)
             w.bool(ok)
             w.u64(v)
-            w.string(msg)
+            w.string(msg, max: 4096)
         case .cleanup(let r):
             w.string(r)
         case .standbyProposal(let id, let node, let on):
@@ -296,6 +264,8 @@ extension Message {
             w.bool(confirm)
         case .fenceDelegate(let node):
             w.string(node)
+        case .statePage(let p):
+            p.encode(&w)
         }
         return w.bytes
     }
@@ -374,7 +344,7 @@ extension Message {
             let (offset, total, chunk) = try readChunk(&r)
             m = .configProposal(requestId: id, offset: offset, total: total, chunk: chunk)
         case 5:
-            m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string())
+            m = .configResult(requestId: try r.u64(), ok: try r.bool(), version: try r.u64(), message: try r.string(max: 4096))
         case 6:
             m = .cleanup(resource: try r.string(max: maxNameBytes))
         case 7:
@@ -385,6 +355,8 @@ extension Message {
             m = .fenceRequest(requestId: try r.u64(), node: try r.string(max: maxNameBytes), confirm: try r.bool())
         case 10:
             m = .fenceDelegate(node: try r.string(max: maxNameBytes))
+        case 11:
+            m = .statePage(try StatePage.decode(&r))
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

@@ -40,6 +40,10 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var unknownSender: UInt64 = 0
         /// Datagrams the kernel refused to send (too large, no route, buffer full).
         public var sendErrors: UInt64? = nil
+        /// Authentic packets sealed for another node, another life of this one, or another link.
+        public var misdirected: UInt64? = nil
+        /// Datagrams longer than any node sends, dropped before their MAC is computed.
+        public var oversize: UInt64? = nil
         public init() {}
     }
 

@@ -10,7 +10,8 @@ extension Daemon {
             counters.malformed += 1
             return
         }
-        switch Envelope.open(bytes, authenticator: key, clusterId: clusterId) {
+        let here = Envelope.Destination(node: selfNode.id.rawValue, incarnation: incarnation, link: UInt8(truncatingIfNeeded: link))
+        switch Envelope.open(bytes, authenticator: key, clusterId: clusterId, at: here) {
         case .failure(let e):
             let src = batch.source(i).map { "\($0)" } ?? "?"
             switch e {
@@ -29,6 +30,18 @@ extension Daemon {
             case .badMAC:
                 counters.forged += 1
                 if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
+            case .otherRecipient(let node, let inc):
+                let total = (counters.misdirected ?? 0) + 1
+                counters.misdirected = total
+                if total.isPowerOfTwo { log.warning("dropped packet from \(src) sealed for node \(node) incarnation \(inc), not this node's current life, total=\(total)") }
+            case .otherLink(let l):
+                let total = (counters.misdirected ?? 0) + 1
+                counters.misdirected = total
+                if total.isPowerOfTwo { log.warning("dropped packet from \(src) on link \(cluster.links[link].name) sent on link \(l), total=\(total)") }
+            case .tooLong:
+                let total = (counters.oversize ?? 0) + 1
+                counters.oversize = total
+                if total.isPowerOfTwo { log.warning("dropped datagram of \(bytes.count) bytes from \(src) (longer than any node sends) total=\(total)") }
             case .foreignCluster(let cid):
                 counters.foreignCluster += 1
                 if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
@@ -53,10 +66,19 @@ extension Daemon {
 
     func send(_ msg: Message, to peer: NodeID) {
         guard let node = cluster.node(id: peer) else { return }
-        seq += 1
         let payload = msg.encodePayload()
+        guard payload.count <= Message.maxPayload else {
+            let total = (counters.sendErrors ?? 0) + 1
+            counters.sendErrors = total
+            log.error("message kind \(msg.kind) of \(payload.count) bytes to \(node.name) exceeds \(Message.maxPayload) bytes: not sent, total=\(total)")
+            return
+        }
+        seq += 1
+        // Sealed for the recipient's life as we last heard it (0 before we heard it).
+        let theirs = engine.peers[peer]?.incarnation ?? 0
         for (i, link) in cluster.links.enumerated() {
-            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq)
+            let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq,
+                                         recipient: peer.rawValue, recipientIncarnation: theirs)
             let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
             let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
             if err != 0 {

@@ -293,8 +293,11 @@ public struct SimCluster {
                 // Every message goes through the wire codec, bounded by one UDP datagram, as
                 // the daemon sends it.
                 let payload = original.encodePayload()
-                guard payload.count <= Self.maxDatagramPayload else {
-                    violations.append("t=\(now): message kind \(original.kind) of \(payload.count) bytes from n\(id) exceeds one datagram")
+                // Heartbeats and their pages fit one unfragmented datagram, anything else the
+                // largest packet a node accepts.
+                let bound = original.kind == 1 || original.kind == 11 ? Message.heartbeatBudget : Message.maxPayload
+                guard payload.count <= bound else {
+                    violations.append("t=\(now): message kind \(original.kind) of \(payload.count) bytes from n\(id) exceeds \(bound)")
                     continue
                 }
                 let msg: Message

@@ -13,17 +13,27 @@ import VigilCore
 /// 12     4   sender node id
 /// 16     8   sender incarnation (grows with every start of clusterd)
 /// 24     8   sequence number (per sender incarnation, grows with every packet)
-/// 32     4   payload length
-/// 36     n   payload (see Message.encodePayload)
-/// 36+n  32   HMAC-SHA256 over bytes 0..<36+n under the cluster key
+/// 32     4   recipient node id
+/// 36     8   recipient incarnation as the sender last heard it (0: not heard yet)
+/// 44     4   payload length
+/// 48     n   payload (see Message.encodePayload)
+/// 48+n  32   HMAC-SHA256 over bytes 0..<48+n under the cluster key
 /// ```
 /// The magic and version come first and keep their place in every future version, so a peer
 /// speaking another version is recognised and reported instead of misread.
+///
+/// Every packet is bound to one recipient, one life of it and one link: a packet from A to B
+/// is refused at C, a packet for B's previous incarnation is refused by B, and a packet sent on
+/// link 0 and resent on link 1 is refused there (it cannot keep a dead link looking alive).
+/// Version 4 had no recipient: a heartbeat from A to B was valid at C.
 public enum Envelope {
     public static let magic: [UInt8] = Array("VGIL".utf8)
-    public static let protocolVersion: UInt16 = 4
-    public static let headerSize = 36
+    public static let protocolVersion: UInt16 = 5
+    public static let headerSize = 48
     public static let macSize = 32
+    /// The largest packet any node sends (a configuration piece of 16 KiB, the standby list and
+    /// the envelope). A longer datagram is dropped before its MAC is computed.
+    public static let maxPacket = headerSize + Message.maxPayload + macSize
 
     public struct Header: Equatable, Sendable {
         public var kind: UInt8
@@ -32,13 +42,30 @@ public enum Envelope {
         public var sender: UInt32
         public var incarnation: UInt64
         public var seq: UInt64
-        public init(kind: UInt8, link: UInt8, clusterId: UInt32, sender: UInt32, incarnation: UInt64, seq: UInt64) {
+        public var recipient: UInt32
+        public var recipientIncarnation: UInt64
+        public init(kind: UInt8, link: UInt8, clusterId: UInt32, sender: UInt32, incarnation: UInt64, seq: UInt64,
+                    recipient: UInt32, recipientIncarnation: UInt64) {
             self.kind = kind
             self.link = link
             self.clusterId = clusterId
             self.sender = sender
             self.incarnation = incarnation
             self.seq = seq
+            self.recipient = recipient
+            self.recipientIncarnation = recipientIncarnation
+        }
+    }
+
+    /// Where a packet arrived: the node that reads it, in which life, on which link.
+    public struct Destination: Equatable, Sendable {
+        public var node: UInt32
+        public var incarnation: UInt64
+        public var link: UInt8
+        public init(node: UInt32, incarnation: UInt64, link: UInt8) {
+            self.node = node
+            self.incarnation = incarnation
+            self.link = link
         }
     }
 
@@ -49,6 +76,11 @@ public enum Envelope {
         case badLength
         case badMAC
         case foreignCluster(UInt32)
+        /// Authentic, but sealed for another node (or another life of this one).
+        case otherRecipient(UInt32, UInt64)
+        /// Authentic, but sent on another link than the one it arrived on.
+        case otherLink(UInt8)
+        case tooLong
         case malformed(String)
     }
 
@@ -76,6 +108,8 @@ public enum Envelope {
         w.u32(header.sender)
         w.u64(header.incarnation)
         w.u64(header.seq)
+        w.u32(header.recipient)
+        w.u64(header.recipientIncarnation)
         w.u32(UInt32(payload.count))
         w.raw(payload)
         var bytes = w.bytes
@@ -84,16 +118,22 @@ public enum Envelope {
     }
 
     /// Verifies and decodes a packet. Nothing in it is trusted before the MAC checks out.
-    public static func open(_ bytes: [UInt8], key: SymmetricKey, clusterId expected: UInt32) -> Result<(Header, Message), OpenError> {
-        open(bytes, authenticator: PacketAuthenticator(key: key), clusterId: expected)
+    /// `at`: the node reading it; a packet sealed for another node, another incarnation of this
+    /// one (0 passes: the sender had not heard this life yet) or another link is refused.
+    public static func open(_ bytes: [UInt8], key: SymmetricKey, clusterId expected: UInt32, at: Destination) -> Result<(Header, Message), OpenError> {
+        open(bytes, authenticator: PacketAuthenticator(key: key), clusterId: expected, at: at)
     }
 
-    public static func open(_ bytes: [UInt8], authenticator: PacketAuthenticator, clusterId expected: UInt32) -> Result<(Header, Message), OpenError> {
+    public static func open(_ bytes: [UInt8], authenticator: PacketAuthenticator, clusterId expected: UInt32, at: Destination) -> Result<(Header, Message), OpenError> {
         guard bytes.count >= 6 else { return .failure(.tooShort) }
         guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { return .failure(.notVigil) }
         let version = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
         guard version == protocolVersion else { return .failure(.incompatibleVersion(version)) }
         guard bytes.count >= headerSize + macSize else { return .failure(.tooShort) }
+        // Cheap checks first: no MAC is computed over a datagram no node sends.
+        guard bytes.count <= maxPacket else { return .failure(.tooLong) }
+        let declared = Int(bytes[44]) << 24 | Int(bytes[45]) << 16 | Int(bytes[46]) << 8 | Int(bytes[47])
+        guard declared == bytes.count - headerSize - macSize else { return .failure(.badLength) }
         guard authenticator.verify(bytes) else { return .failure(.badMAC) }
         var r = ByteReader(bytes, offset: 6, end: bytes.count - macSize)
         do {
@@ -103,12 +143,20 @@ public enum Envelope {
             let sender = try r.u32()
             let inc = try r.u64()
             let seq = try r.u64()
+            let recipient = try r.u32()
+            let recipientInc = try r.u64()
             let len = Int(try r.u32())
             guard len == r.remaining else { return .failure(.badLength) }
             guard cid == expected else { return .failure(.foreignCluster(cid)) }
+            guard recipient == at.node, recipientInc == at.incarnation || recipientInc == 0 else {
+                return .failure(.otherRecipient(recipient, recipientInc))
+            }
+            guard link == at.link else { return .failure(.otherLink(link)) }
             let payload = try r.raw(len)
             let msg = try Message.decode(kind: kind, payload: payload)
-            return .success((Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq), msg))
+            let h = Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq,
+                           recipient: recipient, recipientIncarnation: recipientInc)
+            return .success((h, msg))
         } catch {
             return .failure(.malformed(error.message))
         }

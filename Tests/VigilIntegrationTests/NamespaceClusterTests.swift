@@ -195,7 +195,9 @@ final class NamespaceClusterTests: NamespaceTestCase {
         let evil = Message.heartbeat(Heartbeat(sentAt: 1, vote: node3, isCoordinator: true, leaseMs: 375, configVersion: 99,
                                                held: ["web-ip"], assignments: ["web-ip": node3]))
         let cid = Envelope.clusterId("lab")
-        func hdr(_ seq: UInt64) -> Envelope.Header { .init(kind: 1, link: 0, clusterId: cid, sender: 3, incarnation: inc, seq: seq) }
+        func hdr(_ seq: UInt64, to: UInt32 = 1, link: UInt8 = 0) -> Envelope.Header {
+            .init(kind: 1, link: link, clusterId: cid, sender: 3, incarnation: inc, seq: seq, recipient: to, recipientIncarnation: 0)
+        }
         let forged = Envelope.seal(evil, header: hdr(1 << 40), key: makeKey(Array(repeating: 1, count: 64)))
         var corrupted = Envelope.seal(evil, header: hdr(1 << 40), key: key)
         corrupted[40] ^= 0xFF
@@ -206,7 +208,11 @@ final class NamespaceClusterTests: NamespaceTestCase {
         // never remembered (a spoofed source per packet must not grow a map or status replies).
         var otherVersion = replayed
         otherVersion[5] ^= 0x40
-        for (name, p) in [("forged", forged), ("corrupted", corrupted), ("replayed", replayed), ("other version", otherVersion)] {
+        // Authentic packets, but sealed for node2, or sent on link 1 (issue 9, finding 2).
+        let forNode2 = Envelope.seal(evil, header: hdr(1 << 41, to: 2), key: key)
+        let otherLink = Envelope.seal(evil, header: hdr(1 << 42, link: 1), key: key)
+        for (name, p) in [("forged", forged), ("corrupted", corrupted), ("replayed", replayed), ("other version", otherVersion),
+                          ("for node2", forNode2), ("other link", otherLink)] {
             for _ in 0..<5 {
                 let r = lab.run("/usr/sbin/ip", ["netns", "exec", lab.clientNS, Self.binDir + "/vigil-lab", "inject", "--to", "198.18.0.1", "--port", "5405", "--hex", p.map { String(format: "%02x", $0) }.joined()])
                 XCTAssertEqual(r.code, 0, "\(name): \(r.err)")
@@ -217,6 +223,7 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertGreaterThanOrEqual(after.counters.forged, before.counters.forged + 10, "forged and corrupted packets are counted")
         XCTAssertGreaterThanOrEqual(after.counters.replayed, before.counters.replayed + 5, "replays are counted")
         XCTAssertGreaterThanOrEqual(after.counters.incompatible, before.counters.incompatible + 5, "other versions are counted")
+        XCTAssertGreaterThanOrEqual(after.counters.misdirected ?? 0, (before.counters.misdirected ?? 0) + 10, "packets for another node or link are refused")
         XCTAssertEqual(after.incompatiblePeers, [], "a machine that is not a node was remembered as an incompatible peer")
         XCTAssertEqual(after.coordinator, before.coordinator)
         XCTAssertEqual(after.configVersion, 1)

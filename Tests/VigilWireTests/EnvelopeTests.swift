@@ -6,14 +6,16 @@ import VigilWire
 final class EnvelopeTests: XCTestCase {
     let key = makeKey(Array(repeating: 7, count: 32))
     let cid = Envelope.clusterId("lab")
-    func header(seq: UInt64 = 1) -> Envelope.Header {
-        Envelope.Header(kind: 1, link: 0, clusterId: cid, sender: 2, incarnation: 10, seq: seq)
+    func header(seq: UInt64 = 1, to recipient: UInt32 = 1, recipientIncarnation: UInt64 = 20, link: UInt8 = 0) -> Envelope.Header {
+        Envelope.Header(kind: 1, link: link, clusterId: cid, sender: 2, incarnation: 10, seq: seq, recipient: recipient, recipientIncarnation: recipientIncarnation)
     }
+    /// Node 1 in incarnation 20, reading link 0.
+    let here = Envelope.Destination(node: 1, incarnation: 20, link: 0)
     let msg = Message.heartbeat(Heartbeat(sentAt: 5, vote: NodeID(rawValue: 1), held: ["vip"]))
 
     func testSealedPacketOpens() throws {
         let p = Envelope.seal(msg, header: header(), key: key)
-        guard case .success(let (h, m)) = Envelope.open(p, key: key, clusterId: cid) else { return XCTFail() }
+        guard case .success(let (h, m)) = Envelope.open(p, key: key, clusterId: cid, at: here) else { return XCTFail() }
         XCTAssertEqual(h, header())
         XCTAssertEqual(m, msg)
     }
@@ -45,25 +47,62 @@ final class EnvelopeTests: XCTestCase {
 
     func testWrongKeyAndEveryFlippedBitAreRejected() {
         let p = Envelope.seal(msg, header: header(), key: key)
-        XCTAssertEqual(Envelope.open(p, key: makeKey(Array(repeating: 8, count: 32)), clusterId: cid).failureValue, .badMAC)
+        XCTAssertEqual(Envelope.open(p, key: makeKey(Array(repeating: 8, count: 32)), clusterId: cid, at: here).failureValue, .badMAC)
         for i in 6..<p.count {
             var q = p
             q[i] ^= 0x01
-            XCTAssertNotNil(Envelope.open(q, key: key, clusterId: cid).failureValue, "flip at \(i) accepted")
+            XCTAssertNotNil(Envelope.open(q, key: key, clusterId: cid, at: here).failureValue, "flip at \(i) accepted")
         }
     }
 
     func testOtherProtocolVersionIsReportedNotMisread() {
         var p = Envelope.seal(msg, header: header(), key: key)
         p[5] = 9
-        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid).failureValue, .incompatibleVersion(9))
-        XCTAssertEqual(Envelope.open(Array("hello world".utf8), key: key, clusterId: cid).failureValue, .notVigil)
-        XCTAssertEqual(Envelope.open([1, 2], key: key, clusterId: cid).failureValue, .tooShort)
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid, at: here).failureValue, .incompatibleVersion(9))
+        XCTAssertEqual(Envelope.open(Array("hello world".utf8), key: key, clusterId: cid, at: here).failureValue, .notVigil)
+        XCTAssertEqual(Envelope.open([1, 2], key: key, clusterId: cid, at: here).failureValue, .tooShort)
     }
 
     func testOtherClusterIsRejected() {
         let p = Envelope.seal(msg, header: header(), key: key)
-        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid &+ 1).failureValue, .foreignCluster(cid))
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid &+ 1, at: here).failureValue, .foreignCluster(cid))
+    }
+
+    /// Issue 9, finding 2: a packet is valid only at its recipient, in the recipient's life the
+    /// sender knew (or before it knew any), and on the link it was sent on.
+    func testPacketsAreBoundToRecipientIncarnationAndLink() {
+        let p = Envelope.seal(msg, header: header(), key: key)
+        let atNode3 = Envelope.Destination(node: 3, incarnation: 20, link: 0)
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid, at: atNode3).failureValue, .otherRecipient(1, 20), "a heartbeat from 2 to 1 accepted at 3")
+        let restarted = Envelope.Destination(node: 1, incarnation: 21, link: 0)
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid, at: restarted).failureValue, .otherRecipient(1, 20), "a packet for a previous life accepted")
+        let otherLink = Envelope.Destination(node: 1, incarnation: 20, link: 1)
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid, at: otherLink).failureValue, .otherLink(0), "a link-0 packet accepted on link 1")
+        let first = Envelope.seal(msg, header: header(recipientIncarnation: 0), key: key)
+        XCTAssertNotNil(Envelope.open(first, key: key, clusterId: cid, at: restarted).successValue, "before the sender heard the recipient")
+        XCTAssertEqual(Envelope.open(first, key: key, clusterId: cid, at: atNode3).failureValue, .otherRecipient(1, 0))
+        // The recipient fields are under the MAC: rewriting them breaks it.
+        for i in 32..<44 {
+            var q = p
+            q[i] ^= 0x01
+            XCTAssertEqual(Envelope.open(q, key: key, clusterId: cid, at: here).failureValue, .badMAC, "byte \(i)")
+        }
+    }
+
+    /// Issue 9, finding 3: a datagram longer than any node sends, or whose length field does not
+    /// match, is dropped before any MAC is computed.
+    func testOversizeAndMislabelledDatagramsAreDroppedBeforeTheMAC() {
+        var p = Envelope.seal(msg, header: header(), key: key)
+        p += [UInt8](repeating: 0, count: Envelope.maxPacket)
+        XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid, at: here).failureValue, .tooLong)
+        var q = Envelope.seal(msg, header: header(), key: key)
+        q.append(0)
+        XCTAssertEqual(Envelope.open(q, key: key, clusterId: cid, at: here).failureValue, .badLength)
+        let big = Message.configData(version: 1, digest: 2, offset: 0, total: UInt32(Message.maxChunk), chunk: [UInt8](repeating: 65, count: Message.maxChunk),
+                                     standby: (0..<32).map { String(repeating: "n", count: 28) + "\($0)" })
+        let sealed = Envelope.seal(big, header: header(), key: key)
+        XCTAssertLessThanOrEqual(sealed.count, Envelope.maxPacket, "the largest message a node sends must pass")
+        XCTAssertNotNil(Envelope.open(sealed, key: key, clusterId: cid, at: here).successValue)
     }
 
     func testReplayGuard() {
@@ -81,6 +120,13 @@ final class EnvelopeTests: XCTestCase {
 extension Result {
     var failureValue: Failure? {
         if case .failure(let f) = self { return f }
+        return nil
+    }
+}
+
+extension Result {
+    var successValue: Success? {
+        if case .success(let s) = self { return s }
         return nil
     }
 }
