@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-lab",
             dependencies: [
-                "VigilLab",
+                "VigilLab", "VigilIPC", "CQB",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -21,6 +21,10 @@ final class AgentExecutor {
         var intervalMs: UInt64
         var completion: (OperationOutcome, String) -> Void
         var seq: UInt64 = 0
+        /// When its first spawn failed for lack of descriptors, processes or memory, and when
+        /// it is tried again (such a failure is the node's, not the agent's).
+        var firstSpawnFailure: UInt64?
+        var retryAt: UInt64 = 0
         var priority: Int {
             switch op {
             case .stop: return 0
@@ -55,6 +59,8 @@ final class AgentExecutor {
         self.spawner = spawner
     }
 
+    static let transientSpawnErrors: Set<Int32> = [EMFILE, ENFILE, EAGAIN, ENOMEM]
+
     static var defaultLimit: Int { max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Operations queued or running for a resource.
@@ -72,8 +78,9 @@ final class AgentExecutor {
     private func pump() {
         while running.count + starting.count < limit {
             var best: (resource: String, priority: Int, seq: UInt64)?
+            let now = MonotonicClock.nowMs()
             for (resource, q) in queues where running[resource] == nil && !starting.contains(resource) {
-                guard let head = q.first else { continue }
+                guard let head = q.first, head.retryAt <= now else { continue }
                 if best.map({ (head.priority, head.seq) < ($0.priority, $0.seq) }) ?? true { best = (resource, head.priority, head.seq) }
             }
             guard let b = best else { return }
@@ -97,6 +104,20 @@ final class AgentExecutor {
             guard let self else { return }
             self.starting.remove(resource)
             switch result {
+            case .failure(let e) where Self.transientSpawnErrors.contains(e.errno):
+                // Out of descriptors or processes: try again every 200 ms for as long as the
+                // operation's timeout, then count it as the agent's failure.
+                var again = r
+                let now = MonotonicClock.nowMs()
+                let first = r.firstSpawnFailure ?? now
+                if now - first < r.timeoutMs {
+                    if r.firstSpawnFailure == nil { self.log.warning("cannot start \(r.op.rawValue) of \(resource) (\(e)): trying again every 200 ms") }
+                    again.firstSpawnFailure = first
+                    again.retryAt = now + 200
+                    self.queues[resource, default: []].insert(again, at: 0)
+                } else {
+                    self.finish(r, .couldNotRun("\(e) for \(now - first) ms"), output: "")
+                }
             case .failure(let e):
                 self.finish(r, .couldNotRun("\(e)"), output: "")
             case .success(let child):

@@ -5,21 +5,37 @@ import Glibc
 /// hactl's side: connect to clusterd's libqb service, check who runs it, send one request.
 public enum IPCClient {
     public static func call(service: String, _ request: IPCRequest, timeoutMs: Int32 = 15_000) throws -> IPCResponse {
-        guard let c = qb_ipcc_connect(service, IPCLimits.maxMessage) else {
+        let c = try connect(service: service)
+        defer { qb_ipcc_disconnect(c) }
+        return try exchange(c, body: Array(try JSONEncoder().encode(request)), timeoutMs: timeoutMs)
+    }
+
+    /// Connects and checks who serves the name (`buffer`: the size of libqb's rings).
+    public static func connect(service: String, buffer: Int = IPCLimits.maxMessage) throws -> OpaquePointer {
+        guard let c = qb_ipcc_connect(service, buffer) else {
             let e = errno
             throw IPCError("cannot connect to clusterd (IPC service '\(service)'): \(String(cString: strerror(e))). Is clusterd running on this node (and in this network namespace)? Use --ipc NAME if its ipc_name differs.")
         }
-        defer { qb_ipcc_disconnect(c) }
         var pid: pid_t = 0
         var uid: uid_t = 0
         var gid: gid_t = 0
-        if qb_ipcc_auth_get(c, &pid, &uid, &gid) == 0 {
-            // Only trust a server run by root or by ourselves: anyone else could impersonate clusterd.
-            guard uid == 0 || uid == geteuid() else {
-                throw IPCError("refusing IPC service '\(service)': it is served by uid \(uid) (pid \(pid)), not by root")
-            }
+        // Only trust a server run by root or by ourselves: anyone else could impersonate clusterd
+        // (and receive the files hactl sends). A server whose credentials cannot be read is not
+        // trusted either.
+        let auth = qb_ipcc_auth_get(c, &pid, &uid, &gid)
+        guard auth == 0 else {
+            qb_ipcc_disconnect(c)
+            throw IPCError("refusing IPC service '\(service)': its credentials cannot be read (\(String(cString: strerror(-auth))))")
         }
-        let body = Array(try JSONEncoder().encode(request))
+        guard uid == 0 || uid == geteuid() else {
+            qb_ipcc_disconnect(c)
+            throw IPCError("refusing IPC service '\(service)': it is served by uid \(uid) (pid \(pid)), not by root")
+        }
+        return c
+    }
+
+    /// Sends one request body (JSON) and reads the answer.
+    public static func exchange(_ c: OpaquePointer, body: [UInt8], timeoutMs: Int32 = 15_000) throws -> IPCResponse {
         var msg = [UInt8](repeating: 0, count: IPCLimits.requestHeader)
         let size = Int32(msg.count + body.count)
         msg.withUnsafeMutableBytes { raw in

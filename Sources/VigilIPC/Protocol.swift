@@ -44,6 +44,15 @@ public struct IPCResponse: Codable, Sendable {
 
 public enum IPCLimits {
     public static let maxMessage = 2 * 1024 * 1024
+    /// The largest buffer a client may ask for (libqb's enforced size is a minimum, and a client
+    /// asking for a gigabyte would get rings of that size).
+    public static let maxBuffer = maxMessage
+    /// Open connections at once, and per user other than root (hactl holds one per call).
+    public static let maxConnections = 32
+    public static let maxConnectionsPerUser = 4
+    /// The largest request from a user outside root and the admin group (status, config show
+    /// and agent questions are small; only changes carry files).
+    public static let maxUnprivilegedRequest = 16 * 1024
     public static let requestHeader = 16  // struct qb_ipc_request_header (two 8-aligned int32)
     public static let responseHeader = 24  // struct qb_ipc_response_header
 }

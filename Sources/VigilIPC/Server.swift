@@ -11,7 +11,13 @@ public final class IPCServer {
     public struct Peer: Sendable {
         public let uid: uid_t
         public let gid: gid_t
+        /// Root or a member of the admin group, decided once when the connection is accepted (a
+        /// group-database lookup per connection, not per request).
+        public var admin = false
     }
+
+    /// Connections refused at accept (too large a buffer, too many connections), for the log.
+    var refused: UInt64 = 0
 
     /// Answer a request now (`.now`) or later through `respond(_:to:)` (`.later`).
     public enum Reply {
@@ -52,7 +58,13 @@ public final class IPCServer {
         let rc = qb_ipcs_run(s)
         guard rc == 0 else {
             activeServer = nil
-            throw IPCError("cannot run IPC service '\(name)': \(String(cString: strerror(-rc))) (is another clusterd using the same ipc_name?)")
+            // (libqb released the service itself: destroying it again fails an assertion.)
+            service = nil
+            // The name is an abstract socket of this network namespace: anyone may bind it first.
+            let holders = SocketHolders.find(abstractName: name)
+            let who = holders.isEmpty ? "is another clusterd using the same ipc_name?"
+                : "the name is held by " + holders.map { "pid \($0.pid) (\($0.command), uid \($0.uid))" }.joined(separator: ", ")
+            throw IPCError("cannot run IPC service '\(name)': \(String(cString: strerror(-rc))); \(who)")
         }
     }
 
@@ -64,11 +76,41 @@ public final class IPCServer {
         activeServer = nil
     }
 
-    /// Whether a local user may change the cluster: root, or a member of the admin group.
-    public func mayChange(_ peer: Peer) -> Bool {
-        if peer.uid == 0 { return true }
+    /// Whether a local user may change the cluster: root, or a member of the admin group (as
+    /// decided when its connection was accepted).
+    public func mayChange(_ peer: Peer) -> Bool { peer.admin }
+
+    func isAdmin(uid: uid_t, gid: gid_t) -> Bool {
+        if uid == 0 { return true }
         guard let g = Host.groupID(named: adminGroup) else { return false }
-        return peer.gid == g || Host.groups(ofUID: peer.uid, primary: peer.gid).contains(g)
+        return gid == g || Host.groups(ofUID: uid, primary: gid).contains(g)
+    }
+
+    /// Runs before libqb creates the connection's shared-memory rings: a client asking for
+    /// larger buffers than any request needs, or one connection too many, is refused here.
+    func accept(_ c: OpaquePointer, uid: uid_t, gid: gid_t) -> Int32 {
+        let buffer = Int(qb_ipcs_connection_get_buffer_size(c))
+        var reason: String?
+        var code = EAGAIN
+        if buffer > IPCLimits.maxBuffer {
+            reason = "asked for \(buffer)-byte buffers (at most \(IPCLimits.maxBuffer))"
+            code = EMSGSIZE
+        } else if peers.count >= IPCLimits.maxConnections {
+            reason = "\(peers.count) connections are open (at most \(IPCLimits.maxConnections))"
+        } else if uid != 0, peers.values.filter({ $0.uid == uid }).count >= IPCLimits.maxConnectionsPerUser {
+            reason = "uid \(uid) has \(IPCLimits.maxConnectionsPerUser) connections open already"
+        }
+        if let reason {
+            refused += 1
+            if refused & (refused - 1) == 0 { log("refused IPC connection from uid \(uid): \(reason) (total refused \(refused))") }
+            return -code
+        }
+        var peer = Peer(uid: uid, gid: gid)
+        peer.admin = isAdmin(uid: uid, gid: gid)
+        peers[c] = peer
+        // Let the client map the shared-memory buffers that libqb creates for it.
+        qb_ipcs_connection_auth_set(c, uid, gid, 0o600)
+        return 0
     }
 
     public func respond(_ response: IPCResponse, to connection: OpaquePointer) {
@@ -91,13 +133,21 @@ public final class IPCServer {
             respond(IPCResponse(ok: false, message: "malformed request"), to: c)
             return
         }
+        guard let peer = peers[c] else {
+            respond(IPCResponse(ok: false, message: "unknown connection"), to: c)
+            return
+        }
+        // Size and credentials before anything is copied or decoded: no request of a user
+        // outside root and the admin group needs more than a few bytes.
+        let limit = peer.admin ? IPCLimits.maxMessage : IPCLimits.maxUnprivilegedRequest
+        guard size <= limit else {
+            log("refused a request of \(size) bytes from uid \(peer.uid) (at most \(limit))")
+            respond(IPCResponse(ok: false, message: "request of \(size) bytes refused: at most \(limit) bytes from this user"), to: c)
+            return
+        }
         let bytes = Data(bytes: data + IPCLimits.requestHeader, count: size - IPCLimits.requestHeader)
         guard let req = try? JSONDecoder().decode(IPCRequest.self, from: bytes) else {
             respond(IPCResponse(ok: false, message: "malformed request (hactl and clusterd versions differ?)"), to: c)
-            return
-        }
-        guard let peer = peers[c] else {
-            respond(IPCResponse(ok: false, message: "unknown connection"), to: c)
             return
         }
         if req.isChange && !mayChange(peer) {
@@ -123,10 +173,7 @@ nonisolated(unsafe) var activeServer: IPCServer?
 
 private func ipcAccept(_ c: OpaquePointer?, _ uid: uid_t, _ gid: gid_t) -> Int32 {
     guard let c, let s = activeServer else { return -EACCES }
-    s.peers[c] = IPCServer.Peer(uid: uid, gid: gid)
-    // Let the client map the shared-memory buffers that libqb creates for it.
-    qb_ipcs_connection_auth_set(c, uid, gid, 0o600)
-    return 0
+    return s.accept(c, uid: uid, gid: gid)
 }
 
 private func ipcMessage(_ c: OpaquePointer?, _ data: UnsafeMutableRawPointer?, _ size: Int) -> Int32 {

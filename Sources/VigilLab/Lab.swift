@@ -29,7 +29,7 @@ public final class Lab: @unchecked Sendable {
     public let configPath: String
     /// CLOCK_MONOTONIC minus CLOCK_REALTIME, to put ping's wall-clock stamps on the daemons' clock.
     public let monoMinusReal: Double
-    private var pids: [Int: pid_t] = [:]
+    public private(set) var pids: [Int: pid_t] = [:]
     private var processes: [Int: Process] = [:]
     private var tornDown = false
     private(set) var namespaces: [String] = []
