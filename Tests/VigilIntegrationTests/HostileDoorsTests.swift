@@ -160,4 +160,24 @@ final class HostileDoorsTests: NamespaceTestCase {
         XCTAssertEqual(r?.runningOn, ["node2"])
         XCTAssertEqual(r?.failCount ?? 0, 0)
     }
+
+    /// A member of the admin group points a `script:` resource at a script in a directory it
+    /// owns: clusterd refuses to run it as root, and says why (issue 9, finding 5).
+    func testAScriptInAUsersDirectoryIsNotRunAsRoot() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        chmod(lab.workDir, 0o755)
+        let dir = lab.workDir + "/home-of-nobody"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let script = dir + "/agent"
+        let ran = lab.workDir + "/it-ran"
+        try "#!/bin/sh\ntouch \(ran)\nexit 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        chown(dir, 65534, 65534)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: "[[resource]]\nname = \"mine\"\nagent = \"script:\(script)\"\npreferred = [\"node2\"]\n")
+        try lab.waitFor("the refusal in a log", timeout: 20) {
+            lab.allEvents().contains { $0.text.contains("refusing to run \(script): \(dir) is owned by uid 65534, not root") }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: ran), "the script ran as root")
+    }
 }
