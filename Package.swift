@@ -71,7 +71,17 @@ let package = Package(
         // Scheduler/ holds the regression scenarios, read from the source tree by the test.
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore", "VigilTestKit"], exclude: ["Scheduler"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire", "VigilCore"]),
+        // Hostile-input parsers as fuzz targets; the corpus is replayed by the tests.
+        .target(name: "VigilFuzz", dependencies: ["VigilCore", "VigilWire", "VigilSystem"]),
+        .testTarget(name: "VigilFuzzTests", dependencies: ["VigilFuzz", "VigilCore", "VigilWire", "VigilTestKit"], exclude: ["Corpus"]),
         .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "CVigilSys"]),
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The libFuzzer executable exists only for Examples/bench/fuzz.sh (VIGIL_FUZZ=1): it has no
+// main of its own (libFuzzer provides it under --sanitize=fuzzer), so ordinary builds leave it out.
+if Context.environment["VIGIL_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(name: "vigil-fuzz", dependencies: ["VigilFuzz"]))
+    package.products.append(.executable(name: "vigil-fuzz", targets: ["vigil-fuzz"]))
+}

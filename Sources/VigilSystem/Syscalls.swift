@@ -132,28 +132,35 @@ public enum Files {
 
 /// The cluster key: at least 32 bytes, owned by the user running clusterd, not readable by group or others.
 public enum KeyFile {
+    /// Opens the file once and checks what was opened (fstat on the descriptor): the file read
+    /// is the file checked, even if the path is swapped meanwhile. O_NONBLOCK: a FIFO put in its
+    /// place cannot hang the start.
     public static func load(_ path: String, configFile: String) throws(ConfigError) -> [UInt8] {
+        func fail(_ m: String) -> ConfigError { ConfigError(file: configFile, key: "cluster.key_file", message: m) }
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { throw fail("cannot use key file \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
         var st = stat()
-        guard stat(path, &st) == 0 else {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "cannot use key file \(path): \(String(cString: strerror(errno)))")
-        }
-        guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "key file \(path) is not a regular file")
-        }
+        guard fstat(fd, &st) == 0 else { throw fail("cannot use key file \(path): \(String(cString: strerror(errno)))") }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw fail("key file \(path) is not a regular file") }
         if st.st_mode & 0o077 != 0 {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "key file \(path) has mode \(String(st.st_mode & 0o777, radix: 8)); it must not be accessible by group or others (chmod 600)")
+            throw fail("key file \(path) has mode \(String(st.st_mode & 0o777, radix: 8)); it must not be accessible by group or others (chmod 600)")
         }
         if st.st_uid != geteuid() {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "key file \(path) is owned by uid \(st.st_uid), not by the user running clusterd (uid \(geteuid()))")
+            throw fail("key file \(path) is owned by uid \(st.st_uid), not by the user running clusterd (uid \(geteuid()))")
         }
-        let bytes: [UInt8]
-        do {
-            bytes = try Files.read(path, limit: 4096)
-        } catch {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "cannot read key file: \(error)")
+        var bytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4097)
+        while bytes.count <= 4096 {
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw fail("cannot read key file \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            bytes += buf[0..<n]
         }
+        if bytes.count > 4096 { throw fail("key file \(path) is larger than 4096 bytes") }
         if bytes.count < 32 {
-            throw ConfigError(file: configFile, key: "cluster.key_file", message: "key file \(path) holds \(bytes.count) bytes; at least 32 are required (e.g. head -c 64 /dev/urandom > \(path))")
+            throw fail("key file \(path) holds \(bytes.count) bytes; at least 32 are required (e.g. head -c 64 /dev/urandom > \(path))")
         }
         return bytes
     }
