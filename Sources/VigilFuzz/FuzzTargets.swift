@@ -57,12 +57,17 @@ public enum FuzzTargets {
         }
     }
 
+    /// Whether the fixed cluster and resources the targets use parse (a target that returns
+    /// early on every input fuzzes nothing; the tests check this).
+    public static var ready: Bool { cluster != nil && engineResources != nil }
+
     static let cluster: ClusterConfig? = try? ClusterConfig.parse("""
         [cluster]
         name = "fuzz"
         key_file = "/nonexistent"
         [[link]]
         name = "ring0"
+        port = 5405
         [[node]]
         name = "n1"
         id = 1
@@ -92,15 +97,19 @@ public enum FuzzTargets {
         }
     }
 
-    /// Authenticated messages from peers, in any order and content, into node 1's engine:
-    /// each record is [sender 2 or 3][kind][length u16][payload], with time advancing.
-    static func engine(_ d: [UInt8]) {
-        guard let cluster, let me = NodeID(rawValue: 1), let set = try? ResourceSet.parse("""
+    static let engineResources: ResourceSet? = cluster.flatMap { c in
+        try? ResourceSet.parse("""
             [[ip]]
             name = "vip"
             address = "10.0.9.1/24"
             interface = "eth0"
-            """, file: "fuzz", cluster: cluster) else { return }
+            """, file: "fuzz", cluster: c)
+    }
+
+    /// Authenticated messages from peers, in any order and content, into node 1's engine:
+    /// each record is [sender 2 or 3][kind][length u16][payload], with time advancing.
+    static func engine(_ d: [UInt8]) {
+        guard let cluster, let me = NodeID(rawValue: 1), let set = engineResources else { return }
         var engine = Engine(cluster: cluster, selfId: me, incarnation: 100, resources: VersionedResources(version: 1, text: ""), resourceSet: set, now: 1000)
         var now: UInt64 = 1000
         var i = 0

@@ -146,7 +146,8 @@ public final class AddressManager {
             if flags & UInt16(NLM_F_DUMP_INTR) != 0 { interrupted = true }
             if type == UInt16(NLMSG_DONE) { return (found, true, nil, interrupted) }
             if type == UInt16(NLMSG_ERROR) {
-                let err = off + 20 <= n ? -Int32(bitPattern: rd32(b, off + 16)) : EPROTO
+                // (0 &- : the kernel never sends Int32.min, but a negation of it would trap.)
+                let err = off + 20 <= n ? 0 &- Int32(bitPattern: rd32(b, off + 16)) : EPROTO
                 if err != 0 { return (found, true, err, interrupted) }
                 continue
             }

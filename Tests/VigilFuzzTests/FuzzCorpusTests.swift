@@ -14,6 +14,7 @@ final class FuzzCorpusTests: XCTestCase {
     static var repo: URL { root.deletingLastPathComponent().deletingLastPathComponent() }
 
     func testEveryCorpusInputRunsWithoutTrapping() throws {
+        XCTAssertTrue(FuzzTargets.ready, "the targets' fixed cluster or resources do not parse: they would fuzz nothing")
         if ProcessInfo.processInfo.environment["VIGIL_WRITE_SEEDS"] == "1" { try writeSeeds() }
         for target in FuzzTargets.all {
             let dir = Self.corpus + "/" + target
