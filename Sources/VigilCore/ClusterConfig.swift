@@ -45,6 +45,9 @@ public struct ClusterConfig: Sendable, Equatable {
     /// What a node does when it learns it was fenced while it still runs (Pacemaker's fence-reaction).
     public enum FenceReaction: String, Sendable, Equatable { case stop, panic }
     public var fenceReaction = FenceReaction.stop
+    /// `encryption = "all"`: every message is encrypted; by default ("config") only the
+    /// configuration messages (resource definitions carry agents' passwords).
+    public var encryptAll = false
 
     public var majority: Int { nodes.count / 2 + 1 }
     /// The nodes that may run resources (every node but the witnesses).
@@ -160,6 +163,10 @@ extension ClusterConfig {
         guard let reaction = FenceReaction(rawValue: reactionText) else {
             throw cluster.error("fence_reaction", "'\(reactionText)' is not one of: stop, panic")
         }
+        let encryption = try cluster.string("encryption") ?? "config"
+        guard ["config", "all"].contains(encryption) else {
+            throw cluster.error("encryption", "'\(encryption)' is not one of: config, all")
+        }
         try cluster.finish()
 
         var timing = Timing()
@@ -263,6 +270,7 @@ extension ClusterConfig {
             throw ConfigError(file: file, key: "cluster.fence_reaction", message: "\"panic\" resets the node through its watchdog: add a [watchdog] table, or use \"stop\"")
         }
         c.fenceReaction = reaction
+        c.encryptAll = encryption == "all"
         return c
     }
 }

@@ -217,7 +217,14 @@ public struct Engine: Sendable {
         var out: [Directive] = []
         // The same packet arrives once per link: apply state only from the newest. A copy only
         // refreshes the link's liveness, which the next tick reports.
-        guard membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now) else { return out }
+        let fresh = membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now)
+        // A page may be a copy on a second link of one lost on the first, after the heartbeat
+        // that follows it was taken: pages are idempotent, so any copy of the current life counts.
+        if case .statePage(let p) = message {
+            if inc == peers[sender]?.incarnation { receivePage(p, from: sender, incarnation: inc) }
+            return out
+        }
+        guard fresh else { return out }
         if !fenceMarks.isEmpty { checkFenceTook(sender, incarnation: inc, now: now, out: &out) }
         switch message {
         case .heartbeat(var h):
@@ -303,8 +310,7 @@ public struct Engine: Sendable {
             receiveFenceRecord(rec, from: sender, now: now, out: &out)
         case .fenceDelegate(let node):
             receiveFenceDelegate(node: node, from: sender, out: &out)
-        case .statePage(let p):
-            receivePage(p, from: sender, incarnation: inc)
+        case .statePage:
             return out
         case .fenceRequest(let requestId, let node, let confirm):
             if let n = cluster.node(named: node) {

@@ -131,7 +131,8 @@ extension Engine {
                 h.wantsReply = true
                 lastAskedAt[id] = now
             }
-            if h.factsIncluded || h.assignmentsIncluded { pageIfLarge(&h, to: id, out: &out) }
+            // (Only when something sizeable travels: most heartbeats carry neither.)
+            if (h.factsIncluded && factsSize > 2) || (h.assignmentsIncluded && !h.assignments.isEmpty) { pageIfLarge(&h, to: id, out: &out) }
             out.append(.send(to: id, .heartbeat(h)))
         }
     }

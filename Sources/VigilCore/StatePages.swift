@@ -149,9 +149,11 @@ extension Heartbeat {
 }
 
 extension Message {
-    /// The largest payload of a heartbeat or a state page: with the envelope's 80 bytes, one
-    /// datagram under a 1,400-byte path MTU, never fragmented.
-    public static let heartbeatBudget = 1_400 - 80
+    /// The largest payload of a heartbeat or a state page: with the envelope's 80 bytes and an
+    /// encryption tag's 16, a datagram of at most 1,232 bytes, which IPv6 (whose minimum MTU is
+    /// 1,280 with 48 bytes of IPv6 and UDP headers) and tunnels such as WireGuard (1,420) carry
+    /// unfragmented.
+    public static let heartbeatBudget = 1_232 - 80 - 16
     /// The largest payload of any message (a configuration piece with the standby list); the
     /// envelope drops longer datagrams before computing their MAC.
     public static let maxPayload = 20_000

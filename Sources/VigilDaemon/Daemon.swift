@@ -18,11 +18,16 @@ public final class Daemon {
     let storage: Worker
     let reactor: Reactor
     let key: PacketAuthenticator
+    let policy: Envelope.Policy
     let clusterId: UInt32
     let incarnation: UInt64
     var engine: Engine
     var sockets: [UDPSocket] = []
     var replay = ReplayGuard()
+    /// Each peer's incarnation as its authentic packets tell it, and when last confirmed: packets
+    /// to a peer are sealed for that life while it was confirmed within the failure timeout,
+    /// else for none (0), which the peer accepts only to learn our life (see `receiveDatagram`).
+    var peerLives: [NodeID: (incarnation: UInt64, at: UInt64)] = [:]
     var seq: UInt64 = 0
     var counters = ClusterStatus.Counters()
     /// Configured peers heard speaking another protocol version (node name to version).
@@ -58,6 +63,7 @@ public final class Daemon {
         self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
         self.incarnation = try store.nextIncarnation(nodeIndex: setup.cluster.nodes.firstIndex { $0.id == setup.node.id } ?? 0)
         self.key = PacketAuthenticator(key: makeKey(setup.key))
+        self.policy = Envelope.Policy(clusterKey: makeKey(setup.key), encryptAll: setup.cluster.encryptAll)
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = try Reactor()
         self.storage = try Worker(name: "storage")

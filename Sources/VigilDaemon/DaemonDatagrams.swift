@@ -11,7 +11,7 @@ extension Daemon {
             return
         }
         let here = Envelope.Destination(node: selfNode.id.rawValue, incarnation: incarnation, link: UInt8(truncatingIfNeeded: link))
-        switch Envelope.open(bytes, authenticator: key, clusterId: clusterId, at: here) {
+        switch Envelope.open(bytes, authenticator: key, policy: policy, clusterId: clusterId, at: here) {
         case .failure(let e):
             let src = batch.source(i).map { "\($0)" } ?? "?"
             switch e {
@@ -38,6 +38,12 @@ extension Daemon {
                 let total = (counters.misdirected ?? 0) + 1
                 counters.misdirected = total
                 if total.isPowerOfTwo { log.warning("dropped packet from \(src) on link \(cluster.links[link].name) sent on link \(l), total=\(total)") }
+            case .notEncrypted(let kind):
+                counters.malformed += 1
+                if counters.malformed.isPowerOfTwo { log.warning("dropped packet from \(src): message kind \(kind) must be encrypted and was not, total=\(counters.malformed)") }
+            case .undecryptable:
+                counters.forged += 1
+                if counters.forged.isPowerOfTwo { log.warning("dropped packet from \(src) that does not decrypt, total=\(counters.forged)") }
             case .tooLong:
                 let total = (counters.oversize ?? 0) + 1
                 counters.oversize = total
@@ -60,7 +66,15 @@ extension Daemon {
                 return
             }
             counters.accepted += 1
-            execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: MonotonicClock.nowMs()))
+            let now = MonotonicClock.nowMs()
+            if let known = peerLives[sender], known.incarnation > h.incarnation {} else { peerLives[sender] = (h.incarnation, now) }
+            // Sealed for no life of ours (the sender has not heard this one): it teaches us the
+            // sender's life and nothing else. Recorded earlier, such a packet could otherwise be
+            // replayed to a restarted node (whose replay guard is new) to make a dead peer or a
+            // dead link look alive; our answer, sealed for the sender's life, gets its next
+            // packets sealed for ours.
+            guard h.recipientIncarnation == incarnation else { return }
+            execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: now))
         }
     }
 
@@ -74,12 +88,14 @@ extension Daemon {
             return
         }
         seq += 1
-        // Sealed for the recipient's life as we last heard it (0 before we heard it).
-        let theirs = engine.peers[peer]?.incarnation ?? 0
+        // Sealed for the recipient's life as last confirmed within the failure timeout, else 0:
+        // a stale or replayed life cannot keep two nodes refusing each other's packets.
+        let now = MonotonicClock.nowMs()
+        let theirs = peerLives[peer].flatMap { now - min(now, $0.at) < cluster.timing.timeout ? $0.incarnation : nil } ?? 0
         for (i, link) in cluster.links.enumerated() {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq,
                                          recipient: peer.rawValue, recipientIncarnation: theirs)
-            let packet = Envelope.seal(payload: payload, header: header, authenticator: key)
+            let packet = Envelope.seal(payload: payload, header: header, authenticator: key, cipher: policy.mustEncrypt(msg.kind) ? policy.cipher : nil)
             let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
             if err != 0 {
                 let total = (counters.sendErrors ?? 0) + 1

@@ -33,21 +33,24 @@ public enum FuzzTargets {
     }
 
     static let authenticator = PacketAuthenticator(key: makeKey(Array(repeating: 0x5a, count: 32)))
+    static let policy = Envelope.Policy(clusterKey: makeKey(Array(repeating: 0x5a, count: 32)))
     static let clusterId = Envelope.clusterId("fuzz")
     static let here = Envelope.Destination(node: 1, incarnation: 100, link: 0)
 
     /// Raw datagrams, as anyone can send them.
     static func envelope(_ d: [UInt8]) {
-        if case .success(let (_, m)) = Envelope.open(d, authenticator: authenticator, clusterId: clusterId, at: here) { roundTrip(m) }
+        if case .success(let (_, m)) = Envelope.open(d, authenticator: authenticator, policy: policy, clusterId: clusterId, at: here) { roundTrip(m) }
     }
 
-    /// The decoder behind the MAC: the first byte is the kind, the rest the payload, sealed
-    /// with the right key so that only the message decoder judges it.
+    /// The decoder behind the MAC (and the encryption, for configuration kinds): the first byte
+    /// is the kind, the rest the payload, sealed with the right keys so that only the message
+    /// decoder judges it.
     static func message(_ d: [UInt8]) {
         guard let kind = d.first else { return }
         let header = Envelope.Header(kind: kind, link: 0, clusterId: clusterId, sender: 2, incarnation: 5, seq: 1, recipient: 1, recipientIncarnation: 100)
-        let sealed = Envelope.seal(payload: Array(d.dropFirst()), header: header, authenticator: authenticator)
-        if case .success(let (_, m)) = Envelope.open(sealed, authenticator: authenticator, clusterId: clusterId, at: here) { roundTrip(m) }
+        let sealed = Envelope.seal(payload: Array(d.dropFirst()), header: header, authenticator: authenticator,
+                                   cipher: policy.mustEncrypt(kind & ~Envelope.encryptedFlag) ? policy.cipher : nil)
+        if case .success(let (_, m)) = Envelope.open(sealed, authenticator: authenticator, policy: policy, clusterId: clusterId, at: here) { roundTrip(m) }
     }
 
     static func roundTrip(_ m: Message) {

@@ -69,6 +69,23 @@ public enum Envelope {
         }
     }
 
+    /// What is encrypted: configuration messages always (resource definitions carry agents'
+    /// passwords), everything with `[cluster] encryption = "all"`. A message of a kind that must
+    /// be encrypted and arrives in clear is refused: no downgrade.
+    public struct Policy: Sendable {
+        public let cipher: PacketCipher
+        public let encryptAll: Bool
+        /// configData, configProposal, configResult.
+        public static let confidentialKinds: Set<UInt8> = [3, 4, 5]
+        public init(clusterKey: SymmetricKey, encryptAll: Bool = false) {
+            cipher = PacketCipher(clusterKey: clusterKey)
+            self.encryptAll = encryptAll
+        }
+        public func mustEncrypt(_ kind: UInt8) -> Bool { encryptAll || Self.confidentialKinds.contains(kind) }
+    }
+    /// The kind byte's flag for an encrypted payload.
+    public static let encryptedFlag: UInt8 = 0x80
+
     public enum OpenError: Error, Equatable, Sendable {
         case tooShort
         case notVigil
@@ -81,28 +98,32 @@ public enum Envelope {
         /// Authentic, but sent on another link than the one it arrived on.
         case otherLink(UInt8)
         case tooLong
+        /// A kind that must be encrypted arrived in clear.
+        case notEncrypted(UInt8)
+        case undecryptable
         case malformed(String)
     }
 
     public static func clusterId(_ name: String) -> UInt32 { UInt32(truncatingIfNeeded: fnv1a64(Array(name.utf8))) }
 
+    /// Seals `message` under the cluster key, encrypting it if the default policy says so.
     public static func seal(_ message: Message, header: Header, key: SymmetricKey) -> [UInt8] {
         var h = header
         h.kind = message.kind
-        return seal(payload: message.encodePayload(), header: h, key: key)
+        let policy = Policy(clusterKey: key)
+        return seal(payload: message.encodePayload(), header: h, authenticator: PacketAuthenticator(key: key),
+                    cipher: policy.mustEncrypt(h.kind) ? policy.cipher : nil)
     }
 
-    /// Seals an already encoded payload (the same message goes out on every link).
-    public static func seal(payload: [UInt8], header: Header, key: SymmetricKey) -> [UInt8] {
-        seal(payload: payload, header: header, authenticator: PacketAuthenticator(key: key))
-    }
-
-    public static func seal(payload: [UInt8], header: Header, authenticator: PacketAuthenticator) -> [UInt8] {
+    /// Seals an already encoded payload (the same message goes out on every link); with a
+    /// cipher, the payload is encrypted and the kind carries `encryptedFlag`.
+    public static func seal(payload: [UInt8], header: Header, authenticator: PacketAuthenticator, cipher: PacketCipher? = nil) -> [UInt8] {
+        let bodySize = payload.count + (cipher == nil ? 0 : PacketCipher.tagSize)
         var w = ByteWriter()
-        w.reserve(headerSize + payload.count + macSize)
+        w.reserve(headerSize + bodySize + macSize)
         w.raw(magic)
         w.u16(protocolVersion)
-        w.u8(header.kind)
+        w.u8(cipher == nil ? header.kind : header.kind | encryptedFlag)
         w.u8(header.link)
         w.u32(header.clusterId)
         w.u32(header.sender)
@@ -110,8 +131,13 @@ public enum Envelope {
         w.u64(header.seq)
         w.u32(header.recipient)
         w.u64(header.recipientIncarnation)
-        w.u32(UInt32(payload.count))
-        w.raw(payload)
+        w.u32(UInt32(bodySize))
+        if let cipher {
+            // The header (with the final length) is the associated data.
+            w.raw(cipher.seal(payload, header: w.bytes, sender: header.sender, incarnation: header.incarnation, link: header.link, seq: header.seq))
+        } else {
+            w.raw(payload)
+        }
         var bytes = w.bytes
         authenticator.appendMAC(to: &bytes)
         return bytes
@@ -121,10 +147,11 @@ public enum Envelope {
     /// `at`: the node reading it; a packet sealed for another node, another incarnation of this
     /// one (0 passes: the sender had not heard this life yet) or another link is refused.
     public static func open(_ bytes: [UInt8], key: SymmetricKey, clusterId expected: UInt32, at: Destination) -> Result<(Header, Message), OpenError> {
-        open(bytes, authenticator: PacketAuthenticator(key: key), clusterId: expected, at: at)
+        open(bytes, authenticator: PacketAuthenticator(key: key), policy: Policy(clusterKey: key), clusterId: expected, at: at)
     }
 
-    public static func open(_ bytes: [UInt8], authenticator: PacketAuthenticator, clusterId expected: UInt32, at: Destination) -> Result<(Header, Message), OpenError> {
+    public static func open(_ bytes: [UInt8], authenticator: PacketAuthenticator, policy: Policy, clusterId expected: UInt32,
+                            at: Destination) -> Result<(Header, Message), OpenError> {
         guard bytes.count >= 6 else { return .failure(.tooShort) }
         guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { return .failure(.notVigil) }
         let version = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
@@ -137,7 +164,8 @@ public enum Envelope {
         guard authenticator.verify(bytes) else { return .failure(.badMAC) }
         var r = ByteReader(bytes, offset: 6, end: bytes.count - macSize)
         do {
-            let kind = try r.u8()
+            let wireKind = try r.u8()
+            let kind = wireKind & ~encryptedFlag
             let link = try r.u8()
             let cid = try r.u32()
             let sender = try r.u32()
@@ -152,7 +180,15 @@ public enum Envelope {
                 return .failure(.otherRecipient(recipient, recipientInc))
             }
             guard link == at.link else { return .failure(.otherLink(link)) }
-            let payload = try r.raw(len)
+            var payload = try r.raw(len)
+            if wireKind & encryptedFlag != 0 {
+                guard let plain = policy.cipher.open(payload, header: Array(bytes[0..<headerSize]), sender: sender, incarnation: inc, link: link, seq: seq) else {
+                    return .failure(.undecryptable)
+                }
+                payload = plain
+            } else if policy.mustEncrypt(kind) {
+                return .failure(.notEncrypted(kind))
+            }
             let msg = try Message.decode(kind: kind, payload: payload)
             let h = Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq,
                            recipient: recipient, recipientIncarnation: recipientInc)
@@ -225,6 +261,51 @@ public struct PacketAuthenticator: @unchecked Sendable {
     }
 
     func verify(_ packet: [UInt8]) -> Bool { packet.withUnsafeBytes { verify($0) } }
+}
+
+/// ChaCha20-Poly1305 for payloads, under a key derived with HKDF-SHA256 from the cluster key
+/// for each sender life (sender id and incarnation), with the nonce made of the link and the
+/// sequence number: a (key, nonce) pair is never used twice, since a sender's sequence numbers
+/// grow within its incarnation and each is sent once per link. The packet HMAC stays under the
+/// cluster key itself; the encryption keys are derived from it, never used as it is.
+public struct PacketCipher: @unchecked Sendable {
+    static let tagSize = 16
+    private let master: SymmetricKey
+
+    public init(clusterKey: SymmetricKey) {
+        master = HKDF<SHA256>.deriveKey(inputKeyMaterial: clusterKey, salt: Array("vigil".utf8),
+                                        info: Array("vigil packet encryption (protocol 5)".utf8), outputByteCount: 32)
+    }
+
+    private func key(sender: UInt32, incarnation: UInt64) -> SymmetricKey {
+        var info = ByteWriter()
+        info.raw(Array("sender life".utf8))
+        info.u32(sender)
+        info.u64(incarnation)
+        return HKDF<SHA256>.expand(pseudoRandomKey: master, info: info.bytes, outputByteCount: 32)
+    }
+
+    private static func nonce(link: UInt8, seq: UInt64) -> ChaChaPoly.Nonce? {
+        var w = ByteWriter()
+        w.raw([link, 0, 0, 0])
+        w.u64(seq)
+        return try? ChaChaPoly.Nonce(data: w.bytes)
+    }
+
+    /// Ciphertext followed by the 16-byte tag (empty on a failure that cannot happen with a
+    /// 12-byte nonce; the MAC and the length then refuse the packet at the recipient).
+    func seal(_ plain: [UInt8], header: [UInt8], sender: UInt32, incarnation: UInt64, link: UInt8, seq: UInt64) -> [UInt8] {
+        guard let nonce = Self.nonce(link: link, seq: seq),
+              let box = try? ChaChaPoly.seal(plain, using: key(sender: sender, incarnation: incarnation), nonce: nonce, authenticating: header) else { return [] }
+        return Array(box.ciphertext) + Array(box.tag)
+    }
+
+    func open(_ sealed: [UInt8], header: [UInt8], sender: UInt32, incarnation: UInt64, link: UInt8, seq: UInt64) -> [UInt8]? {
+        guard sealed.count >= Self.tagSize, let nonce = Self.nonce(link: link, seq: seq),
+              let box = try? ChaChaPoly.SealedBox(nonce: nonce, ciphertext: sealed.dropLast(Self.tagSize), tag: sealed.suffix(Self.tagSize)),
+              let plain = try? ChaChaPoly.open(box, using: key(sender: sender, incarnation: incarnation), authenticating: header) else { return nil }
+        return Array(plain)
+    }
 }
 
 /// Rejects replayed packets: per (sender, link), the sender's incarnation may only grow and,

@@ -53,7 +53,7 @@ final class FuzzCorpusTests: XCTestCase {
             try write("message", "\(i)", [m.kind] + payload)
             let header = Envelope.Header(kind: m.kind, link: 0, clusterId: Envelope.clusterId("fuzz"), sender: 2, incarnation: 5, seq: UInt64(i + 1),
                                          recipient: 1, recipientIncarnation: 100)
-            try write("envelope", "\(i)", Envelope.seal(payload: payload, header: header, key: key))
+            try write("envelope", "\(i)", Envelope.seal(m, header: header, key: key))
             engineInput += [UInt8(i % 2), m.kind, UInt8(payload.count >> 8), UInt8(payload.count & 0xff)] + payload
         }
         try write("engine", "all", engineInput)

@@ -187,4 +187,23 @@ final class HostileDoorsTests: NamespaceTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: ran), "the script ran as root")
     }
+
+    /// `encryption = "all"`: a cluster whose every message is encrypted forms, replicates its
+    /// configuration and fails an address over (issue 9, finding 5).
+    func testAClusterEncryptingEverythingWorks() throws {
+        _ = try makeLab(heartbeatLinks: 2)
+        lab?.teardown()
+        var o = Lab.Options(binDir: Self.binDir)
+        o.extraClusterLines = "encryption = \"all\""
+        let lab = try Lab(o)
+        self.lab = lab
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2"))
+        try lab.waitFor("address on node2", timeout: 15) { lab.owners(of: Scenarios.vip) == [2] }
+        XCTAssertEqual(try status(lab, 3).configVersion, 1)
+        lab.kill(2)
+        try lab.waitFor("address moved", timeout: 15) { let o = lab.owners(of: Scenarios.vip); return o.count == 1 && o != [2] }
+        let st = try status(lab, 1)
+        XCTAssertEqual(st.counters.malformed + st.counters.forged, 0, "packets refused in an encrypted cluster")
+    }
 }

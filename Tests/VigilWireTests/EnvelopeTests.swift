@@ -105,6 +105,43 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertNotNil(Envelope.open(sealed, key: key, clusterId: cid, at: here).successValue)
     }
 
+    /// Issue 9, finding 5: configuration messages (agents' passwords) are encrypted, a
+    /// configuration message in clear is refused, and `encryption = "all"` refuses any clear one.
+    func testConfigurationMessagesAreEncryptedAndClearOnesRefused() throws {
+        let text = "[[resource]]\nname = \"db\"\nparams = { password = \"hunter2-secret\" }\n"
+        let config = Message.configData(version: 3, digest: 9, offset: 0, total: UInt32(text.utf8.count), chunk: Array(text.utf8), standby: [])
+        let sealed = Envelope.seal(config, header: header(), key: key)
+        XCTAssertEqual(sealed[6], 3 | Envelope.encryptedFlag)
+        XCTAssertNil(sealed.firstRange(of: Array("hunter2".utf8)), "the password is readable on the wire")
+        guard case .success(let (h, m)) = Envelope.open(sealed, key: key, clusterId: cid, at: here) else { return XCTFail("does not open") }
+        XCTAssertEqual(m, config)
+        XCTAssertEqual(h.kind, 3)
+
+        // The same message sealed in clear (an old or hostile sender holding the key): refused.
+        var clearHeader = header()
+        clearHeader.kind = 3
+        let clear = Envelope.seal(payload: config.encodePayload(), header: clearHeader, authenticator: PacketAuthenticator(key: key))
+        XCTAssertEqual(Envelope.open(clear, key: key, clusterId: cid, at: here).failureValue, .notEncrypted(3))
+
+        // Heartbeats travel in clear by default, and are refused in clear under "all".
+        let hb = Envelope.seal(msg, header: header(), key: key)
+        XCTAssertEqual(hb[6], 1)
+        let all = Envelope.Policy(clusterKey: key, encryptAll: true)
+        XCTAssertEqual(Envelope.open(hb, authenticator: PacketAuthenticator(key: key), policy: all, clusterId: cid, at: here).failureValue, .notEncrypted(1))
+        let hbSealed = Envelope.seal(payload: msg.encodePayload(), header: header(), authenticator: PacketAuthenticator(key: key), cipher: all.cipher)
+        XCTAssertEqual(Envelope.open(hbSealed, authenticator: PacketAuthenticator(key: key), policy: all, clusterId: cid, at: here).successValue?.1, msg)
+
+        // Encrypted under another key (the MAC aside): does not decrypt.
+        let other = Envelope.Policy(clusterKey: makeKey(Array(repeating: 9, count: 32)))
+        XCTAssertEqual(Envelope.open(sealed, authenticator: PacketAuthenticator(key: key), policy: other, clusterId: cid, at: here).failureValue, .undecryptable)
+        // The key depends on the sender's life: the same bytes under another incarnation are garbage.
+        var otherLife = header()
+        otherLife.incarnation = 11
+        let a = Envelope.seal(config, header: header(), key: key)
+        let b = Envelope.seal(config, header: otherLife, key: key)
+        XCTAssertNotEqual(Array(a[48..<(a.count - 32)]), Array(b[48..<(b.count - 32)]))
+    }
+
     func testReplayGuard() {
         var g = ReplayGuard()
         XCTAssertTrue(g.accept(sender: 2, link: 0, incarnation: 10, seq: 1))
