@@ -31,23 +31,15 @@ extension Daemon {
                 counters.forged += 1
                 if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
             case .otherRecipient(let node, let inc):
-                let total = (counters.misdirected ?? 0) + 1
-                counters.misdirected = total
-                if total.isPowerOfTwo { log.warning("dropped packet from \(src) sealed for node \(node) incarnation \(inc), not this node's current life, total=\(total)") }
+                counters.misdirected = drop(counters.misdirected, "packet from \(src) sealed for node \(node) incarnation \(inc), not this node's current life")
             case .otherLink(let l):
-                let total = (counters.misdirected ?? 0) + 1
-                counters.misdirected = total
-                if total.isPowerOfTwo { log.warning("dropped packet from \(src) on link \(cluster.links[link].name) sent on link \(l), total=\(total)") }
+                counters.misdirected = drop(counters.misdirected, "packet from \(src) on link \(cluster.links[link].name) sent on link \(l)")
             case .notEncrypted(let kind):
-                counters.malformed += 1
-                if counters.malformed.isPowerOfTwo { log.warning("dropped packet from \(src): message kind \(kind) must be encrypted and was not, total=\(counters.malformed)") }
+                counters.malformed = drop(counters.malformed, "packet from \(src): message kind \(kind) must be encrypted and was not")
             case .undecryptable:
-                counters.forged += 1
-                if counters.forged.isPowerOfTwo { log.warning("dropped packet from \(src) that does not decrypt, total=\(counters.forged)") }
+                counters.forged = drop(counters.forged, "packet from \(src) that does not decrypt")
             case .tooLong:
-                let total = (counters.oversize ?? 0) + 1
-                counters.oversize = total
-                if total.isPowerOfTwo { log.warning("dropped datagram of \(bytes.count) bytes from \(src) (longer than any node sends) total=\(total)") }
+                counters.oversize = drop(counters.oversize, "datagram of \(bytes.count) bytes from \(src) (longer than any node sends)")
             case .foreignCluster(let cid):
                 counters.foreignCluster += 1
                 if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
@@ -76,6 +68,13 @@ extension Daemon {
             guard h.recipientIncarnation == incarnation else { return }
             execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: now))
         }
+    }
+
+    /// Counts a dropped datagram and logs it at the 1st, 2nd, 4th, 8th ... time; returns the count.
+    func drop(_ count: UInt64?, _ what: @autoclosure () -> String) -> UInt64 {
+        let total = (count ?? 0) + 1
+        if total.isPowerOfTwo { log.warning("dropped \(what()), total=\(total)") }
+        return total
     }
 
     func send(_ msg: Message, to peer: NodeID) {

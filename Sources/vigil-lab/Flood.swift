@@ -14,20 +14,8 @@ struct Flood: ParsableCommand {
     @Option(help: "An authentic packet to replay, in hex (repeatable).") var replay: [String] = []
 
     func run() throws {
-        var replays: [[UInt8]] = []
-        for h in replay {
-            var bytes: [UInt8] = []
-            var it = h.makeIterator()
-            while let a = it.next(), let b = it.next() {
-                guard let v = UInt8(String([a, b]), radix: 16) else { throw ValidationError("bad hex") }
-                bytes.append(v)
-            }
-            replays.append(bytes)
-        }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, to, &sin.sin_addr) == 1 else { throw ValidationError("bad IPv4 address \(to)") }
+        let replays = try replay.map(hexBytes)
+        var sin = try ipv4Target(to, port: port)
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw ExitCode(1) }
         defer { close(fd) }

@@ -233,16 +233,8 @@ struct Inject: ParsableCommand {
     @Option var hex: String
 
     func run() throws {
-        var bytes: [UInt8] = []
-        var it = hex.makeIterator()
-        while let a = it.next(), let b = it.next() {
-            guard let v = UInt8(String([a, b]), radix: 16) else { throw ValidationError("bad hex") }
-            bytes.append(v)
-        }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        guard inet_pton(AF_INET, to, &sin.sin_addr) == 1 else { throw ValidationError("bad IPv4 address \(to)") }
+        let bytes = try hexBytes(hex)
+        var sin = try ipv4Target(to, port: port)
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw ExitCode(1) }
         defer { close(fd) }
@@ -251,4 +243,23 @@ struct Inject: ParsableCommand {
         }
         guard n == bytes.count else { throw ExitCode(1) }
     }
+}
+
+/// Bytes from hex text (for packets the tests build and pass on the command line).
+func hexBytes(_ hex: String) throws -> [UInt8] {
+    var bytes: [UInt8] = []
+    var it = hex.makeIterator()
+    while let a = it.next(), let b = it.next() {
+        guard let v = UInt8(String([a, b]), radix: 16) else { throw ValidationError("bad hex") }
+        bytes.append(v)
+    }
+    return bytes
+}
+
+func ipv4Target(_ address: String, port: UInt16) throws -> sockaddr_in {
+    var sin = sockaddr_in()
+    sin.sin_family = sa_family_t(AF_INET)
+    sin.sin_port = port.bigEndian
+    guard inet_pton(AF_INET, address, &sin.sin_addr) == 1 else { throw ValidationError("bad IPv4 address \(address)") }
+    return sin
 }
