@@ -59,3 +59,20 @@ final class TrustedPathTests: XCTestCase {
         XCTAssertEqual(TrustedPath.problem("relative/agent"), "relative/agent is not an absolute path")
     }
 }
+
+/// The holder of a taken IPC name is found from /proc/net/unix, where libqb's abstract names
+/// appear padded with '@' (its NUL bytes) to the whole sun_path.
+final class SocketHoldersTests: XCTestCase {
+    func testAbstractNamesAreMatchedWithTheirPadding() {
+        let text = """
+            Num       RefCount Protocol Flags    Type St Inode Path
+            0000000000000000: 00000002 00000000 00010000 0001 01 338890 @vigil-lab-node1@@@@@@@@@@@@
+            0000000000000000: 00000002 00000000 00010000 0001 01 338891 @vigil-lab-node10@@@@@@@@@@@
+            0000000000000000: 00000002 00000000 00010000 0001 01 338892 @vigil-lab-node1
+            0000000000000000: 00000003 00000000 00000000 0001 03 338893
+            0000000000000000: 00000002 00000000 00010000 0001 01 338894 /run/vigil-lab-node1
+            """
+        XCTAssertEqual(SocketHolders.inodes(abstractName: "vigil-lab-node1", procNetUnix: text), [338890, 338892])
+        XCTAssertEqual(SocketHolders.inodes(abstractName: "other", procNetUnix: text), [])
+    }
+}
