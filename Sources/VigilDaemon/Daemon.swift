@@ -132,6 +132,7 @@ public final class Daemon {
         ))
         server.log = { [log] in log.warning($0) }
         server.handler = { [unowned self] req, conn, peer in self.handleIPC(req, conn, peer) }
+        try server.useOffLoop()
         try server.start()
         ipc = server
         log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")

@@ -11,10 +11,20 @@ public final class IPCServer {
     public struct Peer: Sendable {
         public let uid: uid_t
         public let gid: gid_t
-        /// Root or a member of the admin group, decided once when the connection is accepted (a
-        /// group-database lookup per connection, not per request).
-        public var admin = false
+        /// Root or a member of the admin group; nil while the group database is being asked
+        /// (off the loop: a stalled NSS source such as LDAP must not stop the heartbeats).
+        public var admin: Bool?
     }
+
+    /// Answers of the group database per user, for `adminCacheMs` (a change of the admin
+    /// group's members applies within that time).
+    var adminCache: [uid_t: (admin: Bool, at: UInt64)] = [:]
+    static let adminCacheMs: UInt64 = 60_000
+    /// Users whose lookup runs, and requests waiting for it (each holds a connection reference).
+    var lookups: Set<uid_t> = []
+    var deferred: [OpaquePointer: [Data]] = [:]
+    /// Where lookups run; set by `start` (nil: looked up on the loop, for tools without a reactor).
+    var offLoop: OffLoop?
 
     /// Connections refused at accept (too large a buffer, too many connections), for the log.
     var refused: UInt64 = 0
@@ -39,6 +49,11 @@ public final class IPCServer {
         self.name = name
         self.adminGroup = adminGroup
         self.poll = poll
+    }
+
+    /// Group-database lookups go to a thread of their own, results back through `poll`.
+    public func useOffLoop() throws {
+        offLoop = try OffLoop(name: "ipc-groups") { [poll] fd, f in poll.add(fd, Int16(POLLIN)) { _ in f(); return 0 } }
     }
 
     public func start() throws {
@@ -76,14 +91,41 @@ public final class IPCServer {
         activeServer = nil
     }
 
-    /// Whether a local user may change the cluster: root, or a member of the admin group (as
-    /// decided when its connection was accepted).
-    public func mayChange(_ peer: Peer) -> Bool { peer.admin }
+    /// Whether a local user may change the cluster: root, or a member of the admin group.
+    public func mayChange(_ peer: Peer) -> Bool { peer.admin ?? false }
 
-    func isAdmin(uid: uid_t, gid: gid_t) -> Bool {
+    static func isAdmin(uid: uid_t, gid: gid_t, group: String) -> Bool {
         if uid == 0 { return true }
-        guard let g = Host.groupID(named: adminGroup) else { return false }
+        guard let g = Host.groupID(named: group) else { return false }
         return gid == g || Host.groups(ofUID: uid, primary: gid).contains(g)
+    }
+
+    /// The cached answer for `uid`, or nil after starting a lookup (whose result `lookedUp`
+    /// hands to every connection of that user and to the requests they sent meanwhile).
+    func admin(uid: uid_t, gid: gid_t) -> Bool? {
+        if uid == 0 { return true }
+        let now = MonotonicClock.nowMs()
+        if let c = adminCache[uid], now - min(now, c.at) < Self.adminCacheMs { return c.admin }
+        guard let offLoop else {
+            let a = Self.isAdmin(uid: uid, gid: gid, group: adminGroup)
+            adminCache[uid] = (a, now)
+            return a
+        }
+        if lookups.insert(uid).inserted {
+            let group = adminGroup
+            offLoop.run({ Self.isAdmin(uid: uid, gid: gid, group: group) }, then: { [weak self] a in self?.lookedUp(uid: uid, admin: a) })
+        }
+        return nil
+    }
+
+    func lookedUp(uid: uid_t, admin: Bool) {
+        lookups.remove(uid)
+        adminCache[uid] = (admin, MonotonicClock.nowMs())
+        for (c, var p) in peers where p.uid == uid && p.admin == nil {
+            p.admin = admin
+            peers[c] = p
+            for body in deferred.removeValue(forKey: c) ?? [] { process(c, p, body) }
+        }
     }
 
     /// Runs before libqb creates the connection's shared-memory rings: a client asking for
@@ -105,9 +147,7 @@ public final class IPCServer {
             if refused & (refused - 1) == 0 { log("refused IPC connection from uid \(uid): \(reason) (total refused \(refused))") }
             return -code
         }
-        var peer = Peer(uid: uid, gid: gid)
-        peer.admin = isAdmin(uid: uid, gid: gid)
-        peers[c] = peer
+        peers[c] = Peer(uid: uid, gid: gid, admin: admin(uid: uid, gid: gid))
         // Let the client map the shared-memory buffers that libqb creates for it.
         qb_ipcs_connection_auth_set(c, uid, gid, 0o600)
         return 0
@@ -137,15 +177,32 @@ public final class IPCServer {
             respond(IPCResponse(ok: false, message: "unknown connection"), to: c)
             return
         }
-        // Size and credentials before anything is copied or decoded: no request of a user
-        // outside root and the admin group needs more than a few bytes.
-        let limit = peer.admin ? IPCLimits.maxMessage : IPCLimits.maxUnprivilegedRequest
-        guard size <= limit else {
-            log("refused a request of \(size) bytes from uid \(peer.uid) (at most \(limit))")
-            respond(IPCResponse(ok: false, message: "request of \(size) bytes refused: at most \(limit) bytes from this user"), to: c)
+        // Size and credentials before anything is decoded: no request of a user outside root
+        // and the admin group needs more than a few bytes.
+        let limit = peer.admin.map { $0 ? IPCLimits.maxMessage : IPCLimits.maxUnprivilegedRequest } ?? IPCLimits.maxMessage
+        guard size <= limit else { return refuseSize(c, peer, size, limit) }
+        let bytes = Data(bytes: data + IPCLimits.requestHeader, count: size - IPCLimits.requestHeader)
+        guard peer.admin != nil else {
+            // Rights not known yet: a small read-only request is answered as to any user; a
+            // change (or a large request) waits, with its connection reference, for the answer.
+            if size <= IPCLimits.maxUnprivilegedRequest, let req = try? JSONDecoder().decode(IPCRequest.self, from: bytes), !req.isChange {
+                return dispatch(c, peer, req)
+            }
+            deferred[c, default: []].append(bytes)
             return
         }
-        let bytes = Data(bytes: data + IPCLimits.requestHeader, count: size - IPCLimits.requestHeader)
+        process(c, peer, bytes)
+    }
+
+    func refuseSize(_ c: OpaquePointer, _ peer: Peer, _ size: Int, _ limit: Int) {
+        log("refused a request of \(size) bytes from uid \(peer.uid) (at most \(limit))")
+        respond(IPCResponse(ok: false, message: "request of \(size) bytes refused: at most \(limit) bytes from this user"), to: c)
+    }
+
+    /// A request whose sender's rights are known (the connection reference is held).
+    func process(_ c: OpaquePointer, _ peer: Peer, _ bytes: Data) {
+        let limit = mayChange(peer) ? IPCLimits.maxMessage : IPCLimits.maxUnprivilegedRequest
+        guard bytes.count + IPCLimits.requestHeader <= limit else { return refuseSize(c, peer, bytes.count + IPCLimits.requestHeader, limit) }
         guard let req = try? JSONDecoder().decode(IPCRequest.self, from: bytes) else {
             respond(IPCResponse(ok: false, message: "malformed request (hactl and clusterd versions differ?)"), to: c)
             return
@@ -155,6 +212,10 @@ public final class IPCServer {
             respond(IPCResponse(ok: false, message: "permission denied: '\(req.command.rawValue)' changes the cluster and needs root or membership of group '\(adminGroup)'"), to: c)
             return
         }
+        dispatch(c, peer, req)
+    }
+
+    func dispatch(_ c: OpaquePointer, _ peer: Peer, _ req: IPCRequest) {
         switch handler(req, c, peer) {
         case .now(let r): respond(r, to: c)
         case .later: break
@@ -183,7 +244,10 @@ private func ipcMessage(_ c: OpaquePointer?, _ data: UnsafeMutableRawPointer?, _
 }
 
 private func ipcClosed(_ c: OpaquePointer?) -> Int32 {
-    if let c { activeServer?.peers[c] = nil }
+    guard let c, let s = activeServer else { return 0 }
+    s.peers[c] = nil
+    // Requests that waited for a group lookup hold a reference each.
+    for _ in s.deferred.removeValue(forKey: c) ?? [] { qb_ipcs_connection_unref(c) }
     return 0
 }
 

@@ -11,6 +11,15 @@ struct Connection: ParsableArguments {
     var service: String { ipc ?? ProcessInfo.processInfo.environment["VIGIL_IPC"] ?? "vigil" }
 
     func call(_ req: IPCRequest) throws -> IPCResponse {
+        // libqb's connect has no timeout: a clusterd whose loop is stuck would hang hactl for
+        // good. 20 s (above the 15 s answer timeout) for each exchange, then exit 3.
+        signal(SIGALRM) { _ in
+            let m = "hactl: clusterd did not answer within 20 s (is it stopped or stuck?)\n"
+            _ = m.withCString { write(2, $0, strlen($0)) }
+            _exit(3)
+        }
+        alarm(20)
+        defer { alarm(0) }
         do {
             return try IPCClient.call(service: service, req)
         } catch {

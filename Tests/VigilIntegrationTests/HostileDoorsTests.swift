@@ -206,4 +206,65 @@ final class HostileDoorsTests: NamespaceTestCase {
         let st = try status(lab, 1)
         XCTAssertEqual(st.counters.malformed + st.counters.forged, 0, "packets refused in an encrypted cluster")
     }
+
+    /// The group database stalls on node1 (its /etc/group replaced by a FIFO nobody writes: an
+    /// LDAP or sssd source that hangs). A user other than root connects: the lookup runs off the
+    /// loop, so the heartbeats go on, root is served, the user's read-only request is answered,
+    /// and only its change waits (issue 9, finding 10, for NSS).
+    func testAStalledGroupDatabaseDoesNotStopTheLoop() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        let pid = try XCTUnwrap(lab.pids[1])
+        let fifo = lab.workDir + "/group.fifo"
+        XCTAssertEqual(mkfifo(fifo, 0o644), 0)
+        let mount = lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "mount", "--bind", fifo, "/etc/group"])
+        XCTAssertEqual(mount.code, 0, mount.err)
+        defer { _ = lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "umount", "/etc/group"]) }
+        let since = Int(Lab.monoNowMs())
+        let asNobody = ["netns", "exec", lab.ns(1), "timeout", "4", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Self.binDir + "/hactl"]
+        let change = Process()
+        change.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        change.arguments = asNobody + ["standby", "node2", "--ipc", ipcName(lab, 1)]
+        try change.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        let read = lab.run("/usr/sbin/ip", asNobody + ["status", "--ipc", ipcName(lab, 1)])
+        XCTAssertEqual(read.code, 0, "a read-only request waited for the group database: \(read.err)")
+        let root = lab.hactl(1, ["status", "--output", "json"])
+        XCTAssertEqual(root.code, 0, root.err)
+        if change.isRunning { Thread.sleep(forTimeInterval: 4) }
+        if change.isRunning { kill(change.processIdentifier, SIGKILL) }
+        change.waitUntilExit()
+        XCTAssertEqual(change.terminationStatus, 124, "the change did not wait for the group database")
+        Thread.sleep(forTimeInterval: 1)
+        let trouble = lab.allEvents().filter { e in
+            e.mono >= since && ["member-lost", "coordinator-changed", "link-down"].contains { e.text.hasPrefix($0) }
+        }
+        XCTAssertEqual(trouble.map { "\($0.node) \($0.text)" }, [], "the stalled lookup held the loop")
+        XCTAssertTrue(try status(lab, 2).quorate)
+        XCTAssertEqual(try status(lab, 2).nodes.first { $0.name == "node1" }?.state, "online")
+        // The database answers again: the waiting lookup ends (nobody is no admin).
+        signal(SIGPIPE, SIG_IGN)
+        let fd = open(fifo, O_WRONLY | O_NONBLOCK)
+        XCTAssertGreaterThanOrEqual(fd, 0, "no lookup was waiting on the group database: \(String(cString: strerror(errno)))")
+        if fd >= 0 {
+            _ = "root:x:0:\n".withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+    }
+
+    /// A stopped clusterd (SIGSTOP: its socket accepts, nothing answers): hactl gives up after
+    /// 20 s with exit 3 and says why, instead of hanging in libqb's connect for good.
+    func testHactlGivesUpOnAStoppedClusterd() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        let pid = try XCTUnwrap(lab.pids[1])
+        kill(pid, SIGSTOP)
+        defer { kill(pid, SIGCONT) }
+        let t0 = Lab.monoNowMs()
+        let r = lab.run("/usr/sbin/ip", ["netns", "exec", lab.ns(1), "timeout", "60", Self.binDir + "/hactl", "status", "--ipc", ipcName(lab, 1)])
+        let took = Lab.monoNowMs() - t0
+        XCTAssertEqual(r.code, 3, r.err)
+        XCTAssertTrue(r.err.contains("did not answer within 20 s"), r.err)
+        XCTAssertLessThan(took, 30_000)
+    }
 }
