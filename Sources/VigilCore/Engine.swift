@@ -180,7 +180,9 @@ public struct Engine: Sendable {
     var lastAskedAt: [NodeID: UInt64] = [:]
     var configRequestedAt: UInt64 = 0
     var rejectedDigests: Set<UInt64> = []
-    struct PendingCommit { var requestId: UInt64; var origin: NodeID; var version: UInt64; var digest: UInt64; var deadline: UInt64 }
+    /// A change taken by this coordinator, waiting for a majority to store it; `previous` is what
+    /// it replaced (put back if this node loses the coordinator role first).
+    struct PendingCommit { var requestId: UInt64; var origin: NodeID; var version: UInt64; var digest: UInt64; var deadline: UInt64; var previous: VersionedResources }
     var pendingCommits: [PendingCommit] = []
     struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: NodeID? }
     var forwarded: [ForwardedRequest] = []

@@ -107,8 +107,9 @@ extension Engine {
             return fail(error.description)
         }
         let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text, standby: resources.standby)
+        let previous = resources
         install(next, set: set, from: origin, out: &out)
-        pendingCommits.append(PendingCommit(requestId: requestId, origin: origin, version: next.version, digest: next.digest, deadline: now + 5000))
+        pendingCommits.append(PendingCommit(requestId: requestId, origin: origin, version: next.version, digest: next.digest, deadline: now + 5000, previous: previous))
         urgent = true
     }
 
@@ -151,6 +152,15 @@ extension Engine {
             var result: (Bool, String)?
             if resources.version != c.version || resources.digest != c.digest {
                 result = (false, "superseded by version \(resources.version) before it was confirmed")
+            } else if stored < cluster.majority && !isCoordinator {
+                // Cut off (or deposed) before a majority stored it: the change is taken back, so
+                // that on this node's return it cannot win over what the majority decided
+                // meanwhile (equal versions are ordered by digest, not by who made them). Peers
+                // that stored it keep it and hand it back if no newer change was made.
+                if let set = try? ResourceSet.parse(c.previous.text, file: "resources v\(c.previous.version)", cluster: cluster) {
+                    install(c.previous, set: set, from: selfId, out: &out)
+                }
+                result = (false, "\(selfName) lost the coordinator role before a majority stored version \(c.version): taken back (version \(c.previous.version) is in force here)")
             } else if stored >= cluster.majority {
                 result = (true, "applied as version \(c.version), stored on \(stored) of \(cluster.nodes.count) nodes")
             } else if now >= c.deadline {

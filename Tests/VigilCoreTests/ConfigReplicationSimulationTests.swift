@@ -64,3 +64,35 @@ final class ConfigReplicationSimulationTests: XCTestCase {
         XCTAssertEqual(sim.engine(3)?.resources.version, sim.engine(1)?.resources.version)
     }
 }
+
+/// Issue 9, finding 8: a coordinator cut off just after it took a change, before a majority
+/// stored it, must not make that change win over the majority's own change on its return.
+final class CutOffChangeSimulationTests: XCTestCase {
+    func testAnUnconfirmedChangeOfACutOffCoordinatorDoesNotWinOnItsReturn() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
+        sim.run(3000)
+        let c = try XCTUnwrap(sim.coordinators.first)
+        let others = ([1, 2, 3] as [NodeID]).filter { $0 != c }
+        let base = try XCTUnwrap(sim.engine(c)?.resources.version)
+        let y = ConfigReplicationSimulationTests.manyAddresses(1)
+        let yDigest = VersionedResources(version: base + 1, text: y).digest
+        // A change on the cut-off side whose digest would win the tie of equal versions.
+        let x = try XCTUnwrap((0..<100).lazy.map { "# change \($0)\n" + ConfigReplicationSimulationTests.manyAddresses(2) }
+            .first { VersionedResources(version: base + 1, text: $0).digest > yDigest })
+        sim.partition([[c], others])
+        sim.propose(on: c, requestId: 1, text: x)
+        sim.run(50)
+        XCTAssertEqual(sim.engine(c)?.resources.text, x, "the coordinator took the change at once")
+        sim.run(3000)
+        sim.propose(on: others[0], requestId: 2, text: y)
+        sim.run(3000)
+        XCTAssertEqual(sim.replies[2]?.ok, true, "the majority's change: \(String(describing: sim.replies[2]))")
+        XCTAssertEqual(sim.replies[1]?.ok, false, "the cut-off change was reported as applied")
+        sim.heal()
+        sim.run(5000)
+        for n in [1, 2, 3] as [NodeID] {
+            XCTAssertEqual(sim.engine(n)?.resources.text, y, "n\(n) ended with the cut-off coordinator's change")
+        }
+        XCTAssertEqual(sim.violations, [])
+    }
+}
