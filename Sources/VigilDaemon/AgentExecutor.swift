@@ -52,8 +52,11 @@ final class AgentExecutor {
     private var submitted: UInt64 = 0
     let limit: Int
 
+    private let outputs: LingeringOutputs
+
     init(reactor: Reactor, log: EventLog, spawner: Spawner, limit: Int = AgentExecutor.defaultLimit) {
         self.reactor = reactor
+        self.outputs = LingeringOutputs(reactor: reactor)
         self.log = log
         self.limit = max(1, limit)
         self.spawner = spawner
@@ -151,7 +154,7 @@ final class AgentExecutor {
             }
             guard let end = run.child.reap() else { continue }
             running[resource] = nil
-            reactor.remove(fd: run.child.outputFD)
+            outputs.release(run.child)
             finish(run.request, run.timedOut ? .timedOut : end, output: run.child.outputText, durationMs: now - run.child.startedMs)
         }
         pump()
@@ -210,7 +213,10 @@ final class HookRunner {
     private var cachedHooks: [String] = []
     private var scannedAt: UInt64?
 
+    private let outputs: LingeringOutputs
+
     init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, spawner: Spawner, log: EventLog) {
+        self.outputs = LingeringOutputs(reactor: reactor)
         self.spawner = spawner
         self.dir = dir
         self.timeoutMs = timeoutMs
@@ -283,7 +289,7 @@ final class HookRunner {
 
     func reap() {
         guard let c = current, let end = c.child.reap() else { return }
-        reactor.remove(fd: c.child.outputFD)
+        outputs.release(c.child)
         current = nil
         switch end {
         case .exited(0): break

@@ -41,10 +41,12 @@ final class Fencer {
     private let spawner: Spawner
     private let reactor: Reactor
     private let log: EventLog
+    private let outputs: LingeringOutputs
 
     init(spawner: Spawner, reactor: Reactor, log: EventLog) {
         self.spawner = spawner
         self.reactor = reactor
+        self.outputs = LingeringOutputs(reactor: reactor)
         self.log = log
     }
 
@@ -122,7 +124,7 @@ final class Fencer {
             }
             guard let end = r.child.reap() else { continue }
             running[pid] = nil
-            reactor.remove(fd: r.child.outputFD)
+            outputs.release(r.child)
             r.done(r.timedOut ? .timedOut : end, r.child.outputText)
         }
     }

@@ -52,4 +52,36 @@ final class ChildDescriptorTests: NamespaceTestCase {
         }
         XCTAssertEqual(leaked, [], "descriptors inherited by the agent:\n\(listing)")
     }
+
+    /// An agent starts a service in the background without redirecting its output (the service
+    /// holds the agent's output pipe). When the agent exits, clusterd keeps reading the pipe, so
+    /// the service's later writes do not kill it with SIGPIPE (issue 9, finding 9).
+    func testAServiceWritingToItsAgentsOutputSurvivesTheAgent() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        let script = lab.workDir + "/chatty"
+        try """
+            #!/bin/sh
+            S=/run/resource-agents/chatty.pid
+            case "$1" in
+            start) sh -c 'while true; do echo tick; sleep 0.1; done' & echo $! > $S; exit 0 ;;
+            stop) [ -f $S ] && kill $(cat $S); rm -f $S; exit 0 ;;
+            status) [ -f $S ] && kill -0 $(cat $S) 2>/dev/null && exit 0; exit 3 ;;
+            *) exit 3 ;;
+            esac
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        chmod(lab.workDir, 0o755)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: "[[resource]]\nname = \"chatty\"\nagent = \"script:\(script)\"\nmonitor_interval_ms = 300\npreferred = [\"node2\"]\n")
+        try lab.waitFor("chatty started on node2", timeout: 20) {
+            let r = try? self.status(lab, 1).resources.first { $0.name == "chatty" }
+            return r?.state == "started" && r?.runningOn == ["node2"]
+        }
+        let since = Int(Lab.monoNowMs())
+        Thread.sleep(forTimeInterval: 3)
+        let failures = lab.allEvents().filter { $0.mono >= since && $0.text.hasPrefix("resource-failed") }
+        XCTAssertEqual(failures.map(\.text), [], "the service died once its agent's pipe was closed")
+        let r = try status(lab, 1).resources.first { $0.name == "chatty" }
+        XCTAssertEqual(r?.runningOn, ["node2"])
+    }
 }

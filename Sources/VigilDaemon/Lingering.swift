@@ -1,0 +1,32 @@
+import VigilSystem
+
+/// The output pipes of agents, hooks and fence agents after their process ended. A service that
+/// an agent started in the background without redirecting its output holds the pipe's write
+/// end; if clusterd closed the read end, the service's next write would kill it with SIGPIPE.
+/// So the pipe is read (what exceeds the process's captured output is counted, not kept) until
+/// every writer has closed it. A restart of clusterd still closes it: an agent should redirect
+/// the output of what it starts (see README, "Protected applications").
+final class LingeringOutputs {
+    private var kept: [Int32: ChildProcess] = [:]
+    private let reactor: Reactor
+
+    init(reactor: Reactor) { self.reactor = reactor }
+
+    /// Called when `child` has been reaped, before its output is used: reads what is left, and
+    /// keeps reading later if a descendant still holds the pipe.
+    func release(_ child: ChildProcess) {
+        let fd = child.outputFD
+        reactor.remove(fd: fd)
+        guard !child.drain() else { return }
+        kept[fd] = child
+        reactor.add(fd: fd) { [weak self] _ in
+            guard let self, let c = self.kept[fd] else { return }
+            if c.drain() {
+                self.reactor.remove(fd: fd)
+                self.kept[fd] = nil
+            }
+        }
+    }
+
+    var count: Int { kept.count }
+}
