@@ -8,6 +8,17 @@ public enum Redaction {
 
     public static func redactSecrets(_ text: String) -> String { redact(text, allParameters: false) }
 
+    /// `text` (an agent's output, for the log) with the value of every secret-looking parameter
+    /// replaced: agents may echo their command line, passwords included. Values shorter than 4
+    /// characters are left alone (they would mask ordinary words).
+    public static func maskValues(of params: [AgentParam], in text: String) -> String {
+        var out = text
+        for p in params where FenceDevice.isSecret(p.name) && p.value.count >= 4 {
+            out = out.replacing(p.value, with: mask)
+        }
+        return out
+    }
+
     /// Also every string value under a `params` key (inline table or dotted keys).
     public static func redactParameters(_ text: String) -> String { redact(text, allParameters: true) }
 

@@ -41,6 +41,10 @@ public struct ResourceOptions: Sendable, Equatable, Codable {
 public struct AgentParam: Sendable, Equatable, Codable {
     public var name: String
     public var value: String
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
 }
 
 /// A protected application run by a resource agent.

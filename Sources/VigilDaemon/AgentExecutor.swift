@@ -162,7 +162,7 @@ final class AgentExecutor {
 
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
         let outcome = r.spec.outcome(of: end, op: r.op)
-        let trimmed = Self.printable(output.split(separator: "\n").suffix(20).joined(separator: " | "))
+        let trimmed = Self.printable(Redaction.maskValues(of: r.params, in: output).split(separator: "\n").suffix(20).joined(separator: " | "))
         if outcome.isFailure || (r.op != .monitor && r.op != .metaData) {
             let line = "agent \(r.op.rawValue) resource=\(r.resource) agent=\(r.spec) result=\"\(outcome)\" \(durationMs)ms"
             if outcome.isFailure {

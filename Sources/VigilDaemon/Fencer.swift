@@ -77,7 +77,8 @@ final class Fencer {
                 self.log.info("fence node=\(job.target) device=\(step.device.name) action=\(step.action): ok")
                 return self.runStep(job)
             }
-            let why = "\(step.device.name) \(step.action): \(Self.describe(end))\(Self.lastLine(output).map { " (\($0))" } ?? "")"
+            let shown = Redaction.maskValues(of: step.device.params, in: output)
+            let why = "\(step.device.name) \(step.action): \(Self.describe(end))\(Self.lastLine(shown).map { " (\($0))" } ?? "")"
             self.log.warning("fence node=\(job.target) level \(job.level + 1) failed: \(why)")
             job.failures.append(why)
             job.level += 1
@@ -145,7 +146,7 @@ final class Fencer {
                 self.monitoring.remove(d.name)
                 let ok: Bool
                 if case .exited(0) = end { ok = true } else { ok = false }
-                let detail = ok ? "ok" : "\(Self.describe(end))\(Self.lastLine(output).map { ": \($0)" } ?? "")"
+                let detail = ok ? "ok" : "\(Self.describe(end))\(Self.lastLine(Redaction.maskValues(of: d.params, in: output)).map { ": \($0)" } ?? "")"
                 if self.health[d.name]?.ok != ok { ok ? self.log.info("fence device \(d.name) monitor: ok") : self.log.warning("fence device \(d.name) monitor failed: \(detail)") }
                 self.health[d.name] = Health(ok: ok, detail: detail, wallMs: WallClock.nowMs())
             }

@@ -58,4 +58,14 @@ extension RedactionTests {
         // For admins only names that look secret are masked.
         XCTAssertEqual(Redaction.redactSecrets(text), text)
     }
+
+    /// Agents' output may echo their command line: the values of secret-looking parameters are
+    /// masked before it is logged or sent (issue 9, finding 5).
+    func testSecretParameterValuesAreMaskedInAgentOutput() {
+        let params = [AgentParam(name: "password", value: "hunter2!"), AgentParam(name: "login", value: "admin"),
+                      AgentParam(name: "passwd", value: "abc")]
+        let out = "ipmitool -U admin -P hunter2! power off: failed\nretry with hunter2!"
+        XCTAssertEqual(Redaction.maskValues(of: params, in: out), "ipmitool -U admin -P ******** power off: failed\nretry with ********")
+        XCTAssertEqual(Redaction.maskValues(of: params, in: "abc def"), "abc def", "values under 4 characters are left alone")
+    }
 }
