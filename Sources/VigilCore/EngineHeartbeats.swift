@@ -146,8 +146,22 @@ extension Engine {
         bare.assignmentsIncluded = false
         let base = Message.heartbeat(bare).encodePayload().count
         let assignmentsSize = h.assignmentsIncluded ? Heartbeat.assignmentsWireSize(h.assignments) : 0
-        guard base + (h.factsIncluded ? factsSize : 0) + assignmentsSize > Message.heartbeatBudget else { return }
-        if h.factsIncluded {
+        let inlineFacts = h.factsIncluded ? factsSize : 0
+        guard base + inlineFacts + assignmentsSize > Message.heartbeatBudget else { return }
+        // Page as little as makes it fit: one of the two if that is enough (the larger if
+        // either is), else both.
+        var pageFacts = h.factsIncluded
+        var pageAssignments = h.assignmentsIncluded
+        let fitsWithoutFacts = base + assignmentsSize <= Message.heartbeatBudget
+        let fitsWithoutAssignments = base + inlineFacts <= Message.heartbeatBudget
+        if pageFacts && pageAssignments && fitsWithoutFacts && fitsWithoutAssignments {
+            if inlineFacts >= assignmentsSize { pageAssignments = false } else { pageFacts = false }
+        } else if pageFacts && fitsWithoutFacts {
+            pageAssignments = false
+        } else if pageAssignments && fitsWithoutAssignments {
+            pageFacts = false
+        }
+        if pageFacts {
             if factsPages.first?.rev != facts.factsRev {
                 factsPages = StatePage.paginate(.facts, rev: facts.factsRev, entries: facts.factEntries)
             }
@@ -155,7 +169,7 @@ extension Engine {
             h.factsIncluded = false
             h.setFacts([])
         }
-        if h.assignmentsIncluded && base + assignmentsSize > Message.heartbeatBudget {
+        if pageAssignments {
             let entries = h.assignments.keys.sorted().compactMap { k in h.assignments[k].map { StatePage.Entry(name: k, value: $0.rawValue) } }
             for p in StatePage.paginate(.assignments, rev: h.assignmentsRev, entries: entries) { out.append(.send(to: id, .statePage(p))) }
             h.assignmentsIncluded = false
