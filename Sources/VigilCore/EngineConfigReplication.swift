@@ -125,6 +125,31 @@ extension Engine {
         urgent = true
     }
 
+    /// Cut off (or deposed) before a majority stored this coordinator's latest change: every
+    /// change still pending is taken back, to what the oldest of them replaced, so that on this
+    /// node's return it cannot win over what the majority decided meanwhile (equal versions are
+    /// ordered by digest, not by who made them). Peers that stored it keep it and hand it back
+    /// if nothing newer was decided (see README, Known limits, for what needs a term).
+    mutating func takeBackUnconfirmed(out: inout [Directive]) {
+        guard !isCoordinator, let last = pendingCommits.last, let first = pendingCommits.first,
+              resources.version == last.version, resources.digest == last.digest else { return }
+        let stored = 1 + peers.values.filter { $0.member && $0.report?.configVersion == last.version && $0.report?.configDigest == last.digest }.count
+        guard stored < cluster.majority else { return }
+        if let set = try? ResourceSet.parse(first.previous.text, file: "resources v\(first.previous.version)", cluster: cluster) {
+            install(first.previous, set: set, from: selfId, out: &out)
+        }
+        for c in pendingCommits {
+            let msg = "\(selfName) lost the coordinator role before a majority confirmed storing version \(c.version): taken back here "
+                + "(version \(first.previous.version) is in force on \(selfName)); check 'hactl config show' before retrying"
+            if c.origin == selfId {
+                out.append(.reply(requestId: c.requestId, ok: false, version: c.version, message: msg))
+            } else {
+                out.append(.send(to: c.origin, .configResult(requestId: c.requestId, ok: false, version: c.version, message: msg)))
+            }
+        }
+        pendingCommits = []
+    }
+
     mutating func adoptConfig(_ candidate: VersionedResources, from sender: NodeID, out: inout [Directive]) {
         guard candidate.isNewer(than: resources), !rejectedDigests.contains(candidate.digest) else { return }
         do throws(ConfigError) {
@@ -146,21 +171,20 @@ extension Engine {
 
     mutating func checkCommits(now: UInt64, out: inout [Directive]) {
         // (No early return: forwarded requests time out even when nothing is pending here.)
+        takeBackUnconfirmed(out: &out)
         var keep: [PendingCommit] = []
+        // While this coordinator's latest change waits for a majority, the changes it replaced
+        // wait too: taken back together if the role is lost (`takeBackUnconfirmed`).
+        let latestPending = pendingCommits.contains { $0.version == resources.version && $0.digest == resources.digest }
         for c in pendingCommits {
+            if latestPending && isCoordinator && (resources.version != c.version || resources.digest != c.digest) {
+                keep.append(c)
+                continue
+            }
             let stored = 1 + peers.values.filter { $0.member && $0.report?.configVersion == c.version && $0.report?.configDigest == c.digest }.count
             var result: (Bool, String)?
             if resources.version != c.version || resources.digest != c.digest {
                 result = (false, "superseded by version \(resources.version) before it was confirmed")
-            } else if stored < cluster.majority && !isCoordinator {
-                // Cut off (or deposed) before a majority stored it: the change is taken back, so
-                // that on this node's return it cannot win over what the majority decided
-                // meanwhile (equal versions are ordered by digest, not by who made them). Peers
-                // that stored it keep it and hand it back if no newer change was made.
-                if let set = try? ResourceSet.parse(c.previous.text, file: "resources v\(c.previous.version)", cluster: cluster) {
-                    install(c.previous, set: set, from: selfId, out: &out)
-                }
-                result = (false, "\(selfName) lost the coordinator role before a majority stored version \(c.version): taken back (version \(c.previous.version) is in force here)")
             } else if stored >= cluster.majority {
                 result = (true, "applied as version \(c.version), stored on \(stored) of \(cluster.nodes.count) nodes")
             } else if now >= c.deadline {

@@ -56,7 +56,7 @@ final class AgentExecutor {
 
     init(reactor: Reactor, log: EventLog, spawner: Spawner, limit: Int = AgentExecutor.defaultLimit) {
         self.reactor = reactor
-        self.outputs = LingeringOutputs(reactor: reactor)
+        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
         self.log = log
         self.limit = max(1, limit)
         self.spawner = spawner
@@ -216,7 +216,7 @@ final class HookRunner {
     private let outputs: LingeringOutputs
 
     init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, spawner: Spawner, log: EventLog) {
-        self.outputs = LingeringOutputs(reactor: reactor)
+        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
         self.spawner = spawner
         self.dir = dir
         self.timeoutMs = timeoutMs

@@ -46,7 +46,7 @@ final class Fencer {
     init(spawner: Spawner, reactor: Reactor, log: EventLog) {
         self.spawner = spawner
         self.reactor = reactor
-        self.outputs = LingeringOutputs(reactor: reactor)
+        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
         self.log = log
     }
 

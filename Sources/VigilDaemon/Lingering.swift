@@ -10,14 +10,26 @@ final class LingeringOutputs {
     private var kept: [Int32: ChildProcess] = [:]
     private let reactor: Reactor
 
-    init(reactor: Reactor) { self.reactor = reactor }
+    init(reactor: Reactor, log: @escaping (String) -> Void) {
+        self.reactor = reactor
+        self.log = log
+    }
 
     /// Called when `child` has been reaped, before its output is used: reads what is left, and
     /// keeps reading later if a descendant still holds the pipe.
+    /// At most this many pipes are kept (a descriptor and up to 16 KiB each); beyond, the
+    /// pipe is closed as before and that is logged.
+    static let limit = 1024
+    private let log: (String) -> Void
+
     func release(_ child: ChildProcess) {
         let fd = child.outputFD
         reactor.remove(fd: fd)
         guard !child.drain() else { return }
+        guard kept.count < Self.limit else {
+            log("\(Self.limit) output pipes of finished agents are still held open by what they started: closing the one of pid \(child.pid); what still writes to it gets SIGPIPE")
+            return
+        }
         kept[fd] = child
         reactor.add(fd: fd) { [weak self] _ in
             guard let self, let c = self.kept[fd] else { return }
@@ -27,6 +39,4 @@ final class LingeringOutputs {
             }
         }
     }
-
-    var count: Int { kept.count }
 }

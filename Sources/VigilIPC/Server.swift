@@ -18,11 +18,13 @@ public final class IPCServer {
 
     /// Answers of the group database per user, for `adminCacheMs` (a change of the admin
     /// group's members applies within that time).
-    var adminCache: [uid_t: (admin: Bool, at: UInt64)] = [:]
+    struct Credentials: Hashable { var uid: uid_t; var gid: gid_t }
+    var adminCache: [Credentials: (admin: Bool, at: UInt64)] = [:]
     static let adminCacheMs: UInt64 = 60_000
-    /// Users whose lookup runs, and requests waiting for it (each holds a connection reference).
-    var lookups: Set<uid_t> = []
-    var deferred: [OpaquePointer: [Data]] = [:]
+    /// Lookups running, and the request of each connection waiting for one (at most one per
+    /// connection; it holds a connection reference).
+    var lookups: Set<Credentials> = []
+    var deferred: [OpaquePointer: Data] = [:]
     /// Where lookups run; set by `start` (nil: looked up on the loop, for tools without a reactor).
     var offLoop: OffLoop?
 
@@ -104,27 +106,30 @@ public final class IPCServer {
     /// hands to every connection of that user and to the requests they sent meanwhile).
     func admin(uid: uid_t, gid: gid_t) -> Bool? {
         if uid == 0 { return true }
+        let key = Credentials(uid: uid, gid: gid)
         let now = MonotonicClock.nowMs()
-        if let c = adminCache[uid], now - min(now, c.at) < Self.adminCacheMs { return c.admin }
+        if let c = adminCache[key], now - min(now, c.at) < Self.adminCacheMs { return c.admin }
         guard let offLoop else {
             let a = Self.isAdmin(uid: uid, gid: gid, group: adminGroup)
-            adminCache[uid] = (a, now)
+            adminCache[key] = (a, now)
             return a
         }
-        if lookups.insert(uid).inserted {
+        if lookups.insert(key).inserted {
             let group = adminGroup
-            offLoop.run({ Self.isAdmin(uid: uid, gid: gid, group: group) }, then: { [weak self] a in self?.lookedUp(uid: uid, admin: a) })
+            offLoop.run({ Self.isAdmin(uid: uid, gid: gid, group: group) }, then: { [weak self] a in self?.lookedUp(key, admin: a) })
         }
         return nil
     }
 
-    func lookedUp(uid: uid_t, admin: Bool) {
-        lookups.remove(uid)
-        adminCache[uid] = (admin, MonotonicClock.nowMs())
-        for (c, var p) in peers where p.uid == uid && p.admin == nil {
+    func lookedUp(_ key: Credentials, admin: Bool) {
+        lookups.remove(key)
+        adminCache[key] = (admin, MonotonicClock.nowMs())
+        for c in Array(peers.keys) {
+            // (A request handled below may close another connection: look each up afresh.)
+            guard var p = peers[c], p.uid == key.uid, p.gid == key.gid, p.admin == nil else { continue }
             p.admin = admin
             peers[c] = p
-            for body in deferred.removeValue(forKey: c) ?? [] { process(c, p, body) }
+            if let body = deferred.removeValue(forKey: c) { process(c, p, body) }
         }
     }
 
@@ -188,7 +193,13 @@ public final class IPCServer {
             if size <= IPCLimits.maxUnprivilegedRequest, let req = try? JSONDecoder().decode(IPCRequest.self, from: bytes), !req.isChange {
                 return dispatch(c, peer, req)
             }
-            deferred[c, default: []].append(bytes)
+            // One waiting request per connection (hactl sends one): memory stays bounded by the
+            // connection limits however long the group database stalls.
+            guard deferred[c] == nil else {
+                respond(IPCResponse(ok: false, message: "busy: still asking the group database about this user; retry"), to: c)
+                return
+            }
+            deferred[c] = bytes
             return
         }
         process(c, peer, bytes)
@@ -246,8 +257,8 @@ private func ipcMessage(_ c: OpaquePointer?, _ data: UnsafeMutableRawPointer?, _
 private func ipcClosed(_ c: OpaquePointer?) -> Int32 {
     guard let c, let s = activeServer else { return 0 }
     s.peers[c] = nil
-    // Requests that waited for a group lookup hold a reference each.
-    for _ in s.deferred.removeValue(forKey: c) ?? [] { qb_ipcs_connection_unref(c) }
+    // A request that waited for a group lookup holds a reference.
+    if s.deferred.removeValue(forKey: c) != nil { qb_ipcs_connection_unref(c) }
     return 0
 }
 

@@ -33,7 +33,7 @@ public enum Envelope {
     public static let macSize = 32
     /// The largest packet any node sends (a configuration piece of 16 KiB, the standby list and
     /// the envelope). A longer datagram is dropped before its MAC is computed.
-    public static let maxPacket = headerSize + Message.maxPayload + macSize
+    public static let maxPacket = headerSize + Message.maxPayload + PacketCipher.tagSize + macSize
 
     public struct Header: Equatable, Sendable {
         public var kind: UInt8

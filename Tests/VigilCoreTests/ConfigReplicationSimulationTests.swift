@@ -83,7 +83,13 @@ final class CutOffChangeSimulationTests: XCTestCase {
         sim.propose(on: c, requestId: 1, text: x)
         sim.run(50)
         XCTAssertEqual(sim.engine(c)?.resources.text, x, "the coordinator took the change at once")
+        // A second change on top, also unconfirmed: both are taken back, not just the last.
+        sim.propose(on: c, requestId: 3, text: x + "\n# and another\n")
+        sim.run(50)
+        XCTAssertEqual(sim.engine(c)?.resources.version, base + 2)
         sim.run(3000)
+        XCTAssertEqual(sim.engine(c)?.resources.version, base, "the cut-off coordinator kept a change no majority stored")
+        XCTAssertEqual(sim.replies[3]?.ok, false)
         sim.propose(on: others[0], requestId: 2, text: y)
         sim.run(3000)
         XCTAssertEqual(sim.replies[2]?.ok, true, "the majority's change: \(String(describing: sim.replies[2]))")
