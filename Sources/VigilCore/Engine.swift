@@ -220,12 +220,7 @@ public struct Engine: Sendable {
         // The same packet arrives once per link: apply state only from the newest. A copy only
         // refreshes the link's liveness, which the next tick reports.
         let fresh = membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now)
-        // A page may be a copy on a second link of one lost on the first, after the heartbeat
-        // that follows it was taken: pages are idempotent, so any copy of the current life counts.
-        if case .statePage(let p) = message {
-            if inc == peers[sender]?.incarnation { receivePage(p, from: sender, incarnation: inc) }
-            return out
-        }
+        if case .statePage(let p) = message { return receivePage(p, from: sender, incarnation: inc) }
         guard fresh else { return out }
         if !fenceMarks.isEmpty { checkFenceTook(sender, incarnation: inc, now: now, out: &out) }
         switch message {

@@ -28,8 +28,7 @@ extension Daemon {
                     log.warning("dropped packet of protocol version \(v) from \(src), not a node of this cluster, total=\(counters.incompatible)")
                 }
             case .badMAC:
-                counters.forged += 1
-                if counters.forged.isPowerOfTwo { log.warning("dropped unauthenticated packet from \(src) (bad HMAC; wrong key or forged) total=\(counters.forged)") }
+                counters.forged = drop(counters.forged, "unauthenticated packet from \(src) (bad HMAC; wrong key or forged)")
             case .otherRecipient(let node, let inc):
                 counters.misdirected = drop(counters.misdirected, "packet from \(src) sealed for node \(node) incarnation \(inc), not this node's current life")
             case .otherLink(let l):
@@ -41,11 +40,9 @@ extension Daemon {
             case .tooLong:
                 counters.oversize = drop(counters.oversize, "datagram of \(bytes.count) bytes from \(src) (longer than any node sends)")
             case .foreignCluster(let cid):
-                counters.foreignCluster += 1
-                if counters.foreignCluster.isPowerOfTwo { log.warning("dropped packet for another cluster (id \(cid)) from \(src)") }
+                counters.foreignCluster = drop(counters.foreignCluster, "packet for another cluster (id \(cid)) from \(src)")
             default:
-                counters.malformed += 1
-                if counters.malformed.isPowerOfTwo { log.warning("dropped malformed packet from \(src): \(e) total=\(counters.malformed)") }
+                counters.malformed = drop(counters.malformed, "malformed packet from \(src): \(e)")
             }
         case .success(let (h, msg)):
             guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, cluster.node(id: sender) != nil else {
