@@ -102,6 +102,8 @@ public struct Engine: Sendable {
     /// When each started agent resource's next monitor is due, and those running now.
     var monitorDue: [String: UInt64] = [:]
     var monitorInFlight: Set<String> = []
+    /// The earliest of `monitorDue` (kept with it: the loop asks on every round).
+    var monitorNext: UInt64 = .max
     /// Set while the shell records a batch of results: evaluation waits for its `tick`.
     var deferEvaluation = false
     /// Set by `beginBatch` while the shell delivers many results at once (a burst of agent

@@ -50,27 +50,34 @@ extension Engine {
     /// intervals and the retry spacing (in step, an echo is at most two intervals old: it answers
     /// our previous heartbeat). Both windows close at the timeout: a peer that stays silent, or
     /// hears us no more, is asked no more often than the rhythm.
-    func lateWindows(_ p: PeerState) -> [(from: UInt64, until: UInt64)] {
-        guard let heard = p.lastHeard else { return [] }
-        var w = [(heard + timing.interval + timing.retry, heard + timing.timeout)]
-        if let r = p.report, r.echoIncarnation == incarnation, r.echo > 0 {
-            w.append((r.echo + 2 * timing.interval + timing.retry, r.echo + timing.timeout))
-        }
-        return w
+    /// (At most two windows, without an array: this runs for every peer on every loop round.)
+    func lateWindows(_ p: PeerState) -> (hearing: Window?, echo: Window?) {
+        guard let heard = p.lastHeard else { return (nil, nil) }
+        let hearing = Window(from: heard + timing.interval + timing.retry, until: heard + timing.timeout)
+        guard p.report?.echoIncarnation == incarnation, let echo = p.report?.echo, echo > 0 else { return (hearing, nil) }
+        return (hearing, Window(from: echo + 2 * timing.interval + timing.retry, until: echo + timing.timeout))
     }
 
+    struct Window { var from: UInt64; var until: UInt64 }
+
     func isLate(_ p: PeerState, now: UInt64) -> Bool {
-        lateWindows(p).contains { now >= $0.from && now < $0.until }
+        let w = lateWindows(p)
+        func inside(_ x: Window?) -> Bool { x.map { now >= $0.from && now < $0.until } ?? false }
+        return inside(w.hearing) || inside(w.echo)
     }
 
     /// When the next question to `p` is due (for `nextDeadline`), if any.
     func nextQuestion(to p: PeerState, now: UInt64) -> UInt64? {
         let again = (lastAskedAt[p.id] ?? 0) + timing.retry
         var best: UInt64?
-        for w in lateWindows(p) {
+        func consider(_ w: Window?) {
+            guard let w else { return }
             let t = max(w.from, again, now + 1)
             if t < w.until, best.map({ t < $0 }) ?? true { best = t }
         }
+        let w = lateWindows(p)
+        consider(w.hearing)
+        consider(w.echo)
         return best
     }
 
@@ -187,6 +194,13 @@ extension Engine {
         return best
     }
 
+    /// `nextDeadline` and `guardianDeadline` as the shell's loop reads them, every round: a
+    /// mutating call reads the engine where the shell keeps it, where a non-mutating one on an
+    /// engine stored in a class first copies all of it (a retain and a release for each of its
+    /// many collections).
+    public mutating func nextDeadlineInPlace(now: UInt64) -> UInt64 { nextDeadline(now: now) }
+    public mutating func guardianDeadlineInPlace() -> UInt64 { guardianDeadline }
+
     /// The next instant at which `tick` has something to do: the next heartbeat, or earlier when
     /// a lease, a vote, a term, a membership or a withdrawal runs out. The shell sleeps until
     /// then (or until a packet arrives) instead of polling.
@@ -196,7 +210,8 @@ extension Engine {
         if !local.isEmpty { consider(leaseUntil) }
         consider(authorityUntil)
         if let o = office { consider(o.startBarrier); consider(o.nextRound) }
-        for t in monitorDue.values { consider(t) }
+        // (Only a monitor still running when it came due again leaves the earliest in the past.)
+        if monitorNext > now { consider(monitorNext) } else { for t in monitorDue.values { consider(t) } }
         for t in failureExpiry.values { consider(t) }
         consider(election.blockedUntil)
         consider(election.termEnd)

@@ -61,15 +61,17 @@ extension Engine {
                 let interval = resourceSet.options(a.name).monitorIntervalMs
                 if interval > 0 { monitorDue[a.name] = now + interval }
             }
+            monitorNext = monitorDue.values.min() ?? .max
         }
-        // Most evaluations find nothing due: a scan without allocating before the sorted list.
-        guard monitorDue.values.contains(where: { now >= $0 }) else { return }
+        // Most evaluations find nothing due: one comparison, not a scan of every monitor.
+        guard now >= monitorNext else { return }
         let due = monitorDue.filter { now >= $0.value && !monitorInFlight.contains($0.key) }.keys.sorted()
         for name in due {
             monitorDue[name] = now + resourceSet.options(name).monitorIntervalMs
             monitorInFlight.insert(name)
             out.append(.monitor(name))
         }
+        monitorNext = monitorDue.values.min() ?? .max
     }
 
     /// A new configuration is in force: what runs here with a changed definition restarts in place.

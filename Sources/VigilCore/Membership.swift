@@ -17,7 +17,9 @@ public struct Membership: Sendable {
         /// Peer's latest `sentAt` (its clock) and when we received it (ours).
         public var peerSentAt: PeerTime = 0
         public var peerSentAtReceivedAt: UInt64 = 0
-        public var report: Heartbeat?
+        /// Behind one reference (`Shared`): scans over the peers copy each peer, and a report
+        /// holds a dozen lists and maps that would each be retained and released per copy.
+        @Shared public var report: Heartbeat? = nil
         public var member = false
         /// `report.held` and `report.started` as sets: the coordinator looks every resource up
         /// in them; rebuilt only when the lists change.

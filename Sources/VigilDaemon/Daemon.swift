@@ -11,6 +11,8 @@ import VigilWire
 public final class Daemon {
     let setup: NodeSetup
     let cluster: ClusterConfig
+    /// The cluster's nodes by id (looked up for every datagram sent and received).
+    let nodesById: [NodeID: ClusterConfig.Node]
     let selfNode: ClusterConfig.Node
     let log: EventLog
     let store: StateStore
@@ -58,6 +60,7 @@ public final class Daemon {
     public init(setup: NodeSetup) throws {
         self.setup = setup
         self.cluster = setup.cluster
+        self.nodesById = Dictionary(setup.cluster.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.selfNode = setup.node
         self.log = EventLog(node: setup.node.name)
         self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
@@ -172,7 +175,7 @@ public final class Daemon {
         let now = MonotonicClock.nowMs()
         // The engine lists only future instants: a deadline that came due stays due until the
         // engine's tick has seen it (else waking exactly at it would skip it to the next one).
-        if engineWake == 0 || engineWake > now { engineWake = engine.nextDeadline(now: now) }
+        if engineWake == 0 || engineWake > now { engineWake = engine.nextDeadlineInPlace(now: now) }
         var wake = min(engineWake, nextShellRound)
         if let due = ips.nextAnnouncementDue { wake = min(wake, due) }
         return wake
@@ -180,7 +183,7 @@ public final class Daemon {
 
     /// The deadline the guardian enforces: the lease's, while we hold any address.
     func updateGuardian() {
-        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
+        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadlineInPlace()) : 0)
         if cluster.watchdog != nil { guardian?.setPetUntil(engine.watchdogPetUntil(now: MonotonicClock.nowMs())) }
     }
 

@@ -45,7 +45,7 @@ extension Daemon {
                 counters.malformed = drop(counters.malformed, "malformed packet from \(src): \(e)")
             }
         case .success(let (h, msg)):
-            guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, cluster.node(id: sender) != nil else {
+            guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, nodesById[sender] != nil else {
                 counters.unknownSender += 1
                 return
             }
@@ -75,7 +75,7 @@ extension Daemon {
     }
 
     func send(_ msg: Message, to peer: NodeID) {
-        guard let node = cluster.node(id: peer) else { return }
+        guard let node = nodesById[peer] else { return }
         let payload = msg.encodePayload()
         guard payload.count <= Message.maxPayload else {
             let total = (counters.sendErrors ?? 0) + 1

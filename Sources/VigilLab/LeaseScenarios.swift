@@ -168,13 +168,15 @@ extension Scenarios {
 
     /// CPU (user + system, % of one core) and RSS of every clusterd over `seconds`.
     public static func idle(lab: Lab, seconds: Double) throws -> IdleResult {
-        func ticks(_ pid: pid_t) -> Double {
-            let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-            // Fields after the command (which may hold spaces): state is field 3, utime 14, stime 15.
-            guard let close = stat.lastIndex(of: ")") else { return 0 }
-            let f = stat[stat.index(after: close)...].split(separator: " ")
-            guard f.count > 13, let u = Double(f[11]), let s = Double(f[12]) else { return 0 }
-            return u + s
+        /// CPU seconds of every thread, from the scheduler's nanosecond counts (the first field of
+        /// each thread's schedstat); `stat`'s utime and stime count 10 ms ticks, too coarse for a
+        /// process that runs a few milliseconds a second.
+        func cpuSeconds(_ pid: pid_t) -> Double {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.reduce(0.0) { sum, t in
+                let text = (try? String(contentsOfFile: "/proc/\(pid)/task/\(t)/schedstat", encoding: .utf8)) ?? ""
+                return sum + (Double(text.split(separator: " ").first ?? "") ?? 0) / 1e9
+            }
         }
         func switches(_ pid: pid_t) -> Double {
             let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
@@ -186,13 +188,12 @@ extension Scenarios {
             guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
             return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
         }
-        let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
         let pids = (1...lab.options.nodes).compactMap { lab.pid($0) }
-        let t0 = pids.map(ticks)
+        let t0 = pids.map(cpuSeconds)
         let s0 = pids.map(switches)
         Thread.sleep(forTimeInterval: seconds)
         let nodes = pids.enumerated().map { i, p in
-            IdleResult.Node(cpuPct: (ticks(p) - t0[i]) / hz / seconds * 100, rssKB: rss(p), wakeupsPerSecond: (switches(p) - s0[i]) / seconds)
+            IdleResult.Node(cpuPct: (cpuSeconds(p) - t0[i]) / seconds * 100, rssKB: rss(p), wakeupsPerSecond: (switches(p) - s0[i]) / seconds)
         }
         return IdleResult(perNode: nodes)
     }
@@ -302,7 +303,10 @@ extension Scenarios {
             last = now
             lastAgents = nowAgents
         }
-        r.idleCpuPct = try idle(lab: lab, seconds: 10).perNode.map(\.cpuPct).max() ?? 0
+        let idleNodes = try idle(lab: lab, seconds: 10).perNode
+        r.idleCpuPct = idleNodes.map(\.cpuPct).max() ?? 0
+        log("idle cpu % per node: " + idleNodes.map { String(format: "%.2f", $0.cpuPct) }.joined(separator: " ")
+            + " (coordinator \(lab.status(1)?.coordinator ?? "none"))")
         // Kill the node that is not the coordinator and holds the most.
         let coordName = lab.status(1)?.coordinator
         let victim = (1...n).filter { lab.nodeName($0) != coordName }.max { a, b in
