@@ -33,6 +33,8 @@ struct CoordinatorOffice: Sendable {
     /// Placement inputs changed since the last round.
     var dirty = true
     var nextRound: UInt64 = 0
+    /// When the last round ran (rounds that changed inputs ask for are spaced from it).
+    var lastRound: UInt64 = 0
     /// The safety-net round of placement while something waits, and once everything is placed.
     static let waitingRoundMs: UInt64 = 1000
     static let settledRoundMs: UInt64 = 10_000

@@ -371,14 +371,15 @@ public struct Engine: Sendable {
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
-        // Placement is recomputed when an input it depends on changed (anything that makes a
-        // heartbeat urgent, a peer's reported facts, a release we wait for), when a wait runs
-        // out, and as a safety net once a second while anything waits (every ten seconds when
-        // everything is where it belongs: a thousand resources are not placed again for nothing).
-        if var o = office, o.dirty || urgent || now >= o.nextRound {
+        // Placement runs when an input changed (anything urgent, a peer's facts, a release we
+        // wait for; at most once per `placementSpacing`), when a wait runs out, and as a safety
+        // net every second while anything waits (ten when everything is where it belongs).
+        if urgent { office?.dirty = true }
+        if var o = office, now >= o.nextRound || (o.dirty && now >= o.lastRound + placementSpacing) {
             office = nil  // mutate a unique copy
             o.dirty = false
             o.nextRound = .max
+            o.lastRound = now
             work.placementRounds += 1
             place(now: now, office: &o, out: &out)
             office = o

@@ -209,7 +209,11 @@ extension Engine {
         func consider(_ t: UInt64) { if t > now && t < d { d = t } }
         if !local.isEmpty { consider(leaseUntil) }
         consider(authorityUntil)
-        if let o = office { consider(o.startBarrier); consider(o.nextRound) }
+        if let o = office {
+            consider(o.startBarrier)
+            consider(o.nextRound)
+            if o.dirty { consider(o.lastRound + placementSpacing) }
+        }
         // (Only a monitor still running when it came due again leaves the earliest in the past.)
         if monitorNext > now { consider(monitorNext) } else { for t in monitorDue.values { consider(t) } }
         for t in failureExpiry.values { consider(t) }

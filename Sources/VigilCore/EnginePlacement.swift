@@ -71,6 +71,14 @@ extension Engine {
         return (nodes, st)
     }
 
+    /// The least time between two placement rounds that changed inputs ask for: none for small
+    /// configurations, a tenth of a millisecond per resource up to one interval for large ones.
+    /// A round walks every resource over every node; after a thousand-resource apply, nine
+    /// nodes' reports changed many times per interval while they probed, and rounds took most of
+    /// the coordinator's core (slowing the probes they waited for). Deadlines (`nextRound`) are
+    /// never spaced.
+    public var placementSpacing: UInt64 { min(timing.interval, UInt64(resourceSet.names.count) / 10) }
+
     mutating func place(now: UInt64, office o: inout CoordinatorOffice, out: inout [Directive]) {
         var changed = false
         var reasons: [String: String] = [:]

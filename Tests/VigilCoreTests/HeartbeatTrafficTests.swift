@@ -210,4 +210,38 @@ final class ProbeScopeTests: XCTestCase {
         XCTAssertNotNil(moved, "the resources never failed over to n2")
         XCTAssertEqual(sim.violations, [])
     }
+
+    /// Issue 7 (scale): while nodes probe hundreds of agents, their reports change many times
+    /// per interval; the coordinator places at most once per `placementSpacing` for such
+    /// changes (a round walks every resource: one per report had it spend most of its core on
+    /// placement), and everything is still placed.
+    func testPlacementRoundsAreSpacedWhileReportsChurn() throws {
+        let agents = (0..<300).map { "[[resource]]\nname = \"d\($0)\"\nagent = \"ocf:heartbeat:Dummy\"\npreferred = [\"n\($0 % 3 + 1)\"]\n" }
+        let text = HeartbeatTrafficTests.addresses(100, nodes: 3) + agents.joined()
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 1), resources: text, seed: 11)
+        for n in 1...3 { sim.hangingProbes[NodeID.n(n)] = Set((0..<300).map { "d\($0)" }) }
+        func home(_ i: Int) -> [NodeID] { [NodeID.n(i % 3 + 1)] }
+        let up = sim.run(until: 10_000) { s in (0..<100).allSatisfy { i in s.holders(of: "a\(i)") == home(i) } }
+        XCTAssertNotNil(up, "the addresses (nothing to probe) were never placed")
+        let coordinator = try XCTUnwrap(sim.coordinators.first)
+        let spacing: UInt64 = try XCTUnwrap(sim.engine(coordinator)).placementSpacing
+        XCTAssertEqual(spacing, 40, "400 resources")
+        let before = sim.engine(coordinator)?.work.placementRounds ?? 0
+        // 900 probe answers, one every 2 ms, round the nodes.
+        let start = sim.now
+        for i in 0..<300 {
+            for n in 1...3 {
+                sim.finishProbe("d\(i)", on: NodeID.n(n))
+                sim.run(2)
+            }
+        }
+        let stormMs: UInt64 = sim.now - start
+        let rounds: Int = (sim.engine(coordinator)?.work.placementRounds ?? 0) - before
+        // Without spacing: a round per changed report, several hundred here.
+        XCTAssertLessThanOrEqual(rounds, Int(stormMs / spacing) + 10, "\(rounds) placement rounds in \(stormMs) ms")
+        XCTAssertGreaterThan(rounds, 5, "placement must still run while reports change")
+        let placed = sim.run(until: sim.now + 10_000) { s in (0..<300).allSatisfy { i in s.holders(of: "d\(i)") == home(i) } }
+        XCTAssertNotNil(placed, "the agents were never all placed")
+        XCTAssertEqual(sim.violations, [])
+    }
 }
