@@ -33,6 +33,18 @@ extension Engine {
         return out.sorted()
     }
 
+    /// `reportedHolders(_:among:)` of every resource at once: one walk over the peers'
+    /// holdings per placement round, not one over the peers per resource.
+    func holdersByResource(among nodes: Set<NodeID>) -> [String: [NodeID]] {
+        var out: [String: [NodeID]] = [:]
+        for r in local.keys { out[r] = [selfId] }
+        for (id, p) in membership.peers where nodes.contains(id) {
+            for r in p.heldSet { out[r, default: []].append(id) }
+        }
+        for (r, list) in out where list.count > 1 { out[r] = list.sorted() }
+        return out
+    }
+
     /// Nodes where `r` is confirmed running.
     func startedOn(_ r: String, among nodes: Set<NodeID>? = nil) -> [NodeID] {
         var out: [NodeID] = local[r] == .started ? [selfId] : []
@@ -98,8 +110,9 @@ extension Engine {
         // Resources whose group, order or colocation relatives some member still probes.
         var probing = Set(probePending.map { resourceSet.component(of: $0) })
         for p in peers.values where p.member { for r in p.report?.probingResources ?? [] { probing.insert(resourceSet.component(of: r)) } }
+        let holdersAlive = holdersByResource(among: alive)
         for r in resourceSet.startOrder {
-            let holders = reportedHolders(r, among: alive)
+            let holders = holdersAlive[r] ?? []
             let target = plan.placement[r]
             if let c = o.placement[r], c != target {
                 o.withdraw(r, now: now)

@@ -220,13 +220,8 @@ extension Message {
             w.u64(h.supportEcho)
             w.u64(h.assigneeEpoch)
             w.u64(h.refusedEpoch)
-            for map in [h.withdrawals, h.epochsSeen] {
-                w.u16(UInt16(map.count))
-                for k in map.keys.sorted() {
-                    w.node(k)
-                    w.u64(map[k] ?? 0)
-                }
-            }
+            w.nodeMap(h.withdrawals)
+            w.nodeMap(h.epochsSeen)
         case .configRequest(let v, let offset):
             w.u64(v)
             w.u32(offset)
@@ -321,14 +316,21 @@ extension Message {
                     guard h.assignments.updateValue(try r.node(), forKey: k) == nil else { throw DecodeError("resource '\(k)' assigned twice") }
                 }
             }
-            for _ in 0..<(try r.count(max: 64)) { h.members.append(try r.node()) }
+            // (Sized up front: a heartbeat is decoded on every arrival, nine peers ten times a second.)
+            let memberCount = try r.count(max: 64)
+            h.members.reserveCapacity(memberCount)
+            for _ in 0..<memberCount { h.members.append(try r.node()) }
             h.epoch = try r.u64()
             h.supportEpoch = try r.u64()
             h.supportEcho = try r.u64()
             h.assigneeEpoch = try r.u64()
             h.refusedEpoch = try r.u64()
-            for _ in 0..<(try r.count(max: 64)) { h.withdrawals[try r.node()] = try r.u64() }
-            for _ in 0..<(try r.count(max: 64)) { h.epochsSeen[try r.node()] = try r.u64() }
+            let withdrawalCount = try r.count(max: 64)
+            h.withdrawals.reserveCapacity(withdrawalCount)
+            for _ in 0..<withdrawalCount { h.withdrawals[try r.node()] = try r.u64() }
+            let seenCount = try r.count(max: 64)
+            h.epochsSeen.reserveCapacity(seenCount)
+            for _ in 0..<seenCount { h.epochsSeen[try r.node()] = try r.u64() }
             m = .heartbeat(h)
         case 2:
             m = .configRequest(version: try r.u64(), offset: try r.u32())

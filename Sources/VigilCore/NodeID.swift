@@ -32,6 +32,15 @@ public struct NodeID: Hashable, Comparable, Sendable, CustomStringConvertible, C
 extension ByteWriter {
     /// A node id on the wire; 0 for none.
     public mutating func node(_ id: NodeID?) { u32(id?.rawValue ?? 0) }
+
+    /// A map from node ids to numbers: a count, then the pairs in id order.
+    public mutating func nodeMap(_ map: [NodeID: UInt64]) {
+        u16(UInt16(map.count))
+        for (k, v) in map.sorted(by: { $0.key < $1.key }) {
+            node(k)
+            u64(v)
+        }
+    }
 }
 
 extension ByteReader {
