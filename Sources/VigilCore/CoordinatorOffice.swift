@@ -30,8 +30,11 @@ struct CoordinatorOffice: Sendable {
     /// Fences under way or waiting for a retry, and those an operator asked for.
     var fencing: [NodeID: FenceJob] = [:]
     var manualFences: Set<NodeID> = []
-    /// Placement inputs changed since the last round.
+    /// Placement inputs changed since the last round: membership, epochs, votes, releases
+    /// (`dirty`, placed at once), or only what runs where (`factsChanged`, placed within
+    /// `Engine.placementSpacing`).
     var dirty = true
+    var factsChanged = false
     var nextRound: UInt64 = 0
     /// When the last round ran (rounds that changed inputs ask for are spaced from it).
     var lastRound: UInt64 = 0

@@ -99,19 +99,16 @@ public struct Engine: Sendable {
     var thresholdBans: Set<String> = []
     var restartPending: Set<String> = [] { didSet { localSerial &+= 1 } }
     var probeIssued: Set<String> = [] { didSet { localSerial &+= 1 } }
-    /// When each started agent resource's next monitor is due, and those running now.
+    /// When each started agent resource's next monitor is due, the earliest, and those running now.
     var monitorDue: [String: UInt64] = [:]
-    var monitorInFlight: Set<String> = []
-    /// The earliest of `monitorDue` (kept with it: the loop asks on every round).
     var monitorNext: UInt64 = .max
+    var monitorInFlight: Set<String> = []
     /// Set while the shell records a batch of results: evaluation waits for its `tick`.
     var deferEvaluation = false
-    /// Set by `beginBatch` while the shell delivers many results at once (a burst of agent
-    /// processes ending): one evaluation at `endBatch` instead of one per result.
+    /// Set by `beginBatch` while the shell delivers a burst of results: one evaluation at `endBatch`.
     public internal(set) var batching = false
     var evaluationWanted = false
-    /// When a transient failure is forgotten.
-    var failureExpiry: [String: UInt64] = [:]
+    var failureExpiry: [String: UInt64] = [:]  // when a transient failure is forgotten
     public internal(set) var probePending: Set<String> = [] { didSet { factsDirty = true; localSerial &+= 1 } }
     var leftoverGraceUntil: UInt64
     public internal(set) var leaving = false
@@ -171,11 +168,11 @@ public struct Engine: Sendable {
     var pagedAssignments: [NodeID: PagedSet<[String: NodeID]>] = [:]
     /// Revisions of the assignments this node sends as coordinator: unique within its incarnation.
     var assignmentSerial: UInt64 = 0
-    var nextHeartbeatAt: UInt64 = 0
-    var lastHeartbeatAt: UInt64 = 0
+    var nextHeartbeatAt: UInt64 = 0, lastHeartbeatAt: UInt64 = 0
     /// How late after our heartbeat one of the phase reference may come and still re-anchor ours.
     static let phaseSlack: UInt64 = 2
-    var urgent = false
+    /// Tell the peers at once; place at once (`urgent`) or within `placementSpacing` (facts).
+    var urgent = false, factsUrgent = false
     /// Peers that asked for an immediate heartbeat, and when we last answered or asked each.
     var replyDue: Set<NodeID> = []
     var lastReplyAt: [NodeID: UInt64] = [:]
@@ -254,7 +251,9 @@ public struct Engine: Sendable {
             let confirms = office.map { o in
                 o.awaitingEcho[sender].map { h.echoIncarnation == incarnation && h.echo >= $0 } ?? false
             } ?? false
-            if !sameFacts || wasFresh != isFresh || confirms { office?.dirty = true }
+            // (What runs where is placed within `placementSpacing`, the rest at once.)
+            let sameStanding = peers[sender]?.report.map { $0.sameStanding(as: h) } ?? false
+            if !sameStanding || wasFresh != isFresh || confirms { office?.dirty = true } else if !sameFacts { office?.factsChanged = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
             // A coordinator evaluates a heartbeat that may confirm a release it waits for, and
@@ -298,7 +297,7 @@ public struct Engine: Sendable {
                     nextHeartbeatAt = now + timing.interval
                 }
             }
-            if routine && !urgent && replyDue.isEmpty { return out }
+            if routine && !urgent && !factsUrgent && replyDue.isEmpty { return out }
         case .configRequest(let version, let offset):
             out.append(.send(to: sender, configPiece(from: version == resources.version ? Int(offset) : 0)))
         case .configData(let version, let digest, let offset, let total, let chunk, let standby):
@@ -371,13 +370,14 @@ public struct Engine: Sendable {
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
-        // Placement runs when an input changed (anything urgent, a peer's facts, a release we
-        // wait for; at most once per `placementSpacing`), when a wait runs out, and as a safety
-        // net every second while anything waits (ten when everything is where it belongs).
+        // Placement runs when an input changed (see `CoordinatorOffice.dirty`), when a wait runs
+        // out, and as a safety net every second while anything waits (ten once all is placed).
         if urgent { office?.dirty = true }
-        if var o = office, now >= o.nextRound || (o.dirty && now >= o.lastRound + placementSpacing) {
+        if factsUrgent { office?.factsChanged = true }
+        if var o = office, o.dirty || now >= o.nextRound || (o.factsChanged && now >= o.lastRound + placementSpacing) {
             office = nil  // mutate a unique copy
             o.dirty = false
+            o.factsChanged = false
             o.nextRound = .max
             o.lastRound = now
             work.placementRounds += 1
@@ -387,8 +387,8 @@ public struct Engine: Sendable {
         applyDesired(now: now, out: &out)
         scheduleMonitors(now: now, out: &out)
         checkCommits(now: now, out: &out)
-        if now >= nextHeartbeatAt || urgent {
-            urgent = false
+        if now >= nextHeartbeatAt || urgent || factsUrgent {
+            (urgent, factsUrgent) = (false, false)
             lastHeartbeatAt = now
             nextHeartbeatAt = now + timing.interval
             sendHeartbeats(now: now, out: &out)

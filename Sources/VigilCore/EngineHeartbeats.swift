@@ -212,7 +212,7 @@ extension Engine {
         if let o = office {
             consider(o.startBarrier)
             consider(o.nextRound)
-            if o.dirty { consider(o.lastRound + placementSpacing) }
+            if o.factsChanged { consider(o.lastRound + placementSpacing) }
         }
         // (Only a monitor still running when it came due again leaves the earliest in the past.)
         if monitorNext > now { consider(monitorNext) } else { for t in monitorDue.values { consider(t) } }

@@ -6,7 +6,7 @@ extension Engine {
         var out: [Directive] = []
         if local[name] == .starting {
             local[name] = .started
-            urgent = true
+            factsUrgent = true
             out.append(.event(.resourceStarted(name)))
         }
         return evaluate(now: now, out: &out)
@@ -18,7 +18,7 @@ extension Engine {
         if local[name] == .stopping {
             local[name] = nil
             restartPending.remove(name)
-            urgent = true
+            factsUrgent = true
             out.append(.event(.resourceStopped(name)))
         }
         return evaluate(now: now, out: &out)
@@ -32,7 +32,7 @@ extension Engine {
             local[name] = .blocked
             restartPending.remove(name)
             failed[name] = "stop failed: \(reason)"
-            urgent = true
+            factsUrgent = true
             out.append(.event(.stopFailed(name, reason)))
         }
         return evaluate(now: now, out: &out)
@@ -62,7 +62,7 @@ extension Engine {
             }
         }
         out.append(.event(.resourceFailed(name, reason, count: count)))
-        urgent = true
+        factsUrgent = true
         return evaluate(now: now, out: &out)
     }
 
@@ -71,7 +71,7 @@ extension Engine {
         var out: [Directive] = []
         failureExpiry[name] = nil
         if failed.removeValue(forKey: name) != nil {
-            urgent = true
+            factsUrgent = true
             out.append(.event(.resourceRecovered(name)))
         }
         return evaluate(now: now, out: &out)
@@ -96,7 +96,7 @@ extension Engine {
     public mutating func probeResult(_ name: String, _ outcome: OperationOutcome, now: UInt64) -> [Directive] {
         var out: [Directive] = []
         guard probePending.remove(name) != nil else { return evaluate(now: now, out: &out) }
-        urgent = true
+        factsUrgent = true
         switch outcome {
         case .notRunning:
             break
@@ -144,7 +144,7 @@ extension Engine {
             out.append(.stop(name))
         }
         out.append(.event(.cleanedUp(name)))
-        urgent = true
+        factsUrgent = true
     }
 
     /// Graceful shutdown: stop everything, let the coordinator place it elsewhere.
@@ -177,13 +177,13 @@ extension Engine {
         for (r, t) in failureExpiry where now >= t {
             failureExpiry[r] = nil
             if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
-            urgent = true
+            factsUrgent = true
         }
         // Failures older than failure_timeout no longer keep a resource away.
         for r in thresholdBans where failCount(r, now: now) < resourceSet.options(r).migrationThreshold {
             thresholdBans.remove(r)
             if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
-            urgent = true
+            factsUrgent = true
         }
         let inputs = DesiredInputs(
             hasLease: hasLease, authorityValid: authorityValid(now: now),
@@ -256,7 +256,7 @@ extension Engine {
             local[r] = .stopping
             out.append(.event(.resourceStopping(r)))
             out.append(.stop(r))
-            urgent = true
+            factsUrgent = true
         }
         // Starts, in dependency order, once what they depend on runs.
         for r in order where desired.contains(r) && local[r] == nil {
@@ -265,7 +265,7 @@ extension Engine {
             local[r] = .starting
             out.append(.event(.resourceStarting(r)))
             out.append(.start(r))
-            urgent = true
+            factsUrgent = true
         }
     }
 

@@ -124,8 +124,14 @@ extension Heartbeat {
 
     /// Equal in everything placement depends on (timestamps and echoes aside).
     public func samePlacementFacts(as o: Heartbeat) -> Bool {
-        factsRev == o.factsRev && vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving && probing == o.probing
-            && configVersion == o.configVersion && configDigest == o.configDigest && sameFacts(as: o)
+        factsRev == o.factsRev && probing == o.probing && sameFacts(as: o) && sameStanding(as: o)
+    }
+
+    /// Equal in what placement depends on apart from what runs where: votes, membership,
+    /// epochs, withdrawals, leaving, configuration.
+    public func sameStanding(as o: Heartbeat) -> Bool {
+        vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving
+            && configVersion == o.configVersion && configDigest == o.configDigest
             && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
     }
 }
