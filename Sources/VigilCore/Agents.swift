@@ -172,6 +172,8 @@ public struct AgentMetadata: Sendable, Equatable, Codable {
         public var type: String
         public var defaultValue: String?
         public var shortdesc: String
+        /// `private="1"`: the value is a secret (Pacemaker's convention): never logged or shown.
+        public var isPrivate = false
     }
     public struct Action: Sendable, Equatable, Codable {
         public var name: String
@@ -214,7 +216,8 @@ public struct AgentMetadata: Sendable, Equatable, Codable {
                 name: name, required: p.attributes["required"] == "1" || p.attributes["required"] == "true",
                 unique: p.attributes["unique"] == "1" || p.attributes["unique"] == "true",
                 type: content?.attributes["type"] ?? "string", defaultValue: content?.attributes["default"],
-                shortdesc: p.child("shortdesc")?.text ?? ""))
+                shortdesc: p.child("shortdesc")?.text ?? "",
+                isPrivate: p.attributes["private"] == "1" || p.attributes["private"] == "true"))
         }
         for a in root.child("actions")?.children.filter({ $0.name == "action" }) ?? [] {
             guard let name = a.attributes["name"] else { continue }
@@ -222,6 +225,9 @@ public struct AgentMetadata: Sendable, Equatable, Codable {
         }
         return .success(md)
     }
+
+    /// Names of the parameters marked private.
+    public var privateParameters: Set<String> { Set(parameters.filter(\.isPrivate).map(\.name)) }
 
     /// Checks resource parameters against the agent's list: unknown or missing required ones.
     public func check(_ params: [String]) -> String? {

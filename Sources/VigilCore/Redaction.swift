@@ -6,23 +6,28 @@
 public enum Redaction {
     public static let mask = "********"
 
-    public static func redactSecrets(_ text: String) -> String { redact(text, allParameters: false) }
+    /// Also the values of keys in `privateNames` (parameters some agent's meta-data marks private).
+    public static func redactSecrets(_ text: String, privateNames: Set<String> = []) -> String {
+        redact(text, allParameters: false, privateNames: privateNames)
+    }
 
-    /// `text` (an agent's output, for the log) with the value of every secret-looking parameter
-    /// replaced: agents may echo their command line, passwords included. Values shorter than 4
-    /// characters are left alone (they would mask ordinary words).
-    public static func maskValues(of params: [AgentParam], in text: String) -> String {
+    /// `text` (an agent's output, for the log) with the value of every secret-looking parameter,
+    /// and of every one in `privateNames`, replaced: agents may echo their command line,
+    /// passwords included. `privateNames` nil (the agent's meta-data is not known yet): every
+    /// parameter's value. Values shorter than 4 characters are left alone (they would mask
+    /// ordinary words).
+    public static func maskValues(of params: [AgentParam], in text: String, privateNames: Set<String>? = []) -> String {
         var out = text
-        for p in params where FenceDevice.isSecret(p.name) && p.value.count >= 4 {
+        for p in params where p.value.count >= 4 && (FenceDevice.isSecret(p.name) || privateNames.map { $0.contains(p.name) } ?? true) {
             out = out.replacing(p.value, with: mask)
         }
         return out
     }
 
     /// Also every string value under a `params` key (inline table or dotted keys).
-    public static func redactParameters(_ text: String) -> String { redact(text, allParameters: true) }
+    public static func redactParameters(_ text: String) -> String { redact(text, allParameters: true, privateNames: []) }
 
-    static func redact(_ text: String, allParameters: Bool) -> String {
+    static func redact(_ text: String, allParameters: Bool, privateNames: Set<String>) -> String {
         let s = Array(text.unicodeScalars)
         var out = String.UnicodeScalarView()
         var i = 0
@@ -41,7 +46,8 @@ public enum Redaction {
         }
         func masked(_ key: [String]) -> Bool {
             guard let last = key.last else { return false }
-            return FenceDevice.isSecret(last) || (allParameters && (inParams || (key.first == "params" && key.count > 1)))
+            let param = inParams || (key.first == "params" && key.count > 1)
+            return FenceDevice.isSecret(last) || (param && (allParameters || privateNames.contains(last)))
         }
         while i < s.count {
             let c = s[i]

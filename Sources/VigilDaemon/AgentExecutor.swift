@@ -69,7 +69,34 @@ final class AgentExecutor {
     /// Operations queued or running for a resource.
     func busy(_ resource: String) -> Bool { running[resource] != nil || starting.contains(resource) || !(queues[resource]?.isEmpty ?? true) }
 
+    /// Parameters each OCF agent's meta-data marks `private="1"`, by agent. Until an agent's
+    /// answer is in (or when it failed), every parameter value of its resources is masked in
+    /// what is logged of their output.
+    private(set) var privateParameters: [String: Set<String>] = [:]
+    private var askedMetadata: Set<String> = []
+
+    /// Every name some agent marks private (for `hactl config show`).
+    var allPrivateParameters: Set<String> { privateParameters.values.reduce(into: []) { $0.formUnion($1) } }
+
+    /// Asks an OCF agent once for its meta-data, ahead of its first operation (same priority as
+    /// a probe, submitted first); again after a failed answer only when asked again later.
+    private func learnPrivateParameters(_ spec: AgentSpec) {
+        let key = "\(spec)"
+        guard spec.cls == .ocf, privateParameters[key] == nil, askedMetadata.insert(key).inserted else { return }
+        // A queue of its own (no resource has a name with a space).
+        submit(Request(resource: " meta-data \(key)", op: .metaData, spec: spec, params: [], timeoutMs: 10_000, intervalMs: 0) { [weak self] outcome, output in
+            guard let self else { return }
+            if !outcome.isFailure, case .success(let md) = AgentMetadata.parse(output) {
+                self.privateParameters[key] = md.privateParameters
+            } else {
+                self.askedMetadata.remove(key)
+                self.log.warning("meta-data of \(key) could not be read: parameter values of its resources stay masked in the log")
+            }
+        })
+    }
+
     func submit(_ r: Request) {
+        if r.op != .metaData { learnPrivateParameters(r.spec) }
         var r = r
         submitted += 1
         r.seq = submitted
@@ -162,7 +189,8 @@ final class AgentExecutor {
 
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
         let outcome = r.spec.outcome(of: end, op: r.op)
-        let trimmed = Self.printable(Redaction.maskValues(of: r.params, in: output).split(separator: "\n").suffix(20).joined(separator: " | "))
+        let secret: Set<String>? = r.spec.cls == .ocf ? privateParameters["\(r.spec)"] : []
+        let trimmed = Self.printable(Redaction.maskValues(of: r.params, in: output, privateNames: secret).split(separator: "\n").suffix(20).joined(separator: " | "))
         if outcome.isFailure || (r.op != .monitor && r.op != .metaData) {
             let line = "agent \(r.op.rawValue) resource=\(r.resource) agent=\(r.spec) result=\"\(outcome)\" \(durationMs)ms"
             if outcome.isFailure {

@@ -54,7 +54,7 @@ extension Daemon {
             // Passwords and other secrets of fence devices and agents are never shown; parameters
             // at all only to root and the admin group.
             let admin = peer.admin ?? false
-            let text = admin ? Redaction.redactSecrets(engine.resources.text) : Redaction.redactParameters(engine.resources.text)
+            let text = admin ? Redaction.redactSecrets(engine.resources.text, privateNames: executor.allPrivateParameters) : Redaction.redactParameters(engine.resources.text)
             var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: text)
             r.standby = engine.resources.standby
             return .now(r)

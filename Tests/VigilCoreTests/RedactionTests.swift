@@ -68,4 +68,27 @@ extension RedactionTests {
         XCTAssertEqual(Redaction.maskValues(of: params, in: out), "ipmitool -U admin -P ******** power off: failed\nretry with ********")
         XCTAssertEqual(Redaction.maskValues(of: params, in: "abc def"), "abc def", "values under 4 characters are left alone")
     }
+
+    /// Issue 9, finding 5: parameters an agent's meta-data marks private.
+    func testPrivateParametersFromMetaData() throws {
+        let xml = """
+            <resource-agent name="x"><parameters>
+            <parameter name="token" private="1"><content type="string"/></parameter>
+            <parameter name="colour"><content type="string"/></parameter>
+            </parameters></resource-agent>
+            """
+        guard case .success(let md) = AgentMetadata.parse(xml) else { return XCTFail("meta-data not parsed") }
+        XCTAssertEqual(md.privateParameters, ["token"])
+        let params = [AgentParam(name: "token", value: "abcd-1234"), AgentParam(name: "colour", value: "bright-blue"), AgentParam(name: "password", value: "hunter22")]
+        let out = "token=abcd-1234 colour=bright-blue password=hunter22"
+        XCTAssertEqual(Redaction.maskValues(of: params, in: out, privateNames: md.privateParameters), "token=******** colour=bright-blue password=********")
+        // Meta-data not known yet: every value.
+        XCTAssertEqual(Redaction.maskValues(of: params, in: out, privateNames: nil), "token=******** colour=******** password=********")
+        // Without private names (fence devices): secret-looking names only.
+        XCTAssertEqual(Redaction.maskValues(of: params, in: out), "token=abcd-1234 colour=bright-blue password=********")
+        let text = "[[resource]]\nname = \"r\"\nagent = \"ocf:p:x\"\nparams = { token = \"abcd-1234\", colour = \"blue\" }\ntoken = \"not-a-param\"\n"
+        let shown = Redaction.redactSecrets(text, privateNames: ["token"])
+        XCTAssertTrue(shown.contains("token = \"********\", colour = \"blue\""), shown)
+        XCTAssertTrue(shown.contains("token = \"not-a-param\""), "a key outside params was masked: \(shown)")
+    }
 }

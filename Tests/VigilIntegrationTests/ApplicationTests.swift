@@ -234,4 +234,60 @@ final class ApplicationTests: NamespaceTestCase {
         XCTAssertEqual(info.code, 0)
         XCTAssertTrue(info.out.contains("state") && info.out.contains("fake"), info.out)
     }
+
+    /// Issue 9, finding 5: a parameter the agent's meta-data marks `private="1"` (Pacemaker's
+    /// convention, whatever its name) is masked in the output clusterd logs and in `hactl
+    /// config show`, for root too; other parameters are not.
+    func testPrivateParametersAreMaskedInLogsAndConfigShow() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root") }
+        let dir = "/usr/lib/ocf/resource.d/vigil-test"
+        let agent = dir + "/secretive"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = """
+            #!/bin/sh
+            case "$1" in
+            meta-data) cat <<'XML'
+            <?xml version="1.0"?>
+            <resource-agent name="secretive" version="1">
+              <version>1.0</version>
+              <shortdesc lang="en">Prints its parameters and fails to start</shortdesc>
+              <parameters>
+                <parameter name="token" private="1" required="1"><shortdesc lang="en">API token</shortdesc><content type="string"/></parameter>
+                <parameter name="colour"><shortdesc lang="en">A colour</shortdesc><content type="string"/></parameter>
+              </parameters>
+              <actions><action name="start" timeout="5s"/><action name="stop" timeout="5s"/><action name="monitor" timeout="5s"/><action name="meta-data" timeout="5s"/></actions>
+            </resource-agent>
+            XML
+                exit 0 ;;
+            start) echo "starting with token=$OCF_RESKEY_token colour=$OCF_RESKEY_colour"; exit 1 ;;
+            stop) exit 0 ;;
+            monitor) exit 7 ;;
+            *) exit 3 ;;
+            esac
+
+            """
+        XCTAssertTrue(FileManager.default.createFile(atPath: agent, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]))
+        let (lab, _) = try makeAppLab()
+        try startQuorate(lab)
+        let token = "tok-3141592653"
+        _ = try lab.apply(1, resources: """
+            [[resource]]
+            name = "leaky"
+            agent = "ocf:vigil-test:secretive"
+            preferred = ["node2"]
+            params = { token = "\(token)", colour = "bright-blue" }
+            """)
+        try lab.waitFor("the start of leaky to fail and be logged", timeout: 30) {
+            (1...3).contains { i in lab.events(i).contains { $0.text.contains("agent start resource=leaky") && $0.text.contains("output:") } }
+        }
+        let logs = (1...3).map { (try? String(contentsOfFile: lab.logFile($0), encoding: .utf8)) ?? "" }.joined()
+        XCTAssertFalse(logs.contains(token), "the private token reached the log")
+        XCTAssertTrue(logs.contains("token=********"), "the masked token is not in the log")
+        XCTAssertTrue(logs.contains("colour=bright-blue"), "a parameter that is not private was masked")
+        let show = lab.hactl(1, ["config", "show"])
+        XCTAssertEqual(show.code, 0, show.err)
+        XCTAssertFalse(show.out.contains(token), show.out)
+        XCTAssertTrue(show.out.contains("bright-blue"), show.out)
+    }
 }
