@@ -8,8 +8,9 @@
 #   curl, python3    the example web service agent (Examples/web-service)
 #   fence-agents  fence_dummy, the fence agent the fencing tests run unmodified (and the real agents: fence_ipmilan, fence_apc, ...)
 #   nftables    random frame loss in the lab's switch namespace (loss tests and Examples/bench/loss.sh)
+#   python3-fusepy  a slow disk for the tests (Tests/tools/slowfs.py, a FUSE passthrough whose fsync stalls)
 set -euo pipefail
-pkgs=(libqb-dev iproute2 iputils-ping util-linux procps resource-agents fence-agents curl python3 nftables)
+pkgs=(libqb-dev iproute2 iputils-ping util-linux procps resource-agents fence-agents curl python3 nftables python3-fusepy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,6 +7,7 @@ import XCTest
 /// Issue 9: the local IPC door (finding 4) and the network door under a flood (the issue's
 /// flood requirement), tried as a hostile local user and a hostile machine would.
 final class HostileDoorsTests: NamespaceTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     func ipcName(_ lab: Lab, _ i: Int) -> String { "vigil-\(lab.prefix)-\(lab.nodeName(i))" }
 
     func asNobody(_ lab: Lab, _ i: Int, _ args: [String]) -> [String] {
@@ -250,6 +251,54 @@ final class HostileDoorsTests: NamespaceTestCase {
             _ = "root:x:0:\n".withCString { write(fd, $0, strlen($0)) }
             close(fd)
         }
+    }
+
+    /// Issue 9, finding 10, slow disk: node1's state directory is on a disk whose every fsync
+    /// takes a second (a FUSE passthrough, Tests/tools/slowfs.py; the failure timeout is
+    /// 350 ms). Three configuration changes in a row: node1 stores each on a thread of its own,
+    /// so its heartbeats go on (no member lost, no coordinator change), `hactl status` on it
+    /// answers at once meanwhile, and every change reaches its disk in the end.
+    func testASlowDiskDoesNotStopTheLoop() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        let python = "/usr/bin/python3"
+        guard lab.run(python, ["-c", "import fusepy"]).code == 0, FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("CI=true: this test needs python3-fusepy (.ci/install-deps.sh) and /dev/fuse") }
+            throw XCTSkip("needs python3-fusepy and /dev/fuse")
+        }
+        let stateDir = lab.workDir + "/state-node1"
+        let disk = lab.workDir + "/state-node1.disk"
+        for d in [stateDir, disk] { XCTAssertEqual(mkdir(d, 0o700), 0, d) }
+        let fs = Process()
+        fs.executableURL = URL(fileURLWithPath: python)
+        fs.arguments = [Self.root + "/Tests/tools/slowfs.py", disk, stateDir, "1.0"]
+        try fs.run()
+        defer {
+            _ = lab.run("/usr/bin/umount", ["-l", stateDir])
+            if fs.isRunning { kill(fs.processIdentifier, SIGKILL) }
+            fs.waitUntilExit()
+        }
+        try lab.waitFor("the slow disk to be mounted", timeout: 10) {
+            ((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").contains(" \(stateDir) fuse")
+        }
+        try startQuorate(lab)
+        let since = Int(Lab.monoNowMs())
+        var slowest = 0.0
+        for k in 1...3 {
+            _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2") + "# change \(k)\n")
+            let t0 = Date()
+            XCTAssertEqual(lab.hactl(1, ["status"]).code, 0)
+            slowest = max(slowest, Date().timeIntervalSince(t0))
+        }
+        XCTAssertLessThan(slowest, 1.0, "hactl status on node1 waited for its disk")
+        // Six fsyncs of a second each are queued on node1's storage thread.
+        try lab.waitFor("node1 to store the last change", timeout: 30) {
+            ((try? String(contentsOfFile: disk + "/resources.state", encoding: .utf8)) ?? "").contains("# change 3")
+        }
+        let trouble = lab.allEvents().filter { e in
+            e.mono >= since && ["member-lost", "coordinator-changed", "link-down"].contains { e.text.hasPrefix($0) }
+        }
+        XCTAssertEqual(trouble.map { "\($0.node) \($0.text)" }, [], "the slow disk held node1's loop")
+        XCTAssertEqual(try status(lab, 2).nodes.first { $0.name == "node1" }?.state, "online")
     }
 
     /// A stopped clusterd (SIGSTOP: its socket accepts, nothing answers): hactl gives up after
