@@ -194,6 +194,10 @@ final class FloatingIPs {
         var dumpFailed = false
         var states: [String: Interfaces.State] = [:]
         var next = UInt64.max
+        // A round that checks one address checks every address due within half its interval
+        // too: they fall into step, and a node with a hundred addresses dumps once per interval
+        // rather than once per address.
+        let anyDue = active.values.contains { $0.nextMonitor <= now }
         for name in active.keys.sorted() {
             guard var a = active[name] else { continue }
             if let r = a.nextRefresh, r <= now {
@@ -202,7 +206,7 @@ final class FloatingIPs {
                 scheduleAnnouncements(name, now: now)
             }
             if let r = a.nextRefresh { next = min(next, r) }
-            guard a.nextMonitor <= now else {
+            guard a.nextMonitor <= (anyDue ? now + a.ip.monitorIntervalMs / 2 : now) else {
                 next = min(next, a.nextMonitor)
                 continue
             }
