@@ -30,9 +30,9 @@ struct CoordinatorOffice: Sendable {
     /// Fences under way or waiting for a retry, and those an operator asked for.
     var fencing: [NodeID: FenceJob] = [:]
     var manualFences: Set<NodeID> = []
-    /// Placement inputs changed since the last round: membership, epochs, votes, releases
-    /// (`dirty`, placed at once), or only what runs where (`factsChanged`, placed within
-    /// `Engine.placementSpacing`).
+    /// Placement inputs changed since the last round: anything (`dirty`, placed at once), or only
+    /// progress of what runs where (`factsChanged`, see `Heartbeat.onlyProgress`: placed
+    /// within `Engine.placementSpacing`).
     var dirty = true
     var factsChanged = false
     var nextRound: UInt64 = 0

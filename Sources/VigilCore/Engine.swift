@@ -171,7 +171,7 @@ public struct Engine: Sendable {
     var nextHeartbeatAt: UInt64 = 0, lastHeartbeatAt: UInt64 = 0
     /// How late after our heartbeat one of the phase reference may come and still re-anchor ours.
     static let phaseSlack: UInt64 = 2
-    /// Tell the peers at once; place at once (`urgent`) or within `placementSpacing` (facts).
+    /// Tell the peers at once; place at once (`urgent`) or within `placementSpacing` (progress).
     var urgent = false, factsUrgent = false
     /// Peers that asked for an immediate heartbeat, and when we last answered or asked each.
     var replyDue: Set<NodeID> = []
@@ -251,9 +251,9 @@ public struct Engine: Sendable {
             let confirms = office.map { o in
                 o.awaitingEcho[sender].map { h.echoIncarnation == incarnation && h.echo >= $0 } ?? false
             } ?? false
-            // (What runs where is placed within `placementSpacing`, the rest at once.)
-            let sameStanding = peers[sender]?.report.map { $0.sameStanding(as: h) } ?? false
-            if !sameStanding || wasFresh != isFresh || confirms { office?.dirty = true } else if !sameFacts { office?.factsChanged = true }
+            // (Only progress, see `Heartbeat.onlyProgress`, is placed within `placementSpacing`.)
+            let progress = peers[sender]?.report.map { $0.onlyProgress(to: h) } ?? false
+            if wasFresh != isFresh || confirms || (!sameFacts && !progress) { office?.dirty = true } else if !sameFacts { office?.factsChanged = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
             // A coordinator evaluates a heartbeat that may confirm a release it waits for, and

@@ -18,7 +18,7 @@ extension Engine {
         if local[name] == .stopping {
             local[name] = nil
             restartPending.remove(name)
-            factsUrgent = true
+            urgent = true
             out.append(.event(.resourceStopped(name)))
         }
         return evaluate(now: now, out: &out)
@@ -32,7 +32,7 @@ extension Engine {
             local[name] = .blocked
             restartPending.remove(name)
             failed[name] = "stop failed: \(reason)"
-            factsUrgent = true
+            urgent = true
             out.append(.event(.stopFailed(name, reason)))
         }
         return evaluate(now: now, out: &out)
@@ -62,7 +62,7 @@ extension Engine {
             }
         }
         out.append(.event(.resourceFailed(name, reason, count: count)))
-        factsUrgent = true
+        urgent = true
         return evaluate(now: now, out: &out)
     }
 
@@ -71,7 +71,7 @@ extension Engine {
         var out: [Directive] = []
         failureExpiry[name] = nil
         if failed.removeValue(forKey: name) != nil {
-            factsUrgent = true
+            urgent = true
             out.append(.event(.resourceRecovered(name)))
         }
         return evaluate(now: now, out: &out)
@@ -144,7 +144,7 @@ extension Engine {
             out.append(.stop(name))
         }
         out.append(.event(.cleanedUp(name)))
-        factsUrgent = true
+        urgent = true
     }
 
     /// Graceful shutdown: stop everything, let the coordinator place it elsewhere.
@@ -177,13 +177,13 @@ extension Engine {
         for (r, t) in failureExpiry where now >= t {
             failureExpiry[r] = nil
             if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
-            factsUrgent = true
+            urgent = true
         }
         // Failures older than failure_timeout no longer keep a resource away.
         for r in thresholdBans where failCount(r, now: now) < resourceSet.options(r).migrationThreshold {
             thresholdBans.remove(r)
             if failed.removeValue(forKey: r) != nil { out.append(.event(.resourceRecovered(r))) }
-            factsUrgent = true
+            urgent = true
         }
         let inputs = DesiredInputs(
             hasLease: hasLease, authorityValid: authorityValid(now: now),

@@ -83,7 +83,8 @@ extension Engine {
         return (nodes, st)
     }
 
-    /// The least time between two placement rounds that changed inputs ask for: none for small
+    /// The least time between two placement rounds that only progress asks for (probes
+    /// answered, resources starting or started: `Heartbeat.onlyProgress`): none for small
     /// configurations, a tenth of a millisecond per resource up to one interval for large ones.
     /// A round walks every resource over every node; after a thousand-resource apply, nine
     /// nodes' reports changed many times per interval while they probed, and rounds took most of

@@ -127,6 +127,14 @@ extension Heartbeat {
         factsRev == o.factsRev && probing == o.probing && sameFacts(as: o) && sameStanding(as: o)
     }
 
+    /// Whether `n`, the same node's next report, differs from this one only by progress: what a
+    /// probe storm or a mass start produces (probes answered, resources starting or started).
+    /// Nothing released, failed or blocked, and the same standing (see `sameStanding`): the
+    /// coordinator may wait `placementSpacing` before placing again.
+    public func onlyProgress(to n: Heartbeat) -> Bool {
+        sameStanding(as: n) && failed == n.failed && fatal == n.fatal && blocked == n.blocked && Set(n.held).isSuperset(of: held)
+    }
+
     /// Equal in what placement depends on apart from what runs where: votes, membership,
     /// epochs, withdrawals, leaving, configuration.
     public func sameStanding(as o: Heartbeat) -> Bool {

@@ -18,7 +18,10 @@ public enum Redaction {
     /// ordinary words).
     public static func maskValues(of params: [AgentParam], in text: String, privateNames: Set<String>? = []) -> String {
         var out = text
-        for p in params where p.value.count >= 4 && (FenceDevice.isSecret(p.name) || privateNames.map { $0.contains(p.name) } ?? true) {
+        // Longest first: a value inside another (`postgres` in `postgres123`) must not leave part
+        // of the longer one in clear.
+        let secret = params.filter { p in p.value.count >= 4 && (FenceDevice.isSecret(p.name) || privateNames.map { $0.contains(p.name) } ?? true) }
+        for p in secret.sorted(by: { $0.value.count > $1.value.count }) {
             out = out.replacing(p.value, with: mask)
         }
         return out

@@ -71,26 +71,39 @@ final class AgentExecutor {
 
     /// Parameters each OCF agent's meta-data marks `private="1"`, by agent. Until an agent's
     /// answer is in (or when it failed), every parameter value of its resources is masked in
-    /// what is logged of their output.
+    /// what is logged of their output, and in `hactl config show`.
     private(set) var privateParameters: [String: Set<String>] = [:]
-    private var askedMetadata: Set<String> = []
+    /// Agents asked and not answered yet, and when a failed one may be asked again.
+    private var askingMetadata: Set<String> = []
+    private var metadataRetryAt: [String: UInt64] = [:]
+    static let metadataRetryMs: UInt64 = 600_000
 
-    /// Every name some agent marks private (for `hactl config show`).
-    var allPrivateParameters: Set<String> { privateParameters.values.reduce(into: []) { $0.formUnion($1) } }
+    /// Every name some agent marks private, and the OCF agents (of `specs`) whose meta-data is
+    /// not known (for `hactl config show`).
+    func privacy(of specs: [AgentSpec]) -> (names: Set<String>, unknown: [String]) {
+        let names = privateParameters.values.reduce(into: Set<String>()) { $0.formUnion($1) }
+        let unknown = Set(specs.filter { $0.cls == .ocf }.map { "\($0)" }).filter { privateParameters[$0] == nil }
+        return (names, unknown.sorted())
+    }
 
-    /// Asks an OCF agent once for its meta-data, ahead of its first operation (same priority as
-    /// a probe, submitted first); again after a failed answer only when asked again later.
+    /// Asks an OCF agent for its meta-data before its first operation runs (the agent's
+    /// operations wait for the answer, at most its 10 s timeout). An agent that cannot answer (many simple agents have no
+    /// meta-data action) is asked again only after ten minutes.
     private func learnPrivateParameters(_ spec: AgentSpec) {
         let key = "\(spec)"
-        guard spec.cls == .ocf, privateParameters[key] == nil, askedMetadata.insert(key).inserted else { return }
+        guard spec.cls == .ocf, privateParameters[key] == nil, !askingMetadata.contains(key) else { return }
+        if let again = metadataRetryAt[key], MonotonicClock.nowMs() < again { return }
+        askingMetadata.insert(key)
         // A queue of its own (no resource has a name with a space).
         submit(Request(resource: " meta-data \(key)", op: .metaData, spec: spec, params: [], timeoutMs: 10_000, intervalMs: 0) { [weak self] outcome, output in
             guard let self else { return }
+            self.askingMetadata.remove(key)
             if !outcome.isFailure, case .success(let md) = AgentMetadata.parse(output) {
                 self.privateParameters[key] = md.privateParameters
+                self.metadataRetryAt[key] = nil
             } else {
-                self.askedMetadata.remove(key)
-                self.log.warning("meta-data of \(key) could not be read: parameter values of its resources stay masked in the log")
+                self.metadataRetryAt[key] = MonotonicClock.nowMs() + Self.metadataRetryMs
+                self.log.warning("meta-data of \(key) could not be read: the parameter values of its resources stay masked in the log and in hactl config show (asked again in 10 minutes)")
             }
         })
     }
@@ -111,6 +124,9 @@ final class AgentExecutor {
             let now = MonotonicClock.nowMs()
             for (resource, q) in queues where running[resource] == nil && !starting.contains(resource) {
                 guard let head = q.first, head.retryAt <= now else { continue }
+                // An agent's operations wait for its meta-data (milliseconds): their output is
+                // then masked by what it says, not all of it.
+                if head.op != .metaData && !askingMetadata.isEmpty && askingMetadata.contains("\(head.spec)") { continue }
                 if best.map({ (head.priority, head.seq) < ($0.priority, $0.seq) }) ?? true { best = (resource, head.priority, head.seq) }
             }
             guard let b = best else { return }

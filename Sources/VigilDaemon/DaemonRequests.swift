@@ -54,7 +54,10 @@ extension Daemon {
             // Passwords and other secrets of fence devices and agents are never shown; parameters
             // at all only to root and the admin group.
             let admin = peer.admin ?? false
-            let text = admin ? Redaction.redactSecrets(engine.resources.text, privateNames: executor.allPrivateParameters) : Redaction.redactParameters(engine.resources.text)
+            let privacy = executor.privacy(of: engine.resourceSet.agents.map(\.agent))
+            // Parameters of an agent whose meta-data is not known may be private: all masked.
+            let text = admin && privacy.unknown.isEmpty ? Redaction.redactSecrets(engine.resources.text, privateNames: privacy.names)
+                : (admin ? "# parameters masked: meta-data not known yet for \(privacy.unknown.joined(separator: ", "))\n" : "") + Redaction.redactParameters(engine.resources.text)
             var r = IPCResponse(ok: true, configVersion: engine.resources.version, configText: text)
             r.standby = engine.resources.standby
             return .now(r)

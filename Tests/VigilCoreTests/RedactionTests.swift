@@ -84,6 +84,9 @@ extension RedactionTests {
         XCTAssertEqual(Redaction.maskValues(of: params, in: out, privateNames: md.privateParameters), "token=******** colour=bright-blue password=********")
         // Meta-data not known yet: every value.
         XCTAssertEqual(Redaction.maskValues(of: params, in: out, privateNames: nil), "token=******** colour=******** password=********")
+        // A value inside another is not left half in clear.
+        let overlapping = [AgentParam(name: "user", value: "postgres"), AgentParam(name: "pass", value: "postgres123")]
+        XCTAssertEqual(Redaction.maskValues(of: overlapping, in: "u=postgres p=postgres123", privateNames: nil), "u=******** p=********")
         // Without private names (fence devices): secret-looking names only.
         XCTAssertEqual(Redaction.maskValues(of: params, in: out), "token=abcd-1234 colour=bright-blue password=********")
         let text = "[[resource]]\nname = \"r\"\nagent = \"ocf:p:x\"\nparams = { token = \"abcd-1234\", colour = \"blue\" }\ntoken = \"not-a-param\"\n"

@@ -289,5 +289,29 @@ final class ApplicationTests: NamespaceTestCase {
         XCTAssertEqual(show.code, 0, show.err)
         XCTAssertFalse(show.out.contains(token), show.out)
         XCTAssertTrue(show.out.contains("bright-blue"), show.out)
+        // An agent whose meta-data clusterd cannot read (it answers hactl's check only): any of
+        // its parameters may be private, so config show masks every parameter, and says why.
+        let mute = script.replacingOccurrences(of: "meta-data) cat <<'XML'", with: "meta-data) [ \"$OCF_RESOURCE_INSTANCE\" = hactl-meta-data ] || exit 1; cat <<'XML'")
+            .replacingOccurrences(of: "name=\"token\" private=\"1\" required=\"1\"", with: "name=\"flavour\"")
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/mute", contents: Data(mute.utf8), attributes: [.posixPermissions: 0o755]))
+        _ = try lab.apply(1, resources: """
+            [[resource]]
+            name = "leaky"
+            agent = "ocf:vigil-test:secretive"
+            preferred = ["node2"]
+            params = { token = "\(token)", colour = "bright-blue" }
+
+            [[resource]]
+            name = "quiet"
+            agent = "ocf:vigil-test:mute"
+            params = { flavour = "vanilla-bean" }
+            """)
+        try lab.waitFor("clusterd to fail reading the mute agent's meta-data", timeout: 20) {
+            lab.events(1).contains { $0.text.contains("meta-data of ocf:vigil-test:mute could not be read") }
+        }
+        let masked = lab.hactl(1, ["config", "show"])
+        XCTAssertEqual(masked.code, 0, masked.err)
+        XCTAssertTrue(masked.out.contains("# parameters masked: meta-data not known yet for ocf:vigil-test:mute"), masked.out)
+        XCTAssertFalse(masked.out.contains("vanilla-bean") || masked.out.contains("bright-blue") || masked.out.contains(token), masked.out)
     }
 }
