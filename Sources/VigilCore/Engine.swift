@@ -231,8 +231,9 @@ public struct Engine: Sendable {
             // Facts are sent only until we acknowledged their revision: take them from what we
             // hold. Without them (we hold another revision) the heartbeat counts only for the
             // link's liveness; our acknowledgement makes the peer send them again.
+            let prior = membership.peers[sender]?.report  // (one copy, not one per question)
             if !h.factsIncluded {
-                if let r = peers[sender]?.report, r.factsRev == h.factsRev {
+                if let r = prior, r.factsRev == h.factsRev {
                     h.copyFacts(from: r)
                 } else if let p = pagedFacts[sender], p.incarnation == inc, p.rev == h.factsRev {
                     h.copyFacts(from: p.value)
@@ -240,19 +241,18 @@ public struct Engine: Sendable {
                     return out
                 }
             }
-            // Echoes of our own clock from our future are corrupt: ignore the whole heartbeat
-            // rather than compute deadlines from it.
+            // Echoes of our own clock from our future are corrupt: compute no deadline from them.
             if h.echoIncarnation == incarnation && (h.echo > now || h.supportEcho > now) { return evaluate(now: now, out: &out) }
-            let sameFacts = peers[sender]?.report.map { $0.samePlacementFacts(as: h) } ?? false
+            let sameFacts = prior.map { $0.samePlacementFacts(as: h) } ?? false
             // In office, a report also counts once it answers one of our heartbeats (fresh).
-            let wasFresh = office.map { o in peers[sender]?.report.map { $0.echoIncarnation == incarnation && $0.echo >= o.since } ?? false } ?? true
+            let wasFresh = office.map { o in prior.map { $0.echoIncarnation == incarnation && $0.echo >= o.since } ?? false } ?? true
             let isFresh = office.map { o in h.echoIncarnation == incarnation && h.echo >= o.since } ?? true
             // A release we wait for rides on an echo: this heartbeat may confirm it.
             let confirms = office.map { o in
                 o.awaitingEcho[sender].map { h.echoIncarnation == incarnation && h.echo >= $0 } ?? false
             } ?? false
             // (Only progress, see `Heartbeat.onlyProgress`, is placed within `placementSpacing`.)
-            let progress = peers[sender]?.report.map { $0.onlyProgress(to: h) } ?? false
+            let progress = !sameFacts && (prior.map { $0.onlyProgress(to: h) } ?? false)
             if wasFresh != isFresh || confirms || (!sameFacts && !progress) { office?.dirty = true } else if !sameFacts { office?.factsChanged = true }
             // A routine heartbeat (a member's, saying nothing new, and from our coordinator the same
             // assignments) only refreshes echoes and promises; the next deadline evaluates them.
