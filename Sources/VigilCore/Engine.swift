@@ -219,7 +219,7 @@ public struct Engine: Sendable {
         // The same packet arrives once per link: apply state only from the newest. A copy only
         // refreshes the link's liveness, which the next tick reports.
         let fresh = membership.heard(from: sender, link: link, incarnation: inc, seq: seq, now: now)
-        if case .statePage(let p) = message { return receivePage(p, from: sender, incarnation: inc) }
+        if case .statePage(let p) = message { receivePage(p, from: sender, incarnation: inc); return out }
         guard fresh else { return out }
         if !fenceMarks.isEmpty { checkFenceTook(sender, incarnation: inc, now: now, out: &out) }
         switch message {

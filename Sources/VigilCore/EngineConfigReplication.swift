@@ -133,8 +133,7 @@ extension Engine {
     mutating func takeBackUnconfirmed(out: inout [Directive]) {
         guard !isCoordinator, let last = pendingCommits.last, let first = pendingCommits.first,
               resources.version == last.version, resources.digest == last.digest else { return }
-        let stored = 1 + peers.values.filter { $0.member && $0.report?.configVersion == last.version && $0.report?.configDigest == last.digest }.count
-        guard stored < cluster.majority else { return }
+        guard storedBy(version: last.version, digest: last.digest) < cluster.majority else { return }
         if let set = try? ResourceSet.parse(first.previous.text, file: "resources v\(first.previous.version)", cluster: cluster) {
             install(first.previous, set: set, from: selfId, out: &out)
         }
@@ -169,6 +168,11 @@ extension Engine {
         }
     }
 
+    /// This node and the members whose reports say they hold `version` with `digest`.
+    func storedBy(version: UInt64, digest: UInt64) -> Int {
+        1 + peers.values.filter { $0.member && $0.report?.configVersion == version && $0.report?.configDigest == digest }.count
+    }
+
     mutating func checkCommits(now: UInt64, out: inout [Directive]) {
         // (No early return: forwarded requests time out even when nothing is pending here.)
         takeBackUnconfirmed(out: &out)
@@ -181,7 +185,7 @@ extension Engine {
                 keep.append(c)
                 continue
             }
-            let stored = 1 + peers.values.filter { $0.member && $0.report?.configVersion == c.version && $0.report?.configDigest == c.digest }.count
+            let stored = storedBy(version: c.version, digest: c.digest)
             var result: (Bool, String)?
             if resources.version != c.version || resources.digest != c.digest {
                 result = (false, "superseded by version \(resources.version) before it was confirmed")

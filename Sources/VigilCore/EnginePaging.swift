@@ -14,9 +14,9 @@ struct PagedSet<Value: Sendable>: Sendable {
 extension Engine {
     /// Any copy of a page of the sender's current life counts, even one `Membership.heard`
     /// calls old: it may be the copy on a second link of a page lost on the first, after the
-    /// heartbeat that follows it was taken. Pages are idempotent. Pages cause no directive.
-    mutating func receivePage(_ p: StatePage, from sender: NodeID, incarnation inc: UInt64) -> [Directive] {
-        guard inc == peers[sender]?.incarnation else { return [] }
+    /// heartbeat that follows it was taken. Pages are idempotent, and cause no directive.
+    mutating func receivePage(_ p: StatePage, from sender: NodeID, incarnation inc: UInt64) {
+        guard inc == peers[sender]?.incarnation else { return }
         let key = PageKey(sender: sender, part: p.part)
         var a = pageAssemblies[key] ?? PageAssembly(incarnation: inc, rev: p.rev, count: p.count)
         if a.incarnation != inc || a.rev != p.rev || a.count != p.count {
@@ -26,11 +26,11 @@ extension Engine {
         // An authenticated peer that sends more names than any set holds starts over.
         guard a.pages.values.reduce(0, { $0 + $1.count }) <= Message.maxNames else {
             pageAssemblies[key] = nil
-            return []
+            return
         }
         guard let all = a.complete else {
             pageAssemblies[key] = a
-            return []
+            return
         }
         pageAssemblies[key] = nil
         switch p.part {
@@ -44,6 +44,5 @@ extension Engine {
             for e in all { if let n = NodeID(rawValue: e.value) { m[e.name] = n } }
             pagedAssignments[sender] = PagedSet(incarnation: inc, rev: p.rev, value: m)
         }
-        return []
     }
 }

@@ -27,18 +27,13 @@ extension Engine {
         return out
     }
 
-    func reportedHolders(_ r: String, among nodes: Set<NodeID>? = nil) -> [NodeID] {
-        var out: [NodeID] = local[r] != nil ? [selfId] : []
-        for p in peers.values where (nodes?.contains(p.id) ?? p.member) && p.heldSet.contains(r) { out.append(p.id) }
-        return out.sorted()
-    }
-
-    /// `reportedHolders(_:among:)` of every resource at once: one walk over the peers'
-    /// holdings per placement round, not one over the peers per resource.
-    func holdersByResource(among nodes: Set<NodeID>) -> [String: [NodeID]] {
+    /// The nodes reporting each resource as held (this node, and the peers among `nodes`, or
+    /// the members if nil), in id order: one walk over the peers' holdings for every resource,
+    /// not one over the peers per resource.
+    func holdersByResource(among nodes: Set<NodeID>? = nil) -> [String: [NodeID]] {
         var out: [String: [NodeID]] = [:]
         for r in local.keys { out[r] = [selfId] }
-        for (id, p) in membership.peers where nodes.contains(id) {
+        for (id, p) in membership.peers where nodes?.contains(id) ?? p.member {
             for r in p.heldSet { out[r, default: []].append(id) }
         }
         for (r, list) in out where list.count > 1 { out[r] = list.sorted() }

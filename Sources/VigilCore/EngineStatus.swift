@@ -26,8 +26,9 @@ extension Engine {
         let coordKnown = isCoordinator || authority != nil
         let assignments = isCoordinator ? placement : (coordKnown ? authorityAssignments : [:])
         var res: [ClusterStatus.ResourceStatus] = []
+        let holders = holdersByResource()
         for r in resourceSet.names {
-            let running = reportedHolders(r).map { name(of: $0) }
+            let running = (holders[r] ?? []).map { name(of: $0) }
             let started = startedOn(r).map { name(of: $0) }
             // A coordinator tells each node only its own assignments: elsewhere, where it runs
             // started (on one node) is where the coordinator keeps it.

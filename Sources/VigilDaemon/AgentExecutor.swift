@@ -54,9 +54,9 @@ final class AgentExecutor {
 
     private let outputs: LingeringOutputs
 
-    init(reactor: Reactor, log: EventLog, spawner: Spawner, limit: Int = AgentExecutor.defaultLimit) {
+    init(reactor: Reactor, log: EventLog, spawner: Spawner, outputs: LingeringOutputs, limit: Int = AgentExecutor.defaultLimit) {
         self.reactor = reactor
-        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
+        self.outputs = outputs
         self.log = log
         self.limit = max(1, limit)
         self.spawner = spawner
@@ -259,8 +259,8 @@ final class HookRunner {
 
     private let outputs: LingeringOutputs
 
-    init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, spawner: Spawner, log: EventLog) {
-        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
+    init(dir: String?, timeoutMs: UInt64, base: [String: String], reactor: Reactor, spawner: Spawner, outputs: LingeringOutputs, log: EventLog) {
+        self.outputs = outputs
         self.spawner = spawner
         self.dir = dir
         self.timeoutMs = timeoutMs

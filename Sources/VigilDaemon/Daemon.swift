@@ -72,8 +72,10 @@ public final class Daemon {
         self.storage = try Worker(name: "storage")
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
         let spawner = try Spawner(reactor: reactor)
-        self.executor = AgentExecutor(reactor: reactor, log: log, spawner: spawner)
-        self.fencer = Fencer(spawner: spawner, reactor: reactor, log: log)
+        // One set of lingering pipes for agents, fence agents and hooks (one limit for all).
+        let outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
+        self.executor = AgentExecutor(reactor: reactor, log: log, spawner: spawner, outputs: outputs)
+        self.fencer = Fencer(spawner: spawner, reactor: reactor, outputs: outputs, log: log)
         do {
             fencer.history = try store.loadFenceHistory()
         } catch {
@@ -87,7 +89,7 @@ public final class Daemon {
         self.hooks = HookRunner(dir: setup.cluster.hooksDir, timeoutMs: setup.cluster.hookTimeoutMs,
                                 base: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                                        "VIGIL_CLUSTER": setup.cluster.name, "VIGIL_LOCAL_NODE": setup.node.name],
-                                reactor: reactor, spawner: spawner, log: log)
+                                reactor: reactor, spawner: spawner, outputs: outputs, log: log)
 
         var versioned = VersionedResources.empty
         var set = ResourceSet()

@@ -56,7 +56,7 @@ extension Daemon {
             }
             counters.accepted += 1
             let now = MonotonicClock.nowMs()
-            if let known = peerLives[sender], known.incarnation > h.incarnation {} else { peerLives[sender] = (h.incarnation, now) }
+            if (peerLives[sender]?.incarnation ?? 0) <= h.incarnation { peerLives[sender] = (h.incarnation, now) }
             // Sealed for no life of ours (the sender has not heard this one): it teaches us the
             // sender's life and nothing else. Recorded earlier, such a packet could otherwise be
             // replayed to a restarted node (whose replay guard is new) to make a dead peer or a

@@ -43,10 +43,10 @@ final class Fencer {
     private let log: EventLog
     private let outputs: LingeringOutputs
 
-    init(spawner: Spawner, reactor: Reactor, log: EventLog) {
+    init(spawner: Spawner, reactor: Reactor, outputs: LingeringOutputs, log: EventLog) {
         self.spawner = spawner
         self.reactor = reactor
-        self.outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
+        self.outputs = outputs
         self.log = log
     }
 

@@ -7,8 +7,12 @@ import VigilSystem
 /// every writer has closed it. A restart of clusterd still closes it: an agent should redirect
 /// the output of what it starts (see README, "Protected applications").
 final class LingeringOutputs {
+    /// At most this many pipes are kept (a descriptor and up to 16 KiB each); beyond, the
+    /// pipe is closed as before and that is logged.
+    static let limit = 1024
     private var kept: [Int32: ChildProcess] = [:]
     private let reactor: Reactor
+    private let log: (String) -> Void
 
     init(reactor: Reactor, log: @escaping (String) -> Void) {
         self.reactor = reactor
@@ -17,11 +21,6 @@ final class LingeringOutputs {
 
     /// Called when `child` has been reaped, before its output is used: reads what is left, and
     /// keeps reading later if a descendant still holds the pipe.
-    /// At most this many pipes are kept (a descriptor and up to 16 KiB each); beyond, the
-    /// pipe is closed as before and that is logged.
-    static let limit = 1024
-    private let log: (String) -> Void
-
     func release(_ child: ChildProcess) {
         let fd = child.outputFD
         reactor.remove(fd: fd)

@@ -7,7 +7,6 @@ import VigilLab
 /// Protected applications in the namespace cluster: a group of a floating address, a real
 /// HTTP server started by an OCF agent, and ocf:heartbeat:Dummy from Debian's resource-agents.
 final class ApplicationTests: NamespaceTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
     func makeAppLab(hooks: Bool = false, hookTimeoutMs: Int = 10_000) throws -> (Lab, String) {
         if geteuid() == 0 { try Lab.installExampleAgent(from: Self.root) }
@@ -271,13 +270,15 @@ final class ApplicationTests: NamespaceTestCase {
         let (lab, _) = try makeAppLab()
         try startQuorate(lab)
         let token = "tok-3141592653"
-        _ = try lab.apply(1, resources: """
+        let leaky = """
             [[resource]]
             name = "leaky"
             agent = "ocf:vigil-test:secretive"
             preferred = ["node2"]
             params = { token = "\(token)", colour = "bright-blue" }
-            """)
+
+            """
+        _ = try lab.apply(1, resources: leaky)
         try lab.waitFor("the start of leaky to fail and be logged", timeout: 30) {
             (1...3).contains { i in lab.events(i).contains { $0.text.contains("agent start resource=leaky") && $0.text.contains("output:") } }
         }
@@ -294,13 +295,7 @@ final class ApplicationTests: NamespaceTestCase {
         let mute = script.replacingOccurrences(of: "meta-data) cat <<'XML'", with: "meta-data) [ \"$OCF_RESOURCE_INSTANCE\" = hactl-meta-data ] || exit 1; cat <<'XML'")
             .replacingOccurrences(of: "name=\"token\" private=\"1\" required=\"1\"", with: "name=\"flavour\"")
         XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/mute", contents: Data(mute.utf8), attributes: [.posixPermissions: 0o755]))
-        _ = try lab.apply(1, resources: """
-            [[resource]]
-            name = "leaky"
-            agent = "ocf:vigil-test:secretive"
-            preferred = ["node2"]
-            params = { token = "\(token)", colour = "bright-blue" }
-
+        _ = try lab.apply(1, resources: leaky + """
             [[resource]]
             name = "quiet"
             agent = "ocf:vigil-test:mute"

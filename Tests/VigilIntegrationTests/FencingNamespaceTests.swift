@@ -8,7 +8,6 @@ import VigilLab
 /// level, and the lab's own fence agent (Examples/fencing/fence_vigil_lab), which powers a lab
 /// node off as a switch would: every process in its namespace killed, its links down.
 final class FencingNamespaceTests: NamespaceTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     static let labAgent = root + "/Examples/fencing/fence_vigil_lab"
 
     /// Levels: fence_dummy that always fails, then the lab's switch.

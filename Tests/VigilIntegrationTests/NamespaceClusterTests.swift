@@ -11,13 +11,15 @@ import VigilWire
 class NamespaceTestCase: XCTestCase {
     var lab: Lab?
 
+    /// The package's root directory (Examples, Tests/tools).
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
     static var binDir: String {
         let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         for dir in [exe.path, exe.deletingLastPathComponent().path] where FileManager.default.isExecutableFile(atPath: dir + "/clusterd") {
             return dir
         }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        return root.appendingPathComponent(".build/debug").path
+        return root + "/.build/debug"
     }
 
     func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = []) throws -> Lab {
