@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-lab",
             dependencies: [
-                "VigilLab", "VigilIPC", "CQB",
+                "VigilLab", "VigilIPC", "CQB", "VigilTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,4 +1,5 @@
 import VigilCore
+import Dispatch
 
 /// Deterministic pseudo-random numbers for simulations (SplitMix64).
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -98,6 +99,8 @@ public struct SimCluster {
     public var guardianEnabled = true
     /// While set, every heartbeat sent is recorded in `heartbeatLog`.
     public var recordHeartbeats = false
+    /// Wall time spent inside the engines' `receive` and `tick` (for `vigil-lab core-bench`).
+    public var engineNanos: UInt64 = 0
     public struct SentHeartbeat: Sendable { public var at: UInt64; public var from: NodeID; public var to: NodeID; public var bytes: Int; public var heartbeat: Heartbeat }
     public private(set) var heartbeatLog: [SentHeartbeat] = []
 
@@ -247,9 +250,8 @@ public struct SimCluster {
         let due = inflight.filter { $0.at <= now && !paused.contains($0.to) }.sorted { ($0.at, $0.order) < ($1.at, $1.order) }
         inflight.removeAll { $0.at <= now && !paused.contains($0.to) }
         for p in due where !crashed.contains(p.to) {
-            guard var e = engines[p.to] else { continue }
-            let d = e.receive(from: p.from, link: p.link, incarnation: p.inc, seq: p.seq, message: p.msg, now: clock(p.to))
-            engines[p.to] = e
+            let at = clock(p.to)
+            guard let d = withEngine(p.to, { $0.receive(from: p.from, link: p.link, incarnation: p.inc, seq: p.seq, message: p.msg, now: at) }) else { continue }
             execute(p.to, d)
         }
         finishFences()
@@ -266,13 +268,25 @@ public struct SimCluster {
                 }
             }
             guard !paused.contains(id) else { continue }
-            guard let t = nextTick[id], t <= now, var e = engines[id] else { continue }
-            let d = e.tick(now: clock(id))
-            engines[id] = e
+            guard let t = nextTick[id], t <= now else { continue }
+            let at = clock(id)
+            guard let d = withEngine(id, { $0.tick(now: at) }) else { continue }
             nextTick[id] = now + tick
             execute(id, d)
         }
         checkInvariants()
+    }
+
+    /// Runs `body` on node `id`'s engine in place (taken out of the table, so that mutating it
+    /// copies none of its storage, as in the daemon, which owns its one engine), adding the time
+    /// it took to `engineNanos`.
+    mutating func withEngine<T>(_ id: NodeID, _ body: (inout Engine) -> T) -> T? {
+        guard var e = engines.removeValue(forKey: id) else { return nil }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        let r = body(&e)
+        engineNanos += DispatchTime.now().uptimeNanoseconds - t0
+        engines[id] = e
+        return r
     }
 
     /// Like the daemon: after every input, sleep until the engine's next deadline (on the node's clock).
