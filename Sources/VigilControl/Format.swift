@@ -55,6 +55,7 @@ public enum StatusFormatter {
                 + " misdirected=\(misdirected) oversize=\(oversize)")
         }
         for p in s.incompatiblePeers { out.append("Incompatible peer: \(p)") }
+        for p in s.olderProtocolPeers ?? [] { out.append("Peer on the previous protocol: \(p) (upgrade it; answered in its version meanwhile)") }
         if let e = c.sendErrors, e > 0 { out.append("Send errors: \(e) (see the log)") }
         return out.joined(separator: "\n")
     }

@@ -186,11 +186,17 @@ public struct Engine: Sendable {
     struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: NodeID? }
     var forwarded: [ForwardedRequest] = []
     /// A configuration arriving in pieces, and proposals arriving in pieces (coordinator).
-    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: NodeID }
+    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: NodeID; var committed = false }
+    /// The configuration last asked for: (version, digest, committed, from the coordinator).
+    var configWanted: (version: UInt64, digest: UInt64, committed: Bool, fromCoordinator: Bool)?
     var incoming: IncomingConfig?
     struct ProposalKey: Hashable { var origin: NodeID; var incarnation: UInt64; var requestId: UInt64 }
     var proposalPieces: [ProposalKey: (total: Int, pieces: [Int: [UInt8]], deadline: UInt64)] = [:]
     var completedProposals: [ProposalKey: UInt64] = [:]
+    /// Answers sent to forwarders, by (origin, request): sent again when a forwarder repeats a
+    /// proposal whose answer it lost (kept as long as `completedProposals`).
+    struct ResultKey: Hashable { var origin: NodeID; var requestId: UInt64 }
+    var sentResults: [ResultKey: (answer: Message, until: UInt64)] = [:]
 
     public init(cluster: ClusterConfig, selfId: NodeID, incarnation: UInt64, resources: VersionedResources, resourceSet: ResourceSet, now: UInt64) {
         self.cluster = cluster
@@ -260,7 +266,7 @@ public struct Engine: Sendable {
             // one whose report became fresh.
             let quietOffice = !confirms && wasFresh == isFresh
             let routine = quietOffice && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
-                && h.configDigest == resources.digest
+                && h.configDigest == resources.digest && h.configCommitted == resources.committed
                 && (!h.isCoordinator || (authority == sender && h.assigneeEpoch == ledger.epoch
                     && (h.assignmentsIncluded ? h.assignments == authorityAssignments && h.assignmentsRev == authorityRev : h.assignmentsRev == authorityRev)))
             membership.record(h, from: sender, now: now)
@@ -268,20 +274,7 @@ public struct Engine: Sendable {
             ledger.report(from: sender, supportEpoch: h.supportEpoch, supportEcho: h.supportEcho, refused: h.refusedEpoch,
                           withdrawals: h.withdrawals, epochsSeen: h.epochsSeen, now: now)
             handleAuthority(from: sender, h, now: now)
-            if (h.configVersion != resources.version || h.configDigest != resources.digest),
-                !rejectedDigests.contains(h.configDigest),
-                VersionedResources(version: h.configVersion, text: "").withDigest(h.configDigest).isNewer(than: resources),
-                now >= configRequestedAt + timing.interval
-            {
-                configRequestedAt = now
-                // Resume a transfer of the same content where it stopped (a lost piece), from the
-                // node it came from; otherwise start one from this sender.
-                if let inc = incoming, inc.version == h.configVersion, inc.digest == h.configDigest {
-                    out.append(.send(to: inc.from, .configRequest(version: inc.version, offset: UInt32(inc.bytes.count))))
-                } else {
-                    out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: 0)))
-                }
-            }
+            considerConfig(h, from: sender, now: now, out: &out)
             // Heartbeats in step with our coordinator's (or, without one, the lowest-id member's):
             // a heartbeat of it pulls our next one forward when that is due within half an
             // interval, so every node wakes about once per interval for receiving and sending

@@ -69,12 +69,12 @@ extension Engine {
         guard isCoordinator else { return reply(false, "\(selfName) is no longer the coordinator; retry") }
         guard isMember(origin) else { return }
         guard cluster.node(named: node) != nil else { return reply(false, "'\(node)' is not a node of this cluster") }
-        let newestKnown = peers.values.filter(\.member).compactMap { $0.report?.configVersion }.max() ?? 0
+        let (newestKnown, highest) = knownVersions()
         guard resources.version >= newestKnown else { return reply(false, "the coordinator is still synchronising; retry in a moment") }
         var set = Set(resources.standby)
         if on { set.insert(node) } else { set.remove(node) }
         if set == Set(resources.standby) { return reply(true, "\(node) is \(on ? "already" : "not") in standby; nothing changed") }
-        let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: resources.text, standby: Array(set))
+        let next = VersionedResources(version: highest + 1, text: resources.text, standby: Array(set))
         resources = next
         out.append(.persist(next))
         out.append(.event(.configAdopted(next.version, from: name(of: origin))))
@@ -96,7 +96,7 @@ extension Engine {
         guard isCoordinator else { return fail("\(selfName) is no longer the coordinator; retry") }
         // Only from members: a packet of a node we have no two-way contact with is stale.
         guard isMember(origin) else { return }
-        let newestKnown = peers.values.filter(\.member).compactMap { $0.report?.configVersion }.max() ?? 0
+        let (newestKnown, highest) = knownVersions()
         guard resources.version >= newestKnown else {
             return fail("the coordinator is still synchronising configuration version \(newestKnown); retry in a moment")
         }
@@ -106,7 +106,7 @@ extension Engine {
         } catch {
             return fail(error.description)
         }
-        let next = VersionedResources(version: max(resources.version, newestKnown) + 1, text: text, standby: resources.standby)
+        let next = VersionedResources(version: highest + 1, text: text, standby: resources.standby)
         let previous = resources
         install(next, set: set, from: origin, out: &out)
         pendingCommits.append(PendingCommit(requestId: requestId, origin: origin, version: next.version, digest: next.digest, deadline: now + 5000, previous: previous))
@@ -149,8 +149,57 @@ extension Engine {
         pendingCommits = []
     }
 
-    mutating func adoptConfig(_ candidate: VersionedResources, from sender: NodeID, out: inout [Directive]) {
-        guard candidate.isNewer(than: resources), !rejectedDigests.contains(candidate.digest) else { return }
+    /// The newest confirmed version the members report (a coordinator must hold at least that
+    /// before it makes a change), and the highest version anyone here holds (a change is
+    /// numbered above it, so that it replaces unconfirmed leftovers too).
+    func knownVersions() -> (confirmed: UInt64, highest: UInt64) {
+        var confirmed: UInt64 = 0
+        var highest = resources.version
+        for p in peers.values where p.member {
+            guard let r = p.report else { continue }
+            if r.configCommitted { confirmed = max(confirmed, r.configVersion) }
+            highest = max(highest, r.configVersion)
+        }
+        return (confirmed, highest)
+    }
+
+    /// What a peer's heartbeat says of its configuration: ours becomes confirmed when the peer
+    /// says the same content is; one we must take (`VersionedResources.yields`) is fetched.
+    mutating func considerConfig(_ h: Heartbeat, from sender: NodeID, now: UInt64, out: inout [Directive]) {
+        if h.configVersion == resources.version && h.configDigest == resources.digest {
+            if h.configCommitted && !resources.committed {
+                resources.committed = true
+                out.append(.persist(resources))
+            }
+            return
+        }
+        // The coordinator in office: it grants us a lease only within its term.
+        let fromCoordinator = h.isCoordinator && h.leaseMs > 0
+        guard !rejectedDigests.contains(h.configDigest),
+              resources.yields(to: h.configVersion, digest: h.configDigest, committed: h.configCommitted, fromCoordinator: fromCoordinator),
+              now >= configRequestedAt + timing.interval else { return }
+        configRequestedAt = now
+        configWanted = (h.configVersion, h.configDigest, h.configCommitted, fromCoordinator)
+        // Resume a transfer of the same content where it stopped (a lost piece), from the
+        // node it came from; otherwise start one from this sender.
+        if let inc = incoming, inc.version == h.configVersion, inc.digest == h.configDigest {
+            out.append(.send(to: inc.from, .configRequest(version: inc.version, offset: UInt32(inc.bytes.count))))
+        } else {
+            out.append(.send(to: sender, .configRequest(version: h.configVersion, offset: 0)))
+        }
+    }
+
+    /// The coordinator: its configuration is confirmed once a majority stored it.
+    mutating func confirmStored(out: inout [Directive]) {
+        guard isCoordinator, !resources.committed, storedBy(version: resources.version, digest: resources.digest) >= cluster.majority else { return }
+        resources.committed = true
+        out.append(.persist(resources))
+        urgent = true
+    }
+
+    mutating func adoptConfig(_ candidate: VersionedResources, fromCoordinator: Bool, from sender: NodeID, out: inout [Directive]) {
+        guard resources.yields(to: candidate.version, digest: candidate.digest, committed: candidate.committed, fromCoordinator: fromCoordinator),
+              !rejectedDigests.contains(candidate.digest) else { return }
         do throws(ConfigError) {
             // Standby names travel beside the text: a node that is not in the cluster file is
             // a damaged or foreign configuration, not a standby.
@@ -176,6 +225,7 @@ extension Engine {
     mutating func checkCommits(now: UInt64, out: inout [Directive]) {
         // (No early return: forwarded requests time out even when nothing is pending here.)
         takeBackUnconfirmed(out: &out)
+        confirmStored(out: &out)
         var keep: [PendingCommit] = []
         // While this coordinator's latest change waits for a majority, the changes it replaced
         // wait too: taken back together if the role is lost (`takeBackUnconfirmed`).
@@ -201,7 +251,9 @@ extension Engine {
             if c.origin == selfId {
                 out.append(.reply(requestId: c.requestId, ok: ok, version: c.version, message: msg))
             } else {
-                out.append(.send(to: c.origin, .configResult(requestId: c.requestId, ok: ok, version: c.version, message: msg)))
+                let answer = Message.configResult(requestId: c.requestId, ok: ok, version: c.version, message: msg)
+                sentResults[ResultKey(origin: c.origin, requestId: c.requestId)] = (answer, now + 10_000)
+                out.append(.send(to: c.origin, answer))
             }
         }
         pendingCommits = keep
@@ -244,7 +296,8 @@ extension Engine {
     /// A piece of a newer configuration: collect in order, ask for the next one at once, adopt
     /// the whole once complete (and only if it parses and validates).
     mutating func receiveConfigPiece(version: UInt64, digest: UInt64, offset: Int, total: Int, chunk: [UInt8], standby: [String], from sender: NodeID, now: UInt64, out: inout [Directive]) {
-        guard version >= resources.version, !rejectedDigests.contains(digest) else { return }
+        // Only the configuration we asked for last (see `considerConfig`).
+        guard let wanted = configWanted, wanted.version == version, wanted.digest == digest, !rejectedDigests.contains(digest) else { return }
         if offset == 0 {
             incoming = IncomingConfig(version: version, digest: digest, total: total, bytes: [], from: sender)
         }
@@ -266,12 +319,12 @@ extension Engine {
             out.append(.event(.configRejected(version, "configuration from \(name(of: sender)) is not valid UTF-8")))
             return
         }
-        let candidate = VersionedResources(version: version, text: text, standby: standby)
+        let candidate = VersionedResources(version: version, text: text, standby: standby, committed: wanted.committed)
         guard candidate.digest == digest else {
             out.append(.event(.configRejected(version, "configuration from \(name(of: sender)) does not match its digest; fetching it again")))
             return
         }
-        adoptConfig(candidate, from: sender, out: &out)
+        adoptConfig(candidate, fromCoordinator: wanted.fromCoordinator, from: sender, out: &out)
     }
 
     /// Coordinator: a piece of a forwarded `hactl apply`; handled once every piece arrived (in
@@ -279,8 +332,14 @@ extension Engine {
     mutating func receiveProposalPiece(requestId: UInt64, origin: NodeID, incarnation: UInt64, offset: Int, total: Int, chunk: [UInt8], now: UInt64, out: inout [Directive]) {
         proposalPieces = proposalPieces.filter { $0.value.deadline > now }
         completedProposals = completedProposals.filter { $0.value > now }
+        sentResults = sentResults.filter { $0.value.until > now }
         let key = ProposalKey(origin: origin, incarnation: incarnation, requestId: requestId)
-        guard completedProposals[key] == nil else { return }  // a copy of a piece already handled
+        // A copy of a piece already handled: the forwarder has no answer yet; if it was lost,
+        // it goes again.
+        guard completedProposals[key] == nil else {
+            if let r = sentResults[ResultKey(origin: origin, requestId: requestId)] { out.append(.send(to: origin, r.answer)) }
+            return
+        }
         var p = proposalPieces[key] ?? (total: total, pieces: [:], deadline: now + 5000)
         guard p.total == total, proposalPieces.count < 16 || proposalPieces[key] != nil else { return }
         p.pieces[offset] = chunk

@@ -106,6 +106,7 @@ extension Engine {
                 sentAt: PeerTime(sentBy: now), echoIncarnation: p.incarnation, echo: p.peerSentAt.echoed, vote: votedFor,
                 isCoordinator: isCoordinator, leaseMs: leaseMs, leaving: leaving || fencedOut,
                 configVersion: resources.version, configDigest: resources.digest, members: members)
+            h.configCommitted = resources.committed
             h.factsRev = facts.factsRev
             if answers && p.report?.factsAck == facts.factsRev {
                 h.factsIncluded = false

@@ -82,13 +82,6 @@ extension Engine {
             nodes: nodes, resources: res, counters: .init(), incompatiblePeers: [])
     }
 }
-extension VersionedResources {
-    func withDigest(_ d: UInt64) -> VersionedResources {
-        var c = self
-        c.digest = d
-        return c
-    }
-}
 
 /// Things worth a log line (and, later, a hook).
 public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {

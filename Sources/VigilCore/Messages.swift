@@ -25,6 +25,8 @@ public struct Heartbeat: Sendable, Equatable {
     public var leaving: Bool
     public var configVersion: UInt64
     public var configDigest: UInt64
+    /// A majority stored that version (see `VersionedResources.committed`).
+    public var configCommitted = false
     /// Resources the sender currently runs (including ones it is starting).
     public var held: [String]
     /// Resources that failed on the sender and must not be placed there.
@@ -139,7 +141,7 @@ extension Heartbeat {
     /// epochs, withdrawals, leaving, configuration.
     public func sameStanding(as o: Heartbeat) -> Bool {
         vote == o.vote && isCoordinator == o.isCoordinator && leaving == o.leaving
-            && configVersion == o.configVersion && configDigest == o.configDigest
+            && configVersion == o.configVersion && configDigest == o.configDigest && configCommitted == o.configCommitted
             && members == o.members && epoch == o.epoch && withdrawals == o.withdrawals && epochsSeen == o.epochsSeen
     }
 }
@@ -210,6 +212,7 @@ extension Message {
             if h.assignmentsIncluded { flags |= 16 }
             if h.wantsReply { flags |= 32 }
             if h.offBeat { flags |= 64 }
+            if h.configCommitted { flags |= 128 }
             w.u8(flags)
             w.u32(h.leaseMs)
             w.u64(h.configVersion)
@@ -306,7 +309,6 @@ extension Message {
             h.echo = try r.u64()
             h.vote = try r.optionalNode()
             let flags = try r.u8()
-            guard flags & ~127 == 0 else { throw DecodeError("unknown heartbeat flags \(flags)") }
             h.isCoordinator = flags & 1 != 0
             h.probing = flags & 2 != 0
             h.leaving = flags & 4 != 0
@@ -314,6 +316,7 @@ extension Message {
             h.assignmentsIncluded = flags & 16 != 0
             h.wantsReply = flags & 32 != 0
             h.offBeat = flags & 64 != 0
+            h.configCommitted = flags & 128 != 0
             h.leaseMs = try r.u32()
             h.configVersion = try r.u64()
             h.configDigest = try r.u64()

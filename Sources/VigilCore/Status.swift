@@ -61,6 +61,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var resources: [ResourceStatus]
     public var counters: Counters
     public var incompatiblePeers: [String]
+    /// Peers that last spoke the previous protocol version (a rolling upgrade in progress).
+    public var olderProtocolPeers: [String]? = nil
     /// Nodes being fenced, whose fencing failed, or fenced and still off; absent: none.
     public var fencing: [FenceState]? = nil
     /// Fence devices and this node's last monitor of each; absent: no devices.

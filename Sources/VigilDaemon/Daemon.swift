@@ -34,6 +34,9 @@ public final class Daemon {
     var counters = ClusterStatus.Counters()
     /// Configured peers heard speaking another protocol version (node name to version).
     var incompatible: [String: UInt16] = [:]
+    /// The protocol version each peer last spoke in an authenticated packet; a peer on the
+    /// previous version is answered in it (one release of overlap for a rolling upgrade).
+    var peerProtocol: [NodeID: UInt16] = [:]
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner

@@ -57,6 +57,12 @@ extension Daemon {
             counters.accepted += 1
             let now = MonotonicClock.nowMs()
             if (peerLives[sender]?.incarnation ?? 0) <= h.incarnation { peerLives[sender] = (h.incarnation, now) }
+            if peerProtocol[sender] != h.version {
+                peerProtocol[sender] = h.version
+                if h.version != Envelope.protocolVersion {
+                    log.warning("peer \(nodesById[sender]?.name ?? "?") speaks protocol version \(h.version) (this node \(Envelope.protocolVersion)): answered in \(h.version) until it is upgraded")
+                }
+            }
             // Sealed for no life of ours (the sender has not heard this one): it teaches us the
             // sender's life and nothing else. Recorded earlier, such a packet could otherwise be
             // replayed to a restarted node (whose replay guard is new) to make a dead peer or a
@@ -76,6 +82,13 @@ extension Daemon {
 
     func send(_ msg: Message, to peer: NodeID) {
         guard let node = nodesById[peer] else { return }
+        let version = peerProtocol[peer] ?? Envelope.protocolVersion
+        var msg = msg
+        if version == Envelope.previousVersion, case .heartbeat(var h) = msg {
+            // Version 5 knows no confirmation flag (and refuses a heartbeat that sets it).
+            h.configCommitted = false
+            msg = .heartbeat(h)
+        }
         let payload = msg.encodePayload()
         guard payload.count <= Message.maxPayload else {
             let total = (counters.sendErrors ?? 0) + 1
@@ -90,7 +103,7 @@ extension Daemon {
         let theirs = peerLives[peer].flatMap { now - min(now, $0.at) < cluster.timing.timeout ? $0.incarnation : nil } ?? 0
         for (i, link) in cluster.links.enumerated() {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq,
-                                         recipient: peer.rawValue, recipientIncarnation: theirs)
+                                         recipient: peer.rawValue, recipientIncarnation: theirs, version: version)
             let packet = Envelope.seal(payload: payload, header: header, authenticator: key, cipher: policy.mustEncrypt(msg.kind) ? policy.cipher : nil)
             let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
             if err != 0 {

@@ -1,4 +1,5 @@
 import VigilCore
+import VigilWire
 import VigilIPC
 import VigilSystem
 
@@ -48,6 +49,8 @@ extension Daemon {
             var st = engine.status(now: now)
             st.counters = counters
             st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
+            let older = peerProtocol.filter { $0.value != Envelope.protocolVersion }.compactMap { nodesById[$0.key].map { n in "\(n.name) (protocol \(Envelope.previousVersion))" } }.sorted()
+            st.olderProtocolPeers = older.isEmpty ? nil : older
             fencingStatus(&st)
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:

@@ -25,10 +25,15 @@ import VigilCore
 /// Every packet is bound to one recipient, one life of it and one link: a packet from A to B
 /// is refused at C, a packet for B's previous incarnation is refused by B, and a packet sent on
 /// link 0 and resent on link 1 is refused there (it cannot keep a dead link looking alive).
-/// Version 4 had no recipient: a heartbeat from A to B was valid at C.
+/// Version 4 had no recipient: a heartbeat from A to B was valid at C. Version 6 added the
+/// configuration's confirmation to the heartbeat's flags (bit 7, which version 5 refused).
 public enum Envelope {
     public static let magic: [UInt8] = Array("VGIL".utf8)
-    public static let protocolVersion: UInt16 = 5
+    public static let protocolVersion: UInt16 = 6
+    /// The version before, still accepted for one release so that a cluster upgrades one node at
+    /// a time: a node answers a peer in the version the peer last spoke (see README, Upgrades).
+    /// Version 5 packets are the same envelope; their heartbeats never carry flag bit 7.
+    public static let previousVersion: UInt16 = 5
     public static let headerSize = 48
     public static let macSize = 32
     /// The largest packet any node sends (a configuration piece of 16 KiB, the standby list and
@@ -44,8 +49,11 @@ public enum Envelope {
         public var seq: UInt64
         public var recipient: UInt32
         public var recipientIncarnation: UInt64
+        /// The protocol version sealed into (or read from) the packet.
+        public var version: UInt16
         public init(kind: UInt8, link: UInt8, clusterId: UInt32, sender: UInt32, incarnation: UInt64, seq: UInt64,
-                    recipient: UInt32, recipientIncarnation: UInt64) {
+                    recipient: UInt32, recipientIncarnation: UInt64, version: UInt16 = Envelope.protocolVersion) {
+            self.version = version
             self.kind = kind
             self.link = link
             self.clusterId = clusterId
@@ -122,7 +130,7 @@ public enum Envelope {
         var w = ByteWriter()
         w.reserve(headerSize + bodySize + macSize)
         w.raw(magic)
-        w.u16(protocolVersion)
+        w.u16(header.version)
         w.u8(cipher == nil ? header.kind : header.kind | encryptedFlag)
         w.u8(header.link)
         w.u32(header.clusterId)
@@ -155,7 +163,7 @@ public enum Envelope {
         guard bytes.count >= 6 else { return .failure(.tooShort) }
         guard bytes[0] == magic[0], bytes[1] == magic[1], bytes[2] == magic[2], bytes[3] == magic[3] else { return .failure(.notVigil) }
         let version = UInt16(bytes[4]) << 8 | UInt16(bytes[5])
-        guard version == protocolVersion else { return .failure(.incompatibleVersion(version)) }
+        guard version == protocolVersion || version == previousVersion else { return .failure(.incompatibleVersion(version)) }
         guard bytes.count >= headerSize + macSize else { return .failure(.tooShort) }
         // Cheap checks first: no MAC is computed over a datagram no node sends.
         guard bytes.count <= maxPacket else { return .failure(.tooLong) }
@@ -190,8 +198,12 @@ public enum Envelope {
                 return .failure(.notEncrypted(kind))
             }
             let msg = try Message.decode(kind: kind, payload: payload)
+            // (Version 5 refused flag bit 7 of a heartbeat; a packet claiming 5 that sets it is not one.)
+            if version == previousVersion, case .heartbeat(let hb) = msg, hb.configCommitted {
+                return .failure(.malformed("heartbeat of protocol version 5 with flag bit 7 set"))
+            }
             let h = Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq,
-                           recipient: recipient, recipientIncarnation: recipientInc)
+                           recipient: recipient, recipientIncarnation: recipientInc, version: version)
             return .success((h, msg))
         } catch {
             return .failure(.malformed(error.message))

@@ -139,6 +139,45 @@ final class StateFileTests: XCTestCase {
     func testTheFormatBeforeTheChecksumIsRead() throws {
         let old = "# vigil resource configuration, replicated by the coordinator; do not edit (use hactl apply)\nversion=4\nstandby=b\n" + saved.text
         let r = try VersionedResources.parseStateFile(old)
-        XCTAssertEqual(r, VersionedResources(version: 4, text: saved.text, standby: ["b"]))
+        XCTAssertEqual(r, VersionedResources(version: 4, text: saved.text, standby: ["b"], committed: true))
+    }
+
+    /// Whether a majority stored the version is saved with it, under the checksum; files of
+    /// format 2 (checksum, no flag) are read as confirmed.
+    func testTheConfirmationIsSavedAndChecked() throws {
+        var confirmed = saved
+        confirmed.committed = true
+        for v in [saved, confirmed] {
+            XCTAssertEqual(try VersionedResources.parseStateFile(v.stateFileText), v)
+        }
+        let forged = saved.stateFileText.replacingOccurrences(of: "committed=0", with: "committed=1")
+        XCTAssertNotEqual(forged, saved.stateFileText)
+        XCTAssertThrowsError(try VersionedResources.parseStateFile(forged), "a flag changed without its checksum")
+        let format2 = VersionedResources.format2StateHeader + "version=7\nstandby=b\nchecksum=\(String(saved.stateChecksum(format: 2), radix: 16))\n" + saved.text
+        XCTAssertEqual(try VersionedResources.parseStateFile(format2), confirmed)
+    }
+
+    /// Who takes whose configuration (see `VersionedResources.committed`).
+    func testWhoYieldsToWhom() {
+        let mine = VersionedResources(version: 5, text: "a")
+        var mineConfirmed = mine
+        mineConfirmed.committed = true
+        let d = mine.digest &+ 1
+        // From the coordinator: its word, unless it is behind a confirmed version of ours.
+        XCTAssertTrue(mine.yields(to: 4, digest: d, committed: false, fromCoordinator: true))
+        XCTAssertTrue(mineConfirmed.yields(to: 6, digest: d, committed: false, fromCoordinator: true))
+        XCTAssertTrue(mineConfirmed.yields(to: 4, digest: d, committed: true, fromCoordinator: true))
+        XCTAssertFalse(mineConfirmed.yields(to: 4, digest: d, committed: false, fromCoordinator: true))
+        // From anyone else: only confirmed versions, only higher ones (or the same number
+        // confirmed over ours unconfirmed); never a lower one (the coordinator may be on its
+        // way to confirming ours).
+        XCTAssertFalse(mine.yields(to: 9, digest: d, committed: false, fromCoordinator: false))
+        XCTAssertFalse(mine.yields(to: 4, digest: d, committed: true, fromCoordinator: false))
+        XCTAssertTrue(mine.yields(to: 5, digest: d, committed: true, fromCoordinator: false))
+        XCTAssertTrue(mine.yields(to: 6, digest: d, committed: true, fromCoordinator: false))
+        XCTAssertTrue(mineConfirmed.yields(to: 6, digest: d, committed: true, fromCoordinator: false))
+        XCTAssertFalse(mineConfirmed.yields(to: 4, digest: d, committed: true, fromCoordinator: false))
+        // The same content is never fetched again.
+        XCTAssertFalse(mine.yields(to: 5, digest: mine.digest, committed: true, fromCoordinator: true))
     }
 }

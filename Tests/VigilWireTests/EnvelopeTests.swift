@@ -63,6 +63,30 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(Envelope.open([1, 2], key: key, clusterId: cid, at: here).failureValue, .tooShort)
     }
 
+    /// A rolling upgrade: the previous version is accepted for one release (and says so in the
+    /// header, so the node answers in it); one version further back is not. A heartbeat that
+    /// claims version 5 but sets the flag version 5 refused is no version-5 heartbeat.
+    func testThePreviousVersionIsAcceptedForOneRelease() throws {
+        var h = header()
+        h.version = Envelope.previousVersion
+        let p = Envelope.seal(msg, header: h, key: key)
+        let opened = try XCTUnwrap(Envelope.open(p, key: key, clusterId: cid, at: here).successValue)
+        XCTAssertEqual(opened.0.version, Envelope.previousVersion)
+        XCTAssertEqual(opened.1, msg)
+        h.version = Envelope.previousVersion - 1
+        XCTAssertEqual(Envelope.open(Envelope.seal(msg, header: h, key: key), key: key, clusterId: cid, at: here).failureValue,
+                       .incompatibleVersion(Envelope.previousVersion - 1))
+        var beat = Heartbeat(sentAt: 5, configVersion: 3)
+        beat.configCommitted = true
+        h.version = Envelope.previousVersion
+        let flagged = Envelope.seal(.heartbeat(beat), header: h, key: key)
+        XCTAssertNotNil(Envelope.open(flagged, key: key, clusterId: cid, at: here).failureValue)
+        h.version = Envelope.protocolVersion
+        let current = try XCTUnwrap(Envelope.open(Envelope.seal(.heartbeat(beat), header: h, key: key), key: key, clusterId: cid, at: here).successValue)
+        guard case .heartbeat(let back) = current.1 else { return XCTFail("not a heartbeat") }
+        XCTAssertTrue(back.configCommitted)
+    }
+
     func testOtherClusterIsRejected() {
         let p = Envelope.seal(msg, header: header(), key: key)
         XCTAssertEqual(Envelope.open(p, key: key, clusterId: cid &+ 1, at: here).failureValue, .foreignCluster(cid))
