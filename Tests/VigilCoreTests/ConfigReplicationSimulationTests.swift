@@ -73,17 +73,22 @@ final class ConfigReplicationSimulationTests: XCTestCase {
 /// Issue 9, finding 8: a coordinator cut off just after it took a change, before a majority
 /// stored it, must not make that change win over the majority's own change on its return.
 final class CutOffChangeSimulationTests: XCTestCase {
-    func testAnUnconfirmedChangeOfACutOffCoordinatorDoesNotWinOnItsReturn() throws {
+    /// Three settled nodes: the simulation, its coordinator, the two others, the configuration
+    /// version, the majority's change `y`.
+    func settledThree() throws -> (sim: SimCluster, c: NodeID, others: [NodeID], base: UInt64, y: String) {
         var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
         sim.run(3000)
         let c = try XCTUnwrap(sim.coordinators.first)
-        let others = ([1, 2, 3] as [NodeID]).filter { $0 != c }
         let base = try XCTUnwrap(sim.engine(c)?.resources.version)
-        let y = ConfigReplicationSimulationTests.manyAddresses(1)
-        let yDigest = VersionedResources(version: base + 1, text: y).digest
+        return (sim, c, ([1, 2, 3] as [NodeID]).filter { $0 != c }, base, ConfigReplicationSimulationTests.manyAddresses(1))
+    }
+
+    func testAnUnconfirmedChangeOfACutOffCoordinatorDoesNotWinOnItsReturn() throws {
+        let t = try settledThree()
+        var sim = t.sim
+        let (c, others, base, y) = (t.c, t.others, t.base, t.y)
         // A change on the cut-off side whose digest would win the tie of equal versions.
-        let x = try XCTUnwrap((0..<100).lazy.map { "# change \($0)\n" + ConfigReplicationSimulationTests.manyAddresses(2) }
-            .first { VersionedResources(version: base + 1, text: $0).digest > yDigest })
+        let x = try Self.winningChange(over: y, version: base + 1, tag: "change")
         sim.partition([[c], others])
         sim.propose(on: c, requestId: 1, text: x)
         sim.run(50)
@@ -151,12 +156,9 @@ final class CutOffChangeSimulationTests: XCTestCase {
     /// own. On its return (its saved copy holds the unconfirmed change under the same version
     /// and a winning digest) it takes theirs.
     func testACoordinatorThatDiedWithAnUnconfirmedChangeTakesTheMajoritysOnReturn() throws {
-        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
-        sim.run(3000)
-        let c = try XCTUnwrap(sim.coordinators.first)
-        let others = ([1, 2, 3] as [NodeID]).filter { $0 != c }
-        let base = try XCTUnwrap(sim.engine(c)?.resources.version)
-        let y = ConfigReplicationSimulationTests.manyAddresses(1)
+        let t = try settledThree()
+        var sim = t.sim
+        let (c, others, base, y) = (t.c, t.others, t.base, t.y)
         let x = try Self.winningChange(over: y, version: base + 1, tag: "lost")
         sim.partition([[c], others])
         sim.propose(on: c, requestId: 1, text: x)
