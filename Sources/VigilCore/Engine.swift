@@ -186,7 +186,7 @@ public struct Engine: Sendable {
     struct ForwardedRequest { var requestId: UInt64; var deadline: UInt64; var pieces: [Message] = []; var resendAt: UInt64 = UInt64.max; var to: NodeID? }
     var forwarded: [ForwardedRequest] = []
     /// A configuration arriving in pieces, and proposals arriving in pieces (coordinator).
-    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: NodeID; var committed = false }
+    struct IncomingConfig { var version: UInt64; var digest: UInt64; var total: Int; var bytes: [UInt8]; var from: NodeID }
     /// The configuration last asked for: (version, digest, committed, from the coordinator).
     var configWanted: (version: UInt64, digest: UInt64, committed: Bool, fromCoordinator: Bool)?
     var incoming: IncomingConfig?

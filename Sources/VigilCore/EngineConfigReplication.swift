@@ -126,10 +126,9 @@ extension Engine {
     }
 
     /// Cut off (or deposed) before a majority stored this coordinator's latest change: every
-    /// change still pending is taken back, to what the oldest of them replaced, so that on this
-    /// node's return it cannot win over what the majority decided meanwhile (equal versions are
-    /// ordered by digest, not by who made them). Peers that stored it keep it and hand it back
-    /// if nothing newer was decided (see README, Known limits, for what needs a term).
+    /// change still pending is taken back, to what the oldest of them replaced, and the operator
+    /// is told. Peers that stored it keep it unconfirmed, and nobody takes it from them (see
+    /// `VersionedResources.committed`).
     mutating func takeBackUnconfirmed(out: inout [Directive]) {
         guard !isCoordinator, let last = pendingCommits.last, let first = pendingCommits.first,
               resources.version == last.version, resources.digest == last.digest else { return }

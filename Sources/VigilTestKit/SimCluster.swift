@@ -1,5 +1,4 @@
 import VigilCore
-import Dispatch
 
 /// Deterministic pseudo-random numbers for simulations (SplitMix64).
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -59,10 +58,8 @@ public struct SimCluster {
 
     /// Answers a hanging probe: the resource is not running there.
     public mutating func finishProbe(_ r: String, on id: NodeID) {
-        guard pendingProbes.remove(Probe(node: id, resource: r)) != nil, var e = engines[id] else { return }
-        let d = e.probeResult(r, .notRunning, now: clock(id))
-        engines[id] = e
-        execute(id, d)
+        guard pendingProbes.remove(Probe(node: id, resource: r)) != nil else { return }
+        drive(id) { e, now in e.probeResult(r, .notRunning, now: now) }
     }
 
     /// Resources whose stop fails on a node.
@@ -187,43 +184,6 @@ public struct SimCluster {
         engines[id] = Engine(cluster: cluster, selfId: id, incarnation: incarnations[id] ?? 2, resources: e.resources, resourceSet: e.resourceSet, now: clock(id))
     }
 
-    // MARK: driving
-
-    public mutating func propose(on id: NodeID, requestId: UInt64, text: String) {
-        guard var e = engines[id] else { return }
-        let d = e.proposeConfig(requestId: requestId, text: text, now: clock(id))
-        engines[id] = e
-        execute(id, d)
-    }
-
-    public mutating func cleanup(on id: NodeID, _ r: String) {
-        guard var e = engines[id] else { return }
-        let d = e.cleanup(r, now: clock(id))
-        engines[id] = e
-        execute(id, d)
-    }
-
-    public mutating func standby(on id: NodeID, node: String, _ on: Bool, requestId: UInt64) {
-        guard var e = engines[id] else { return }
-        let d = e.proposeStandby(requestId: requestId, node: node, on: on, now: clock(id))
-        engines[id] = e
-        execute(id, d)
-    }
-
-    public mutating func leave(_ id: NodeID) {
-        guard var e = engines[id] else { return }
-        let d = e.beginLeaving(now: clock(id))
-        engines[id] = e
-        execute(id, d)
-    }
-
-    public mutating func fail(_ id: NodeID, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
-        guard var e = engines[id] else { return }
-        let d = e.resourceFailed(r, reason: reason, kind: kind, now: clock(id))
-        engines[id] = e
-        execute(id, d)
-    }
-
     /// Advances virtual time by `ms`, one millisecond at a time.
     public mutating func run(_ ms: UInt64) {
         let end = now + ms
@@ -275,18 +235,6 @@ public struct SimCluster {
             execute(id, d)
         }
         checkInvariants()
-    }
-
-    /// Runs `body` on node `id`'s engine in place (taken out of the table, so that mutating it
-    /// copies none of its storage, as in the daemon, which owns its one engine), adding the time
-    /// it took to `engineNanos`.
-    mutating func withEngine<T>(_ id: NodeID, _ body: (inout Engine) -> T) -> T? {
-        guard var e = engines.removeValue(forKey: id) else { return nil }
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        let r = body(&e)
-        engineNanos += DispatchTime.now().uptimeNanoseconds - t0
-        engines[id] = e
-        return r
     }
 
     /// Like the daemon: after every input, sleep until the engine's next deadline (on the node's clock).
@@ -344,34 +292,24 @@ public struct SimCluster {
                 }
             case .start(let r):
                 if failingStarts[id]?.contains(r) ?? false {
-                    guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.operationFinished(r, .start, .hardError("simulated start failure"), now: clock(id)))
-                    engines[id] = e
+                    queue.append(contentsOf: result(id) { $0.operationFinished(r, .start, .hardError("simulated start failure"), now: $1) })
                     continue
                 }
                 holding[id, default: []].insert(r)
                 actions.append((now, id, r, true))
-                guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.operationFinished(r, .start, .success, now: clock(id)))
-                engines[id] = e
+                queue.append(contentsOf: result(id) { $0.operationFinished(r, .start, .success, now: $1) })
             case .stop(let r):
                 if failingStops[id]?.contains(r) ?? false {
-                    guard var e = engines[id] else { continue }
-                    queue.append(contentsOf: e.operationFinished(r, .stop, .hardError("simulated stop failure"), now: clock(id)))
-                    engines[id] = e
+                    queue.append(contentsOf: result(id) { $0.operationFinished(r, .stop, .hardError("simulated stop failure"), now: $1) })
                     continue
                 }
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
-                guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.operationFinished(r, .stop, .success, now: clock(id)))
-                engines[id] = e
+                queue.append(contentsOf: result(id) { $0.operationFinished(r, .stop, .success, now: $1) })
             case .monitor(let r):
                 // The agent answers from what really runs: a resource the test killed is not running.
                 monitors.append((now, id, r))
-                guard var e = engines[id] else { continue }
                 let running = holding[id]?.contains(r) ?? false
-                queue.append(contentsOf: e.operationFinished(r, .monitor, running ? .success : .notRunning, now: clock(id)))
-                engines[id] = e
+                queue.append(contentsOf: result(id) { $0.operationFinished(r, .monitor, running ? .success : .notRunning, now: $1) })
             case .probe(let r):
                 // A probe that hangs: answered only by `finishProbe`.
                 if hangingProbes[id]?.contains(r) ?? false {
@@ -382,9 +320,8 @@ public struct SimCluster {
                     holding[id, default: []].insert(r)
                     actions.append((now, id, r, true))
                 }
-                guard var e = engines[id] else { continue }
-                queue.append(contentsOf: e.probeResult(r, runningProbes[id]?.contains(r) ?? false ? .success : .notRunning, now: clock(id)))
-                engines[id] = e
+                let found = runningProbes[id]?.contains(r) ?? false
+                queue.append(contentsOf: result(id) { $0.probeResult(r, found ? .success : .notRunning, now: $1) })
             case .event(let ev):
                 events.append((now, id, ev))
             case .reply(let rid, let ok, let v, let m):

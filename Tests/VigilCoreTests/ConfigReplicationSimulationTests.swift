@@ -73,26 +73,29 @@ final class ConfigReplicationSimulationTests: XCTestCase {
 /// Issue 9, finding 8: a coordinator cut off just after it took a change, before a majority
 /// stored it, must not make that change win over the majority's own change on its return.
 final class CutOffChangeSimulationTests: XCTestCase {
-    /// Three settled nodes: the simulation, its coordinator, the two others, the configuration
-    /// version, the majority's change `y`.
-    func settledThree() throws -> (sim: SimCluster, c: NodeID, others: [NodeID], base: UInt64, y: String) {
+    /// Three settled nodes; the coordinator `c` is cut off from the two `others` and takes a
+    /// change `x` whose digest would win the tie of equal versions against the majority's
+    /// change `y` (request 1). Returns one millisecond later.
+    func cutOffCoordinatorTakesAChange(tag: String) throws -> (sim: SimCluster, c: NodeID, others: [NodeID], base: UInt64, x: String, y: String) {
         var sim = try SimCluster(cluster: SimCluster.config(nodes: 3), resources: "")
         sim.run(3000)
         let c = try XCTUnwrap(sim.coordinators.first)
+        let others = ([1, 2, 3] as [NodeID]).filter { $0 != c }
         let base = try XCTUnwrap(sim.engine(c)?.resources.version)
-        return (sim, c, ([1, 2, 3] as [NodeID]).filter { $0 != c }, base, ConfigReplicationSimulationTests.manyAddresses(1))
+        let y = ConfigReplicationSimulationTests.manyAddresses(1)
+        let x = try Self.winningChange(over: y, version: base + 1, tag: tag)
+        sim.partition([[c], others])
+        sim.propose(on: c, requestId: 1, text: x)
+        sim.run(1)
+        XCTAssertEqual(sim.engine(c)?.resources.text, x, "the coordinator took the change at once")
+        return (sim, c, others, base, x, y)
     }
 
     func testAnUnconfirmedChangeOfACutOffCoordinatorDoesNotWinOnItsReturn() throws {
-        let t = try settledThree()
+        let t = try cutOffCoordinatorTakesAChange(tag: "change")
         var sim = t.sim
-        let (c, others, base, y) = (t.c, t.others, t.base, t.y)
-        // A change on the cut-off side whose digest would win the tie of equal versions.
-        let x = try Self.winningChange(over: y, version: base + 1, tag: "change")
-        sim.partition([[c], others])
-        sim.propose(on: c, requestId: 1, text: x)
-        sim.run(50)
-        XCTAssertEqual(sim.engine(c)?.resources.text, x, "the coordinator took the change at once")
+        let (c, others, base, x, y) = (t.c, t.others, t.base, t.x, t.y)
+        sim.run(49)
         // A second change on top, also unconfirmed: both are taken back, not just the last.
         sim.propose(on: c, requestId: 3, text: x + "\n# and another\n")
         sim.run(50)
@@ -156,14 +159,9 @@ final class CutOffChangeSimulationTests: XCTestCase {
     /// own. On its return (its saved copy holds the unconfirmed change under the same version
     /// and a winning digest) it takes theirs.
     func testACoordinatorThatDiedWithAnUnconfirmedChangeTakesTheMajoritysOnReturn() throws {
-        let t = try settledThree()
+        let t = try cutOffCoordinatorTakesAChange(tag: "lost")
         var sim = t.sim
-        let (c, others, base, y) = (t.c, t.others, t.base, t.y)
-        let x = try Self.winningChange(over: y, version: base + 1, tag: "lost")
-        sim.partition([[c], others])
-        sim.propose(on: c, requestId: 1, text: x)
-        sim.run(1)
-        XCTAssertEqual(sim.engine(c)?.resources.text, x)
+        let (c, others, x, y) = (t.c, t.others, t.x, t.y)
         sim.crash(c)
         sim.run(4000)
         sim.propose(on: others[0], requestId: 2, text: y)
