@@ -74,7 +74,7 @@ let package = Package(
         // Hostile-input parsers as fuzz targets; the corpus is replayed by the tests.
         .target(name: "VigilFuzz", dependencies: ["VigilCore", "VigilWire", "VigilSystem"]),
         .testTarget(name: "VigilFuzzTests", dependencies: ["VigilFuzz", "VigilCore", "VigilWire", "VigilTestKit"], exclude: ["Corpus"]),
-        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "CVigilSys"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "VigilDaemon", "CVigilSys"]),
     ],
     swiftLanguageModes: [.v6]
 )

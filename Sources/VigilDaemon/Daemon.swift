@@ -73,7 +73,7 @@ public final class Daemon {
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = try Reactor()
         self.storage = try Worker(name: "storage")
-        self.ips = try FloatingIPs(nodeName: setup.node.name, log: log)
+        self.ips = try FloatingIPs(nodeName: setup.node.name, log: log, reactor: reactor)
         let spawner = try Spawner(reactor: reactor)
         // One set of lingering pipes for agents, fence agents and hooks (one limit for all).
         let outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
@@ -149,6 +149,11 @@ public final class Daemon {
         // can remove it.
         guardian = try GuardianLink(node: selfNode.name, log: log, watchdog: engine.isWitness ? nil : cluster.watchdog)
         ips.removeLeftovers()
+        ips.onResults = { [unowned self] outcomes in self.addressesDone(outcomes) }
+        ips.onVanished = { [unowned self] name, why in
+            self.log.warning("monitor resource=\(name) failed: \(why)")
+            self.execute(self.engine.resourceFailed(name, reason: why, kind: .transient, now: MonotonicClock.nowMs()))
+        }
         reactor.onTick = { [unowned self] in self.tick() }
         // Every operation that ended is recorded first; the engine evaluates once per batch.
         executor.batch = { [unowned self] body in
@@ -275,16 +280,7 @@ public final class Daemon {
     func execute(_ directives: [Engine.Directive]) {
         defer { updateGuardian() }
         var queue = directives[...]
-        // Addresses are added and removed synchronously, hundreds at a takeover: their results
-        // are recorded without evaluating, and the engine evaluates once when the batch is done.
-        var deferred = false
-        while true {
-            guard let d = queue.popFirst() else {
-                guard deferred else { break }
-                deferred = false
-                queue.append(contentsOf: engine.tick(now: MonotonicClock.nowMs()))
-                continue
-            }
+        while let d = queue.popFirst() {
             let now = MonotonicClock.nowMs()
             switch d {
             case .send(let to, let msg):
@@ -301,19 +297,17 @@ public final class Daemon {
                 } else if let err = { () -> String? in
                     // The guardian must know the deadline before the address exists; no
                     // address is added that nothing independent of this loop could remove.
-                    guard guardian?.update(max(1, engine.guardianDeadline)) ?? false else {
+                    let until = max(1, engine.guardianDeadline)
+                    guard guardian?.update(until) ?? false else {
                         return "the address guardian is not running"
                     }
-                    return ips.start(name, now: now)
+                    return ips.start(name, until: until)
                 }() {
                     log.error("start resource=\(name) failed: \(err)")
                     ips.markStartFailed(name, now: now)
-                    queue.append(contentsOf: engine.operationFinished(name, .start, .hardError(err), now: now, evaluate: false))
-                    deferred = true
-                } else {
-                    queue.append(contentsOf: engine.operationFinished(name, .start, .success, now: now, evaluate: false))
-                    deferred = true
+                    queue.append(contentsOf: engine.operationFinished(name, .start, .hardError(err), now: now))
                 }
+                // Otherwise the netlink thread adds it; `addressesDone` reports the result.
             case .stop(let name):
                 if let a = engine.resourceSet.agent(named: name) ?? lastAgents[name] {
                     let o = engine.resourceSet.options(name)
@@ -322,8 +316,6 @@ public final class Daemon {
                     })
                 } else {
                     ips.stop(name)
-                    queue.append(contentsOf: engine.operationFinished(name, .stop, .success, now: now, evaluate: false))
-                    deferred = true
                 }
             case .monitor(let name):
                 guard let a = engine.resourceSet.agent(named: name) else {
@@ -375,6 +367,32 @@ public final class Daemon {
                 }
             }
         }
+    }
+}
+
+extension Daemon {
+    /// The results of a batch of address adds and removes (hundreds at a takeover): recorded
+    /// without evaluating, then the engine evaluates once.
+    func addressesDone(_ outcomes: [FloatingIPs.Outcome]) {
+        let now = MonotonicClock.nowMs()
+        var out: [Engine.Directive] = []
+        for o in outcomes {
+            let name = o.request.name
+            if o.isStart {
+                if let e = o.error {
+                    ips.markStartFailed(name, now: now)
+                    out += engine.operationFinished(name, .start, .hardError(e), now: now, evaluate: false)
+                } else {
+                    out += engine.operationFinished(name, .start, .success, now: now, evaluate: false)
+                }
+            } else {
+                // A failed removal was logged; the address is not ours to keep trying for (the
+                // guardian and the start-up clean-up remove Vigil's addresses).
+                out += engine.operationFinished(name, .stop, .success, now: now, evaluate: false)
+            }
+        }
+        out += engine.tick(now: now)
+        execute(out)
     }
 }
 

@@ -1,7 +1,26 @@
 import VigilCore
 import VigilSystem
 
+/// What floating addresses need from rtnetlink: `AddressManager`, or in the tests a stand-in
+/// that stalls the way a contended `rtnl_lock` does.
+protocol AddressBackend: AnyObject {
+    func add(_ prefix: IPPrefix, interface: String) throws
+    func remove(_ prefix: IPPrefix, interface: String) throws
+    func removeIfOurs(_ prefix: IPPrefix, interface: String) throws
+    func list() throws -> [AddressManager.Found]
+}
+
+extension AddressManager: AddressBackend {}
+
 /// Runs floating addresses on this node: add/remove through rtnetlink, announce, monitor.
+///
+/// rtnetlink carries out a request inside the `send` system call, waiting for the kernel's
+/// `rtnl_lock` (which anything on the machine that changes links or routes holds, sometimes for
+/// seconds): no receive timeout bounds that. So every netlink call (add, remove, the address
+/// dump of the monitor) runs on a thread of its own, in the order asked, and the results come
+/// back to the loop in one batch per round; the loop that carries heartbeats never waits for
+/// the kernel. While any request is in flight the node counts as holding addresses, so the
+/// guardian stays armed.
 final class FloatingIPs {
     struct Active {
         var ip: FloatingIP
@@ -22,8 +41,36 @@ final class FloatingIPs {
     /// (Other failures — a vanished address, a failed add — are transient: the engine forgets them.)
     enum FailureKind { case interfaceDown(String) }
 
+    /// One request for the netlink thread. `generation` orders the requests of one resource: a
+    /// result only settles the resource's state if no later request for it was made.
+    struct Request: Sendable {
+        enum Kind: Sendable {
+            /// Add, unless the lease (`until`, monotonic ms) has run out by the time it runs.
+            case add(until: UInt64)
+            /// Remove an address we added (`known`) or, after a failed start, one only if ours.
+            case remove(known: Bool)
+        }
+        var name: String
+        /// nil: a stop of something never defined here (its result is still reported, in order).
+        var prefix: IPPrefix?
+        var interface: String
+        var kind: Kind
+        var generation: UInt64
+    }
+    struct Outcome: Sendable {
+        var request: Request
+        var error: String?
+        var isStart: Bool { if case .add = request.kind { true } else { false } }
+    }
+    /// The netlink socket, used only by the netlink thread once the loop runs.
+    private final class BackendBox: @unchecked Sendable {
+        let backend: any AddressBackend
+        init(_ b: any AddressBackend) { backend = b }
+    }
+
     let nodeName: String
-    let netlink: AddressManager
+    private let box: BackendBox
+    var netlink: any AddressBackend { box.backend }
     let log: EventLog
     private(set) var definitions: [String: FloatingIP] = [:]
     private(set) var active: [String: Active] = [:]
@@ -34,15 +81,31 @@ final class FloatingIPs {
     let worker: Worker
     var failures: [String: FailureKind] = [:]
 
-    init(nodeName: String, log: EventLog) throws {
+    private let reactor: Reactor
+    private let netlinkThread: OffLoop
+    /// Requests of this round, sent to the netlink thread as one batch when the round ends.
+    private var queued: [Request] = []
+    /// Requests asked for whose result has not come back (queued ones included).
+    private(set) var inFlight = 0
+    private var generations: [String: UInt64] = [:]
+    private var nextGeneration: UInt64 = 0
+    private var dumpInFlight = false
+    /// Told the results of a batch of adds and removes, in the order they were asked for.
+    var onResults: ([Outcome]) -> Void = { _ in }
+    /// Told that an address checked by the monitor is no longer configured.
+    var onVanished: (_ name: String, _ why: String) -> Void = { _, _ in }
+
+    init(nodeName: String, log: EventLog, reactor: Reactor, backend: (any AddressBackend)? = nil) throws {
         self.nodeName = nodeName
         self.log = log
-        self.netlink = try AddressManager()
+        self.reactor = reactor
+        self.box = BackendBox(try backend ?? AddressManager())
         self.worker = try Worker(name: "announcer")
+        self.netlinkThread = try OffLoop(name: "netlink", reactor: reactor)
     }
 
     /// True while any address of ours is configured here (the guardian must then be armed).
-    var holdsAny: Bool { !active.isEmpty }
+    var holdsAny: Bool { !active.isEmpty || inFlight > 0 }
 
     /// When the next announcement is due, if any.
     var nextAnnouncementDue: UInt64? { announcements.map(\.due).min() }
@@ -59,6 +122,7 @@ final class FloatingIPs {
     /// whose lease ended with it (a majority may already have started it elsewhere). They are
     /// removed; the coordinator places them again (on this node if it is still the best place).
     func removeLeftovers() {
+        // At start-up, before the netlink thread has any work: called here directly.
         let found: [AddressManager.Found]
         do {
             found = try netlink.list()
@@ -80,50 +144,121 @@ final class FloatingIPs {
     }
 
 
-    /// Adds the address; returns an error text on failure.
-    func start(_ name: String, now: UInt64) -> String? {
+    /// Asks for the address to be added (the result comes through `onResults`); returns an
+    /// error text at once when it cannot be (no definition, interface missing or down). Nothing
+    /// is added once the lease (`until`) has run out, however long the request waited.
+    func start(_ name: String, until: UInt64) -> String? {
         guard let ip = definitions[name] else { return "no definition for \(name)" }
         guard let ifname = ip.interface(on: nodeName) else { return "no interface configured for node \(nodeName)" }
         let st = Interfaces.state(ifname)
         guard st.exists else { return "interface \(ifname) does not exist" }
         guard st.up else { return "interface \(ifname) is down" }
-        do {
-            try netlink.add(ip.prefix, interface: ifname)
-        } catch {
-            return "\(error)"
-        }
-        log.info("address-added resource=\(name) address=\(ip.prefix) interface=\(ifname)")
-        active[name] = Active(ip: ip, interface: ifname, nextMonitor: now + ip.monitorIntervalMs,
-                              nextRefresh: ip.refreshIntervalMs > 0 ? now + ip.refreshIntervalMs : nil)
-        nextMonitorDue = min(nextMonitorDue, now + min(ip.monitorIntervalMs, ip.refreshIntervalMs > 0 ? ip.refreshIntervalMs : UInt64.max))
-        scheduleAnnouncements(name, now: now)
+        ask(name, ip.prefix, ifname, .add(until: until))
         return nil
     }
 
+    /// Asks for the address to be removed (the result comes through `onResults`).
     func stop(_ name: String) {
         announcements.removeAll { $0.name == name }
-        guard let a = active.removeValue(forKey: name) else {
-            // Not ours as far as we know; make sure anyway (e.g. after a failed start), but never
-            // delete an address someone else configured.
-            if let ip = definitions[name], let ifname = ip.interface(on: nodeName) {
-                do {
-                    try netlink.removeIfOurs(ip.prefix, interface: ifname)
-                } catch {
-                    log.warning("stop of \(name): \(error)")
-                }
-            }
-            return
-        }
-        do {
-            try netlink.remove(a.ip.prefix, interface: a.interface)
-            log.info("address-removed resource=\(name) address=\(a.ip.prefix) interface=\(a.interface)")
-        } catch {
-            log.error("cannot remove \(a.ip.prefix) from \(a.interface): \(error)")
+        if let a = active.removeValue(forKey: name) {
+            ask(name, a.ip.prefix, a.interface, .remove(known: true))
+        } else if let ip = definitions[name], let ifname = ip.interface(on: nodeName) {
+            // Not ours as far as we know; make sure anyway (after a failed start, or while its
+            // add is still in flight), but never delete an address someone else configured.
+            ask(name, ip.prefix, ifname, .remove(known: false))
+        } else {
+            ask(name, nil, "", .remove(known: false))
         }
     }
 
+    private func ask(_ name: String, _ prefix: IPPrefix?, _ interface: String, _ kind: Request.Kind) {
+        nextGeneration += 1
+        generations[name] = nextGeneration
+        queued.append(Request(name: name, prefix: prefix, interface: interface, kind: kind, generation: nextGeneration))
+        inFlight += 1
+        if queued.count == 1 { reactor.enqueue { [weak self] in self?.flush() } }
+    }
+
+    /// Sends this round's requests to the netlink thread as one batch.
+    private func flush() {
+        guard !queued.isEmpty else { return }
+        let batch = queued
+        queued = []
+        let box = self.box
+        netlinkThread.run({ () -> [Outcome] in
+            batch.map { Outcome(request: $0, error: Self.carryOut($0, box.backend)) }
+        }, then: { [weak self] outcomes in self?.finished(outcomes) })
+    }
+
+    /// On the netlink thread.
+    private static func carryOut(_ r: Request, _ nl: any AddressBackend) -> String? {
+        guard let p = r.prefix else { return nil }
+        do {
+            switch r.kind {
+            case .add(let until):
+                guard MonotonicClock.nowMs() < until else { return "the lease ran out before the address could be added" }
+                try nl.add(p, interface: r.interface)
+            case .remove(let known):
+                if known { try nl.remove(p, interface: r.interface) } else { try nl.removeIfOurs(p, interface: r.interface) }
+            }
+            return nil
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// On the loop: the results of one batch.
+    private func finished(_ outcomes: [Outcome]) {
+        let now = MonotonicClock.nowMs()
+        inFlight -= outcomes.count
+        for o in outcomes {
+            let r = o.request
+            let latest = generations[r.name] == r.generation
+            if latest { generations[r.name] = nil }
+            switch r.kind {
+            case .add:
+                if let e = o.error {
+                    log.error("start resource=\(r.name) failed: \(e)")
+                    continue
+                }
+                guard let p = r.prefix else { continue }
+                log.info("address-added resource=\(r.name) address=\(p) interface=\(r.interface)")
+                // A stop asked for meanwhile removes it again; until then it is not monitored.
+                guard latest, let ip = definitions[r.name], ip.prefix == p else { continue }
+                active[r.name] = Active(ip: ip, interface: r.interface, nextMonitor: now + ip.monitorIntervalMs,
+                                        nextRefresh: ip.refreshIntervalMs > 0 ? now + ip.refreshIntervalMs : nil)
+                nextMonitorDue = min(nextMonitorDue, now + min(ip.monitorIntervalMs, ip.refreshIntervalMs > 0 ? ip.refreshIntervalMs : UInt64.max))
+                scheduleAnnouncements(r.name, now: now)
+            case .remove(let known):
+                let p = r.prefix.map { "\($0)" } ?? "-"
+                if let e = o.error {
+                    if known { log.error("cannot remove \(p) from \(r.interface): \(e)") } else { log.warning("stop of \(r.name): \(e)") }
+                } else if known {
+                    log.info("address-removed resource=\(r.name) address=\(p) interface=\(r.interface)")
+                }
+                if latest { active[r.name] = nil }
+            }
+        }
+        onResults(outcomes)
+    }
+
+    /// At exit, after the loop stopped: waits for what is in flight, then removes every
+    /// address still held, here and now.
     func stopAll() {
-        for name in active.keys.sorted() { stop(name) }
+        // Results still arriving only settle what is configured: the engine no longer acts.
+        onResults = { _ in }
+        onVanished = { _, _ in }
+        flush()
+        netlinkThread.finish()
+        for name in active.keys.sorted() {
+            guard let a = active.removeValue(forKey: name) else { continue }
+            do {
+                try netlink.remove(a.ip.prefix, interface: a.interface)
+                log.info("address-removed resource=\(name) address=\(a.ip.prefix) interface=\(a.interface)")
+            } catch {
+                log.error("cannot remove \(a.ip.prefix) from \(a.interface): \(error)")
+            }
+        }
     }
 
     func scheduleAnnouncements(_ name: String, now: UInt64) {
@@ -190,8 +325,7 @@ final class FloatingIPs {
     /// Checks the addresses whose monitor is due: one interface query per interface and one
     /// address dump per round, however many addresses share them.
     private func checkActive(now: UInt64, failed: inout [(name: String, why: String, transient: Bool)]) {
-        var present: Set<IPAddress>?
-        var dumpFailed = false
+        var toVerify: [(name: String, prefix: IPPrefix, interface: String)] = []
         var states: [String: Interfaces.State] = [:]
         var next = UInt64.max
         // A round that checks one address checks every address due within half its interval
@@ -221,21 +355,46 @@ final class FloatingIPs {
                 failed.append((name, why, false))
                 continue
             }
-            // A failed dump says nothing about the addresses: the check waits for the next round
-            // (read as "none present", it used to fail over every address of the node).
-            if present == nil && !dumpFailed {
-                do {
-                    present = Set(try netlink.list().map(\.address))
-                } catch {
-                    dumpFailed = true
-                    log.warning("address dump failed: \(error); the address check waits for the next round")
-                }
-            }
-            if let present, !present.contains(a.ip.prefix.address) {
-                failed.append((name, "address \(a.ip.prefix.address) vanished from \(a.interface)", true))
-            }
+            toVerify.append((name, a.ip.prefix, a.interface))
         }
         nextMonitorDue = next
+        verify(toVerify)
+    }
+
+    /// Dumps the addresses on the netlink thread, after every add and remove asked for before,
+    /// and reports those of `names` that are still held but no longer configured. One dump at a
+    /// time: a round due while one is in flight is checked by the next.
+    private func verify(_ items: [(name: String, prefix: IPPrefix, interface: String)]) {
+        guard !items.isEmpty, !dumpInFlight else { return }
+        dumpInFlight = true
+        flush()  // the dump must see what this round asked for
+        let box = self.box
+        netlinkThread.run({ () -> Result<Set<IPAddress>, SystemError> in
+            do {
+                return .success(Set(try box.backend.list().map(\.address)))
+            } catch let e as SystemError {
+                return .failure(e)
+            } catch {
+                return .failure(SystemError("\(error)", errno: 0))
+            }
+        }, then: { [weak self] result in
+            guard let self else { return }
+            self.dumpInFlight = false
+            switch result {
+            case .failure(let e):
+                // A failed dump says nothing about the addresses: the check waits for the next
+                // round (read as "none present", it used to fail over every address of the node).
+                self.log.warning("address dump failed: \(e); the address check waits for the next round")
+            case .success(let present):
+                for i in items where !present.contains(i.prefix.address) {
+                    // Only what is still held as it was when the dump was asked for: a stop or a
+                    // new add since then has its own result.
+                    guard let a = self.active[i.name], a.ip.prefix == i.prefix, a.interface == i.interface,
+                          self.generations[i.name] == nil else { continue }
+                    self.onVanished(i.name, "address \(i.prefix.address) vanished from \(i.interface)")
+                }
+            }
+        })
     }
 
     /// An address could not be added: if its interface is down, watch for it to come back.
