@@ -184,7 +184,10 @@ final class AgentExecutor {
     var batch: (() -> Void) -> Void = { $0() }
 
     /// Called on SIGCHLD and on every tick: collects finished operations, enforces timeouts.
-    func reap() { batch { reapNow() } }
+    func reap() {
+        outputs.reapKeeper()
+        batch { reapNow() }
+    }
 
     private func reapNow() {
         let now = MonotonicClock.nowMs()

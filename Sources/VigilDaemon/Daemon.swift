@@ -76,7 +76,8 @@ public final class Daemon {
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log, reactor: reactor)
         let spawner = try Spawner(reactor: reactor)
         // One set of lingering pipes for agents, fence agents and hooks (one limit for all).
-        let outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) })
+        let outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) },
+                                       keeper: OutputKeeperLink(node: setup.node.name, log: log))
         self.executor = AgentExecutor(reactor: reactor, log: log, spawner: spawner, outputs: outputs)
         self.fencer = Fencer(spawner: spawner, reactor: reactor, outputs: outputs, log: log)
         do {

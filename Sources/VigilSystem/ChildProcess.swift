@@ -9,6 +9,8 @@ public final class ChildProcess {
     public let pid: pid_t
     public let outputFD: Int32
     public let startedMs: UInt64
+    /// What runs, for log lines: the program and its arguments.
+    public private(set) var command = ""
     private var output: [UInt8] = []
     private var dropped = 0
     public static let outputLimit = 16 * 1024
@@ -92,7 +94,9 @@ public final class ChildProcess {
             close(fds[0])
             throw SystemError("spawn \(path)", errno: rc)
         }
-        return ChildProcess(pid: pid, outputFD: fds[0])
+        let child = ChildProcess(pid: pid, outputFD: fds[0])
+        child.command = ([path] + args).joined(separator: " ")
+        return child
     }
 
     /// At most this much is read per call: a child that writes without end cannot keep the

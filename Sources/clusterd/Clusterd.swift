@@ -23,6 +23,8 @@ struct Clusterd: ParsableCommand {
 
     @Flag(name: .long, help: .hidden)
     var guardian = false
+    @Flag(name: .long, help: .hidden)
+    var outputKeeper = false
     @Option(name: .long, help: .hidden)
     var watchdogDevice: String?
     @Option(name: .long, help: .hidden)
@@ -33,6 +35,12 @@ struct Clusterd: ParsableCommand {
             // Started by clusterd itself: see Guardian (VigilDaemon).
             let wd = watchdogDevice.map { Watchdog(device: $0, timeoutS: watchdogTimeout ?? 10) }
             let code = Guardian.run(node: node ?? "?", watchdog: wd)
+            if code != 0 { throw ExitCode(code) }
+            return
+        }
+        if outputKeeper {
+            // Started by clusterd itself: see OutputKeeper (VigilDaemon).
+            let code = OutputKeeper.run(node: node ?? "?")
             if code != 0 { throw ExitCode(code) }
             return
         }

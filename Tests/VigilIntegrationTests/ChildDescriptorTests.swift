@@ -54,8 +54,9 @@ final class ChildDescriptorTests: NamespaceTestCase {
     }
 
     /// An agent starts a service in the background without redirecting its output (the service
-    /// holds the agent's output pipe). When the agent exits, clusterd keeps reading the pipe, so
-    /// the service's later writes do not kill it with SIGPIPE (issue 9, finding 9).
+    /// holds the agent's output pipe). When the agent exits, the pipe goes on being read (by the
+    /// output keeper), so the service's later writes do not kill it with SIGPIPE, not even once
+    /// clusterd itself is gone (issue 9, finding 9).
     func testAServiceWritingToItsAgentsOutputSurvivesTheAgent() throws {
         let lab = try makeLab(heartbeatLinks: 1)
         let script = lab.workDir + "/chatty"
@@ -83,5 +84,24 @@ final class ChildDescriptorTests: NamespaceTestCase {
         XCTAssertEqual(failures.map(\.text), [], "the service died once its agent's pipe was closed")
         let r = try status(lab, 1).resources.first { $0.name == "chatty" }
         XCTAssertEqual(r?.runningOn, ["node2"])
+
+        // clusterd itself goes (SIGKILL: no hand-over, no clean-up). Its read end of the pipe
+        // closes with it; the output keeper's copy does not, so the service lives on.
+        let keepers = lab.pids(in: 2, matching: "--output-keeper")
+        XCTAssertEqual(keepers.count, 1, "node2 should have handed the pipe to its output keeper")
+        // (Each lab node has its own /run/resource-agents: find the service by its command.)
+        let services = lab.pids(in: 2, matching: "echo tick")
+        XCTAssertEqual(services.count, 1)
+        let service = try XCTUnwrap(services.first)
+        lab.kill(2)
+        Thread.sleep(forTimeInterval: 1.5)
+        XCTAssertEqual(Glibc.kill(service, 0), 0, "the service died with clusterd's end of its output pipe")
+        XCTAssertEqual(lab.pids(in: 2, matching: "--output-keeper"), keepers, "the keeper must outlive clusterd")
+        // The service ends (we started it, through the agent): the keeper, its last pipe closed
+        // and clusterd gone, ends too.
+        Glibc.kill(service, SIGKILL)
+        try lab.waitFor("the output keeper to exit", timeout: 10) { lab.pids(in: 2, matching: "--output-keeper").isEmpty }
+        XCTAssertTrue(lab.events(2).contains { $0.text.contains("output-keeper: output of") && $0.text.contains("closed by its last writer") },
+                      "the keeper logs the pipe it held as closed")
     }
 }

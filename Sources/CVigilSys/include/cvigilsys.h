@@ -54,3 +54,8 @@ static inline int vigil_wd_keepalive(int fd) { int d = 0; return ioctl(fd, WDIOC
 #include <spawn.h>
 int vigil_spawn_closefrom(posix_spawn_file_actions_t *actions, int from);
 #endif
+
+// Sends `fd` over a unix socket with `len` bytes of `data` (SCM_RIGHTS; never blocks, no SIGPIPE).
+ssize_t vigil_send_fd(int sock, int fd, const void *data, size_t len);
+// Receives one message; `*fd` is the descriptor it carried (close-on-exec) or -1.
+ssize_t vigil_recv_fd(int sock, void *data, size_t len, int *fd);
