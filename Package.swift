@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-lab",
             dependencies: [
-                "VigilLab", "VigilIPC", "CQB", "VigilTestKit",
+                "VigilLab", "VigilIPC", "VigilSystem", "CQB", "VigilTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -74,7 +74,7 @@ let package = Package(
         // Hostile-input parsers as fuzz targets; the corpus is replayed by the tests.
         .target(name: "VigilFuzz", dependencies: ["VigilCore", "VigilWire", "VigilSystem"]),
         .testTarget(name: "VigilFuzzTests", dependencies: ["VigilFuzz", "VigilCore", "VigilWire", "VigilTestKit"], exclude: ["Corpus"]),
-        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "VigilDaemon", "CVigilSys"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "VigilDaemon", "VigilIPC", "CVigilSys"]),
     ],
     swiftLanguageModes: [.v6]
 )

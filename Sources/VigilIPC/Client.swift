@@ -19,19 +19,22 @@ public enum IPCClient {
         var pid: pid_t = 0
         var uid: uid_t = 0
         var gid: gid_t = 0
-        // Only trust a server run by root or by ourselves: anyone else could impersonate clusterd
-        // (and receive the files hactl sends). A server whose credentials cannot be read is not
-        // trusted either.
         let auth = qb_ipcc_auth_get(c, &pid, &uid, &gid)
-        guard auth == 0 else {
+        if let why = serverProblem(auth: auth, pid: pid, uid: uid, ourUid: geteuid()) {
             qb_ipcc_disconnect(c)
-            throw IPCError("refusing IPC service '\(service)': its credentials cannot be read (\(String(cString: strerror(-auth))))")
-        }
-        guard uid == 0 || uid == geteuid() else {
-            qb_ipcc_disconnect(c)
-            throw IPCError("refusing IPC service '\(service)': it is served by uid \(uid) (pid \(pid)), not by root")
+            throw IPCError("refusing IPC service '\(service)': \(why)")
         }
         return c
+    }
+
+    /// Why the server must not be trusted, nil if it may. Only a server run by root or by
+    /// ourselves is: anyone else could impersonate clusterd (and receive the files hactl
+    /// sends). A server whose credentials cannot be read (`auth`, the result of
+    /// `qb_ipcc_auth_get`, negative) is not trusted either: it fails closed.
+    public static func serverProblem(auth: Int32, pid: pid_t, uid: uid_t, ourUid: uid_t) -> String? {
+        guard auth == 0 else { return "its credentials cannot be read (\(String(cString: strerror(auth < 0 ? -auth : auth))))" }
+        guard uid == 0 || uid == ourUid else { return "it is served by uid \(uid) (pid \(pid)), not by root" }
+        return nil
     }
 
     /// Sends one request body (JSON) and reads the answer.

@@ -3,6 +3,7 @@ import CQB
 import Foundation
 import Glibc
 import VigilIPC
+import VigilSystem
 
 /// Used by the tests: connections to clusterd's IPC as a hostile local user would open them.
 struct IPCProbe: ParsableCommand {
@@ -64,5 +65,32 @@ struct SquatIPC: ParsableCommand {
         print("bound pid=\(getpid())")
         fflush(nil)
         sleep(UInt32(max(0, seconds)))
+    }
+}
+
+/// Used by the tests: a real libqb IPC service under the given name, run by whoever starts it,
+/// that answers every request "ok". hactl must refuse to talk to it unless it runs as root.
+struct ImpostorIPC: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "impostor-ipc", abstract: "Serve a libqb IPC name that answers every request, as the current user.")
+    @Option var name: String
+    @Option var seconds: Int = 30
+
+    func run() throws {
+        let reactor = try Reactor()
+        let server = IPCServer(name: name, adminGroup: "root", poll: (
+            add: { fd, events, handler in reactor.add(fd: fd, events: events) { if handler($0) < 0 { reactor.remove(fd: fd) } } },
+            modify: { fd, events in reactor.modify(fd: fd, events: events) },
+            remove: { fd in reactor.remove(fd: fd) },
+            enqueue: { job in reactor.enqueue(job) }
+        ))
+        server.handler = { _, _, _ in .now(IPCResponse(ok: true, message: "impostor answered")) }
+        try server.start()
+        print("serving pid=\(getpid()) uid=\(getuid())")
+        fflush(nil)
+        let end = MonotonicClock.nowMs() + UInt64(max(0, seconds)) * 1000
+        reactor.nextWake = { end }
+        reactor.onTick = { if MonotonicClock.nowMs() >= end { reactor.stop() } }
+        reactor.run()
+        server.stop()
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import VigilCore
+import VigilIPC
 import VigilLab
 import VigilWire
 import XCTest
@@ -63,6 +64,36 @@ final class HostileDoorsTests: NamespaceTestCase {
         }
         let log = lab.tail(lab.logFile(1), lines: 20)
         XCTAssertTrue(log.contains("vigil-lab, uid 65534"), log)
+    }
+
+    /// hactl talks only to a clusterd run by root (or by the user running hactl): a local user
+    /// who serves the IPC name first (a real libqb service here, answering everything) gets
+    /// neither the request nor the operator's trust. And a server whose credentials cannot be
+    /// read is refused too: the check fails closed (finding 4).
+    func testHactlRefusesAServerNotRunByRoot() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        let impostor = Process()
+        impostor.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        impostor.arguments = asNobody(lab, 1, ["impostor-ipc", "--name", ipcName(lab, 1), "--seconds", "20"])
+        let pipe = Pipe()
+        impostor.standardOutput = pipe
+        try impostor.run()
+        defer { if impostor.isRunning { kill(impostor.processIdentifier, SIGKILL) } }
+        let line = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
+        XCTAssertTrue(line.contains("serving pid=") && line.contains("uid=65534"), line)
+        for args in [["status"], ["cleanup", "anything"]] {
+            let r = lab.hactl(1, args)
+            XCTAssertNotEqual(r.code, 0, "hactl \(args) accepted the impostor: \(r.out)")
+            XCTAssertTrue(r.err.contains("served by uid 65534") && r.err.contains("not by root"), r.err)
+            XCTAssertFalse(r.out.contains("impostor answered"), r.out)
+        }
+        // The decision, for what cannot be staged: qb_ipcc_auth_get failing (SO_PEERCRED
+        // unreadable) refuses even a server that would otherwise pass.
+        XCTAssertNotNil(IPCClient.serverProblem(auth: -EBADF, pid: 0, uid: 0, ourUid: 0))
+        XCTAssertNotNil(IPCClient.serverProblem(auth: -ENOTCONN, pid: 42, uid: 0, ourUid: 0))
+        XCTAssertNil(IPCClient.serverProblem(auth: 0, pid: 42, uid: 0, ourUid: 0))
+        XCTAssertNil(IPCClient.serverProblem(auth: 0, pid: 42, uid: 1000, ourUid: 1000))
+        XCTAssertNotNil(IPCClient.serverProblem(auth: 0, pid: 42, uid: 65534, ourUid: 1000))
     }
 
     /// 30,000 hostile datagrams a second at node1's heartbeat port for a minute (random bytes,
