@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "clusterd",
             dependencies: [
-                "VigilDaemon", "VigilCore",
+                "VigilDaemon", "VigilCore", "VigilWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -37,6 +37,9 @@ public final class Daemon {
     /// The protocol version each peer last spoke in an authenticated packet; a peer on the
     /// previous version is answered in it (one release of overlap for a rolling upgrade).
     var peerProtocol: [NodeID: UInt16] = [:]
+    /// The protocol version this node speaks to a peer it has not heard yet, and at most: the
+    /// current one, or the previous one to stand in for a node not yet upgraded (tests).
+    public var ownProtocol: UInt16 = Envelope.protocolVersion
     let ips: FloatingIPs
     let executor: AgentExecutor
     let hooks: HookRunner

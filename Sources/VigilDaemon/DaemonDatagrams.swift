@@ -45,6 +45,12 @@ extension Daemon {
                 counters.malformed = drop(counters.malformed, "malformed packet from \(src): \(e)")
             }
         case .success(let (h, msg)):
+            // A node that speaks the previous version (standing in for one not yet upgraded)
+            // understands nothing newer, as that node would not.
+            guard h.version <= ownProtocol else {
+                counters.incompatible += 1
+                return
+            }
             guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, nodesById[sender] != nil else {
                 counters.unknownSender += 1
                 return
@@ -82,7 +88,7 @@ extension Daemon {
 
     func send(_ msg: Message, to peer: NodeID) {
         guard let node = nodesById[peer] else { return }
-        let version = peerProtocol[peer] ?? Envelope.protocolVersion
+        let version = min(ownProtocol, peerProtocol[peer] ?? ownProtocol)
         var msg = msg
         if version == Envelope.previousVersion, case .heartbeat(var h) = msg {
             // Version 5 knows no confirmation flag (and refuses a heartbeat that sets it).

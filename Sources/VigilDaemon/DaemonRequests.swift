@@ -49,7 +49,7 @@ extension Daemon {
             var st = engine.status(now: now)
             st.counters = counters
             st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
-            let older = peerProtocol.filter { $0.value != Envelope.protocolVersion }.compactMap { id, v in nodesById[id].map { "\($0.name) (protocol \(v))" } }.sorted()
+            let older = peerProtocol.filter { $0.value < ownProtocol }.compactMap { id, v in nodesById[id].map { "\($0.name) (protocol \(v))" } }.sorted()
             st.olderProtocolPeers = older.isEmpty ? nil : older
             fencingStatus(&st)
             return .now(IPCResponse(ok: true, status: st))

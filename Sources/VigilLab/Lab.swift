@@ -30,6 +30,8 @@ public final class Lab: @unchecked Sendable {
     /// CLOCK_MONOTONIC minus CLOCK_REALTIME, to put ping's wall-clock stamps on the daemons' clock.
     public let monoMinusReal: Double
     public private(set) var pids: [Int: pid_t] = [:]
+    /// More arguments for one node's clusterd (the next time it is started).
+    public var extraArguments: [Int: [String]] = [:]
     private var processes: [Int: Process] = [:]
     private var tornDown = false
     private(set) var namespaces: [String] = []
@@ -150,7 +152,7 @@ public final class Lab: @unchecked Sendable {
         // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
         p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                        "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\"",
-                       options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)]
+                       options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)] + (extraArguments[i] ?? [])
         let logPath = logFile(i)
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let fh = FileHandle(forWritingAtPath: logPath) else { throw LabError("cannot open \(logPath)") }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import VigilCore
 import VigilDaemon
+import VigilWire
 
 @main
 struct Clusterd: ParsableCommand {
@@ -25,6 +26,10 @@ struct Clusterd: ParsableCommand {
     var guardian = false
     @Flag(name: .long, help: .hidden)
     var outputKeeper = false
+    /// Speak the previous protocol version to every peer, as a node not yet upgraded does (for
+    /// the rolling-upgrade test; see README, Upgrades).
+    @Option(name: .long, help: .hidden)
+    var speakProtocol: UInt16?
     @Option(name: .long, help: .hidden)
     var watchdogDevice: String?
     @Option(name: .long, help: .hidden)
@@ -60,9 +65,14 @@ struct Clusterd: ParsableCommand {
             print("removed \(n) floating address(es)")
             return
         }
+        if let v = speakProtocol, v != Envelope.previousVersion && v != Envelope.protocolVersion {
+            FileHandleOut.err("clusterd: --speak-protocol: \(v) is neither \(Envelope.protocolVersion) nor \(Envelope.previousVersion)")
+            throw ExitCode(2)
+        }
         let daemon: Daemon
         do {
             daemon = try Daemon(setup: setup)
+            if let v = speakProtocol { daemon.ownProtocol = v }
         } catch {
             FileHandleOut.err("clusterd: cannot start: \(error)")
             throw ExitCode(1)
