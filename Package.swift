@@ -32,6 +32,14 @@ let package = Package(
         .target(name: "VigilSystem", dependencies: ["VigilCore", "CVigilSys"]),
         // Linux headers (signalfd, rtnetlink, packet sockets) that the Glibc module does not surface.
         .target(name: "CVigilSys"),
+        // Corosync's client libraries (Debian's libcpg-dev, libvotequorum-dev, libcmap-dev,
+        // libcfg-dev, libcorosync-common-dev) behind a small C layer that queues callbacks as events.
+        .target(name: "CVigilCorosync", linkerSettings: [
+            .linkedLibrary("cpg"), .linkedLibrary("votequorum"), .linkedLibrary("cmap"),
+            .linkedLibrary("cfg"), .linkedLibrary("corosync_common"),
+        ]),
+        // The Swift shell over it: Corosync as a membership engine (issue 10).
+        .target(name: "VigilCorosync", dependencies: ["CVigilCorosync", "VigilSystem"]),
         // libqb IPC server and client plus the hactl request/response protocol.
         .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore", "VigilSystem"]),
         // The node runtime: drives the core engine with real sockets, netlink and IPC.
@@ -64,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-lab",
             dependencies: [
-                "VigilLab", "VigilIPC", "VigilSystem", "CQB", "VigilTestKit",
+                "VigilLab", "VigilIPC", "VigilSystem", "VigilCorosync", "CQB", "VigilTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

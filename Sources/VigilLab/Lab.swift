@@ -30,6 +30,8 @@ public final class Lab: @unchecked Sendable {
     /// CLOCK_MONOTONIC minus CLOCK_REALTIME, to put ping's wall-clock stamps on the daemons' clock.
     public let monoMinusReal: Double
     public private(set) var pids: [Int: pid_t] = [:]
+    /// Corosync daemons the lab started (see LabCorosync.swift), by node.
+    var corosyncs: [Int: Process] = [:]
     /// More arguments for one node's clusterd (the next time it is started).
     public var extraArguments: [Int: [String]] = [:]
     private var processes: [Int: Process] = [:]
@@ -344,6 +346,11 @@ public final class Lab: @unchecked Sendable {
         }
         pids = [:]
         processes = [:]
+        for (_, p) in corosyncs {
+            Glibc.kill(p.processIdentifier, SIGKILL)
+            Lab.reap(p.processIdentifier)
+        }
+        corosyncs = [:]
         // What our daemons started inside our namespaces (agents, hooks, services) goes too.
         for n in namespaces {
             for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) {

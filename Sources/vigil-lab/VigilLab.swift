@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, Flood.self, CoreBench.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, CorosyncProbe.self, Flood.self, CoreBench.self])
 }
 
 struct Common: ParsableArguments {

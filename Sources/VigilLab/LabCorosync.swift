@@ -1,0 +1,112 @@
+import Foundation
+import Glibc
+
+/// A real Corosync (Debian's, unmodified) per lab node: knet over the lab's two links, its own
+/// authkey, state directory and log. Corosync 3.1.7 writes a fixed `/var/run/corosync.pid`, so
+/// each instance runs in a mount namespace of its own with a private `/run`; its clients (the
+/// probe, clusterd) join that mount namespace and the node's network namespace with `nsenter`,
+/// since Corosync's local IPC is reachable only from there. knet uses ports 5420 and 5421, clear
+/// of Vigil's own heartbeat ports.
+extension Lab {
+    public func corosyncConfPath(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).conf" }
+    public func corosyncLog(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).log" }
+    public var corosyncClusterName: String { "lab-\(prefix)" }
+
+    /// Writes every node's corosync.conf and the shared authkey. `token` in ms (nil: Corosync's
+    /// default); `nodes` the members of the node list (default: all).
+    public func writeCorosyncConfigs(token: Int? = nil, nodes: [Int]? = nil) throws {
+        let key = workDir + "/corosync-authkey"
+        if !FileManager.default.fileExists(atPath: key) {
+            let bytes = (0..<256).map { _ in UInt8.random(in: 0...255) }
+            _ = FileManager.default.createFile(atPath: key, contents: Data(bytes), attributes: [.posixPermissions: 0o400])
+        }
+        let members = nodes ?? Array(1...options.nodes)
+        for i in members {
+            let state = "\(workDir)/corosync-state-\(nodeName(i))"
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+            var conf = """
+                totem {
+                    version: 2
+                    cluster_name: \(corosyncClusterName)
+                    transport: knet
+                    crypto_cipher: aes256
+                    crypto_hash: sha256
+                    keyfile: \(key)
+                \(token.map { "    token: \($0)\n" } ?? "")    interface {
+                        linknumber: 0
+                    }
+                    interface {
+                        linknumber: 1
+                    }
+                }
+                nodelist {
+
+                """
+            for n in members {
+                conf += """
+                        node {
+                            ring0_addr: 198.18.0.\(n)
+                            ring1_addr: 198.18.1.\(n)
+                            name: \(nodeName(n))
+                            nodeid: \(n)
+                        }
+
+                    """
+            }
+            conf += """
+                }
+                quorum {
+                    provider: corosync_votequorum
+                }
+                logging {
+                    to_stderr: no
+                    to_syslog: no
+                    to_logfile: yes
+                    logfile: \(corosyncLog(i))
+                    timestamp: on
+                }
+                system {
+                    state_dir: \(state)
+                }
+
+                """
+            try conf.write(toFile: corosyncConfPath(i), atomically: true, encoding: .utf8)
+        }
+    }
+
+    /// Starts Corosync on node `i` in the foreground of its own mount namespace.
+    public func startCorosync(_ i: Int) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                       "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock && exec /usr/sbin/corosync -f -c \"$0\"",
+                       corosyncConfPath(i)]
+        let out = workDir + "/corosync-\(nodeName(i)).out"
+        if !FileManager.default.fileExists(atPath: out) { _ = FileManager.default.createFile(atPath: out, contents: nil) }
+        guard let fh = FileHandle(forWritingAtPath: out) else { throw LabError("cannot open \(out)") }
+        fh.seekToEndOfFile()
+        p.standardOutput = fh
+        p.standardError = fh
+        try p.run()
+        corosyncs[i] = p
+    }
+
+    /// The PID of node `i`'s Corosync (the shell execs it), if it runs.
+    public func corosyncPID(_ i: Int) -> pid_t? {
+        guard let p = corosyncs[i], p.isRunning else { return nil }
+        return p.processIdentifier
+    }
+
+    /// Kills node `i`'s Corosync (SIGKILL: a crash).
+    public func killCorosync(_ i: Int) {
+        guard let p = corosyncs.removeValue(forKey: i) else { return }
+        Glibc.kill(p.processIdentifier, SIGKILL)
+        Lab.reap(p.processIdentifier)
+    }
+
+    /// A command line that runs `args` inside node `i`'s Corosync namespaces (mount and network).
+    public func inCorosyncNamespaces(_ i: Int, _ args: [String]) throws -> [String] {
+        guard let pid = corosyncPID(i) else { throw LabError("corosync is not running on \(nodeName(i))") }
+        return ["/usr/bin/nsenter", "--target", "\(pid)", "--mount", "--net", "--"] + args
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+import XCTest
+import VigilLab
+
+/// Issue 10, the bindings: Vigil's Corosync shell (`VigilCorosync`, through `vigil-lab
+/// corosync-probe`) against Debian's Corosync, unmodified, one instance per lab node (knet over
+/// both lab links). clusterd does not use this backend yet; these tests pin down what the
+/// shell reads: CPG membership and agreed-order delivery, votequorum, cmap, cfg's link status,
+/// and what it reports when Corosync dies under it.
+final class CorosyncNamespaceTests: NamespaceTestCase {
+    /// A probe running in node `i`'s Corosync namespaces; its output is read when it ends.
+    final class Probe: @unchecked Sendable {
+        let process = Process()
+        let pipe = Pipe()
+        private var data = Data()
+        private let lock = NSLock()
+        init(_ lab: Lab, _ i: Int, _ args: [String]) throws {
+            let argv = try lab.inCorosyncNamespaces(i, [NamespaceTestCase.binDir + "/vigil-lab", "corosync-probe"] + args)
+            process.executableURL = URL(fileURLWithPath: argv[0])
+            process.arguments = Array(argv.dropFirst())
+            process.standardOutput = pipe
+            process.standardError = pipe
+            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
+                let d = h.availableData
+                guard let self, !d.isEmpty else { return }
+                self.lock.lock()
+                self.data.append(d)
+                self.lock.unlock()
+            }
+            try process.run()
+        }
+        var output: String {
+            lock.lock()
+            defer { lock.unlock() }
+            return String(decoding: data, as: UTF8.self)
+        }
+        var lines: [String] { output.split(separator: "\n").map(String.init) }
+        func wait(timeout: Double) -> Bool {
+            let end = Date().addingTimeInterval(timeout)
+            while process.isRunning && Date() < end { Thread.sleep(forTimeInterval: 0.05) }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            process.waitUntilExit()
+            Thread.sleep(forTimeInterval: 0.1)
+            pipe.fileHandleForReading.readabilityHandler = nil
+            return process.terminationStatus == 0
+        }
+        func line(_ prefix: String) -> String? { lines.last { $0.hasPrefix(prefix) } }
+    }
+
+    /// Corosync on every node, and a ring of all of them (a probe on each sees three members).
+    func startCorosyncRing(_ lab: Lab, token: Int = 1000) throws {
+        try lab.writeCorosyncConfigs(token: token)
+        for i in 1...3 { try lab.startCorosync(i) }
+        try lab.waitFor("corosync answering on every node", timeout: 30) {
+            (1...3).allSatisfy { i in
+                guard let argv = try? lab.inCorosyncNamespaces(i, [Self.binDir + "/vigil-lab", "corosync-probe", "--seconds", "0.3"]) else { return false }
+                let r = lab.run(argv[0], Array(argv.dropFirst()))
+                return r.out.contains("ring=1,2,3 quorate=1")
+            }
+        }
+    }
+
+    func testTheShellSeesMembershipQuorumAgreedOrderAndLinks() throws {
+        let lab = try makeLab()
+        try startCorosyncRing(lab)
+        let probes = try (1...3).map { i in
+            // Each sends once all three are in the group, and ends when it has all fifteen.
+            try Probe(lab, i, ["--group", "vigil-test", "--seconds", "15", "--send", "from node\(i)", "--count", "5",
+                               "--wait-members", "3", "--until-messages", "15"])
+        }
+        for (i, p) in probes.enumerated() {
+            XCTAssertTrue(p.wait(timeout: 20), "probe on node\(i + 1) failed:\n\(p.output)")
+        }
+        var orders: [[String]] = []
+        for (k, p) in probes.enumerated() {
+            let i = k + 1
+            let local = p.line("local ") ?? ""
+            XCTAssertTrue(local.contains("node=\(i) name=node\(i) cluster=\(lab.corosyncClusterName) token=1650"), local)  // 1000 + 650 per node above two
+            XCTAssertTrue(p.lines.contains { $0.hasPrefix("event members=1,2,3 ") }, p.output)
+            XCTAssertTrue(p.line("summary ")?.hasSuffix("ring=1,2,3 quorate=1 messages=15 queued=0 failed=0") ?? false, p.output)
+            XCTAssertTrue(p.lines.contains { $0.hasPrefix("event quorum quorate=1 members=1,2,3") }, p.output)
+            // knet's view of both links towards each peer.
+            for n in [1, 2, 3] where n != i {
+                XCTAssertTrue(p.lines.contains("links node=\(n) reachable=1 connected=1,1"), p.output)
+            }
+            orders.append(p.lines.filter { $0.hasPrefix("event message ") })
+        }
+        // Agreed order: every member delivers the same messages in the same order.
+        XCTAssertEqual(orders[0].count, 15)
+        XCTAssertEqual(orders[0], orders[1])
+        XCTAssertEqual(orders[0], orders[2])
+        // Each sender's messages in the order it sent them.
+        for i in 1...3 {
+            let mine = orders[0].filter { $0.contains("from=\(i) ") }.map { $0.components(separatedBy: "text=").last ?? "" }
+            XCTAssertEqual(mine, (0..<5).map { "from node\(i) \($0)" })
+        }
+    }
+
+    func testANodeLostAndCorosyncRestartedAreReported() throws {
+        let lab = try makeLab()
+        try startCorosyncRing(lab)
+        let watcher = try Probe(lab, 1, ["--group", "vigil-test", "--seconds", "25"])
+        let victim = try Probe(lab, 3, ["--group", "vigil-test", "--seconds", "25"])
+        try lab.waitFor("both in the group", timeout: 10) {
+            watcher.lines.contains { $0.hasPrefix("event members=1,3 ") } && victim.lines.contains { $0.hasPrefix("event members=1,3 ") }
+        }
+        XCTAssertTrue(watcher.lines.contains { $0.hasPrefix("event ring ") && $0.hasSuffix("members=1,2,3") }, watcher.output)
+        lab.killCorosync(3)
+        // node3's Corosync died: its client learns it at once (the connection's end).
+        XCTAssertFalse(victim.wait(timeout: 10), "the probe on node3 must fail when its corosync dies")
+        XCTAssertTrue(victim.lines.contains { $0.hasPrefix("error ") }, victim.output)
+        // The others see node3 go from the ring, its member leave the group (reason 3: node
+        // down), and keep quorum (two of three).
+        try lab.waitFor("node3 to leave the group", timeout: 15) { watcher.lines.contains { $0.hasPrefix("event members=1 ") && $0.contains("left=3:3") } }
+        XCTAssertTrue(watcher.lines.contains { $0.hasPrefix("event ring ") && $0.hasSuffix("members=1,2") }, watcher.output)
+        try lab.waitFor("quorum of two", timeout: 15) { watcher.lines.contains { $0.hasPrefix("event quorum quorate=1 members=1,2") && !$0.hasSuffix(",3") } }
+        // Corosync back on node3: a new client there joins, and the watcher sees it.
+        try lab.startCorosync(3)
+        try lab.waitFor("node3 back in the ring", timeout: 30) {
+            guard let argv = try? lab.inCorosyncNamespaces(3, [Self.binDir + "/vigil-lab", "corosync-probe", "--group", "vigil-test", "--seconds", "0.5"]) else { return false }
+            return lab.run(argv[0], Array(argv.dropFirst())).out.contains("ring=1,2,3 quorate=1")
+        }
+        try lab.waitFor("the watcher to see node3 back", timeout: 10) {
+            watcher.lines.filter { $0.hasPrefix("event ring ") }.last?.hasSuffix("members=1,2,3") ?? false
+        }
+        watcher.process.terminate()
+        _ = watcher.wait(timeout: 5)
+    }
+}
