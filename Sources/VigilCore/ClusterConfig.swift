@@ -49,6 +49,16 @@ public struct ClusterConfig: Sendable, Equatable {
     /// configuration messages (resource definitions carry agents' passwords).
     public var encryptAll = false
 
+    /// Where membership comes from: Vigil's own heartbeats over `[[link]]`s, or a running
+    /// local Corosync (its CPG group carries Vigil's messages; see README, "Corosync").
+    public enum Membership: String, Sendable, Equatable { case builtin, corosync }
+    public var membership = Membership.builtin
+    /// Whether `[timing]` was given. Under Corosync, timing left out is derived at start from
+    /// Corosync's token and consensus (a ring re-formation holds every message that long).
+    public var timingGiven = false
+    /// The one virtual link of the Corosync backend (Corosync's knet carries the real ones).
+    public static let corosyncLink = Link(name: "corosync", port: 0)
+
     public var majority: Int { nodes.count / 2 + 1 }
     /// The nodes that may run resources (every node but the witnesses).
     public var dataNodes: [Node] { nodes.filter { $0.role == .data } }
@@ -167,10 +177,19 @@ extension ClusterConfig {
         guard ["config", "all"].contains(encryption) else {
             throw cluster.error("encryption", "'\(encryption)' is not one of: config, all")
         }
+        let membershipText = try cluster.string("membership") ?? "builtin"
+        guard let membership = Membership(rawValue: membershipText) else {
+            throw cluster.error("membership", "'\(membershipText)' is not one of: builtin, corosync")
+        }
+        if membership == .corosync && name.utf8.count > 100 {
+            throw cluster.error("name", "at most 100 characters with membership = \"corosync\" (it names the CPG group)")
+        }
         try cluster.finish()
 
         var timing = Timing()
+        var timingGiven = false
         if var t = try top.subtable("timing") {
+            timingGiven = true
             let interval = try t.int("heartbeat_interval_ms", range: 1...60_000).map(UInt64.init) ?? Timing.defaultInterval
             let timeout = try t.int("failure_timeout_ms", range: 1...600_000).map(UInt64.init) ?? Timing.defaultTimeout
             let lease = try t.int("lease_ms", range: 1...600_000).map(UInt64.init)
@@ -193,7 +212,13 @@ extension ClusterConfig {
 
         var links: [Link] = []
         let linkTables = try top.tableArray("link")
-        if linkTables.isEmpty { throw ConfigError(file: file, message: "at least one [[link]] is required") }
+        if membership == .corosync {
+            if let first = linkTables.first {
+                throw ConfigError(file: file, line: first.table.line, key: "link",
+                                  message: "with membership = \"corosync\" Vigil sends nothing of its own: its messages go through Corosync, whose links are configured in corosync.conf (totem.interface); remove the [[link]] tables")
+            }
+            links = [Self.corosyncLink]
+        } else if linkTables.isEmpty { throw ConfigError(file: file, message: "at least one [[link]] is required") }
         if linkTables.count > 4 { throw ConfigError(file: file, line: linkTables[4].table.line, key: "link", message: "at most 4 links are supported") }
         for var lt in linkTables {
             let lname = try lt.string("name") ?? "link\(links.count)"
@@ -212,10 +237,18 @@ extension ClusterConfig {
             }
             guard let rawId = try nt.int("id", range: 1...Int64(UInt32.max)) else { throw nt.error(nil, "missing required key 'id'") }
             guard let id = NodeID(rawValue: UInt32(rawId)) else { throw nt.error("id", "must be at least 1") }
-            guard let addrTexts = try nt.stringArray("addresses") else {
+            let addrTexts: [String]
+            if membership == .corosync {
+                if nt.has("addresses") {
+                    throw nt.error("addresses", "with membership = \"corosync\" nodes have no Vigil addresses (Corosync's nodelist has them); the node's id must be its Corosync nodeid")
+                }
+                addrTexts = []
+            } else if let a = try nt.stringArray("addresses") {
+                addrTexts = a
+            } else {
                 throw nt.error(nil, "missing required key 'addresses' (one address per [[link]])")
             }
-            guard addrTexts.count == links.count else {
+            guard membership == .corosync || addrTexts.count == links.count else {
                 throw nt.error("addresses", "has \(addrTexts.count) address(es) but \(links.count) [[link]] entries are defined: give one per link, in link order")
             }
             var addrs: [IPAddress] = []
@@ -231,6 +264,9 @@ extension ClusterConfig {
             let ipc = try nt.string("ipc_name")
             let roleText = try nt.string("role") ?? "data"
             guard let role = Role(rawValue: roleText) else { throw nt.error("role", "'\(roleText)' is not a role: use \"data\" (the default) or \"witness\"") }
+            if role == .witness && membership == .corosync {
+                throw nt.error("role", "a Vigil witness is not used with membership = \"corosync\": Corosync's votequorum counts the votes (use corosync-qdevice for a tiebreak)")
+            }
             try nt.finish()
             if let other = nodes.first(where: { $0.name == nname }) {
                 throw nt.error("name", "duplicate node name '\(nname)' (first at line \(other.line))")
@@ -242,6 +278,11 @@ extension ClusterConfig {
         }
         try top.finish()
         if nodes.isEmpty { throw ConfigError(file: file, message: "at least one [[node]] is required") }
+        if nodes.count == 2 && membership == .corosync {
+            throw ConfigError(
+                file: file, key: "node",
+                message: "a two-node cluster under Corosync needs a tiebreak that also bounds the other node's lease (fencing with two_node, or corosync-qdevice), which Vigil does not support yet: add a third node to both corosync.conf and this file")
+        }
         if nodes.count == 2 {
             throw ConfigError(
                 file: file, key: "node",
@@ -252,7 +293,7 @@ extension ClusterConfig {
         }
         if nodes.count > 32 { throw ConfigError(file: file, key: "node", message: "at most 32 nodes are supported") }
         // Per link, all nodes must use the same address family.
-        for (i, link) in links.enumerated() {
+        for (i, link) in links.enumerated() where membership == .builtin {
             let fams = Set(nodes.map { $0.addresses[i].family })
             if fams.count > 1 {
                 throw ConfigError(file: file, key: "node.addresses", message: "link '\(link.name)' mixes IPv4 and IPv6 node addresses")
@@ -271,6 +312,8 @@ extension ClusterConfig {
         }
         c.fenceReaction = reaction
         c.encryptAll = encryption == "all"
+        c.membership = membership
+        c.timingGiven = timingGiven
         return c
     }
 }

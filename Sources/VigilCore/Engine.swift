@@ -78,6 +78,9 @@ public struct Engine: Sendable {
     public internal(set) var ledger: SupportLedger
     /// Our lease, minus the margin: we keep what runs here only before this instant.
     public internal(set) var leaseUntil: UInt64 = 0
+    /// The membership engine's verdict (Corosync: connected and quorate), always true with the
+    /// built-in heartbeat: necessary for a lease, never sufficient (see `membershipQuorate`).
+    public internal(set) var engineQuorate = true
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0

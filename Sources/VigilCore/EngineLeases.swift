@@ -40,6 +40,19 @@ extension Engine {
         authorityUntil = h.echo + UInt64(h.leaseMs)
     }
 
+    /// The membership engine says whether this node is in a quorate partition (Corosync: the
+    /// connection is up and votequorum says quorate). Saying no ends the lease at once: what
+    /// runs here is released and the guardian removes the addresses, without waiting for the
+    /// peers' support to run out (a node that lost Corosync cannot know what the others see).
+    /// Saying yes only lets the peers' support count again: a lease still needs a majority.
+    public mutating func membershipQuorate(_ quorate: Bool, now: UInt64) -> [Directive] {
+        guard quorate != engineQuorate else { return [] }
+        engineQuorate = quorate
+        urgent = true
+        var out: [Directive] = []
+        return evaluate(now: now, out: &out)
+    }
+
     /// Forget the coordinator's assignments (and so stop acknowledging their revision).
     mutating func clearAssignments() {
         authorityAssignments = [:]
@@ -82,7 +95,7 @@ extension Engine {
             urgent = true
         }
         let end = ledger.leaseEnd(majority: cluster.majority)
-        leaseUntil = end == UInt64.max ? end : end - min(end, timing.guardTime)
+        leaseUntil = !engineQuorate ? 0 : (end == UInt64.max ? end : end - min(end, timing.guardTime))
         // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
         if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {
             ledger.newEpoch()

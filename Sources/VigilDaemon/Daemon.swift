@@ -64,6 +64,9 @@ public final class Daemon {
     var engineWake: UInt64 = 0
 
     public init(setup: NodeSetup) throws {
+        guard setup.cluster.membership == .builtin else {
+            throw SystemError("membership = \"corosync\" is not supported by this clusterd yet (issue 10): use \"builtin\"", errno: ENOTSUP)
+        }
         self.setup = setup
         self.cluster = setup.cluster
         self.nodesById = Dictionary(setup.cluster.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })

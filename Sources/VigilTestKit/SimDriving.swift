@@ -19,6 +19,11 @@ extension SimCluster {
         drive(id) { e, now in e.beginLeaving(now: now) }
     }
 
+    /// The node's membership engine (Corosync) says it is, or is not, in a quorate partition.
+    public mutating func membershipQuorate(_ id: NodeID, _ quorate: Bool) {
+        drive(id) { e, now in e.membershipQuorate(quorate, now: now) }
+    }
+
     public mutating func fail(_ id: NodeID, _ r: String, reason: String, kind: Engine.FailureKind = .hard) {
         drive(id) { e, now in e.resourceFailed(r, reason: reason, kind: kind, now: now) }
     }

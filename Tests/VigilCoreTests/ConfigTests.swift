@@ -123,6 +123,38 @@ final class ClusterConfigTests: XCTestCase {
         expectError(good.replacingOccurrences(of: "port = 5405", with: "port = \"5405\""), key: "link[0].port", "expected an integer")
     }
 
+    /// `membership = "corosync"`: no [[link]] and no node addresses (Corosync's nodelist has
+    /// them), one virtual link, no Vigil witness, timing derived at start unless given.
+    func testCorosyncMembership() throws {
+        let corosync = """
+            [cluster]
+            name = "web"
+            key_file = "/etc/vigil/authkey"
+            membership = "corosync"
+            [[node]]
+            name = "a"
+            id = 1
+            [[node]]
+            name = "b"
+            id = 2
+            [[node]]
+            name = "c"
+            id = 3
+            """
+        let c = try ClusterConfig.parse(corosync, file: "cluster.toml")
+        XCTAssertEqual(c.membership, .corosync)
+        XCTAssertEqual(c.links, [ClusterConfig.corosyncLink])
+        XCTAssertEqual(c.nodes.map(\.addresses), [[], [], []])
+        XCTAssertFalse(c.timingGiven)
+        XCTAssertEqual(try ClusterConfig.parse(good, file: "f").membership, .builtin)
+        expectError(corosync + "\n[[link]]\nport = 5405\n", key: "link", "remove the [[link]] tables")
+        expectError(corosync + "\naddresses = [\"192.0.2.3\"]\n", key: "node[2].addresses", "Corosync's nodelist")
+        expectError(corosync + "\nrole = \"witness\"\n", key: "node[2].role", "votequorum")
+        expectError(corosync.replacingOccurrences(of: "\"corosync\"", with: "\"pacemaker\""), key: "cluster.membership", "builtin, corosync")
+        let two = corosync.components(separatedBy: "[[node]]").prefix(3).joined(separator: "[[node]]")
+        expectError(two, key: "node", "two-node cluster under Corosync")
+    }
+
     func testTwoNodeClusterIsRefusedPointingAtTheWitness() {
         let two = good.components(separatedBy: "[[node]]").prefix(3).joined(separator: "[[node]]")
         expectError(two, key: "node", "role = \"witness\"")

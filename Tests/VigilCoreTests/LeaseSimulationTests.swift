@@ -73,6 +73,36 @@ final class LeaseSimulationTests: XCTestCase {
         }
     }
 
+    /// Corosync backend: a node whose membership engine says no (its connection to Corosync is
+    /// gone, or votequorum lost quorum; it is cut off from the others as well) releases at once,
+    /// long before the majority may take its address over, and stays out while the engine says
+    /// no however its peers' support stands. Told yes again it is a quorate member again.
+    func testAMembershipEngineSayingNoEndsTheLeaseAtOnce() throws {
+        // Without the engine's word, a cut-off n2 keeps its address until its lease runs out.
+        var control = try settled(seed: 5)
+        control.partition([[.n(2)], [.n(1), .n(3)]])
+        control.run(2)
+        XCTAssertEqual(control.holders(of: "vip2"), [.n(2)])
+
+        var sim = try settled(seed: 5)
+        sim.partition([[.n(2)], [.n(1), .n(3)]])
+        sim.membershipQuorate(.n(2), false)
+        sim.run(2)
+        XCTAssertEqual(sim.holders(of: "vip2"), [], "released at once")
+        XCTAssertEqual(sim.engine(.n(2))?.leaseUntil, 0)
+        let taken = sim.run(until: 5000) { $0.holders(of: "vip2").count == 1 }
+        XCTAssertNotNil(taken, "the majority never took vip2 over")
+        // The partition heals but Corosync still says no: n2 holds nothing and no lease.
+        sim.heal()
+        sim.run(3000)
+        XCTAssertEqual(sim.engine(.n(2))?.leaseUntil, 0)
+        XCTAssertFalse(sim.status(.n(2))?.quorate ?? true)
+        sim.membershipQuorate(.n(2), true)
+        let back = sim.run(until: 5000) { s in s.status(.n(2))?.quorate ?? false }
+        XCTAssertNotNil(back, "n2 never became a quorate member again")
+        XCTAssertEqual(sim.violations, [])
+    }
+
     /// Loss in bursts, duplication and reordering: quiet when the bursts are shorter than what
     /// the lease rides through, and never unsafe when they are longer.
     func testBurstsDuplicatesAndReorderingKeepTheInvariants() throws {
