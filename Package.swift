@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "VigilDaemon",
             dependencies: [
-                "VigilCore", "VigilWire", "VigilSystem", "VigilIPC",
+                "VigilCore", "VigilWire", "VigilSystem", "VigilIPC", "VigilCorosync",
             ]
         ),
         // hactl's commands and output formatting.

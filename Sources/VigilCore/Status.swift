@@ -4,6 +4,11 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public var name: String
         public var up: Bool
         public var lastHeardMsAgo: UInt64?
+        public init(name: String, up: Bool, lastHeardMsAgo: UInt64?) {
+            self.name = name
+            self.up = up
+            self.lastHeardMsAgo = lastHeardMsAgo
+        }
     }
     public struct NodeStatus: Codable, Sendable, Equatable {
         public var name: String

@@ -150,9 +150,19 @@ public final class CorosyncClient {
     @discardableResult
     public func send(_ bytes: [UInt8]) throws -> Bool {
         guard bytes.count <= Self.maxMessage else { throw CSError(code: 26, what: "message of \(bytes.count) bytes") }
+        // Bounded: while Corosync holds everything back (a ring re-formation) the queue fills
+        // with heartbeats that are stale once it moves again; the oldest go first.
+        if pending.count >= Self.maxQueued {
+            pending.removeFirst(pending.count - Self.maxQueued + 1)
+            droppedSends += 1
+        }
         pending.append(bytes)
         return try flush()
     }
+
+    /// Queued sends kept at most (see `send`), and how many were dropped for it.
+    public static let maxQueued = 512
+    public private(set) var droppedSends: UInt64 = 0
 
     /// Retries queued sends in order; true once none is left.
     @discardableResult

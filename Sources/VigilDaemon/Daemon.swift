@@ -1,5 +1,6 @@
 import Glibc
 import VigilCore
+import VigilCorosync
 import VigilIPC
 import VigilSystem
 @preconcurrency import Crypto
@@ -62,16 +63,30 @@ public final class Daemon {
     var nextShellRound: UInt64 = 0
     /// The engine's next deadline as of the last `nextWake`.
     var engineWake: UInt64 = 0
+    /// `membership = "corosync"` (see CorosyncMembership.swift): the connection, and its state.
+    var corosync: CorosyncClient?
+    var corosyncAtStart: CorosyncClient?
+    var corosyncQuorate = false
+    var corosyncLinks: [NodeID: CorosyncClient.NodeLinks] = [:]
+    var corosyncLinksAt: UInt64 = 0
+    var corosyncRetryAt: UInt64 = 0
+    var corosyncFailures = 0
 
     public init(setup: NodeSetup) throws {
-        guard setup.cluster.membership == .builtin else {
-            throw SystemError("membership = \"corosync\" is not supported by this clusterd yet (issue 10): use \"builtin\"", errno: ENOTSUP)
-        }
         self.setup = setup
-        self.cluster = setup.cluster
+        let log = EventLog(node: setup.node.name)
+        var cluster = setup.cluster
+        if cluster.membership == .corosync {
+            // Before anything else: Corosync's timing decides the engine's.
+            let (c, t) = try Self.connectCorosyncAtStart(cluster, setup.node, log: log)
+            cluster.timing = try Self.corosyncTiming(cluster, t)
+            log.info("corosync membership: cluster \(cluster.name), token \(t.token) ms, consensus \(t.consensus) ms; lease \(cluster.timing.lease) ms")
+            corosyncAtStart = c
+        }
+        self.cluster = cluster
         self.nodesById = Dictionary(setup.cluster.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         self.selfNode = setup.node
-        self.log = EventLog(node: setup.node.name)
+        self.log = log
         self.store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
         self.incarnation = try store.nextIncarnation(nodeIndex: setup.cluster.nodes.firstIndex { $0.id == setup.node.id } ?? 0)
         self.key = PacketAuthenticator(key: makeKey(setup.key))
@@ -115,7 +130,7 @@ public final class Daemon {
             // current one from the peers.
             log.error("ignoring saved resource configuration: \(error); it will be fetched from the cluster")
         }
-        self.engine = Engine(cluster: setup.cluster, selfId: setup.node.id, incarnation: incarnation,
+        self.engine = Engine(cluster: cluster, selfId: setup.node.id, incarnation: incarnation,
                              resources: versioned, resourceSet: set, now: MonotonicClock.nowMs())
         ips.setDefinitions(set)
         for a in set.agents { lastAgents[a.name] = a }
@@ -126,10 +141,16 @@ public final class Daemon {
         let t = cluster.timing
         if cluster.realtime { Realtime.apply(priority: 10, log: log, who: "clusterd") }
         log.info("starting cluster=\(cluster.name) node=\(selfNode.name) id=\(selfNode.id) incarnation=\(incarnation) interval=\(t.interval)ms timeout=\(t.timeout)ms lease=\(t.lease)ms config-version=\(engine.resources.version) state-dir=\(store.dir)")
-        for (i, link) in cluster.links.enumerated() {
+        for (i, link) in cluster.links.enumerated() where cluster.membership == .builtin {
             let sock = try UDPSocket(bind: selfNode.addresses[i], port: link.port)
             sockets.append(sock)
             reactor.add(fd: sock.fd) { [unowned self] _ in self.drain(link: i) }
+        }
+        if let c = corosyncAtStart {
+            corosyncAtStart = nil
+            // No lease before votequorum's first word (it comes with the first dispatch).
+            execute(engine.membershipQuorate(false, now: MonotonicClock.nowMs()))
+            attachCorosync(c)
         }
         let signals = try SignalDescriptor(signals: [SIGTERM, SIGINT, SIGHUP, SIGCHLD])
         reactor.add(fd: signals.fd) { [unowned self] _ in
@@ -177,6 +198,7 @@ public final class Daemon {
         executor.killAll()
         storage.finish()
         ips.stopAll()
+        corosync?.close()
         updateGuardian()
         guardian?.close()
         server.stop()
@@ -216,6 +238,7 @@ public final class Daemon {
         guard now + shellSlackMs >= nextShellRound else { return }
         nextShellRound = now + shellPeriodMs
         executor.reap()
+        corosyncTick(now: now)
         hooks.tick()
         fencer.reap()
         if !engine.isWitness { fencer.monitorDevices(engine.resourceSet.fencing.devices, now: now) }

@@ -10,17 +10,24 @@ extension Daemon {
             counters.malformed += 1
             return
         }
+        receivePacket(bytes, link: link, source: batch.source(i), carrier: nil)
+    }
+
+    /// One packet from link `link`: a datagram from `source`, or a CPG message that Corosync
+    /// says node `carrier` sent (it must be the sender the packet authenticates).
+    func receivePacket(_ bytes: [UInt8], link: Int, source: IPAddress?, carrier: UInt32?) {
         let here = Envelope.Destination(node: selfNode.id.rawValue, incarnation: incarnation, link: UInt8(truncatingIfNeeded: link))
         switch Envelope.open(bytes, authenticator: key, policy: policy, clusterId: clusterId, at: here) {
         case .failure(let e):
-            let src = batch.source(i).map { "\($0)" } ?? "?"
+            let src = source.map { "\($0)" } ?? carrier.map { "corosync node \($0)" } ?? "?"
             switch e {
             case .incompatibleVersion(let v):
                 counters.incompatible += 1
                 // Remembered (and shown in status) only for a configured peer's address on this
                 // link: anyone can send the magic with another version from any source address,
                 // and must not grow a map, the log or every status reply.
-                let peer = batch.source(i).flatMap { a in cluster.nodes.first { $0.id != selfNode.id && $0.addresses[link] == a } }
+                let peer = source.flatMap { a in cluster.nodes.first { $0.id != selfNode.id && $0.addresses.count > link && $0.addresses[link] == a } }
+                    ?? carrier.flatMap { c in cluster.nodes.first { $0.id != selfNode.id && $0.id.rawValue == c } }
                 if let peer, incompatible[peer.name] != v {
                     incompatible[peer.name] = v
                     log.error("peer \(peer.name) (\(src)) on link \(cluster.links[link].name) speaks protocol version \(v); this node speaks \(Envelope.protocolVersion): its packets are ignored")
@@ -53,6 +60,11 @@ extension Daemon {
             }
             guard let sender = NodeID(rawValue: h.sender), sender != selfNode.id, nodesById[sender] != nil else {
                 counters.unknownSender += 1
+                return
+            }
+            // Through Corosync: the node that sent it must be the node it authenticates.
+            if let carrier, carrier != h.sender {
+                counters.forged = drop(counters.forged, "message carried by corosync node \(carrier) claiming to be from node \(h.sender)")
                 return
             }
             guard replay.accept(sender: h.sender, link: UInt8(link), incarnation: h.incarnation, seq: h.seq) else {
@@ -111,6 +123,10 @@ extension Daemon {
             let header = Envelope.Header(kind: msg.kind, link: UInt8(i), clusterId: clusterId, sender: selfNode.id.rawValue, incarnation: incarnation, seq: seq,
                                          recipient: peer.rawValue, recipientIncarnation: theirs, version: version)
             let packet = Envelope.seal(payload: payload, header: header, authenticator: key, cipher: policy.mustEncrypt(msg.kind) ? policy.cipher : nil)
+            if cluster.membership == .corosync {
+                corosyncSend(packet)
+                continue
+            }
             let err = sockets[i].send(packet, to: node.addresses[i], port: link.port)
             if err != 0 {
                 let total = (counters.sendErrors ?? 0) + 1

@@ -52,6 +52,7 @@ extension Daemon {
             let older = peerProtocol.filter { $0.value < ownProtocol }.compactMap { id, v in nodesById[id].map { "\($0.name) (protocol \(v))" } }.sorted()
             st.olderProtocolPeers = older.isEmpty ? nil : older
             fencingStatus(&st)
+            corosyncLinkStatus(&st)
             return .now(IPCResponse(ok: true, status: st))
         case .configShow:
             // Passwords and other secrets of fence devices and agents are never shown; parameters

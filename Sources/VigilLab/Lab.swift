@@ -20,6 +20,9 @@ public final class Lab: @unchecked Sendable {
         public var heartbeatLinks = 2
         /// Nodes started as witnesses (a vote, no resources).
         public var witnesses: Set<Int> = []
+        /// `membership = "corosync"`: every node runs a Corosync (token in ms; see
+        /// LabCorosync.swift) and clusterd takes membership from it; nil: Vigil's heartbeats.
+        public var corosyncToken: Int? = nil
         public init(binDir: String) { self.binDir = binDir }
     }
 
@@ -108,9 +111,11 @@ public final class Lab: @unchecked Sendable {
         var key = [UInt8](repeating: 0, count: 64)
         for i in 0..<64 { key[i] = UInt8.random(in: 0...255) }
         _ = FileManager.default.createFile(atPath: keyPath, contents: Data(key), attributes: [.posixPermissions: 0o600])
+        let corosync = options.corosyncToken != nil
         var toml = """
             [cluster]
             name = "lab"
+            \(corosync ? "membership = \"corosync\"" : "")
             key_file = "\(keyPath)"
             state_dir = "\(workDir)/state-{node}"
             ipc_name = "vigil-\(prefix)-{node}"
@@ -120,13 +125,17 @@ public final class Lab: @unchecked Sendable {
         if let t = options.timing {
             toml += "[timing]\nheartbeat_interval_ms = \(t.interval)\nfailure_timeout_ms = \(t.timeout)\n\n"
         }
-        toml += "[[link]]\nname = \"ring0\"\nport = 5405\n"
-        if options.heartbeatLinks > 1 { toml += "\n[[link]]\nname = \"ring1\"\nport = 5406\n" }
-        for i in 1...options.nodes {
+        if !corosync { toml += "[[link]]\nname = \"ring0\"\nport = 5405\n" }
+        if options.heartbeatLinks > 1 && !corosync { toml += "\n[[link]]\nname = \"ring1\"\nport = 5406\n" }
+        for i in 1...options.nodes where corosync {
+            toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\n"
+        }
+        for i in 1...options.nodes where !corosync {
             let addrs = options.heartbeatLinks > 1 ? "\"198.18.0.\(i)\", \"198.18.1.\(i)\"" : "\"198.18.0.\(i)\""
             toml += "\n[[node]]\nname = \"\(nodeName(i))\"\nid = \(i)\naddresses = [\(addrs)]\n\(options.witnesses.contains(i) ? "role = \"witness\"\n" : "")"
         }
         try toml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        if let token = options.corosyncToken { try writeCorosyncConfigs(token: token) }
     }
 
     private func addNamespace(_ name: String, links: [Int], host: Int) throws {
@@ -149,12 +158,20 @@ public final class Lab: @unchecked Sendable {
 
     public func startNode(_ i: Int) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        // Each node also gets a private /run/resource-agents (agents keep their state there),
-        // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
-        p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                       "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\"",
-                       options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)] + (extraArguments[i] ?? [])
+        let daemon = [options.binDir + "/clusterd", "--config", configPath, "--node", nodeName(i)] + (extraArguments[i] ?? [])
+        if options.corosyncToken != nil {
+            // In the node's Corosync namespaces (its private /run holds the agents' state too).
+            if corosyncPID(i) == nil { try startCorosync(i) }
+            let argv = try inCorosyncNamespaces(i, ["/bin/sh", "-c", "mkdir -p /run/resource-agents && exec \"$0\" \"$@\""] + daemon)
+            p.executableURL = URL(fileURLWithPath: argv[0])
+            p.arguments = Array(argv.dropFirst())
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            // Each node also gets a private /run/resource-agents (agents keep their state there),
+            // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
+            p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                           "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\""] + daemon
+        }
         let logPath = logFile(i)
         if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let fh = FileHandle(forWritingAtPath: logPath) else { throw LabError("cannot open \(logPath)") }

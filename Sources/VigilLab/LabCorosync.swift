@@ -10,7 +10,8 @@ import Glibc
 extension Lab {
     public func corosyncConfPath(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).conf" }
     public func corosyncLog(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).log" }
-    public var corosyncClusterName: String { "lab-\(prefix)" }
+    /// The same name as the lab's cluster file: a Vigil cluster on Corosync must be Corosync's cluster.
+    public var corosyncClusterName: String { "lab" }
 
     /// Writes every node's corosync.conf and the shared authkey. `token` in ms (nil: Corosync's
     /// default); `nodes` the members of the node list (default: all).

@@ -112,6 +112,14 @@ public enum Envelope {
         case malformed(String)
     }
 
+    /// The recipient a packet's header names, unauthenticated: only to skip, without a MAC,
+    /// what a group transport (Corosync's CPG delivers every message to every member) brings
+    /// for another node. The recipient itself still checks everything.
+    public static func declaredRecipient(_ bytes: [UInt8]) -> UInt32? {
+        guard bytes.count >= 36 else { return nil }
+        return UInt32(bytes[32]) << 24 | UInt32(bytes[33]) << 16 | UInt32(bytes[34]) << 8 | UInt32(bytes[35])
+    }
+
     public static func clusterId(_ name: String) -> UInt32 { UInt32(truncatingIfNeeded: fnv1a64(Array(name.utf8))) }
 
     /// Seals `message` under the cluster key, encrypting it if the default policy says so.

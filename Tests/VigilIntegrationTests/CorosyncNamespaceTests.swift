@@ -128,3 +128,84 @@ final class CorosyncNamespaceTests: NamespaceTestCase {
         _ = watcher.wait(timeout: 5)
     }
 }
+
+/// Issue 10: clusterd with `membership = "corosync"` on Debian's Corosync (token 1000 ms, so
+/// 1650 ms with three nodes, consensus 1980 ms: clusterd derives a lease of 4130 ms).
+final class CorosyncMembershipTests: NamespaceTestCase {
+    func startCorosyncCluster(_ lab: Lab) throws {
+        for i in 1...3 { try lab.startCorosync(i) }
+        try lab.startAll()
+        try lab.waitFor("quorum on every node", timeout: 40) {
+            (1...3).allSatisfy { (try? self.status(lab, $0).quorate) ?? false }
+        }
+    }
+
+    func testAddressIsPlacedAndFollowsADeadNode() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        try startCorosyncCluster(lab)
+        XCTAssertTrue(lab.events(1).contains { $0.text.contains("corosync membership: cluster lab, token 1650 ms, consensus 1980 ms; lease 4130 ms") },
+                      lab.tail(lab.logFile(1), lines: 20))
+        // Link health comes from knet: both links towards each peer.
+        let st = try status(lab, 1)
+        for peer in st.nodes where peer.name != "node1" {
+            XCTAssertEqual(peer.links.map(\.name), ["knet0", "knet1"], "\(peer)")
+            XCTAssertEqual(peer.links.map(\.up), [true, true], "\(peer)")
+        }
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2", v6: false))
+        try lab.waitFor("the address on node2", timeout: 20) { lab.owners(of: Scenarios.vip) == [2] }
+        // The configuration went over CPG to every node.
+        let v = try status(lab, 1).configVersion
+        try lab.waitFor("the configuration on node3", timeout: 10) { (try? self.status(lab, 3).configVersion) == v }
+        // node2 dies whole (clusterd, Corosync, links): the address comes up elsewhere once its
+        // lease ran out, never beside it.
+        let t0 = Lab.monoNowMs()
+        lab.kill(2)
+        lab.killCorosync(2)
+        try lab.setLinks(2, up: false)
+        try lab.waitFor("the address on a survivor", timeout: 20) { let o = lab.owners(of: Scenarios.vip); return o.count == 1 && o != [2] }
+        let took = Lab.monoNowMs() - t0
+        print("corosync-failover took_ms=\(took)")
+        XCTAssertGreaterThan(took, 3000, "taken over before node2's lease could have run out")
+    }
+
+    /// Corosync stops under a running clusterd: that node releases at once (it cannot know
+    /// what the others see), the others take over after its lease; Corosync back, clusterd
+    /// reconnects and is a quorate member again.
+    func testCorosyncRestartUnderARunningClusterd() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        try startCorosyncCluster(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node3", v6: false))
+        try lab.waitFor("the address on node3", timeout: 20) { lab.owners(of: Scenarios.vip) == [3] }
+        let since = Int(Lab.monoNowMs())
+        lab.killCorosync(3)
+        try lab.waitFor("node3 to release at once", timeout: 3) { !lab.owners(of: Scenarios.vip).contains(3) }
+        XCTAssertTrue(lab.events(3).contains { $0.mono >= since && $0.text.contains("lost the connection to corosync") })
+        try lab.waitFor("the address on a survivor", timeout: 20) { let o = lab.owners(of: Scenarios.vip); return o.count == 1 && o != [3] }
+        try lab.startCorosync(3)
+        try lab.waitFor("node3 back as a quorate member", timeout: 40) {
+            (try? self.status(lab, 3).quorate) ?? false
+        }
+        XCTAssertTrue(lab.events(3).contains { $0.mono >= since && $0.text.contains("reconnected to corosync") })
+        XCTAssertEqual(lab.owners(of: Scenarios.vip).count, 1)
+    }
+
+    /// A node cut off from the others: it releases (no quorum, no support), the majority takes
+    /// the address over only after its lease; no moment with two holders in the daemons' logs.
+    func testACutOffNodeLetsGoBeforeTheMajorityTakesOver() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        try startCorosyncCluster(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2", v6: false))
+        try lab.waitFor("the address on node2", timeout: 20) { lab.owners(of: Scenarios.vip) == [2] }
+        let cut = Int(Lab.monoNowMs())
+        try lab.setLinks(2, up: false)
+        try lab.waitFor("node2 to let go", timeout: 20) { !lab.owners(of: Scenarios.vip).contains(2) }
+        try lab.waitFor("the address on the majority", timeout: 20) { let o = lab.owners(of: Scenarios.vip); return o.count == 1 && o != [2] }
+        let held = lab.holdIntervals(address: Scenarios.vip, openEnd: [:])
+        let node2 = (held[2] ?? []).filter { $0.1 >= cut }
+        let others = [1, 3].flatMap { held[$0] ?? [] }.filter { $0.1 >= cut }
+        for a in node2 {
+            for b in others { XCTAssertTrue(a.1 <= b.0 || b.1 <= a.0, "node2 held \(a), another node \(b)") }
+        }
+        XCTAssertFalse(try status(lab, 2).quorate)
+    }
+}

@@ -22,7 +22,7 @@ class NamespaceTestCase: XCTestCase {
         return root + "/.build/debug"
     }
 
-    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = []) throws -> Lab {
+    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = [], corosyncToken: Int? = nil) throws -> Lab {
         if geteuid() != 0 {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("namespace tests need root and CI=true: refusing to skip")
@@ -37,6 +37,7 @@ class NamespaceTestCase: XCTestCase {
         var opts = Lab.Options(binDir: Self.binDir)
         opts.heartbeatLinks = heartbeatLinks
         opts.witnesses = witnesses
+        opts.corosyncToken = corosyncToken
         let l = try Lab(opts)
         lab = l
         return l
