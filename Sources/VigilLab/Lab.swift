@@ -20,8 +20,9 @@ public final class Lab: @unchecked Sendable {
         public var heartbeatLinks = 2
         /// Nodes started as witnesses (a vote, no resources).
         public var witnesses: Set<Int> = []
-        /// `membership = "corosync"`: every node runs a Corosync (token in ms; see
-        /// LabCorosync.swift) and clusterd takes membership from it; nil: Vigil's heartbeats.
+        /// `membership = "corosync"`: every node runs a Corosync (token in ms, 0: Corosync's
+        /// default; see LabCorosync.swift) and clusterd takes membership from it; nil: Vigil's
+        /// own heartbeats.
         public var corosyncToken: Int? = nil
         public init(binDir: String) { self.binDir = binDir }
     }

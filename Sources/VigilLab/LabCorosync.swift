@@ -13,8 +13,8 @@ extension Lab {
     /// The same name as the lab's cluster file: a Vigil cluster on Corosync must be Corosync's cluster.
     public var corosyncClusterName: String { "lab" }
 
-    /// Writes every node's corosync.conf and the shared authkey. `token` in ms (nil: Corosync's
-    /// default); `nodes` the members of the node list (default: all).
+    /// Writes every node's corosync.conf and the shared authkey. `token` in ms (nil or 0:
+    /// Corosync's default); `nodes` the members of the node list (default: all).
     public func writeCorosyncConfigs(token: Int? = nil, nodes: [Int]? = nil) throws {
         let key = workDir + "/corosync-authkey"
         if !FileManager.default.fileExists(atPath: key) {
@@ -33,7 +33,7 @@ extension Lab {
                     crypto_cipher: aes256
                     crypto_hash: sha256
                     keyfile: \(key)
-                \(token.map { "    token: \($0)\n" } ?? "")    interface {
+                \(token.flatMap { $0 > 0 ? "    token: \($0)\n" : nil } ?? "")    interface {
                         linknumber: 0
                     }
                     interface {

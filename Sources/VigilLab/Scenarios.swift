@@ -119,8 +119,10 @@ public enum Scenarios {
 
     /// Brings up the cluster with a floating IP on `preferred`, then kills its owner.
     public static func unplannedFailover(lab: Lab, preferred: Int, log: (String) -> Void = { _ in }) throws -> FailoverResult {
+        // Under Corosync a lease outlasts a ring re-formation: everything takes longer.
+        let corosync = lab.options.corosyncToken != nil
         try lab.startAll()
-        try lab.waitFor("a quorate cluster", timeout: 15) {
+        try lab.waitFor("a quorate cluster", timeout: corosync ? 90 : 15) {
             lab.hactl(1, ["status", "--output", "json"]).out.contains("\"quorate\" : true")
         }
         log("cluster up: \(lab.options.nodes) nodes in namespaces \(lab.ns(1))..\(lab.ns(lab.options.nodes))")
@@ -134,10 +136,11 @@ public enum Scenarios {
         let victim = preferred
         let killAt = Double(Lab.monoNowMs())
         lab.kill(victim)
+        if corosync { lab.killCorosync(victim) }
         try lab.setLinks(victim, up: false)
-        log("killed \(lab.nodeName(victim)) (SIGKILL) and took its links down")
+        log("killed \(lab.nodeName(victim)) (SIGKILL\(corosync ? ", its Corosync too" : "")) and took its links down")
         let before = probe.replies().count
-        try lab.waitFor("answers to resume", timeout: 15) {
+        try lab.waitFor("answers to resume", timeout: corosync ? 60 : 15) {
             let r = probe.replies()
             return r.count > before + 30 && (r.last ?? 0) > killAt
         }

@@ -74,6 +74,10 @@ struct Bench: ParsableCommand {
     var links: Int = 2
     @Flag(help: "Two data nodes (node1, node2) and a witness (node3) instead of three data nodes.")
     var witness = false
+    @Option(help: "Membership engine: builtin, corosync, or all (builtin, then Corosync at its default token, then at --corosync-token, side by side).")
+    var membership: String = "builtin"
+    @Option(help: "With --membership corosync: Corosync's token in ms (0: Corosync's default, 3000 plus 650 per node above two).")
+    var corosyncToken: Int = 0
 
     func run() throws {
         if idle {
@@ -91,18 +95,41 @@ struct Bench: ParsableCommand {
             return
         }
         if witness && !(1...2).contains(common.preferred) { throw ValidationError("with --witness the owner must be a data node: --preferred 1 or 2") }
-        try repeatFailover(runs: runs, common: common, witnesses: witness ? [3] : []) { lab in try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred) }
+        guard ["builtin", "corosync", "all"].contains(membership) else { throw ValidationError("--membership must be builtin, corosync or all") }
+        guard corosyncToken >= 0 else { throw ValidationError("--corosync-token must be 0 (Corosync's default) or a number of ms") }
+        if membership != "builtin" && witness { throw ValidationError("--witness is a Vigil witness: not with Corosync") }
+        let variants: [(label: String, token: Int?)] = switch membership {
+        case "corosync": [("corosync", corosyncToken)]
+        case "all": [("builtin", nil), ("corosync-default", 0), ("corosync-token\(corosyncToken == 0 ? 1000 : corosyncToken)", corosyncToken == 0 ? 1000 : corosyncToken)]
+        default: [("builtin", nil)]
+        }
+        var medians: [String] = []
+        for v in variants {
+            if variants.count > 1 { print("== \(v.label)") }
+            let m = try repeatFailover(runs: runs, common: common, witnesses: witness ? [3] : [], corosyncToken: v.token) { lab in
+                let r = try Scenarios.unplannedFailover(lab: lab, preferred: common.preferred)
+                if v.token != nil, let line = lab.events(1).first(where: { $0.text.hasPrefix("corosync membership:") }) {
+                    // The effective values, as clusterd read them from cmap (runtime.config.totem).
+                    print("  \(line.text)")
+                }
+                return r
+            }
+            medians.append("\(v.label)=\(fmt(m))")
+        }
+        if variants.count > 1 { print("failover_median_ms \(medians.joined(separator: " ")) runs=\(runs)") }
     }
 }
 
 /// Runs a failover scenario `runs` times, each in a fresh lab; prints one line per run and the summary.
-func repeatFailover(runs: Int, common: Common, witnesses: Set<Int> = [], _ scenario: (Lab) throws -> Scenarios.FailoverResult) throws {
+@discardableResult
+func repeatFailover(runs: Int, common: Common, witnesses: Set<Int> = [], corosyncToken: Int? = nil, _ scenario: (Lab) throws -> Scenarios.FailoverResult) throws -> Double {
     try common.requireRoot()
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
     var outages: [Double] = []
     for i in 1...runs {
         var o = Lab.Options(binDir: common.binDir)
         o.witnesses = witnesses
+        o.corosyncToken = corosyncToken
         let lab = try Lab(o)
         defer { lab.teardown() }
         let r = try scenario(lab)
@@ -111,6 +138,8 @@ func repeatFailover(runs: Int, common: Common, witnesses: Set<Int> = [], _ scena
         print("run \(i): outage_ms=\(fmt(r.outageMs)) \(steps)")
     }
     print(summary(outages))
+    let s = outages.sorted()
+    return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
 }
 
 func summary(_ outages: [Double]) -> String {

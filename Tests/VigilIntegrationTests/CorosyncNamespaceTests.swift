@@ -209,3 +209,28 @@ final class CorosyncMembershipTests: NamespaceTestCase {
         XCTAssertFalse(try status(lab, 2).quorate)
     }
 }
+
+extension CorosyncMembershipTests {
+    /// A cluster file that describes another cluster than the Corosync it finds: clusterd
+    /// refuses to start and says what differs.
+    func testAMismatchWithCorosyncIsRefusedWithTheReason() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        for i in 1...3 { try lab.startCorosync(i) }
+        let text = try String(contentsOfFile: lab.configPath, encoding: .utf8)
+        let cases: [(String, String)] = [
+            (text.replacingOccurrences(of: "name = \"lab\"", with: "name = \"other\""), "corosync runs cluster 'lab', the cluster file names 'other'"),
+            (text.replacingOccurrences(of: "name = \"node3\"\nid = 3", with: "name = \"gamma\"\nid = 3"), "corosync calls node 3 'node3', the cluster file 'gamma'"),
+            (text.replacingOccurrences(of: "name = \"node1\"\nid = 1", with: "name = \"node1\"\nid = 7"), "corosync's nodeid here is 1, the cluster file gives node 'node1' id 7"),
+            (text + "\n[timing]\nheartbeat_interval_ms = 100\nfailure_timeout_ms = 1000\n", "must exceed corosync's token + consensus (1650 + 1980 ms)"),
+        ]
+        for (k, c) in cases.enumerated() {
+            let path = lab.workDir + "/mismatch-\(k).toml"
+            try c.0.write(toFile: path, atomically: true, encoding: .utf8)
+            let argv = try lab.inCorosyncNamespaces(1, [Self.binDir + "/clusterd", "--config", path, "--node", "node1"])
+            // Waits for Corosync's ring first (it retries while Corosync forms it).
+            let r = lab.run(argv[0], Array(argv.dropFirst()))
+            XCTAssertNotEqual(r.code, 0, "case \(k) started")
+            XCTAssertTrue(r.err.contains(c.1), "case \(k): \(r.err)")
+        }
+    }
+}
