@@ -90,6 +90,15 @@ extension Lab {
         p.standardError = fh
         try p.run()
         corosyncs[i] = p
+        // Only once the process is Corosync itself are its namespaces the node's: before that
+        // it is `ip`, `unshare` or the shell, and `nsenter` would join a namespace of theirs
+        // (the root one, at first).
+        let pid = p.processIdentifier
+        try waitFor("corosync to start on \(nodeName(i))", timeout: 10) {
+            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            return exe.hasSuffix("/corosync") || !p.isRunning
+        }
+        guard p.isRunning else { throw LabError("corosync on \(nodeName(i)) exited at once: see \(out)") }
     }
 
     /// The PID of node `i`'s Corosync (the shell execs it), if it runs.
