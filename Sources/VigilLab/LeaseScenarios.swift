@@ -18,7 +18,8 @@ extension Scenarios {
     /// Starts the lab, applies one address per node and waits until each runs on its node.
     public static func startWithPerNodeAddresses(lab: Lab, log: (String) -> Void = { _ in }) throws {
         try lab.startAll()
-        try lab.waitFor("a quorate cluster", timeout: 20) {
+        // Under Corosync the lease outlasts a ring re-formation: the first one takes longer.
+        try lab.waitFor("a quorate cluster", timeout: lab.options.corosyncToken != nil ? 60 : 20) {
             (1...lab.options.nodes).allSatisfy { lab.status($0)?.quorate ?? false }
         }
         _ = try lab.apply(1, resources: perNodeAddresses(lab.options.nodes))

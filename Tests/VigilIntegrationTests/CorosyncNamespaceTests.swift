@@ -234,3 +234,24 @@ extension CorosyncMembershipTests {
         }
     }
 }
+
+extension CorosyncMembershipTests {
+    /// Why votequorum's word is not enough: node2's clusterd stalls (SIGSTOP, network and
+    /// Corosync up), so Corosync's ring and quorum stay whole while node2 acts on nothing. Its
+    /// lease is no longer renewed; its guardian removes the address when the lease ends, and only
+    /// after that may the majority take it: an ARP watcher in the client's namespace sees no
+    /// request answered by two MACs.
+    func testAStalledClusterdOnAHealthyRingLeavesNoSecondOwner() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        for i in 1...3 { try lab.startCorosync(i) }
+        let r = try Scenarios.stalledOwner(lab: lab, seconds: 9)
+        print("corosync-stall: \(r.arp) guardian_ms=\(r.guardianMs ?? -1) takeover_ms=\(r.takeoverMs ?? -1)")
+        XCTAssertGreaterThan(r.arp.requests, 300)
+        XCTAssertEqual(r.arp.dual, 0, "requests answered by two MACs: \(r.arp)")
+        XCTAssertEqual(r.arp.macs.count, 2, "the address must have moved to another machine: \(r.arp)")
+        let guardian = try XCTUnwrap(r.guardianMs, "the guardian never removed the address")
+        let takeover = try XCTUnwrap(r.takeoverMs, "nobody took the address over")
+        XCTAssertLessThan(guardian, takeover, "the stalled node's address must be gone before another adds it")
+        XCTAssertEqual(r.ownersAfter.count, 1, "after the stall: \(r.ownersAfter)")
+    }
+}
