@@ -82,7 +82,7 @@ let package = Package(
         // Hostile-input parsers as fuzz targets; the corpus is replayed by the tests.
         .target(name: "VigilFuzz", dependencies: ["VigilCore", "VigilWire", "VigilSystem"]),
         .testTarget(name: "VigilFuzzTests", dependencies: ["VigilFuzz", "VigilCore", "VigilWire", "VigilTestKit"], exclude: ["Corpus"]),
-        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "VigilDaemon", "VigilIPC", "CVigilSys"]),
+        .testTarget(name: "VigilIntegrationTests", dependencies: ["VigilLab", "VigilCore", "VigilWire", "VigilSystem", "VigilDaemon", "VigilIPC", "VigilControl", "CVigilSys"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -47,12 +47,27 @@ struct Status: ParsableCommand {
     @OptionGroup var connection: Connection
     @Option(name: .shortAndLong, help: "table or json.")
     var output: Output = .table
+    @Flag(help: "One line and an exit code for scripts and monitoring: 0 healthy, 1 degraded, 2 no quorum, 3 clusterd unreachable.")
+    var check = false
 
     func run() throws {
-        let r = try connection.call(IPCRequest(command: .status))
+        let r: IPCResponse
+        do {
+            r = try connection.call(IPCRequest(command: .status))
+        } catch {
+            if check { print("UNKNOWN: clusterd unreachable (IPC service '\(connection.service)')") }
+            throw error
+        }
         guard r.ok, let s = r.status else {
             printErr("hactl: \(r.message ?? "no status")")
-            throw ExitCode(1)
+            if check { print("UNKNOWN: clusterd gave no status") }
+            throw ExitCode(check ? StatusCheck.Verdict.unreachable.rawValue : 1)
+        }
+        if check {
+            let (verdict, line) = StatusCheck.evaluate(s)
+            print(line)
+            if verdict != .healthy { throw ExitCode(verdict.rawValue) }
+            return
         }
         print(output == .json ? StatusFormatter.json(s) : StatusFormatter.table(s))
     }

@@ -1,0 +1,72 @@
+import Foundation
+import XCTest
+import VigilCore
+import VigilLab
+import VigilControl
+
+/// `hactl status --check` (issue 11, item 4): the exit code and the line a monitoring system
+/// reads, in each state, from a real cluster.
+final class StatusCheckTests: NamespaceTestCase {
+    func check(_ lab: Lab, _ i: Int) -> (code: Int32, line: String) {
+        let r = lab.hactl(i, ["status", "--check"])
+        return (r.code, r.out.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    func testExitCodesInEachState() throws {
+        let lab = try makeLab(heartbeatLinks: 1)
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node2", v6: false))
+        try lab.waitFor("a healthy cluster", timeout: 20) { self.check(lab, 1).code == 0 }
+        XCTAssertTrue(check(lab, 1).line.hasPrefix("OK: 3 nodes online, quorate, coordinator node1, 1 resource started"), check(lab, 1).line)
+
+        // A node dies: degraded (the cluster serves), the line names it.
+        lab.kill(3)
+        try lab.setLinks(3, up: false)
+        try lab.waitFor("node1 to report node3 lost", timeout: 10) { self.check(lab, 1).code == 1 }
+        XCTAssertTrue(check(lab, 1).line.hasPrefix("WARNING: node node3 is offline"), check(lab, 1).line)
+
+        // A second one: no quorum left.
+        lab.kill(2)
+        try lab.setLinks(2, up: false)
+        try lab.waitFor("node1 without quorum", timeout: 10) { self.check(lab, 1).code == 2 }
+        XCTAssertTrue(check(lab, 1).line.hasPrefix("CRITICAL: node1 has no quorum"), check(lab, 1).line)
+
+        // clusterd gone: unknown.
+        lab.kill(1)
+        let gone = check(lab, 1)
+        XCTAssertEqual(gone.code, 3)
+        XCTAssertTrue(gone.line.hasPrefix("UNKNOWN: clusterd unreachable"), gone.line)
+    }
+
+    /// The verdict on statuses that are hard to stage: a failure counted on a started
+    /// resource, a link down, fencing, more reasons than one line names.
+    func testTheVerdictNamesWhatIsWrong() throws {
+        func node(_ name: String, _ id: UInt32, _ state: String, links: [Bool] = [true]) -> String {
+            let l = links.enumerated().map { "{\"name\":\"ring\($0.offset)\",\"up\":\($0.element)}" }.joined(separator: ",")
+            return "{\"name\":\"\(name)\",\"id\":\(id),\"state\":\"\(state)\",\"links\":[\(l)]}"
+        }
+        func status(quorate: Bool = true, nodes: [String], resources: String = "[]", extra: String = "") throws -> ClusterStatus {
+            let json = """
+                {"cluster":"c","localNode":"a","quorate":\(quorate),"votesForLocal":\(quorate ? 2 : 1),"majority":2,"coordinator":"a",
+                 "localIsCoordinator":true,"noQuorumPolicy":"stop","configVersion":3,"nodes":[\(nodes.joined(separator: ","))],
+                 "resources":\(resources),"counters":{"accepted":0,"forged":0,"replayed":0,"malformed":0,"incompatible":0,"foreignCluster":0,"unknownSender":0},
+                 "incompatiblePeers":[]\(extra)}
+                """
+            return try JSONDecoder().decode(ClusterStatus.self, from: Data(json.utf8))
+        }
+        let healthy = try status(nodes: [node("a", 1, "local"), node("b", 2, "online"), node("c", 3, "online")])
+        XCTAssertEqual(StatusCheck.evaluate(healthy).0, .healthy)
+        let link = try status(nodes: [node("a", 1, "local"), node("b", 2, "online", links: [true, false]), node("c", 3, "online")])
+        XCTAssertEqual(StatusCheck.evaluate(link).0, .degraded)
+        XCTAssertEqual(StatusCheck.evaluate(link).1, "WARNING: link ring1 to b is down")
+        let failed = try status(nodes: [node("a", 1, "local"), node("b", 2, "online"), node("c", 3, "online")],
+                                resources: "[{\"name\":\"web\",\"kind\":\"ocf\",\"address\":\"-\",\"runningOn\":[\"b\"],\"state\":\"started\",\"failCount\":2}]")
+        XCTAssertEqual(StatusCheck.evaluate(failed).1, "WARNING: resource web failed 2 times (hactl cleanup web once understood)")
+        let many = try status(nodes: [node("a", 1, "local", links: [false]), node("b", 2, "offline"), node("c", 3, "online")],
+                              extra: ",\"fencing\":[{\"node\":\"b\",\"state\":\"failed\"}],\"olderProtocolPeers\":[\"c (protocol 5)\"]")
+        XCTAssertEqual(StatusCheck.evaluate(many).0, .degraded)
+        XCTAssertTrue(StatusCheck.evaluate(many).1.hasSuffix("; and 1 more"), StatusCheck.evaluate(many).1)
+        let alone = try status(quorate: false, nodes: [node("a", 1, "local"), node("b", 2, "offline"), node("c", 3, "offline")])
+        XCTAssertEqual(StatusCheck.evaluate(alone).0, .noQuorum)
+    }
+}
