@@ -95,13 +95,47 @@ final class FloatingIPs {
     /// Told that an address checked by the monitor is no longer configured.
     var onVanished: (_ name: String, _ why: String) -> Void = { _, _ in }
 
-    init(nodeName: String, log: EventLog, reactor: Reactor, backend: (any AddressBackend)? = nil) throws {
+    /// The kernel's address notifications (nil: not available, or not wanted by a test): an
+    /// address removed behind our back is noticed when it happens; the dump then runs only as a
+    /// safety net, every `fullCheckMs`, or at once after notifications were lost.
+    private var events: AddressEvents?
+    private var nextFullCheck: UInt64 = 0
+    static let fullCheckMs: UInt64 = 60_000
+
+    init(nodeName: String, log: EventLog, reactor: Reactor, backend: (any AddressBackend)? = nil, watchEvents: Bool = true) throws {
         self.nodeName = nodeName
         self.log = log
         self.reactor = reactor
         self.box = BackendBox(try backend ?? AddressManager())
         self.worker = try Worker(name: "announcer")
         self.netlinkThread = try OffLoop(name: "netlink", reactor: reactor)
+        if watchEvents {
+            do {
+                let e = try AddressEvents()
+                events = e
+                reactor.add(fd: e.fd) { [weak self] _ in self?.readEvents() }
+            } catch {
+                log.warning("no address notifications (\(error)): addresses are checked by a dump every monitor interval")
+            }
+        }
+    }
+
+    /// Addresses the kernel says were removed: those still held here (not being stopped or
+    /// added by us) vanished behind our back.
+    private func readEvents() {
+        guard let events else { return }
+        let (removed, overflowed) = events.read()
+        if overflowed {
+            log.warning("address notifications were lost (socket buffer full): checking every address now")
+            nextFullCheck = 0
+            nextMonitorDue = 0
+        }
+        for f in removed {
+            for (name, a) in active where a.ip.prefix.address == f.address && generations[name] == nil {
+                guard let idx = AddressManager.ifindex(a.interface), idx == f.ifindex else { continue }
+                onVanished(name, "address \(f.address) vanished from \(a.interface)")
+            }
+        }
     }
 
     /// True while any address of ours is configured here (the guardian must then be armed).
@@ -358,7 +392,11 @@ final class FloatingIPs {
             toVerify.append((name, a.ip.prefix, a.interface))
         }
         nextMonitorDue = next
-        verify(toVerify)
+        // With notifications, the dump is only a safety net.
+        if events == nil || now >= nextFullCheck {
+            nextFullCheck = now + Self.fullCheckMs
+            verify(toVerify)
+        }
     }
 
     /// Dumps the addresses on the netlink thread, after every add and remove asked for before,

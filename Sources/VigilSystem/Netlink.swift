@@ -131,6 +131,16 @@ public final class AddressManager {
     /// (`NLMSG_DONE`), an error the kernel reported for it, and whether any part was marked
     /// interrupted. Only messages with sequence number `seq` count. Pure, for the tests.
     public static func parseDump(_ buf: ArraySlice<UInt8>, seq: UInt32) -> (found: [Found], done: Bool, error: Int32?, interrupted: Bool) {
+        parseMessages(buf, seq: seq, type: UInt16(RTM_NEWADDR))
+    }
+
+    /// The addresses removed in one buffer of address notifications (`RTM_DELADDR`, any
+    /// sequence number: a notification carries the number of whatever request caused it).
+    public static func parseRemovals(_ buf: ArraySlice<UInt8>) -> [Found] {
+        parseMessages(buf, seq: nil, type: UInt16(RTM_DELADDR)).found
+    }
+
+    static func parseMessages(_ buf: ArraySlice<UInt8>, seq: UInt32?, type wanted: UInt16) -> (found: [Found], done: Bool, error: Int32?, interrupted: Bool) {
         let b = Array(buf)
         let n = b.count
         var found: [Found] = []
@@ -142,7 +152,7 @@ public final class AddressManager {
             let flags = rd16(b, off + 6)
             guard len >= 16, off + len <= n else { break }
             defer { off += (len + 3) & ~3 }
-            guard rd32(b, off + 8) == seq else { continue }
+            if let seq, rd32(b, off + 8) != seq { continue }
             if flags & UInt16(NLM_F_DUMP_INTR) != 0 { interrupted = true }
             if type == UInt16(NLMSG_DONE) { return (found, true, nil, interrupted) }
             if type == UInt16(NLMSG_ERROR) {
@@ -151,7 +161,7 @@ public final class AddressManager {
                 if err != 0 { return (found, true, err, interrupted) }
                 continue
             }
-            guard type == UInt16(RTM_NEWADDR), len >= 24 else { continue }
+            guard type == wanted, len >= 24 else { continue }
             let fam = b[off + 16]
             let plen = Int(b[off + 17])
             let idx = Int32(bitPattern: rd32(b, off + 20))
@@ -302,5 +312,51 @@ extension Interfaces {
         var buf = [CChar](repeating: 0, count: 17)
         guard buf.withUnsafeMutableBufferPointer({ vigil_if_indextoname(UInt32(bitPattern: index), $0.baseAddress) != 0 }) else { return nil }
         return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// Address notifications from the kernel (rtnetlink's IPv4 and IPv6 address groups): an address
+/// removed behind clusterd's back is known the moment it happens, without dumping every address
+/// of the machine once a second. A notification lost to a full socket buffer (`ENOBUFS`) is
+/// reported as `overflowed`, and the caller then checks with a dump.
+public final class AddressEvents {
+    public let fd: Int32
+
+    public init() throws {
+        fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
+        guard fd >= 0 else { throw SystemError("netlink socket (address events)") }
+        var sa = sockaddr_nl()
+        sa.nl_family = sa_family_t(AF_NETLINK)
+        sa.nl_groups = UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
+        let rc = withUnsafePointer(to: &sa) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+        }
+        guard rc == 0 else {
+            let e = errno
+            close(fd)
+            throw SystemError("netlink bind (address events)", errno: e)
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Reads what is waiting (at most `limit` buffers per call: the loop's other work goes on).
+    public func read(limit: Int = 16) -> (removed: [AddressManager.Found], overflowed: Bool) {
+        var removed: [AddressManager.Found] = []
+        var overflowed = false
+        var buf = [UInt8](repeating: 0, count: 16384)
+        for _ in 0..<limit {
+            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 {
+                removed += AddressManager.parseRemovals(buf[0..<n])
+                continue
+            }
+            if n < 0 && errno == ENOBUFS {
+                overflowed = true
+                continue
+            }
+            break
+        }
+        return (removed, overflowed)
     }
 }

@@ -109,7 +109,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     func testTheLoopKeepsItsRhythmWhileNetlinkStalls() throws {
         let reactor = try Reactor()
         let nl = StallingNetlink(stall: 0.8)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
         ips.setDefinitions(try definitions())
         var asked = false
         let run = runLoop(ips, reactor: reactor, step: { _, run in
@@ -137,7 +137,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     func testNothingIsAddedOnceTheLeaseRanOutWhileTheRequestWaited() throws {
         let reactor = try Reactor()
         let nl = StallingNetlink(stall: 0.5)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
         ips.setDefinitions(try definitions())
         var asked = false
         let run = runLoop(ips, reactor: reactor, step: { _, _ in
@@ -163,7 +163,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     func testAStopWhileTheAddIsInFlightWinsAndTheDumpWaitsItsTurn() throws {
         let reactor = try Reactor()
         let nl = StallingNetlink(stall: 0.3)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
         ips.setDefinitions(try definitions())
         var phase = 0
         let run = runLoop(ips, reactor: reactor, step: { ms, run in
