@@ -217,32 +217,20 @@ final class GuardianLink {
         posix_spawn_file_actions_adddup2(&actions, shared.fd, 3)
         // Its doorbell (0), the shared page (3) and its log (1, 2): nothing else.
         _ = vigil_spawn_closefrom(&actions, 4)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // No blocked signals in the child (clusterd blocks its stop signals for signalfd).
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
         let exe = "/proc/self/exe"
         // A new guardian reports its own watchdog state: never the last one's.
         shared[2] = WatchdogHolder.Status.unknown.rawValue
         shared[3] = 0
         var args: [String] = ["clusterd", "--guardian", "--node", node]
         if let w = watchdog { args += ["--watchdog-device", w.device, "--watchdog-timeout", "\(w.timeoutS)"] }
-        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
+        // (In clusterd's process group: a signal to the group reaches it too.)
+        let spawned = spawnChild(exe, argv: args, env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], newProcessGroup: false, actions: &actions)
+        let rc: Int32
         var child: pid_t = 0
-        let rc = posix_spawn(&child, exe, &actions, &attr, argv, envp)
+        switch spawned {
+        case .success(let p): (rc, child) = (0, p)
+        case .failure(let e): rc = e.errno == 0 ? EINVAL : e.errno
+        }
         Glibc.close(fds[0])
         guard rc == 0 else {
             Glibc.close(fds[1])

@@ -145,33 +145,14 @@ final class OutputKeeperLink {
         posix_spawn_file_actions_adddup2(&actions, fds[1], 3)
         // Nothing but its socket (3) and clusterd's log (1, 2).
         _ = vigil_spawn_closefrom(&actions, 4)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // Its own process group (a signal to clusterd's group does not reach it), no blocked
-        // signals, default dispositions.
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attr, 0)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-        let args = ["clusterd", "--output-keeper", "--node", node]
-        let argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, "/proc/self/exe", &actions, &attr, argv, envp)
+        // Its own process group: a signal to clusterd's group does not reach it.
+        let spawned = spawnChild("/proc/self/exe", argv: ["clusterd", "--output-keeper", "--node", node],
+                                 env: ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], newProcessGroup: true, actions: &actions)
         close(fds[1])
-        guard rc == 0 else {
+        guard case .success(let child) = spawned else {
             close(fds[0])
-            throw SystemError("start the output keeper", errno: rc)
+            if case .failure(let e) = spawned { throw SystemError("start the output keeper", errno: e.errno) }
+            return
         }
         sock = fds[0]
         pid = child

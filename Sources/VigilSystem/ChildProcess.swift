@@ -54,29 +54,15 @@ public final class ChildProcess {
         // Nothing else: a descriptor opened without close-on-exec (by libqb, say) must not reach
         // an agent or hook running as root.
         _ = vigil_spawn_closefrom(&actions, 3)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // Own process group; no blocked signals and default dispositions (clusterd blocks its
-        // stop signals and ignores SIGPIPE, which children would otherwise inherit).
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        posix_spawnattr_setpgroup(&attr, 0)
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        posix_spawnattr_setsigmask(&attr, &empty)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for s in [SIGPIPE, SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGQUIT] { sigaddset(&defaults, s) }
-        posix_spawnattr_setsigdefault(&attr, &defaults)
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + args).map { strdup($0) } + [nil]
-        let envp: [UnsafeMutablePointer<CChar>?] = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
+        // Own process group (killing it kills an agent's children too).
+        let spawned = spawnChild(path, argv: [path] + args, env: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+                                 newProcessGroup: true, actions: &actions)
+        let rc: Int32
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
+        switch spawned {
+        case .success(let p): (rc, pid) = (0, p)
+        case .failure(let e): rc = e.errno == 0 ? EINVAL : e.errno
+        }
         close(fds[1])
         if input[1] >= 0 {
             // Fits the pipe's buffer (64 KiB on Linux), so this never waits for the child; a

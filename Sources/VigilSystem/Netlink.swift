@@ -21,20 +21,9 @@ public final class AddressManager {
     }
 
     public init() throws {
-        fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), NETLINK_ROUTE)
-        guard fd >= 0 else { throw SystemError("netlink socket") }
+        fd = try openRouteSocket(groups: 0, nonBlocking: false, what: "netlink")
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var sa = sockaddr_nl()
-        sa.nl_family = sa_family_t(AF_NETLINK)
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw SystemError("netlink bind", errno: e)
-        }
     }
 
     deinit { close(fd) }
@@ -323,19 +312,7 @@ public final class AddressEvents {
     public let fd: Int32
 
     public init() throws {
-        fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), NETLINK_ROUTE)
-        guard fd >= 0 else { throw SystemError("netlink socket (address events)") }
-        var sa = sockaddr_nl()
-        sa.nl_family = sa_family_t(AF_NETLINK)
-        sa.nl_groups = UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR)
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw SystemError("netlink bind (address events)", errno: e)
-        }
+        fd = try openRouteSocket(groups: UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR), nonBlocking: true, what: "netlink (address events)")
     }
 
     deinit { close(fd) }
@@ -359,4 +336,22 @@ public final class AddressEvents {
         }
         return (removed, overflowed)
     }
+}
+
+/// A bound rtnetlink socket (close-on-exec), subscribed to `groups`.
+func openRouteSocket(groups: UInt32, nonBlocking: Bool, what: String) throws -> Int32 {
+    let fd = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | (nonBlocking ? Int32(SOCK_NONBLOCK.rawValue) : 0), NETLINK_ROUTE)
+    guard fd >= 0 else { throw SystemError("\(what) socket") }
+    var sa = sockaddr_nl()
+    sa.nl_family = sa_family_t(AF_NETLINK)
+    sa.nl_groups = groups
+    let rc = withUnsafePointer(to: &sa) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_nl>.size)) }
+    }
+    guard rc == 0 else {
+        let e = errno
+        close(fd)
+        throw SystemError("\(what) bind", errno: e)
+    }
+    return fd
 }
