@@ -45,18 +45,23 @@ final class HostileDoorsTests: NamespaceTestCase {
         XCTAssertTrue(lab.events(1).contains { $0.text.contains("refused IPC connection from uid 65534") })
     }
 
+    /// Starts `vigil-lab ARGS` as nobody in node1's namespace; returns it and its first output.
+    func startAsNobody(_ lab: Lab, _ args: [String]) throws -> (Process, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        p.arguments = asNobody(lab, 1, args)
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        try p.run()
+        return (p, String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self))
+    }
+
     /// Anyone may bind clusterd's abstract IPC name first: clusterd then refuses to start and
     /// names the process holding it.
     func testATakenIPCNameIsReportedWithItsHolder() throws {
         let lab = try makeLab(heartbeatLinks: 1)
-        let squatter = Process()
-        squatter.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        squatter.arguments = asNobody(lab, 1, ["squat-ipc", "--name", ipcName(lab, 1), "--seconds", "20"])
-        let pipe = Pipe()
-        squatter.standardOutput = pipe
-        try squatter.run()
+        let (squatter, line) = try startAsNobody(lab, ["squat-ipc", "--name", ipcName(lab, 1), "--seconds", "20"])
         defer { if squatter.isRunning { kill(squatter.processIdentifier, SIGKILL) } }
-        let line = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
         XCTAssertTrue(line.contains("bound pid="), line)
         try lab.startNode(1)
         try lab.waitFor("clusterd to name the holder of its IPC name", timeout: 10) {
@@ -72,14 +77,8 @@ final class HostileDoorsTests: NamespaceTestCase {
     /// read is refused too: the check fails closed (finding 4).
     func testHactlRefusesAServerNotRunByRoot() throws {
         let lab = try makeLab(heartbeatLinks: 1)
-        let impostor = Process()
-        impostor.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        impostor.arguments = asNobody(lab, 1, ["impostor-ipc", "--name", ipcName(lab, 1), "--seconds", "20"])
-        let pipe = Pipe()
-        impostor.standardOutput = pipe
-        try impostor.run()
+        let (impostor, line) = try startAsNobody(lab, ["impostor-ipc", "--name", ipcName(lab, 1), "--seconds", "20"])
         defer { if impostor.isRunning { kill(impostor.processIdentifier, SIGKILL) } }
-        let line = String(decoding: pipe.fileHandleForReading.availableData, as: UTF8.self)
         XCTAssertTrue(line.contains("serving pid=") && line.contains("uid=65534"), line)
         for args in [["status"], ["cleanup", "anything"]] {
             let r = lab.hactl(1, args)
