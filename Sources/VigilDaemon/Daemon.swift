@@ -415,9 +415,13 @@ extension Daemon {
                 } else {
                     out += engine.operationFinished(name, .start, .success, now: now, evaluate: false)
                 }
+            } else if let e = o.error, case .remove(known: true) = o.request.kind {
+                // Still configured here as far as we know: a failed stop (the engine moves
+                // nothing that may still answer here; `hactl cleanup` retries). The guardian
+                // stays armed for it meanwhile (`FloatingIPs.stuck`).
+                out += engine.operationFinished(name, .stop, .hardError(e), now: now, evaluate: false)
             } else {
-                // A failed removal was logged; the address is not ours to keep trying for (the
-                // guardian and the start-up clean-up remove Vigil's addresses).
+                // Removed, or never ours (a stop after a failed start leaves others' alone).
                 out += engine.operationFinished(name, .stop, .success, now: now, evaluate: false)
             }
         }

@@ -56,6 +56,9 @@ final class FloatingIPs {
         var interface: String
         var kind: Kind
         var generation: UInt64
+        /// The definition an add was asked for (what is held once it is added, whatever the
+        /// configuration says by then).
+        var ip: FloatingIP?
     }
     struct Outcome: Sendable {
         var request: Request
@@ -87,6 +90,11 @@ final class FloatingIPs {
     private var queued: [Request] = []
     /// Requests asked for whose result has not come back (queued ones included).
     private(set) var inFlight = 0
+    /// Addresses whose removal failed: still counted as held (the guardian stays armed).
+    private(set) var stuck: [String: Active] = [:]
+    /// Removals we asked for, by address, with when: their notifications are ours, not a
+    /// vanished address (a notification can be read after a new add of the same address).
+    private var ownRemovals: [IPAddress: [UInt64]] = [:]
     private var generations: [String: UInt64] = [:]
     private var nextGeneration: UInt64 = 0
     private var dumpInFlight = false
@@ -100,6 +108,25 @@ final class FloatingIPs {
     /// safety net, every `fullCheckMs`, or at once after notifications were lost.
     private var events: AddressEvents?
     private var nextFullCheck: UInt64 = 0
+    /// Notifications were lost: the next round dumps and checks every address held.
+    private var fullCheckWanted = false
+
+    private func expectRemoval(_ a: IPAddress) {
+        let now = MonotonicClock.nowMs()
+        // Forgotten after 5 s (a removal of an address that was not there sends nothing).
+        ownRemovals = ownRemovals.compactMapValues { t in
+            let kept = t.filter { now < $0 + 5000 }
+            return kept.isEmpty ? nil : kept
+        }
+        ownRemovals[a, default: []].append(now)
+    }
+
+    private func takeOwnRemoval(_ a: IPAddress) -> Bool {
+        guard var t = ownRemovals[a], !t.isEmpty else { return false }
+        t.removeFirst()
+        ownRemovals[a] = t.isEmpty ? nil : t
+        return true
+    }
     static let fullCheckMs: UInt64 = 60_000
 
     init(nodeName: String, log: EventLog, reactor: Reactor, backend: (any AddressBackend)? = nil, watchEvents: Bool = true) throws {
@@ -127,10 +154,11 @@ final class FloatingIPs {
         let (removed, overflowed) = events.read()
         if overflowed {
             log.warning("address notifications were lost (socket buffer full): checking every address now")
-            nextFullCheck = 0
+            fullCheckWanted = true
             nextMonitorDue = 0
         }
         for f in removed {
+            if takeOwnRemoval(f.address) { continue }
             for (name, a) in active where a.ip.prefix.address == f.address && generations[name] == nil {
                 guard let idx = AddressManager.ifindex(a.interface), idx == f.ifindex else { continue }
                 onVanished(name, "address \(f.address) vanished from \(a.interface)")
@@ -139,7 +167,7 @@ final class FloatingIPs {
     }
 
     /// True while any address of ours is configured here (the guardian must then be armed).
-    var holdsAny: Bool { !active.isEmpty || inFlight > 0 }
+    var holdsAny: Bool { !active.isEmpty || inFlight > 0 || !stuck.isEmpty }
 
     /// When the next announcement is due, if any.
     var nextAnnouncementDue: UInt64? { announcements.map(\.due).min() }
@@ -187,14 +215,14 @@ final class FloatingIPs {
         let st = Interfaces.state(ifname)
         guard st.exists else { return "interface \(ifname) does not exist" }
         guard st.up else { return "interface \(ifname) is down" }
-        ask(name, ip.prefix, ifname, .add(until: until))
+        ask(name, ip.prefix, ifname, .add(until: until), ip: ip)
         return nil
     }
 
     /// Asks for the address to be removed (the result comes through `onResults`).
     func stop(_ name: String) {
         announcements.removeAll { $0.name == name }
-        if let a = active.removeValue(forKey: name) {
+        if let a = active.removeValue(forKey: name) ?? stuck[name] {
             ask(name, a.ip.prefix, a.interface, .remove(known: true))
         } else if let ip = definitions[name], let ifname = ip.interface(on: nodeName) {
             // Not ours as far as we know; make sure anyway (after a failed start, or while its
@@ -205,10 +233,11 @@ final class FloatingIPs {
         }
     }
 
-    private func ask(_ name: String, _ prefix: IPPrefix?, _ interface: String, _ kind: Request.Kind) {
+    private func ask(_ name: String, _ prefix: IPPrefix?, _ interface: String, _ kind: Request.Kind, ip: FloatingIP? = nil) {
         nextGeneration += 1
         generations[name] = nextGeneration
-        queued.append(Request(name: name, prefix: prefix, interface: interface, kind: kind, generation: nextGeneration))
+        if case .remove = kind, let prefix { expectRemoval(prefix.address) }
+        queued.append(Request(name: name, prefix: prefix, interface: interface, kind: kind, generation: nextGeneration, ip: ip))
         inFlight += 1
         if queued.count == 1 { reactor.enqueue { [weak self] in self?.flush() } }
     }
@@ -232,6 +261,12 @@ final class FloatingIPs {
             case .add(let until):
                 guard MonotonicClock.nowMs() < until else { return "the lease ran out before the address could be added" }
                 try nl.add(p, interface: r.interface)
+                // The kernel may have held the add (rtnl_lock) past the lease, and past the
+                // guardian's sweep: then it comes off again here, at once.
+                if MonotonicClock.nowMs() >= until {
+                    try? nl.remove(p, interface: r.interface)
+                    return "the lease ran out while the kernel carried out the add; removed again"
+                }
             case .remove(let known):
                 if known { try nl.remove(p, interface: r.interface) } else { try nl.removeIfOurs(p, interface: r.interface) }
             }
@@ -258,7 +293,9 @@ final class FloatingIPs {
                 guard let p = r.prefix else { continue }
                 log.info("address-added resource=\(r.name) address=\(p) interface=\(r.interface)")
                 // A stop asked for meanwhile removes it again; until then it is not monitored.
-                guard latest, let ip = definitions[r.name], ip.prefix == p else { continue }
+                // What is held is what was added, whatever the configuration says by now (a
+                // changed definition is restarted by the engine: stop, then start).
+                guard latest, let ip = r.ip else { continue }
                 active[r.name] = Active(ip: ip, interface: r.interface, nextMonitor: now + ip.monitorIntervalMs,
                                         nextRefresh: ip.refreshIntervalMs > 0 ? now + ip.refreshIntervalMs : nil)
                 nextMonitorDue = min(nextMonitorDue, now + min(ip.monitorIntervalMs, ip.refreshIntervalMs > 0 ? ip.refreshIntervalMs : UInt64.max))
@@ -267,8 +304,15 @@ final class FloatingIPs {
                 let p = r.prefix.map { "\($0)" } ?? "-"
                 if let e = o.error {
                     if known { log.error("cannot remove \(p) from \(r.interface): \(e)") } else { log.warning("stop of \(r.name): \(e)") }
-                } else if known {
-                    log.info("address-removed resource=\(r.name) address=\(p) interface=\(r.interface)")
+                    // Still configured as far as we know: the guardian stays armed for it, and
+                    // the stop is reported failed (the engine does not move what may still be
+                    // here; see Daemon.addressesDone).
+                    if let ip = r.ip ?? definitions[r.name], let prefix = r.prefix, ip.prefix == prefix, known {
+                        stuck[r.name] = Active(ip: ip, interface: r.interface, nextMonitor: now, nextRefresh: nil)
+                    }
+                } else {
+                    stuck[r.name] = nil
+                    if known { log.info("address-removed resource=\(r.name) address=\(p) interface=\(r.interface)") }
                 }
                 if latest { active[r.name] = nil }
             }
@@ -374,7 +418,7 @@ final class FloatingIPs {
                 scheduleAnnouncements(name, now: now)
             }
             if let r = a.nextRefresh { next = min(next, r) }
-            guard a.nextMonitor <= (anyDue ? now + a.ip.monitorIntervalMs / 2 : now) else {
+            guard fullCheckWanted || a.nextMonitor <= (anyDue ? now + a.ip.monitorIntervalMs / 2 : now) else {
                 next = min(next, a.nextMonitor)
                 continue
             }
@@ -392,18 +436,20 @@ final class FloatingIPs {
             toVerify.append((name, a.ip.prefix, a.interface))
         }
         nextMonitorDue = next
-        // With notifications, the dump is only a safety net.
-        if events == nil || now >= nextFullCheck {
+        // With notifications, the dump is only a safety net (and the check after lost ones).
+        if (events == nil || now >= nextFullCheck || fullCheckWanted) && verify(toVerify) {
             nextFullCheck = now + Self.fullCheckMs
-            verify(toVerify)
+            fullCheckWanted = false
         }
     }
 
     /// Dumps the addresses on the netlink thread, after every add and remove asked for before,
     /// and reports those of `names` that are still held but no longer configured. One dump at a
     /// time: a round due while one is in flight is checked by the next.
-    private func verify(_ items: [(name: String, prefix: IPPrefix, interface: String)]) {
-        guard !items.isEmpty, !dumpInFlight else { return }
+    /// Whether a dump was started.
+    @discardableResult
+    private func verify(_ items: [(name: String, prefix: IPPrefix, interface: String)]) -> Bool {
+        guard !items.isEmpty, !dumpInFlight else { return items.isEmpty && !dumpInFlight }
         dumpInFlight = true
         flush()  // the dump must see what this round asked for
         let box = self.box
@@ -433,6 +479,7 @@ final class FloatingIPs {
                 }
             }
         })
+        return true
     }
 
     /// An address could not be added: if its interface is down, watch for it to come back.

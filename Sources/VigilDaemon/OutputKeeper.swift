@@ -90,6 +90,8 @@ final class OutputKeeperLink {
     private let log: EventLog
     private var sock: Int32 = -1
     private var pid: pid_t = 0
+    /// Keepers given up on (their socket closed) that still run: reaped when they end.
+    private var former: [pid_t] = []
 
     init(node: String, log: EventLog) {
         self.node = node
@@ -117,6 +119,8 @@ final class OutputKeeperLink {
             log.warning("the output keeper did not take the pipe of \(label) (errno \(errno)); clusterd keeps reading it itself")
             close(sock)
             sock = -1
+            if pid > 0 { former.append(pid) }
+            pid = 0
             return false
         }
         return true
@@ -124,6 +128,10 @@ final class OutputKeeperLink {
 
     /// Collects the keeper's exit status (it is our child while we run).
     func reap() {
+        former.removeAll { p in
+            var status: Int32 = 0
+            return waitpid(p, &status, WNOHANG) == p
+        }
         guard pid > 0 else { return }
         var status: Int32 = 0
         guard waitpid(pid, &status, WNOHANG) == pid else { return }

@@ -313,12 +313,18 @@ public final class AddressEvents {
 
     public init() throws {
         fd = try openRouteSocket(groups: UInt32(RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR), nonBlocking: true, what: "netlink (address events)")
+        // A takeover of a thousand addresses sends a thousand notifications at once: room for
+        // them (SO_RCVBUFFORCE passes the system's limit, as root), so none is lost.
+        var size: Int32 = 4 << 20
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, socklen_t(MemoryLayout<Int32>.size)) != 0 {
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     deinit { close(fd) }
 
     /// Reads what is waiting (at most `limit` buffers per call: the loop's other work goes on).
-    public func read(limit: Int = 16) -> (removed: [AddressManager.Found], overflowed: Bool) {
+    public func read(limit: Int = 256) -> (removed: [AddressManager.Found], overflowed: Bool) {
         var removed: [AddressManager.Found] = []
         var overflowed = false
         var buf = [UInt8](repeating: 0, count: 16384)

@@ -18,6 +18,7 @@ final class NetlinkOffLoopTests: XCTestCase {
         var calls: [String] = []
         var present: Set<IPAddress> = []
         var failList = false
+        var failRemove = false
         init(stall: Double) { self.stall = stall }
         private func record(_ s: String) {
             lock.lock()
@@ -32,6 +33,8 @@ final class NetlinkOffLoopTests: XCTestCase {
         }
         func remove(_ prefix: IPPrefix, interface: String) throws {
             record("remove \(prefix.address)")
+            lock.lock(); let fail = failRemove; lock.unlock()
+            if fail { throw SystemError("remove \(prefix) from \(interface)", errno: EBUSY) }
             lock.lock(); present.remove(prefix.address); lock.unlock()
         }
         func removeIfOurs(_ prefix: IPPrefix, interface: String) throws {
@@ -158,6 +161,59 @@ final class NetlinkOffLoopTests: XCTestCase {
         ips.stopAll()
         XCTAssertFalse(ips.holdsAny)
         XCTAssertEqual(nl.snapshot.last, "remove 198.18.7.1")
+    }
+
+    /// The add itself is held by the kernel past the lease (and so past the guardian's sweep):
+    /// the netlink thread takes it off again at once, and the start is reported failed.
+    func testAnAddThatLandsAfterTheLeaseIsTakenOffAgain() throws {
+        let reactor = try Reactor()
+        let nl = StallingNetlink(stall: 0.4)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
+        ips.setDefinitions(try definitions())
+        var asked = false
+        let run = runLoop(ips, reactor: reactor, step: { _, _ in
+            guard !asked else { return }
+            asked = true
+            XCTAssertNil(ips.start("one", until: MonotonicClock.nowMs() + 200))
+        }, done: { !$0.outcomes.isEmpty })
+        let r = try XCTUnwrap(run.outcomes.first?.first)
+        XCTAssertTrue(r.error?.contains("removed again") ?? false, "\(r)")
+        XCTAssertEqual(nl.snapshot, ["add 198.18.7.1", "remove 198.18.7.1"])
+        XCTAssertTrue(ips.active.isEmpty)
+        XCTAssertFalse(ips.holdsAny)
+    }
+
+    /// A removal that fails leaves the address counted as held (the guardian stays armed) and
+    /// the stop reported failed; a later stop tries again.
+    func testAFailedRemovalKeepsTheAddressHeld() throws {
+        let reactor = try Reactor()
+        let nl = StallingNetlink(stall: 0.05)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
+        ips.setDefinitions(try definitions())
+        var phase = 0
+        let run = runLoop(ips, reactor: reactor, step: { _, run in
+            switch phase {
+            case 0:
+                phase = 1
+                XCTAssertNil(ips.start("one", until: .max))
+            case 1 where run.outcomes.count == 1:
+                phase = 2
+                nl.lock.lock(); nl.failRemove = true; nl.lock.unlock()
+                ips.stop("one")
+            case 2 where run.outcomes.count == 2:
+                phase = 3
+                XCTAssertTrue(ips.holdsAny, "a failed removal must keep the guardian armed")
+                nl.lock.lock(); nl.failRemove = false; nl.lock.unlock()
+                ips.stop("one")
+            default: break
+            }
+        }, done: { $0.outcomes.count == 3 })
+        let results = run.outcomes.flatMap { $0 }
+        XCTAssertEqual(results.count, 3)
+        XCTAssertNotNil(results[1].error)
+        XCTAssertNil(results[2].error)
+        XCTAssertFalse(ips.holdsAny)
+        XCTAssertEqual(nl.snapshot, ["add 198.18.7.1", "remove 198.18.7.1", "remove 198.18.7.1"])
     }
 
     func testAStopWhileTheAddIsInFlightWinsAndTheDumpWaitsItsTurn() throws {
