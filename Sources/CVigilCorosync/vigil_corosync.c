@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 
 typedef struct item {
     struct item *next;
@@ -151,10 +152,14 @@ int vigil_cs_open(const char *group, vigil_cs **out) {
     e = corosync_cfg_initialize(&cs->cfg, &ccb);
     if (e != CS_OK) { vigil_cs_close(cs); return e; }
     cs->have_cfg = 1;
-    // Joined last: from here on the group's members see us.
-    do {
+    // Joined last: from here on the group's members see us. While Corosync forms its ring it
+    // answers TRY_AGAIN: a few spaced tries (never a tight loop), then the caller retries later.
+    for (int tries = 0; tries < 20; tries++) {
         e = cpg_join(cs->cpg, &cs->group);
-    } while (e == CS_ERR_TRY_AGAIN);
+        if (e != CS_ERR_TRY_AGAIN) break;
+        struct timespec pause = { .tv_sec = 0, .tv_nsec = 25 * 1000 * 1000 };
+        nanosleep(&pause, NULL);
+    }
     if (e != CS_OK) { vigil_cs_close(cs); return e; }
     *out = cs;
     return CS_OK;

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 import VigilCore
 import VigilCorosync
 import VigilSystem
@@ -18,10 +19,11 @@ import VigilWire
 /// its lease, and the majority starts a lost node's resources only after that lease ran out,
 /// or after fencing. Two things change:
 /// - A ring re-formation holds every message for up to token + consensus: the lease must
-///   outlast it, or every node would lose its lease at every membership change. Left out of the
-///   cluster file, timing is derived from Corosync's effective values (`runtime.config.totem`);
-///   given, it is refused when the lease does not exceed them (plus two heartbeat intervals).
-///   Failover therefore takes about that long, unless fencing cuts it short.
+///   outlast it, or every node would lose its lease at every membership change. `[timing]` is
+///   required (identical on every node, so every node counts the same lease) and refused when
+///   the lease does not exceed Corosync's effective values (`runtime.config.totem`) plus two
+///   heartbeat intervals; the error suggests token + consensus + max(500, token/2). Failover
+///   therefore takes about that long, unless fencing cuts it short.
 /// - Losing the connection to Corosync, or votequorum's quorum, ends the lease at once
 ///   (`Engine.membershipQuorate`): the node releases without waiting for its peers' support to
 ///   run out. It reconnects every second; a lease then needs the majority's support again.
@@ -82,18 +84,24 @@ extension Daemon {
         return CorosyncTiming(token: token, consensus: consensus)
     }
 
-    /// The timing to run with under Corosync: the cluster file's, if it outlasts a ring
-    /// re-formation, else derived from it (left out) or refused (given).
+    /// What a lease under Corosync should be: token + consensus and a margin for what can hold
+    /// messages longer (recovery, a second gather round): half a token, at least 500 ms.
+    static func suggestedLease(_ t: CorosyncTiming) -> UInt64 { t.blackout + max(500, t.token / 2) }
+
+    /// The timing to run with under Corosync: the cluster file's, which must be given (every
+    /// node must count the same lease: one node's Corosync may have another token after a
+    /// reload, so a value derived per node could differ) and outlast a ring re-formation.
     static func corosyncTiming(_ cluster: ClusterConfig, _ t: CorosyncTiming) throws -> Timing {
-        if cluster.timingGiven {
-            let need = t.blackout + 2 * cluster.timing.interval
-            guard cluster.timing.lease > need else {
-                throw SystemError("timing.lease_ms (\(cluster.timing.lease) ms) must exceed corosync's token + consensus (\(t.token) + \(t.consensus) ms) plus two heartbeat intervals (\(need) ms in all): a ring re-formation holds every message that long, and every node would lose its lease at each one (leave [timing] out to derive it)", errno: EINVAL)
-            }
-            return cluster.timing
+        let suggested = suggestedLease(t)
+        let advice = "[timing] heartbeat_interval_ms = 100, failure_timeout_ms = \(suggested), lease_ms = \(suggested) (token \(t.token) + consensus \(t.consensus) + max(500, token/2))"
+        guard cluster.timingGiven else {
+            throw SystemError("with membership = \"corosync\" the cluster file needs a [timing] table, the same on every node, whose lease outlasts a ring re-formation; for this Corosync: \(advice)", errno: EINVAL)
         }
-        let lease = t.blackout + 500
-        return Timing(interval: Timing.defaultInterval, timeout: lease, lease: lease)
+        let need = t.blackout + 2 * cluster.timing.interval
+        guard cluster.timing.lease > need else {
+            throw SystemError("timing.lease_ms (\(cluster.timing.lease) ms) must exceed corosync's token + consensus (\(t.token) + \(t.consensus) ms) plus two heartbeat intervals (\(need) ms in all): a ring re-formation holds every message that long, and every node would lose its lease at each one; for this Corosync: \(advice)", errno: EINVAL)
+        }
+        return cluster.timing
     }
 
     /// Serves the connection's two descriptors from the loop.
@@ -139,59 +147,49 @@ extension Daemon {
         log.error("lost the connection to corosync: \(why); releasing everything, reconnecting every second")
         reactor.remove(fd: c.cpgFD)
         reactor.remove(fd: c.quorumFD)
-        c.close()
         corosync = nil
+        corosyncThread?.close(c)
         corosyncQuorate = false
-        corosyncLinks = [:]
         corosyncRetryAt = MonotonicClock.nowMs() + 1000
         execute(engine.membershipQuorate(false, now: MonotonicClock.nowMs()))
     }
 
-    /// Shell round: reconnects when due, retries queued sends, refreshes link status (1/s).
+    /// Shell round: what the Corosync thread reports (a failed send, a new connection), queued
+    /// sends retried, link status asked for (1/s), a reconnection when due.
     func corosyncTick(now: UInt64) {
-        guard cluster.membership == .corosync else { return }
+        guard cluster.membership == .corosync, let thread = corosyncThread else { return }
+        if let why = thread.takeFailure() { corosyncLost(why) }
         if let c = corosync {
-            do {
-                try c.flush()
-            } catch {
-                return corosyncLost("\(error)")
-            }
+            thread.flush(c)
             guard now >= corosyncLinksAt else { return }
             corosyncLinksAt = now + 1000
-            for n in cluster.nodes where n.id != selfNode.id {
-                corosyncLinks[n.id] = try? c.links(to: n.id.rawValue)
-            }
+            thread.pollLinks(c, nodes: cluster.nodes.map(\.id.rawValue).filter { $0 != selfNode.id.rawValue })
             return
         }
-        guard now >= corosyncRetryAt else { return }
-        corosyncRetryAt = now + 1000
-        do {
-            let c = try CorosyncClient(group: Self.corosyncGroup(cluster))
-            let t = try Self.checkCorosync(c, cluster, selfNode)
+        switch thread.takeConnection() {
+        case .connected(let c, let t)?:
             guard cluster.timing.lease > t.blackout + 2 * cluster.timing.interval else {
-                log.error("corosync is back with token + consensus = \(t.blackout) ms, which the lease (\(cluster.timing.lease) ms) does not outlast: staying out (restart clusterd to derive the timing again)")
-                c.close()
+                log.error("corosync is back with token + consensus = \(t.blackout) ms, which the lease (\(cluster.timing.lease) ms) does not outlast: staying out (change [timing] and restart clusterd)")
+                thread.close(c)
                 return
             }
             log.info("reconnected to corosync (token \(t.token) ms, consensus \(t.consensus) ms)")
             attachCorosync(c)
-        } catch {
-            // Logged once per ten attempts.
+        case .failed(let why)?:
             corosyncFailures += 1
-            if corosyncFailures % 10 == 1 { log.warning("corosync still unreachable: \(error)") }
+            if corosyncFailures % 10 == 1 { log.warning("corosync still unreachable: \(why)") }
+        case nil:
+            guard now >= corosyncRetryAt else { return }
+            corosyncRetryAt = now + 1000
+            thread.connect(cluster: cluster, me: selfNode)
         }
     }
 
-    /// Sends one sealed packet to the group (queued under Corosync's flow control).
+    /// Sends one sealed packet to the group (on the Corosync thread; queued there under
+    /// Corosync's flow control, bounded: the oldest, stale heartbeats by then, go first).
     func corosyncSend(_ packet: [UInt8]) {
         guard let c = corosync else { return }
-        do {
-            // While Corosync holds messages back they queue (bounded: the oldest, stale
-            // heartbeats by then, are dropped first).
-            try c.send(packet)
-        } catch {
-            corosyncLost("\(error)")
-        }
+        corosyncThread?.send(c, packet)
     }
 
     /// Per-peer link status for `hactl status`: knet's links as Corosync reports them.
@@ -203,8 +201,116 @@ extension Daemon {
                 st.nodes[i].links = [ClusterStatus.LinkStatus(name: corosync == nil ? "corosync (disconnected)" : "corosync", up: corosync != nil, lastHeardMsAgo: nil)]
                 continue
             }
-            guard let l = corosyncLinks[n.id] else { continue }
+            guard let l = corosyncThread?.links[n.id.rawValue] else { continue }
             st.nodes[i].links = l.connected.enumerated().map { ClusterStatus.LinkStatus(name: "knet\($0.offset)", up: $0.element, lastHeardMsAgo: nil) }
+        }
+    }
+}
+
+/// Corosync's request/response calls (a send, cmap, cfg, connecting, leaving the group) wait
+/// for Corosync with no timeout of their own: a stopped or hung Corosync would hold whatever
+/// thread called. They run here, one at a time, in order; the loop only dispatches what is
+/// ready on the two descriptors (which never waits) and learns results at its shell rounds.
+/// (Corosync's client libraries take their handle's lock for every call, so dispatching on the
+/// loop while this thread sends on the same connection is safe.)
+final class CorosyncThread: Sendable {
+    private let worker: Worker
+    private struct State {
+        var failure: String?
+        var links: [UInt32: CorosyncClient.NodeLinks] = [:]
+        var connection: Connection?
+        var connecting = false
+    }
+    enum Connection {
+        case connected(CorosyncClient, Daemon.CorosyncTiming)
+        case failed(String)
+    }
+    private let state = Mutex(State())
+    /// The client crosses to this thread and back; its queue of sends is touched only here,
+    /// its event buffer only by the loop's dispatch.
+    private final class Ref: @unchecked Sendable {
+        let client: CorosyncClient
+        init(_ c: CorosyncClient) { client = c }
+    }
+
+    init() throws { worker = try Worker(name: "corosync") }
+
+    func send(_ c: CorosyncClient, _ packet: [UInt8]) {
+        let r = Ref(c)
+        worker.submit { [self] in
+            do { try r.client.send(packet) } catch { state.withLock { $0.failure = $0.failure ?? "\(error)" } }
+        }
+    }
+
+    func flush(_ c: CorosyncClient) {
+        let r = Ref(c)
+        worker.submit { [self] in
+            do { try r.client.flush() } catch { state.withLock { $0.failure = $0.failure ?? "\(error)" } }
+        }
+    }
+
+    func pollLinks(_ c: CorosyncClient, nodes: [UInt32]) {
+        let r = Ref(c)
+        worker.submit { [self] in
+            var seen: [UInt32: CorosyncClient.NodeLinks] = [:]
+            for n in nodes { seen[n] = try? r.client.links(to: n) }
+            state.withLock { $0.links = seen }
+        }
+    }
+
+    /// Knet's links towards each peer, as last polled.
+    var links: [UInt32: CorosyncClient.NodeLinks] { state.withLock { $0.links } }
+
+    func takeFailure() -> String? {
+        state.withLock { s in
+            defer { s.failure = nil }
+            return s.failure
+        }
+    }
+
+    func close(_ c: CorosyncClient) {
+        let r = Ref(c)
+        state.withLock { $0.links = [:] }
+        worker.submit { r.client.close() }
+    }
+
+    /// Connects on this thread (one attempt at a time); `takeConnection` hands the result over.
+    func connect(cluster: ClusterConfig, me: ClusterConfig.Node) {
+        let busy = state.withLock { s in
+            defer { s.connecting = true }
+            return s.connecting
+        }
+        guard !busy else { return }
+        worker.submit { [self] in
+            let result: Connection
+            do {
+                let c = try CorosyncClient(group: Daemon.corosyncGroup(cluster))
+                do {
+                    result = .connected(c, try Daemon.checkCorosync(c, cluster, me))
+                } catch {
+                    c.close()
+                    throw error
+                }
+            } catch {
+                result = .failed("\(error)")
+            }
+            let ref = Ref2(result)
+            state.withLock { s in
+                s.connection = ref.value
+                s.connecting = false
+            }
+        }
+    }
+
+    private final class Ref2: @unchecked Sendable {
+        let value: Connection
+        init(_ v: Connection) { value = v }
+    }
+
+    func takeConnection() -> Connection? {
+        state.withLock { s in
+            defer { s.connection = nil }
+            return s.connection
         }
     }
 }

@@ -67,7 +67,7 @@ public final class Daemon {
     var corosync: CorosyncClient?
     var corosyncAtStart: CorosyncClient?
     var corosyncQuorate = false
-    var corosyncLinks: [NodeID: CorosyncClient.NodeLinks] = [:]
+    var corosyncThread: CorosyncThread?
     var corosyncLinksAt: UInt64 = 0
     var corosyncRetryAt: UInt64 = 0
     var corosyncFailures = 0
@@ -82,6 +82,7 @@ public final class Daemon {
             cluster.timing = try Self.corosyncTiming(cluster, t)
             log.info("corosync membership: cluster \(cluster.name), token \(t.token) ms, consensus \(t.consensus) ms; lease \(cluster.timing.lease) ms")
             corosyncAtStart = c
+            corosyncThread = try CorosyncThread()
         }
         self.cluster = cluster
         self.nodesById = Dictionary(setup.cluster.nodes.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
@@ -198,7 +199,7 @@ public final class Daemon {
         executor.killAll()
         storage.finish()
         ips.stopAll()
-        corosync?.close()
+        if let c = corosync { corosyncThread?.close(c) }
         updateGuardian()
         guardian?.close()
         server.stop()

@@ -125,6 +125,12 @@ public final class Lab: @unchecked Sendable {
             """
         if let t = options.timing {
             toml += "[timing]\nheartbeat_interval_ms = \(t.interval)\nfailure_timeout_ms = \(t.timeout)\n\n"
+        } else if let token = options.corosyncToken {
+            // What clusterd suggests for this Corosync: token (plus 650 ms per node above two)
+            // + consensus (1.2 tokens) + max(500, token/2).
+            let effective = (token > 0 ? token : 3000) + 650 * max(0, options.nodes - 2)
+            let lease = effective + effective * 12 / 10 + max(500, effective / 2)
+            toml += "[timing]\nheartbeat_interval_ms = 100\nfailure_timeout_ms = \(lease)\nlease_ms = \(lease)\n\n"
         }
         if !corosync { toml += "[[link]]\nname = \"ring0\"\nport = 5405\n" }
         if options.heartbeatLinks > 1 && !corosync { toml += "\n[[link]]\nname = \"ring1\"\nport = 5406\n" }

@@ -130,7 +130,8 @@ final class CorosyncNamespaceTests: NamespaceTestCase {
 }
 
 /// Issue 10: clusterd with `membership = "corosync"` on Debian's Corosync (token 1000 ms, so
-/// 1650 ms with three nodes, consensus 1980 ms: clusterd derives a lease of 4130 ms).
+/// 1650 ms with three nodes, consensus 1980 ms; the lab's cluster file has the lease clusterd
+/// suggests for that: 1650 + 1980 + 825 = 4455 ms).
 final class CorosyncMembershipTests: NamespaceTestCase {
     func startCorosyncCluster(_ lab: Lab) throws {
         for i in 1...3 { try lab.startCorosync(i) }
@@ -143,7 +144,7 @@ final class CorosyncMembershipTests: NamespaceTestCase {
     func testAddressIsPlacedAndFollowsADeadNode() throws {
         let lab = try makeLab(corosyncToken: 1000)
         try startCorosyncCluster(lab)
-        XCTAssertTrue(lab.events(1).contains { $0.text.contains("corosync membership: cluster lab, token 1650 ms, consensus 1980 ms; lease 4130 ms") },
+        XCTAssertTrue(lab.events(1).contains { $0.text.contains("corosync membership: cluster lab, token 1650 ms, consensus 1980 ms; lease 4455 ms") },
                       lab.tail(lab.logFile(1), lines: 20))
         // Link health comes from knet: both links towards each peer.
         let st = try status(lab, 1)
@@ -221,7 +222,10 @@ extension CorosyncMembershipTests {
             (text.replacingOccurrences(of: "name = \"lab\"", with: "name = \"other\""), "corosync runs cluster 'lab', the cluster file names 'other'"),
             (text.replacingOccurrences(of: "name = \"node3\"\nid = 3", with: "name = \"gamma\"\nid = 3"), "corosync calls node 3 'node3', the cluster file 'gamma'"),
             (text.replacingOccurrences(of: "name = \"node1\"\nid = 1", with: "name = \"node1\"\nid = 7"), "corosync's nodeid here is 1, the cluster file gives node 'node1' id 7"),
-            (text + "\n[timing]\nheartbeat_interval_ms = 100\nfailure_timeout_ms = 1000\n", "must exceed corosync's token + consensus (1650 + 1980 ms)"),
+            (text.replacingOccurrences(of: "failure_timeout_ms = 4455\nlease_ms = 4455", with: "failure_timeout_ms = 1000\nlease_ms = 1000"),
+             "must exceed corosync's token + consensus (1650 + 1980 ms)"),
+            (text.replacingOccurrences(of: "[timing]\nheartbeat_interval_ms = 100\nfailure_timeout_ms = 4455\nlease_ms = 4455\n", with: ""),
+             "needs a [timing] table, the same on every node, whose lease outlasts a ring re-formation; for this Corosync: [timing] heartbeat_interval_ms = 100, failure_timeout_ms = 4455, lease_ms = 4455"),
         ]
         for (k, c) in cases.enumerated() {
             let path = lab.workDir + "/mismatch-\(k).toml"
@@ -253,5 +257,34 @@ extension CorosyncMembershipTests {
         let takeover = try XCTUnwrap(r.takeoverMs, "nobody took the address over")
         XCTAssertLessThan(guardian, takeover, "the stalled node's address must be gone before another adds it")
         XCTAssertEqual(r.ownersAfter.count, 1, "after the stall: \(r.ownersAfter)")
+    }
+}
+
+extension CorosyncMembershipTests {
+    /// Corosync stalls (SIGSTOP) under a running clusterd: Corosync's calls wait without a
+    /// timeout, but they run on clusterd's Corosync thread, so its loop goes on: `hactl status`
+    /// answers, the node's lease runs out (nothing it sends arrives), its address goes, and the
+    /// others take it over after that lease. Corosync resumed, node3 is a quorate member again.
+    func testAStalledCorosyncDoesNotStallClusterd() throws {
+        let lab = try makeLab(corosyncToken: 1000)
+        try startCorosyncCluster(lab)
+        _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node3", v6: false))
+        try lab.waitFor("the address on node3", timeout: 20) { lab.owners(of: Scenarios.vip) == [3] }
+        let corosync = try XCTUnwrap(lab.corosyncPID(3))
+        kill(corosync, SIGSTOP)
+        defer { kill(corosync, SIGCONT) }
+        try lab.waitFor("node3 to let go", timeout: 15) { !lab.owners(of: Scenarios.vip).contains(3) }
+        try lab.waitFor("the address on a survivor", timeout: 20) { let o = lab.owners(of: Scenarios.vip); return o.count == 1 && o != [3] }
+        for _ in 0..<5 {
+            let t0 = Lab.monoNowMs()
+            let r = lab.hactl(3, ["status", "--output", "json"])
+            XCTAssertEqual(r.code, 0, "hactl status on node3 while its corosync is stopped: \(r.err)")
+            XCTAssertLessThan(Lab.monoNowMs() - t0, 2000, "node3's loop is held by its stopped corosync")
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        XCTAssertFalse(try status(lab, 3).quorate)
+        kill(corosync, SIGCONT)
+        try lab.waitFor("node3 back as a quorate member", timeout: 40) { (try? self.status(lab, 3).quorate) ?? false }
+        XCTAssertEqual(lab.owners(of: Scenarios.vip).count, 1)
     }
 }
