@@ -27,9 +27,9 @@ struct vigil_cs {
     size_t queued;
 };
 
-// Beyond this many undelivered events the oldest messages would pile up without bound if Swift
-// stopped taking them; events are never dropped silently: the queue only grows while Swift
-// dispatches without draining, which it never does.
+// The queue holds what one dispatch delivered: Swift takes every event right after each
+// dispatch, so it never grows beyond one dispatch's worth. Only a failed allocation drops an
+// event (a message then counts as lost on the wire; a quorum notice is missed until the next).
 static item *push(vigil_cs *cs, int kind) {
     item *it = calloc(1, sizeof *it);
     if (!it) return NULL;
