@@ -24,7 +24,10 @@ public enum FuzzTargets {
         case "envelope": envelope(data)
         case "message": message(data)
         case "config": config(data)
-        case "netlink": _ = AddressManager.parseDump(data[...], seq: 7)
+        case "netlink":
+            // A dump's reply, and the same bytes read as address notifications.
+            _ = AddressManager.parseDump(data[...], seq: 7)
+            _ = AddressManager.parseRemovals(data[...])
         case "statefile": statefile(data)
         case "metadata": _ = AgentMetadata.parse(String(decoding: data, as: UTF8.self))
         case "engine": engine(data)
