@@ -98,19 +98,15 @@ public final class CorosyncClient {
 
     /// Dispatches what the CPG descriptor has. An error (Corosync stopped) ends the connection:
     /// `close` it and connect again later.
-    public func dispatchCPG() throws -> [Event] {
-        let h = try handle()
-        let e = vigil_cs_dispatch_cpg(h)
-        let events = take(h)
-        guard e == Self.ok || e == Self.tryAgain else { throw CSError(code: e, what: "cpg dispatch") }
-        return events
-    }
+    public func dispatchCPG() throws -> [Event] { try dispatch("cpg dispatch", vigil_cs_dispatch_cpg) }
 
-    public func dispatchQuorum() throws -> [Event] {
+    public func dispatchQuorum() throws -> [Event] { try dispatch("votequorum dispatch", vigil_cs_dispatch_quorum) }
+
+    private func dispatch(_ what: String, _ f: (OpaquePointer) -> Int32) throws -> [Event] {
         let h = try handle()
-        let e = vigil_cs_dispatch_quorum(h)
+        let e = f(h)
         let events = take(h)
-        guard e == Self.ok || e == Self.tryAgain else { throw CSError(code: e, what: "votequorum dispatch") }
+        guard e == Self.ok || e == Self.tryAgain else { throw CSError(code: e, what: what) }
         return events
     }
 

@@ -133,7 +133,6 @@ extension Daemon {
                 log.info("corosync-group members=\(names(members.map(\.node)).joined(separator: ",")) joined=\(names(joined).joined(separator: ",")) left=\(names(left.map(\.node)).joined(separator: ","))")
             case let .quorum(quorate, members):
                 log.info("corosync-quorum quorate=\(quorate) members=\(members.sorted().map(String.init).joined(separator: ","))")
-                corosyncQuorate = quorate
                 execute(engine.membershipQuorate(quorate, now: MonotonicClock.nowMs()))
             case let .ring(seq, members):
                 log.info("corosync-ring seq=\(seq) members=\(members.sorted().map(String.init).joined(separator: ","))")
@@ -149,7 +148,6 @@ extension Daemon {
         reactor.remove(fd: c.quorumFD)
         corosync = nil
         corosyncThread?.close(c)
-        corosyncQuorate = false
         corosyncRetryAt = MonotonicClock.nowMs() + 1000
         execute(engine.membershipQuorate(false, now: MonotonicClock.nowMs()))
     }
@@ -160,7 +158,7 @@ extension Daemon {
         guard cluster.membership == .corosync, let thread = corosyncThread else { return }
         if let why = thread.takeFailure() { corosyncLost(why) }
         if let c = corosync {
-            thread.flush(c)
+            if thread.sendsWaiting { thread.flush(c) }
             guard now >= corosyncLinksAt else { return }
             corosyncLinksAt = now + 1000
             thread.pollLinks(c, nodes: cluster.nodes.map(\.id.rawValue).filter { $0 != selfNode.id.rawValue })
@@ -217,6 +215,8 @@ final class CorosyncThread: Sendable {
     private let worker: Worker
     private struct State {
         var failure: String?
+        /// Sends Corosync's flow control holds back (retried at the shell rounds).
+        var waiting = 0
         var links: [UInt32: CorosyncClient.NodeLinks] = [:]
         var connection: Connection?
         var connecting = false
@@ -226,11 +226,11 @@ final class CorosyncThread: Sendable {
         case failed(String)
     }
     private let state = Mutex(State())
-    /// The client crosses to this thread and back; its queue of sends is touched only here,
-    /// its event buffer only by the loop's dispatch.
-    private final class Ref: @unchecked Sendable {
-        let client: CorosyncClient
-        init(_ c: CorosyncClient) { client = c }
+    /// Carries a value across threads: the client (its queue of sends is touched only here,
+    /// its event buffer only by the loop's dispatch) or a connection's result.
+    private final class Ref<T>: @unchecked Sendable {
+        let value: T
+        init(_ v: T) { value = v }
     }
 
     init() throws { worker = try Worker(name: "corosync") }
@@ -238,14 +238,28 @@ final class CorosyncThread: Sendable {
     func send(_ c: CorosyncClient, _ packet: [UInt8]) {
         let r = Ref(c)
         worker.submit { [self] in
-            do { try r.client.send(packet) } catch { state.withLock { $0.failure = $0.failure ?? "\(error)" } }
+            do {
+                try r.value.send(packet)
+            } catch {
+                state.withLock { $0.failure = $0.failure ?? "\(error)" }
+            }
+            let waiting = r.value.queuedSends
+            state.withLock { $0.waiting = waiting }
         }
     }
+
+    var sendsWaiting: Bool { state.withLock { $0.waiting > 0 } }
 
     func flush(_ c: CorosyncClient) {
         let r = Ref(c)
         worker.submit { [self] in
-            do { try r.client.flush() } catch { state.withLock { $0.failure = $0.failure ?? "\(error)" } }
+            do {
+                try r.value.flush()
+            } catch {
+                state.withLock { $0.failure = $0.failure ?? "\(error)" }
+            }
+            let waiting = r.value.queuedSends
+            state.withLock { $0.waiting = waiting }
         }
     }
 
@@ -253,7 +267,7 @@ final class CorosyncThread: Sendable {
         let r = Ref(c)
         worker.submit { [self] in
             var seen: [UInt32: CorosyncClient.NodeLinks] = [:]
-            for n in nodes { seen[n] = try? r.client.links(to: n) }
+            for n in nodes { seen[n] = try? r.value.links(to: n) }
             state.withLock { $0.links = seen }
         }
     }
@@ -271,7 +285,7 @@ final class CorosyncThread: Sendable {
     func close(_ c: CorosyncClient) {
         let r = Ref(c)
         state.withLock { $0.links = [:] }
-        worker.submit { r.client.close() }
+        worker.submit { r.value.close() }
     }
 
     /// Connects on this thread (one attempt at a time); `takeConnection` hands the result over.
@@ -294,17 +308,12 @@ final class CorosyncThread: Sendable {
             } catch {
                 result = .failed("\(error)")
             }
-            let ref = Ref2(result)
+            let ref = Ref(result)
             state.withLock { s in
                 s.connection = ref.value
                 s.connecting = false
             }
         }
-    }
-
-    private final class Ref2: @unchecked Sendable {
-        let value: Connection
-        init(_ v: Connection) { value = v }
     }
 
     func takeConnection() -> Connection? {

@@ -115,7 +115,7 @@ public final class Lab: @unchecked Sendable {
         let corosync = options.corosyncToken != nil
         var toml = """
             [cluster]
-            name = "lab"
+            name = "\(corosyncClusterName)"
             \(corosync ? "membership = \"corosync\"" : "")
             key_file = "\(keyPath)"
             state_dir = "\(workDir)/state-{node}"
@@ -179,10 +179,7 @@ public final class Lab: @unchecked Sendable {
             p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
                            "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\""] + daemon
         }
-        let logPath = logFile(i)
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        guard let fh = FileHandle(forWritingAtPath: logPath) else { throw LabError("cannot open \(logPath)") }
-        fh.seekToEndOfFile()
+        let fh = try appendingHandle(logFile(i))
         p.standardError = fh
         p.standardOutput = fh
         try p.run()
@@ -289,36 +286,6 @@ public final class Lab: @unchecked Sendable {
         return true
     }
 
-    public func setLinks(_ i: Int, up: Bool) throws {
-        for l in 0..<2 { try sh("ip", "-n", switchNS, "link", "set", hostVeth(i, l), up ? "up" : "down") }
-    }
-
-    /// Drops `percent` % of the frames between node ports on the given links, at random, in the
-    /// switch (nftables `numgen random` in the bridge family); 0 removes the rule. Client
-    /// traffic is never dropped.
-    public func setLoss(percent: Int, links: [Int] = [0, 1]) throws {
-        _ = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "delete", "table", "bridge", "vigil_loss"])
-        guard percent > 0 else { return }
-        let ports = links.flatMap { l in (1...options.nodes).map { "\"\(hostVeth($0, l))\"" } }.joined(separator: ", ")
-        let rules = """
-            table bridge vigil_loss {
-                chain forward {
-                    type filter hook forward priority 0; policy accept;
-                    iifname { \(ports) } oifname { \(ports) } numgen random mod 100 < \(percent) counter drop
-                }
-            }
-            """
-        let r = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "-f", "-"], stdin: rules)
-        guard r.code == 0 else { throw LabError("nft in \(switchNS) failed (\(r.code)): \(r.err)") }
-    }
-
-    /// Frames the loss rule dropped so far.
-    public func droppedFrames() -> Int {
-        let out = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "list", "table", "bridge", "vigil_loss"]).out
-        guard let r = out.range(of: "packets ") else { return 0 }
-        return Int(out[r.upperBound...].prefix { $0.isNumber }) ?? 0
-    }
-
     /// Stops (SIGSTOP) or resumes (SIGCONT) node `i`'s clusterd, leaving its network up.
     public func pause(_ i: Int, _ stop: Bool) {
         guard let pid = pids[i] else { return }
@@ -388,42 +355,6 @@ public final class Lab: @unchecked Sendable {
         if ProcessInfo.processInfo.environment["VIGIL_LAB_KEEP"] == nil {
             try? FileManager.default.removeItem(atPath: workDir)
         }
-    }
-
-    // MARK: commands
-
-    /// Runs a command found on PATH; throws with its error output when it fails.
-    @discardableResult
-    public func sh(_ args: String...) throws -> String {
-        let r = Lab.run("/usr/bin/env", args)
-        guard r.code == 0 else { throw LabError("\(args.joined(separator: " ")) failed (\(r.code)): \(r.err)") }
-        return r.out
-    }
-
-    public func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
-        Lab.run(path, args, stdin: stdin)
-    }
-
-    public static func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let o = Pipe()
-        let e = Pipe()
-        p.standardOutput = o
-        p.standardError = e
-        let i = Pipe()
-        p.standardInput = i
-        do {
-            try p.run()
-        } catch {
-            return (127, "", "\(error)")
-        }
-        if let stdin { i.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try? i.fileHandleForWriting.close()
-        let od = o.fileHandleForReading.readDataToEndOfFile()
-        let ed = e.fileHandleForReading.readDataToEndOfFile()
-        return (waitExit(p), String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
     }
 }
 

@@ -10,7 +10,8 @@ import Glibc
 extension Lab {
     public func corosyncConfPath(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).conf" }
     public func corosyncLog(_ i: Int) -> String { "\(workDir)/corosync-\(nodeName(i)).log" }
-    /// The same name as the lab's cluster file: a Vigil cluster on Corosync must be Corosync's cluster.
+    /// The lab's cluster name, in its cluster file and corosync.conf alike (a Vigil cluster on
+    /// Corosync must be Corosync's cluster).
     public var corosyncClusterName: String { "lab" }
 
     /// Writes every node's corosync.conf and the shared authkey. `token` in ms (nil or 0:
@@ -83,9 +84,7 @@ extension Lab {
                        "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock && exec /usr/sbin/corosync -f -c \"$0\"",
                        corosyncConfPath(i)]
         let out = workDir + "/corosync-\(nodeName(i)).out"
-        if !FileManager.default.fileExists(atPath: out) { _ = FileManager.default.createFile(atPath: out, contents: nil) }
-        guard let fh = FileHandle(forWritingAtPath: out) else { throw LabError("cannot open \(out)") }
-        fh.seekToEndOfFile()
+        let fh = try appendingHandle(out)
         p.standardOutput = fh
         p.standardError = fh
         try p.run()

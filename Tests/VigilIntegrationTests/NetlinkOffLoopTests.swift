@@ -79,6 +79,15 @@ final class NetlinkOffLoopTests: XCTestCase {
             """, file: "resources.toml", cluster: cluster)
     }
 
+    /// A loop, a stand-in netlink stalling `stall` s per call, and the two addresses defined.
+    func setUp(stall: Double) throws -> (Reactor, StallingNetlink, FloatingIPs) {
+        let reactor = try Reactor()
+        let nl = StallingNetlink(stall: stall)
+        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
+        ips.setDefinitions(try definitions())
+        return (reactor, nl, ips)
+    }
+
     struct Run {
         var maxGapMs: UInt64 = 0
         var outcomes: [[FloatingIPs.Outcome]] = []
@@ -110,10 +119,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     }
 
     func testTheLoopKeepsItsRhythmWhileNetlinkStalls() throws {
-        let reactor = try Reactor()
-        let nl = StallingNetlink(stall: 0.8)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
-        ips.setDefinitions(try definitions())
+        let (reactor, nl, ips) = try setUp(stall: 0.8)
         var asked = false
         let run = runLoop(ips, reactor: reactor, step: { _, run in
             if !asked {
@@ -138,10 +144,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     }
 
     func testNothingIsAddedOnceTheLeaseRanOutWhileTheRequestWaited() throws {
-        let reactor = try Reactor()
-        let nl = StallingNetlink(stall: 0.5)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
-        ips.setDefinitions(try definitions())
+        let (reactor, nl, ips) = try setUp(stall: 0.5)
         var asked = false
         let run = runLoop(ips, reactor: reactor, step: { _, _ in
             guard !asked else { return }
@@ -166,10 +169,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     /// The add itself is held by the kernel past the lease (and so past the guardian's sweep):
     /// the netlink thread takes it off again at once, and the start is reported failed.
     func testAnAddThatLandsAfterTheLeaseIsTakenOffAgain() throws {
-        let reactor = try Reactor()
-        let nl = StallingNetlink(stall: 0.4)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
-        ips.setDefinitions(try definitions())
+        let (reactor, nl, ips) = try setUp(stall: 0.4)
         var asked = false
         let run = runLoop(ips, reactor: reactor, step: { _, _ in
             guard !asked else { return }
@@ -186,10 +186,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     /// A removal that fails leaves the address counted as held (the guardian stays armed) and
     /// the stop reported failed; a later stop tries again.
     func testAFailedRemovalKeepsTheAddressHeld() throws {
-        let reactor = try Reactor()
-        let nl = StallingNetlink(stall: 0.05)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
-        ips.setDefinitions(try definitions())
+        let (reactor, nl, ips) = try setUp(stall: 0.05)
         var phase = 0
         let run = runLoop(ips, reactor: reactor, step: { _, run in
             switch phase {
@@ -217,10 +214,7 @@ final class NetlinkOffLoopTests: XCTestCase {
     }
 
     func testAStopWhileTheAddIsInFlightWinsAndTheDumpWaitsItsTurn() throws {
-        let reactor = try Reactor()
-        let nl = StallingNetlink(stall: 0.3)
-        let ips = try FloatingIPs(nodeName: "a", log: EventLog(node: "a"), reactor: reactor, backend: nl, watchEvents: false)
-        ips.setDefinitions(try definitions())
+        let (reactor, nl, ips) = try setUp(stall: 0.3)
         var phase = 0
         let run = runLoop(ips, reactor: reactor, step: { ms, run in
             switch phase {

@@ -1,0 +1,80 @@
+import Foundation
+import Glibc
+
+/// The lab's network faults (links down, random frame loss in the switch) and how it runs
+/// commands.
+extension Lab {
+    public func setLinks(_ i: Int, up: Bool) throws {
+        for l in 0..<2 { try sh("ip", "-n", switchNS, "link", "set", hostVeth(i, l), up ? "up" : "down") }
+    }
+
+    /// Drops `percent` % of the frames between node ports on the given links, at random, in the
+    /// switch (nftables `numgen random` in the bridge family); 0 removes the rule. Client
+    /// traffic is never dropped.
+    public func setLoss(percent: Int, links: [Int] = [0, 1]) throws {
+        _ = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "delete", "table", "bridge", "vigil_loss"])
+        guard percent > 0 else { return }
+        let ports = links.flatMap { l in (1...options.nodes).map { "\"\(hostVeth($0, l))\"" } }.joined(separator: ", ")
+        let rules = """
+            table bridge vigil_loss {
+                chain forward {
+                    type filter hook forward priority 0; policy accept;
+                    iifname { \(ports) } oifname { \(ports) } numgen random mod 100 < \(percent) counter drop
+                }
+            }
+            """
+        let r = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "-f", "-"], stdin: rules)
+        guard r.code == 0 else { throw LabError("nft in \(switchNS) failed (\(r.code)): \(r.err)") }
+    }
+
+    /// Frames the loss rule dropped so far.
+    public func droppedFrames() -> Int {
+        let out = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "list", "table", "bridge", "vigil_loss"]).out
+        guard let r = out.range(of: "packets ") else { return 0 }
+        return Int(out[r.upperBound...].prefix { $0.isNumber }) ?? 0
+    }
+
+    /// Opens (creating it) a log file for a daemon's output, positioned at its end.
+    func appendingHandle(_ path: String) throws -> FileHandle {
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let fh = FileHandle(forWritingAtPath: path) else { throw LabError("cannot open \(path)") }
+        fh.seekToEndOfFile()
+        return fh
+    }
+
+    // MARK: commands
+
+    /// Runs a command found on PATH; throws with its error output when it fails.
+    @discardableResult
+    public func sh(_ args: String...) throws -> String {
+        let r = Lab.run("/usr/bin/env", args)
+        guard r.code == 0 else { throw LabError("\(args.joined(separator: " ")) failed (\(r.code)): \(r.err)") }
+        return r.out
+    }
+
+    public func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        Lab.run(path, args, stdin: stdin)
+    }
+
+    public static func run(_ path: String, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let o = Pipe()
+        let e = Pipe()
+        p.standardOutput = o
+        p.standardError = e
+        let i = Pipe()
+        p.standardInput = i
+        do {
+            try p.run()
+        } catch {
+            return (127, "", "\(error)")
+        }
+        if let stdin { i.fileHandleForWriting.write(Data(stdin.utf8)) }
+        try? i.fileHandleForWriting.close()
+        let od = o.fileHandleForReading.readDataToEndOfFile()
+        let ed = e.fileHandleForReading.readDataToEndOfFile()
+        return (waitExit(p), String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+    }
+}
