@@ -62,6 +62,11 @@ public struct ClusterConfig: Sendable, Equatable {
     public var majority: Int { nodes.count / 2 + 1 }
     /// The nodes that may run resources (every node but the witnesses).
     public var dataNodes: [Node] { nodes.filter { $0.role == .data } }
+    /// Two nodes under Corosync: votequorum with corosync-qdevice decides which of the two keeps
+    /// quorum in a split, and fencing decides when what the other ran may move (README
+    /// "Two nodes under Corosync"). No majority of two can withdraw a lost node's lease, so
+    /// nothing a lost node ran moves before it is fenced or confirmed its release.
+    public var isCorosyncPair: Bool { membership == .corosync && nodes.count == 2 }
     public var witnesses: Set<NodeID> { Set(nodes.filter { $0.role == .witness }.map(\.id)) }
 
     public func node(named name: String) -> Node? { nodes.first { $0.name == name } }
@@ -278,12 +283,9 @@ extension ClusterConfig {
         }
         try top.finish()
         if nodes.isEmpty { throw ConfigError(file: file, message: "at least one [[node]] is required") }
-        if nodes.count == 2 && membership == .corosync {
-            throw ConfigError(
-                file: file, key: "node",
-                message: "a two-node cluster under Corosync needs a tiebreak that also bounds the other node's lease (fencing with two_node, or corosync-qdevice), which Vigil does not support yet: add a third node to both corosync.conf and this file")
-        }
-        if nodes.count == 2 {
+        // Under Corosync two nodes are a pair arbitrated by votequorum and corosync-qdevice, made
+        // safe by fencing (see `ClusterConfig.isCorosyncPair`); clusterd checks the quorum device.
+        if nodes.count == 2 && membership == .builtin {
             throw ConfigError(
                 file: file, key: "node",
                 message: "a two-node cluster cannot form a safe majority on its own: add a third [[node]] with role = \"witness\" (a vote without resources, on any third machine or VM), or a third data node")

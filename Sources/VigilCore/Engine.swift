@@ -81,6 +81,11 @@ public struct Engine: Sendable {
     /// The membership engine's verdict (Corosync: connected and quorate), always true with the
     /// built-in heartbeat: necessary for a lease, never sufficient (see `membershipQuorate`).
     public internal(set) var engineQuorate = true
+    /// When the membership engine last said quorate (this node's clock).
+    var engineQuorateSince: UInt64 = 0
+    /// A Corosync pair: the fence of the other node this node runs itself (EnginePair.swift).
+    var pairFence: FenceJob?
+    var pairFenceTarget: NodeID?
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0
@@ -216,6 +221,7 @@ public struct Engine: Sendable {
         self.membership = Membership(selfId: selfId, incarnation: incarnation, nodes: cluster.nodes.map { ($0.id, $0.name) },
                                      links: cluster.links.count, timeout: cluster.timing.timeout)
         nextHeartbeatAt = now
+        engineQuorateSince = now
     }
 
     func name(of id: NodeID) -> String { id == selfId ? selfName : (peers[id]?.name ?? "node\(id)") }
@@ -366,6 +372,7 @@ public struct Engine: Sendable {
         updateLeases(now: now, out: &out)
         updateVote(now: now, out: &out)
         updateCoordinator(now: now, out: &out)
+        if cluster.isCorosyncPair { updatePairFencing(now: now, out: &out) }
         // Placement runs when an input changed (see `CoordinatorOffice.dirty`), when a wait runs
         // out, and as a safety net every second while anything waits (ten once all is placed).
         if urgent { office?.dirty = true }

@@ -99,10 +99,14 @@ extension Engine {
         return mark.incarnation == (peers[z]?.incarnation ?? 0)
     }
 
+    /// In a Corosync pair every resource requires fencing: no majority can free what a lost
+    /// node ran (see `pairPeerLost`).
+    func requiresFencing(_ r: String) -> Bool { cluster.isCorosyncPair || resourceSet.options(r).requiresFencing }
+
     /// Whether `r` cannot start elsewhere before `z` is fenced (see the rules above).
     func needsFence(_ z: NodeID, for r: String, office o: CoordinatorOffice) -> Bool {
         // A witness runs nothing: never fenced for resources.
-        guard z != selfId, !witnesses.contains(z), resourceSet.options(r).requiresFencing, !isFenced(z) else { return false }
+        guard z != selfId, !witnesses.contains(z), requiresFencing(r), !isFenced(z) else { return false }
         let heard = peers[z].map { $0.heldSet.contains(r) || o.placement[r] == z }
         // Where no device reaches, the configuration keeps such resources away: only what the
         // node said it held (from before a change of configuration) waits, for `hactl fence confirm`.
@@ -220,6 +224,18 @@ extension Engine {
         var out: [Directive] = []
         var reason = detail
         var inc = peers[target]?.incarnation ?? 0
+        if var j = pairFence, j.running, pairFenceTarget == target {
+            j.running = false
+            reason = j.reason
+            inc = j.targetIncarnation
+            if ok {
+                pairFence = nil
+            } else {
+                j.lastError = detail
+                j.retryAt = now + Self.fenceBackoff(attempts: j.attempts)
+                pairFence = j
+            }
+        }
         if var o = office, var j = o.fencing[target] {
             office = nil
             j.running = false
@@ -301,6 +317,16 @@ extension Engine {
         var out: [Directive] = []
         guard let n = cluster.node(named: node) else {
             return [.reply(requestId: requestId, ok: false, version: resources.version, message: "'\(node)' is not a node of cluster '\(cluster.name)'")]
+        }
+        // A Corosync pair without a coordinator (the other node is lost and not fenced): the
+        // operator's word that it is off is taken here, by the quorate node.
+        if confirm, cluster.isCorosyncPair, !isCoordinator, engineQuorate, let p = pairPeerLost(), p.id == n.id, !isFenced(n.id) {
+            let rec = FenceRecord(target: n.name, targetIncarnation: p.incarnation, outcome: .confirmed,
+                                  device: "operator", by: selfName, reason: "confirmed off by an operator")
+            setMark(n.id, rec.targetIncarnation, now: now)
+            announce(rec, out: &out)
+            out.append(.reply(requestId: requestId, ok: true, version: resources.version, message: "\(n.name) recorded as fenced by an operator; what it ran is recovered here"))
+            return evaluate(now: now, out: &out)
         }
         if !forwardUnlessCoordinator(.fenceRequest(requestId: requestId, node: node, confirm: confirm), requestId: requestId, now: now, out: &out) {
             handleFenceRequest(requestId: requestId, origin: selfId, target: n.id, confirm: confirm, now: now, out: &out)

@@ -219,6 +219,7 @@ extension Engine {
         if monitorNext > now { consider(monitorNext) } else { for t in monitorDue.values { consider(t) } }
         for t in failureExpiry.values { consider(t) }
         consider(election.blockedUntil)
+        if cluster.isCorosyncPair, let t = pairFenceDue() { consider(t) }
         consider(election.termEnd)
         consider(leftoverGraceUntil)
         consider(ledger.quietUntil)

@@ -48,6 +48,7 @@ extension Engine {
     public mutating func membershipQuorate(_ quorate: Bool, now: UInt64) -> [Directive] {
         guard quorate != engineQuorate else { return [] }
         engineQuorate = quorate
+        if quorate { engineQuorateSince = now }
         urgent = true
         var out: [Directive] = []
         return evaluate(now: now, out: &out)
@@ -94,7 +95,13 @@ extension Engine {
             }
             urgent = true
         }
-        let end = ledger.leaseEnd(majority: cluster.majority)
+        var end = ledger.leaseEnd(majority: cluster.majority)
+        // A Corosync pair: votequorum (with its quorum device) says whether this node keeps
+        // running, and nothing of this node moves to the other before this node is fenced or
+        // confirmed its release (see EnginePair.swift), so the lease lasts while the loop runs.
+        if cluster.isCorosyncPair && engineQuorate {
+            end = max(end == UInt64.max ? 0 : end, now + ledger.params.promiseOnHolder)
+        }
         leaseUntil = !engineQuorate ? 0 : (end == UInt64.max ? end : end - min(end, timing.guardTime))
         // A withdrawn epoch can never be supported again: take a new one once nothing runs here.
         if ledger.currentEpochWithdrawn && local.isEmpty && now >= leaseUntil {

@@ -146,7 +146,12 @@ extension Engine {
                         return "\(name(of: b)) (to be fenced: \(j.running ? "fencing now" : "attempt \(j.attempts) failed\(j.lastError.map { ": \($0)" } ?? ""); retrying")))"
                     }
                     if gone.contains(b) { return "\(name(of: b)) (lost: must be fenced, and no fence device covers it)" }
-                    return isMember(b) ? name(of: b) : "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
+                    if isMember(b) { return name(of: b) }
+                    if cluster.isCorosyncPair {
+                        let covered = cluster.node(id: b).map { canFence($0.name) } ?? false
+                        return "\(name(of: b)) (lost: a two-node cluster moves nothing before the node is fenced\(covered ? "" : ", and no fence device covers it: hactl fence confirm NODE once it is off"))"
+                    }
+                    return "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"
                 }
                 reasons[r] = "waiting for \(names.joined(separator: ", ")) to release it"
                 waiting = true

@@ -57,7 +57,7 @@ extension Engine {
             }
             if !coordKnown && blockedNodes.isEmpty {
                 state = running.isEmpty ? "stopped" : "unknown"
-                detail = detail ?? "no quorum on this node"
+                detail = detail ?? pairWaitDetail(now: now) ?? "no quorum on this node"
             }
             let kind: String
             let what: String

@@ -24,6 +24,10 @@ public final class Lab: @unchecked Sendable {
         /// default; see LabCorosync.swift) and clusterd takes membership from it; nil: Vigil's
         /// own heartbeats.
         public var corosyncToken: Int? = nil
+        /// With `corosyncToken`: a `corosync-qnetd` in the client namespace and a
+        /// `corosync-qdevice` (model net, algorithm ffsplit, TLS off) beside every Corosync: the
+        /// tiebreak of a two-node Corosync cluster.
+        public var corosyncQDevice = false
         public init(binDir: String) { self.binDir = binDir }
     }
 
@@ -36,6 +40,9 @@ public final class Lab: @unchecked Sendable {
     public private(set) var pids: [Int: pid_t] = [:]
     /// Corosync daemons the lab started (see LabCorosync.swift), by node.
     var corosyncs: [Int: Process] = [:]
+    /// The qdevice daemons (by node) and the qnetd the lab started (see LabCorosync.swift).
+    var qdevices: [Int: Process] = [:]
+    var qnetd: Process?
     /// More arguments for one node's clusterd (the next time it is started).
     public var extraArguments: [Int: [String]] = [:]
     private var processes: [Int: Process] = [:]
@@ -169,6 +176,7 @@ public final class Lab: @unchecked Sendable {
         if options.corosyncToken != nil {
             // In the node's Corosync namespaces (its private /run holds the agents' state too).
             if corosyncPID(i) == nil { try startCorosync(i) }
+            if options.corosyncQDevice { try startQDevice(i) }
             let argv = try inCorosyncNamespaces(i, ["/bin/sh", "-c", "mkdir -p /run/resource-agents && exec \"$0\" \"$@\""] + daemon)
             p.executableURL = URL(fileURLWithPath: argv[0])
             p.arguments = Array(argv.dropFirst())
@@ -342,6 +350,12 @@ public final class Lab: @unchecked Sendable {
             Lab.reap(p.processIdentifier)
         }
         corosyncs = [:]
+        for p in Array(qdevices.values) + (qnetd.map { [$0] } ?? []) {
+            Glibc.kill(p.processIdentifier, SIGKILL)
+            Lab.reap(p.processIdentifier)
+        }
+        qdevices = [:]
+        qnetd = nil
         // What our daemons started inside our namespaces (agents, hooks, services) goes too.
         for n in namespaces {
             for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) {

@@ -59,7 +59,7 @@ extension Lab {
                 }
                 quorum {
                     provider: corosync_votequorum
-                }
+                \(options.corosyncQDevice ? Self.qdeviceSection : "")}
                 logging {
                     to_stderr: no
                     to_syslog: no
@@ -76,28 +76,71 @@ extension Lab {
         }
     }
 
-    /// Starts Corosync on node `i` in the foreground of its own mount namespace.
-    public func startCorosync(_ i: Int) throws {
+    /// The address and port of the lab's qnetd (in the client namespace, on link 0).
+    static let qnetdAddress = "198.18.0.100", qnetdPort = 5403
+    static let qdeviceSection = """
+            device {
+                votes: 1
+                model: net
+                net {
+                    tls: off
+                    host: \(qnetdAddress)
+                    port: \(qnetdPort)
+                    algorithm: ffsplit
+                }
+            }
+
+        """
+
+    /// Runs `command` (a shell line; `$0` is `arg`) in a mount namespace of its own with a
+    /// private `/run`, inside network namespace `netns`; output to `out`.
+    func startInPrivateRun(netns: String, command: String, arg: String, out: String, what: String, exe: String) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                       "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock && exec /usr/sbin/corosync -f -c \"$0\"",
-                       corosyncConfPath(i)]
-        let out = workDir + "/corosync-\(nodeName(i)).out"
+        p.arguments = ["netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                       "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock && exec " + command, arg]
         let fh = try appendingHandle(out)
         p.standardOutput = fh
         p.standardError = fh
         try p.run()
-        corosyncs[i] = p
-        // Only once the process is Corosync itself are its namespaces the node's: before that
+        // Only once the process is the daemon itself are its namespaces the node's: before that
         // it is `ip`, `unshare` or the shell, and `nsenter` would join a namespace of theirs
         // (the root one, at first).
         let pid = p.processIdentifier
-        try waitFor("corosync to start on \(nodeName(i))", timeout: 10) {
-            let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
-            return exe.hasSuffix("/corosync") || !p.isRunning
+        try waitFor("\(what) to start", timeout: 10) {
+            let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) ?? ""
+            return path.hasSuffix("/" + exe) || !p.isRunning
         }
-        guard p.isRunning else { throw LabError("corosync on \(nodeName(i)) exited at once: see \(out)") }
+        guard p.isRunning else { throw LabError("\(what) exited at once: see \(out)") }
+        return p
+    }
+
+    /// Starts the lab's `corosync-qnetd` (TLS off) in the client namespace, once.
+    public func startQNetd() throws {
+        guard qnetd == nil else { return }
+        qnetd = try startInPrivateRun(netns: clientNS, command: "/usr/bin/corosync-qnetd -f -s off -l \"$0\" -p \(Self.qnetdPort)",
+                                      arg: Self.qnetdAddress, out: workDir + "/qnetd.out", what: "corosync-qnetd", exe: "corosync-qnetd")
+    }
+
+    /// Starts `corosync-qdevice` beside node `i`'s Corosync (it reads its settings from cmap).
+    public func startQDevice(_ i: Int) throws {
+        try startQNetd()
+        if let p = qdevices[i], p.isRunning { return }
+        let argv = try inCorosyncNamespaces(i, ["/bin/sh", "-c", "mkdir -p /run/corosync-qdevice && exec /usr/sbin/corosync-qdevice -f -d"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: argv[0])
+        p.arguments = Array(argv.dropFirst())
+        let fh = try appendingHandle(workDir + "/qdevice-\(nodeName(i)).out")
+        p.standardOutput = fh
+        p.standardError = fh
+        try p.run()
+        qdevices[i] = p
+    }
+
+    /// Starts Corosync on node `i` in the foreground of its own mount namespace.
+    public func startCorosync(_ i: Int) throws {
+        corosyncs[i] = try startInPrivateRun(netns: ns(i), command: "/usr/sbin/corosync -f -c \"$0\"", arg: corosyncConfPath(i),
+                                             out: workDir + "/corosync-\(nodeName(i)).out", what: "corosync on \(nodeName(i))", exe: "corosync")
     }
 
     /// The PID of node `i`'s Corosync (the shell execs it), if it runs.

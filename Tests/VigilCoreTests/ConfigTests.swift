@@ -152,7 +152,11 @@ final class ClusterConfigTests: XCTestCase {
         expectError(corosync + "\nrole = \"witness\"\n", key: "node[2].role", "votequorum")
         expectError(corosync.replacingOccurrences(of: "\"corosync\"", with: "\"pacemaker\""), key: "cluster.membership", "builtin, corosync")
         let two = corosync.components(separatedBy: "[[node]]").prefix(3).joined(separator: "[[node]]")
-        expectError(two, key: "node", "two-node cluster under Corosync")
+        // Two nodes under Corosync are a pair (votequorum + qdevice decide, fencing moves).
+        let pair = try ClusterConfig.parse(two, file: "f")
+        XCTAssertTrue(pair.isCorosyncPair)
+        XCTAssertEqual(pair.majority, 2)
+        XCTAssertFalse(c.isCorosyncPair)
     }
 
     func testTwoNodeClusterIsRefusedPointingAtTheWitness() {
