@@ -221,6 +221,29 @@ static int copy_string(cmap_handle_t h, const char *key, char *buf, size_t cap) 
     return CS_OK;
 }
 
+int vigil_cs_cmap_string(vigil_cs *cs, const char *key, char *buf, size_t cap) { return copy_string(cs->cmap, key, buf, cap); }
+
+int vigil_cs_cmap_int(vigil_cs *cs, const char *key, int64_t *value) {
+    union { int8_t i8; uint8_t u8; int16_t i16; uint16_t u16; int32_t i32; uint32_t u32; int64_t i64; uint64_t u64; } v;
+    size_t len = sizeof v;
+    cmap_value_types_t type;
+    memset(&v, 0, sizeof v);
+    cs_error_t e = cmap_get(cs->cmap, key, &v, &len, &type);
+    if (e != CS_OK) return e;
+    switch (type) {
+    case CMAP_VALUETYPE_INT8: *value = v.i8; break;
+    case CMAP_VALUETYPE_UINT8: *value = v.u8; break;
+    case CMAP_VALUETYPE_INT16: *value = v.i16; break;
+    case CMAP_VALUETYPE_UINT16: *value = v.u16; break;
+    case CMAP_VALUETYPE_INT32: *value = v.i32; break;
+    case CMAP_VALUETYPE_UINT32: *value = v.u32; break;
+    case CMAP_VALUETYPE_INT64: *value = v.i64; break;
+    case CMAP_VALUETYPE_UINT64: *value = (int64_t)v.u64; break;
+    default: return CS_ERR_INVALID_PARAM;
+    }
+    return CS_OK;
+}
+
 int vigil_cs_cluster_name(vigil_cs *cs, char *buf, size_t cap) { return copy_string(cs->cmap, "totem.cluster_name", buf, cap); }
 
 int vigil_cs_node_name(vigil_cs *cs, uint32_t nodeid, char *buf, size_t cap) {

@@ -52,6 +52,8 @@ public final class CorosyncClient {
     }
 
     public static let ok: Int32 = 1
+    /// CS_ERR_NOT_EXIST.
+    public static let notExist: Int32 = 12
     public static let tryAgain: Int32 = 6
     /// The largest message this shell sends or delivers whole.
     public static let maxMessage = 65536
@@ -219,6 +221,24 @@ public final class CorosyncClient {
         let e = vigil_cs_cmap_u32(try handle(), key, &v)
         guard e == Self.ok else { throw CSError(code: e, what: "cmap \(key)") }
         return v
+    }
+
+    /// A cmap integer of any width, or nil when the key does not exist.
+    public func cmapInteger(_ key: String) throws -> Int64? {
+        var v: Int64 = 0
+        let e = vigil_cs_cmap_int(try handle(), key, &v)
+        if e == Self.notExist { return nil }
+        guard e == Self.ok else { throw CSError(code: e, what: "cmap \(key)") }
+        return v
+    }
+
+    /// A cmap string, or nil when the key does not exist.
+    public func cmapString(_ key: String) throws -> String? {
+        do {
+            return try string("cmap \(key)") { vigil_cs_cmap_string($0, key, $1, $2) }
+        } catch let e as CSError where e.code == Self.notExist {
+            return nil
+        }
     }
 
     public struct NodeLinks: Equatable, Sendable {

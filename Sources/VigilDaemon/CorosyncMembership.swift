@@ -79,9 +79,22 @@ extension Daemon {
                 throw SystemError("corosync calls node \(n.id) '\(theirs)', the cluster file '\(n.name)': use the same names", errno: EINVAL)
             }
         }
+        if cluster.isCorosyncPair { try checkPairQuorum(c) }
         let token = UInt64(try c.cmapValue("runtime.config.totem.token"))
         let consensus = UInt64(try c.cmapValue("runtime.config.totem.consensus"))
         return CorosyncTiming(token: token, consensus: consensus)
+    }
+
+    /// Two nodes: votequorum must let one of them keep quorum when the other is gone, through
+    /// corosync-qdevice (the tiebreak: one side of a split) or `two_node: 1` (both sides stay
+    /// quorate, and the fence race decides). With neither, the survivor of any failure loses
+    /// quorum and stops everything: refused, naming both ways.
+    static func checkPairQuorum(_ c: CorosyncClient) throws {
+        let model = try c.cmapString("quorum.device.model")
+        let twoNode = try c.cmapInteger("quorum.two_node") ?? 0
+        guard model != nil || twoNode != 0 else {
+            throw SystemError("a two-node cluster under Corosync needs a tiebreak in corosync.conf: a quorum device (quorum { device { model: net ... } } with corosync-qdevice here and corosync-qnetd on a third machine), or two_node: 1 (both nodes stay quorate in a split and fencing decides); with neither, the node that survives a failure loses quorum and stops everything", errno: EINVAL)
+        }
     }
 
     /// What a lease under Corosync should be: token + consensus and a margin for what can hold

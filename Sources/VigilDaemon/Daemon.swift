@@ -80,6 +80,9 @@ public final class Daemon {
             let (c, t) = try Self.connectCorosyncAtStart(cluster, setup.node, log: log)
             cluster.timing = try Self.corosyncTiming(cluster, t)
             log.info("corosync membership: cluster \(cluster.name), token \(t.token) ms, consensus \(t.consensus) ms; lease \(cluster.timing.lease) ms")
+            if cluster.isCorosyncPair {
+                log.info("two-node cluster: nothing a lost node ran moves before it is fenced (every resource requires fencing); [[fence]] devices must cover both nodes")
+            }
             corosyncAtStart = c
             corosyncThread = try CorosyncThread()
         }

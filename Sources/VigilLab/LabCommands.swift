@@ -27,6 +27,25 @@ extension Lab {
         guard r.code == 0 else { throw LabError("nft in \(switchNS) failed (\(r.code)): \(r.err)") }
     }
 
+    /// Cuts every frame between the nodes of group `a` and those of group `b`, on both links, in
+    /// the switch (the client still reaches all of them); nil lifts the cut.
+    public func setSplit(_ groups: ([Int], [Int])?) throws {
+        _ = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "delete", "table", "bridge", "vigil_split"])
+        guard let (a, b) = groups else { return }
+        func ports(_ g: [Int]) -> String { g.flatMap { i in (0..<2).map { "\"\(hostVeth(i, $0))\"" } }.joined(separator: ", ") }
+        let rules = """
+            table bridge vigil_split {
+                chain forward {
+                    type filter hook forward priority -10; policy accept;
+                    iifname { \(ports(a)) } oifname { \(ports(b)) } counter drop
+                    iifname { \(ports(b)) } oifname { \(ports(a)) } counter drop
+                }
+            }
+            """
+        let r = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "-f", "-"], stdin: rules)
+        guard r.code == 0 else { throw LabError("nft in \(switchNS) failed (\(r.code)): \(r.err)") }
+    }
+
     /// Frames the loss rule dropped so far.
     public func droppedFrames() -> Int {
         let out = Lab.run("/usr/sbin/ip", ["netns", "exec", switchNS, "nft", "list", "table", "bridge", "vigil_loss"]).out

@@ -69,6 +69,11 @@ extension Lab {
                 }
                 system {
                     state_dir: \(state)
+                    # No real-time scheduling in the lab: Corosync asks for SCHED_RR 99, and two of
+                    # them on a 2-core machine, busy through a membership change while a quorum
+                    # device answers, starve every other lab process (clusterd, the guardians) for
+                    # seconds, which real nodes, each with CPUs of their own, would not see.
+                    sched_rr: no
                 }
 
                 """
@@ -81,6 +86,10 @@ extension Lab {
     static let qdeviceSection = """
             device {
                 votes: 1
+                # Shorter than the defaults (10 s, 30 s): a ring change waits for the device's
+                # vote, and Corosync 3.1 spins a CPU while it waits.
+                timeout: 3000
+                sync_timeout: 6000
                 model: net
                 net {
                     tls: off
@@ -97,8 +106,13 @@ extension Lab {
     func startInPrivateRun(netns: String, command: String, arg: String, out: String, what: String, exe: String) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        // The machine's /run/netns stays visible under the private /run (carried over with
+        // --rbind: each namespace is a mount of its own), so the lab's fence agent, which
+        // clusterd runs in here, finds the namespaces it powers off.
+        let view = workDir + "/netns-view-\(Lab.nextSerial())"
         p.arguments = ["netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                       "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock && exec " + command, arg]
+                       "mkdir -p \"$1\" && mount --rbind /run/netns \"$1\" && mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/lock /run/netns && mount --move \"$1\" /run/netns && exec " + command,
+                       arg, view]
         let fh = try appendingHandle(out)
         p.standardOutput = fh
         p.standardError = fh
@@ -122,11 +136,12 @@ extension Lab {
                                       arg: Self.qnetdAddress, out: workDir + "/qnetd.out", what: "corosync-qnetd", exe: "corosync-qnetd")
     }
 
-    /// Starts `corosync-qdevice` beside node `i`'s Corosync (it reads its settings from cmap).
+    /// Starts `corosync-qdevice` beside node `i`'s Corosync (it reads its settings from cmap),
+    /// once that Corosync answers (within 30 s).
     public func startQDevice(_ i: Int) throws {
         try startQNetd()
         if let p = qdevices[i], p.isRunning { return }
-        let argv = try inCorosyncNamespaces(i, ["/bin/sh", "-c", "mkdir -p /run/corosync-qdevice && exec /usr/sbin/corosync-qdevice -f -d"])
+        let argv = try inCorosyncNamespaces(i, ["/bin/sh", "-c", "mkdir -p /run/corosync-qdevice; i=0; until /usr/sbin/corosync-cmapctl totem.cluster_name >/dev/null 2>&1 || [ $i -ge 300 ]; do sleep 0.1; i=$((i+1)); done; exec /usr/sbin/corosync-qdevice -f -d"])
         let p = Process()
         p.executableURL = URL(fileURLWithPath: argv[0])
         p.arguments = Array(argv.dropFirst())

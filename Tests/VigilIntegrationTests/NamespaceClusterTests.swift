@@ -22,7 +22,7 @@ class NamespaceTestCase: XCTestCase {
         return root + "/.build/debug"
     }
 
-    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = [], corosyncToken: Int? = nil) throws -> Lab {
+    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = [], corosyncToken: Int? = nil, nodes: Int = 3, qdevice: Bool = false) throws -> Lab {
         if geteuid() != 0 {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("namespace tests need root and CI=true: refusing to skip")
@@ -38,6 +38,8 @@ class NamespaceTestCase: XCTestCase {
         opts.heartbeatLinks = heartbeatLinks
         opts.witnesses = witnesses
         opts.corosyncToken = corosyncToken
+        opts.nodes = nodes
+        opts.corosyncQDevice = qdevice
         let l = try Lab(opts)
         lab = l
         return l

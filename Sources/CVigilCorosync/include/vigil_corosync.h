@@ -56,6 +56,10 @@ int vigil_cs_quorum_info(vigil_cs *cs, uint32_t *quorate, uint32_t *expected, ui
 int vigil_cs_node_name(vigil_cs *cs, uint32_t nodeid, char *buf, size_t cap);
 // cmap: an unsigned value (e.g. runtime.config.totem.token).
 int vigil_cs_cmap_u32(vigil_cs *cs, const char *key, uint32_t *value);
+// cmap: any integer value (of whatever width corosync stored it), as a signed 64-bit number.
+int vigil_cs_cmap_int(vigil_cs *cs, const char *key, int64_t *value);
+// cmap: a string value, copied into buf (truncated to cap - 1 bytes).
+int vigil_cs_cmap_string(vigil_cs *cs, const char *key, char *buf, size_t cap);
 // cmap: the cluster name (totem.cluster_name).
 int vigil_cs_cluster_name(vigil_cs *cs, char *buf, size_t cap);
 // cfg: knet link status towards `nodeid`: reachable, and per link configured/connected
