@@ -41,6 +41,10 @@ public enum StatusFormatter {
             out.append("")
             for x in f { out.append("FENCING: \(x.node) \(x.state)\(x.detail.map { " — \($0)" } ?? "")") }
         }
+        if let cs = s.constraints {
+            out.append("")
+            for c in cs { out.append("CONSTRAINT: \(c)") }
+        }
         if let devs = s.fenceDevices {
             out.append("")
             var r = [["FENCE DEVICE", "AGENT", "NODES", "MONITOR"]]

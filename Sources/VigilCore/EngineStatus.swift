@@ -74,12 +74,15 @@ extension Engine {
             res.append(item)
         }
         let coordinator: String? = isCoordinator ? selfName : authority.map { name(of: $0) }
-        return ClusterStatus(
+        var st = ClusterStatus(
             cluster: cluster.name, localNode: selfName, quorate: now < leaseUntil,
             votesForLocal: votesForSelf, majority: cluster.majority, coordinator: coordinator,
             localIsCoordinator: isCoordinator, leaseRemainingMs: leaseUntil > now ? (leaseUntil == UInt64.max ? nil : leaseUntil - now) : 0,
             noQuorumPolicy: cluster.noQuorumPolicy.rawValue, configVersion: resources.version,
             nodes: nodes, resources: res, counters: .init(), incompatiblePeers: [])
+        let moves = resourceSet.operatorConstraints.map(\.summary)
+        st.constraints = moves.isEmpty ? nil : moves
+        return st
     }
 }
 

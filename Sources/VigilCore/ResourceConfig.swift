@@ -83,6 +83,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public var options: [String: ResourceOptions] = [:]
     /// Every resource name in file order.
     public internal(set) var names: [String] = []
+    /// Location constraints `hactl move` and `ban` added (see Constraints.swift).
+    public internal(set) var operatorConstraints: [OperatorConstraint] = []
 
     public init(ips: [FloatingIP] = []) {
         self.ips = ips
@@ -314,6 +316,18 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             let node = try t.requiredString("node")
             guard nodeNames.contains(node) else { throw t.error("node", notANode(node)) }
             let score = try readScore(&t)
+            if let origin = try t.string("origin") {
+                guard let kind = OperatorConstraint.Kind(rawValue: String(origin.dropFirst(6))), origin.hasPrefix("hactl "),
+                      score == (kind == .move ? Score.infinity : -Score.infinity) else {
+                    throw t.error("origin", "'\(origin)' is not an origin hactl writes (\"hactl move\" with score \"inf\", \"hactl ban\" with \"-inf\")")
+                }
+                var expires: UInt64?
+                if let e = try t.string("expires") {
+                    guard let ms = WallTime.parse(e) else { throw t.error("expires", "'\(e)' is not a UTC time as YYYY-MM-DDTHH:MM:SSZ") }
+                    expires = ms
+                }
+                set.operatorConstraints.append(OperatorConstraint(kind: kind, resource: r, node: node, expiresMs: expires))
+            }
             try t.finish()
             for m in set.group(named: r)?.members ?? [r] {
                 set.options[m, default: ResourceOptions()].locations[node] = score

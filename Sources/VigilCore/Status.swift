@@ -72,6 +72,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var fencing: [FenceState]? = nil
     /// Fence devices and this node's last monitor of each; absent: no devices.
     public var fenceDevices: [FenceDeviceState]? = nil
+    /// What `hactl move` and `ban` added (one line each); absent: none.
+    public var constraints: [String]? = nil
 
     public struct FenceState: Codable, Sendable, Equatable {
         public var node: String

@@ -47,6 +47,11 @@ public final class Daemon {
     let fencer: Fencer
     var ipc: IPCServer?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
+    /// What a `hactl move`/`ban`/`clear` is told once its change is committed, by request.
+    var constraintMessages: [UInt64: String] = [:]
+    /// The coordinator's own change that drops ended constraints, while it is under way.
+    var expiryRequest: UInt64?
+    var nextExpiryCheck: UInt64 = 0
     var nextRequestId: UInt64 = 1
     var leavingSince: UInt64?
     var heldBeforeLeaving: Set<String> = []
@@ -242,6 +247,7 @@ public final class Daemon {
         nextShellRound = now + shellPeriodMs
         executor.reap()
         corosyncTick(now: now)
+        expireConstraints(now: now)
         hooks.tick()
         fencer.reap()
         if !engine.isWitness { fencer.monitorDevices(engine.resourceSet.fencing.devices, now: now) }

@@ -82,8 +82,14 @@ extension Daemon {
                 // What runs with a changed definition is restarted by the engine (stop, then start).
                 ips.setDefinitions(set)
             case .reply(let id, let ok, let version, let message):
+                let told = constraintMessages.removeValue(forKey: id)
+                if id == expiryRequest {
+                    expiryRequest = nil
+                    if !ok { log.warning("ended hactl constraints not removed: \(message)") }
+                }
                 if let conn = pendingReplies.removeValue(forKey: id) {
-                    ipc?.respond(IPCResponse(ok: ok, message: message, configVersion: version), to: conn)
+                    let text = ok ? told.map { "\($0) (configuration version \(version))" } ?? message : message
+                    ipc?.respond(IPCResponse(ok: ok, message: text, configVersion: version), to: conn)
                 }
             case .event(let e):
                 log.info(e.description)

@@ -94,6 +94,8 @@ extension Daemon {
             pendingReplies[id] = conn
             execute(engine.proposeStandby(requestId: id, node: node, on: req.command == .standby, now: now))
             return .later
+        case .move, .ban, .clear:
+            return constraintRequest(req, conn, now: now)
         case .apply:
             guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
             let id = nextRequestId

@@ -14,12 +14,25 @@ public struct IPCRequest: Codable, Sendable {
         /// An operator says a node is off (text: node name).
         case fenceConfirm = "fence-confirm"
         case fenceHistory = "fence-history"
+        /// Planned moves: `resource`, `node` (optional for move), `lifetimeMs`.
+        case move
+        case ban
+        case clear
     }
     public var command: Command
     public var text: String?
+    public var resource: String? = nil
+    public var node: String? = nil
+    public var lifetimeMs: UInt64? = nil
     public init(command: Command, text: String? = nil) {
         self.command = command
         self.text = text
+    }
+    public init(command: Command, resource: String, node: String?, lifetimeMs: UInt64?) {
+        self.command = command
+        self.resource = resource
+        self.node = node
+        self.lifetimeMs = lifetimeMs
     }
     /// Commands that change the cluster: root or the admin group only.
     public var isChange: Bool { command != .status && command != .configShow && command != .fenceHistory }

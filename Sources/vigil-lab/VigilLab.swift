@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, CorosyncProbe.self, Flood.self, CoreBench.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, CorosyncProbe.self, Flood.self, CoreBench.self, Switchover.self])
 }
 
 struct Common: ParsableArguments {
@@ -291,4 +291,23 @@ func ipv4Target(_ address: String, port: UInt16) throws -> sockaddr_in {
     sin.sin_port = port.bigEndian
     guard inet_pton(AF_INET, address, &sin.sin_addr) == 1 else { throw ValidationError("bad IPv4 address \(address)") }
     return sin
+}
+
+struct Switchover: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move the floating IP back and forth with 'hactl move --wait' while a client pings it every 10 ms; print the longest gap per move.")
+    @OptionGroup var common: Common
+    @Option(help: "Number of planned moves.")
+    var runs: Int = 10
+
+    func run() throws {
+        try common.requireRoot()
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs 1...1000") }
+        let lab = try Lab(Lab.Options(binDir: common.binDir))
+        defer { lab.teardown() }
+        let r = try Scenarios.switchover(lab: lab, runs: runs) { print("  " + $0) }
+        let s = r.gapsMs.sorted()
+        func f(_ v: Double) -> String { String(format: "%.0f", v) }
+        print("switchover_gap_ms min=\(f(s.first ?? 0)) median=\(f(s[s.count / 2])) max=\(f(s.last ?? 0)) runs=\(s.count)")
+    }
 }
