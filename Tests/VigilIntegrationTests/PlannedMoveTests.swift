@@ -96,6 +96,15 @@ final class PlannedMoveTests: NamespaceTestCase {
         XCTAssertNotNil(ipAt)
         XCTAssertNotNil(dbAt)
         if let a = ipAt, let b = dbAt { XCTAssertLessThan(a, b, "db started before its address") }
+        // The constraint outlives the coordinator (node1 killed) and a restart of node1.
+        lab.kill(1)
+        try lab.waitFor("a new coordinator", timeout: 15) { (try? self.status(lab, 2))?.localIsCoordinator ?? false }
+        XCTAssertEqual(try status(lab, 2).constraints, ["dbsvc prefers node2 (hactl move, until hactl clear dbsvc)"])
+        try lab.startNode(1)
+        try lab.waitFor("node1 back and quorate", timeout: 20) { (try? self.status(lab, 1))?.quorate ?? false }
+        XCTAssertEqual(try status(lab, 1).constraints, ["dbsvc prefers node2 (hactl move, until hactl clear dbsvc)"])
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertEqual(try status(lab, 1).resources.first { $0.name == "db" }?.runningOn, ["node2"], "the group left node2")
         // A ban for three seconds: it moves away from node1 ... and the ban ends by itself.
         XCTAssertEqual(lab.hactl(1, ["clear", "db"]).code, 0)
         let b = lab.hactl(1, ["ban", "web-ip", "node1", "--lifetime", "3s", "--wait", "15"])
