@@ -41,6 +41,10 @@ public enum StatusFormatter {
             out.append("")
             for x in f { out.append("FENCING: \(x.node) \(x.state)\(x.detail.map { " — \($0)" } ?? "")") }
         }
+        if s.maintenance == true {
+            out.insert("MAINTENANCE: the cluster is in maintenance: nothing is started, stopped or recovered (hactl maintenance off)", at: 0)
+        }
+        for u in s.unmanaged ?? [] { out.append("UNMANAGED: \(u) is monitored, never acted on (hactl manage \(u))") }
         if let cs = s.constraints {
             out.append("")
             for c in cs { out.append("CONSTRAINT: \(c)") }

@@ -52,7 +52,7 @@ public enum ConstraintEdit {
 
     public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         public var description: String
-        init(_ d: String) { description = d }
+        public init(_ d: String) { description = d }
     }
 
     /// The resources text with the request applied. `runningOn`: where the resource (or its
@@ -118,45 +118,53 @@ public enum ConstraintEdit {
         return (out, ended)
     }
 
-    static func appending(_ c: OperatorConstraint, to text: String) -> String {
-        var t = text
-        if !t.isEmpty && !t.hasSuffix("\n") { t += "\n" }
-        if !t.isEmpty && !t.hasSuffix("\n\n") { t += "\n" }
-        return t + c.table()
-    }
+    static func appending(_ c: OperatorConstraint, to text: String) -> String { appendingBlock(c.table(), to: text) }
 
     /// Removes the `[[location]]` tables hactl added for `resource` (on `node`, if given), with
     /// the comment line above each. Returns the text and how many tables went.
     static func removing(resource: String, node: String? = nil, from text: String) -> (text: String, removed: Int) {
+        removingTables(header: "[[location]]", from: text) { body in
+            (body["origin"] ?? "").hasPrefix("hactl ") && body["resource"] == resource && (node == nil || body["node"] == node)
+        }
+    }
+
+    static func appendingBlock(_ block: String, to text: String) -> String {
+        var t = text
+        if !t.isEmpty && !t.hasSuffix("\n") { t += "\n" }
+        if !t.isEmpty && !t.hasSuffix("\n\n") { t += "\n" }
+        return t + block
+    }
+
+    /// Removes every table `header` whose string keys satisfy `matches`, with a `# hactl ...`
+    /// comment line right above it. Returns the text and how many tables went.
+    static func removingTables(header: String, from text: String, matches: ([String: String]) -> Bool) -> (text: String, removed: Int) {
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var keep = [Bool](repeating: true, count: lines.count)
         var removed = 0
-        var i = 0
         func trim<S: StringProtocol>(_ s: S) -> Substring {
             var t = Substring(s)
             while let f = t.first, f == " " || f == "\t" { t.removeFirst() }
             while let l = t.last, l == " " || l == "\t" || l == "\r" { t.removeLast() }
             return t
         }
-        func value(_ line: String, _ key: String) -> String? {
-            let t = trim(line)
-            guard t.hasPrefix(key) else { return nil }
-            let rest = trim(t.dropFirst(key.count))
-            guard rest.hasPrefix("=") else { return nil }
-            let v = trim(rest.dropFirst())
-            guard v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") else { return nil }
-            return String(v.dropFirst().dropLast())
+        /// `key = "value"` lines of a table body.
+        func strings(_ body: ArraySlice<String>) -> [String: String] {
+            var out: [String: String] = [:]
+            for line in body {
+                let t = trim(line)
+                guard let eq = t.firstIndex(of: "=") else { continue }
+                let k = trim(t[..<eq]), v = trim(t[t.index(after: eq)...])
+                guard v.count >= 2, v.hasPrefix("\""), v.hasSuffix("\"") else { continue }
+                out[String(k)] = String(v.dropFirst().dropLast())
+            }
+            return out
         }
-        func isHeader(_ line: String) -> Bool { trim(line).hasPrefix("[") }
+        var i = 0
         while i < lines.count {
-            guard trim(lines[i]) == "[[location]]" else { i += 1; continue }
+            guard trim(lines[i]) == header else { i += 1; continue }
             var end = i + 1
-            while end < lines.count && !isHeader(lines[end]) { end += 1 }
-            let body = lines[(i + 1)..<end]
-            let origin = body.compactMap { value($0, "origin") }.first ?? ""
-            let r = body.compactMap { value($0, "resource") }.first
-            let n = body.compactMap { value($0, "node") }.first
-            if origin.hasPrefix("hactl "), r == resource, node == nil || n == node {
+            while end < lines.count && !trim(lines[end]).hasPrefix("[") { end += 1 }
+            if matches(strings(lines[(i + 1)..<end])) {
                 for k in i..<end { keep[k] = false }
                 if i > 0 && lines[i - 1].hasPrefix("# hactl ") { keep[i - 1] = false }
                 removed += 1

@@ -157,8 +157,9 @@ extension Engine {
 
     /// True once every resource this node ran is reported running elsewhere (or nobody can run it).
     public func handoverComplete(previouslyHeld: Set<String>) -> Bool {
-        guard held.isEmpty else { return false }
-        for r in previouslyHeld where resourceSet.names.contains(r) {
+        // What maintenance or unmanage leaves alone stays here: no hand-over to wait for.
+        guard held.allSatisfy({ resourceSet.isFrozen($0) }) else { return false }
+        for r in previouslyHeld where resourceSet.names.contains(r) && !resourceSet.isFrozen(r) {
             let elsewhere = peers.values.contains { $0.member && $0.heldSet.contains(r) }
             let eligibleExists = peers.values.contains { $0.member && !($0.report?.leaving ?? false) && !($0.report?.failed.contains(r) ?? false) }
             if !elsewhere && eligibleExists { return false }
@@ -230,6 +231,11 @@ extension Engine {
         } else {
             desired = []
         }
+        // Maintenance and unmanaged resources: what runs here keeps running (also without a
+        // lease, while leaving, after a failure), and nothing of them starts.
+        if resourceSet.maintenance || !resourceSet.unmanaged.isEmpty {
+            desired = desired.filter { !resourceSet.isFrozen($0) }.union(heldNow.filter { resourceSet.isFrozen($0) })
+        }
         // Nothing new starts here while a probe here may still find it, or a relative, running.
         if !probePending.isEmpty {
             let probing = Set(probePending.map { resourceSet.component(of: $0) })
@@ -250,6 +256,7 @@ extension Engine {
                 }
             }
         }
+        toStop = toStop.filter { !resourceSet.isFrozen($0) }
         for r in unknown + order.reversed() where toStop.contains(r) {
             // Dependents here stop first (a blocked dependent keeps it running).
             if resourceSet.dependents(of: r).contains(where: { local[$0] != nil }) { continue }

@@ -79,7 +79,10 @@ extension Engine {
         // Only what the running instance is made of counts: the address and its interface here, the
         // agent and its parameters. Placement settings (preferences, stickiness, announcements)
         // change where or how, not what, and restart nothing.
-        for r in held where local[r] == .started || local[r] == .starting {
+        // Leaving maintenance (or managing a resource again): probe what we do not run, again,
+        // before anything starts (what we run, its monitor checks).
+        for a in new.agents where old.isFrozen(a.name) && !new.isFrozen(a.name) { probeIssued.remove(a.name) }
+        for r in held where (local[r] == .started || local[r] == .starting) && !new.isFrozen(r) {
             var changed = false
             if let o = old.ip(named: r), let n = new.ip(named: r) {
                 changed = o.prefix != n.prefix || o.interface(on: selfName) != n.interface(on: selfName)

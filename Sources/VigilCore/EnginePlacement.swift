@@ -109,6 +109,17 @@ extension Engine {
         let holdersAlive = holdersByResource(among: alive)
         for r in resourceSet.startOrder {
             let holders = holdersAlive[r] ?? []
+            // Maintenance, unmanaged: left where it runs (by one node), moved nowhere.
+            if resourceSet.isFrozen(r) {
+                let pin: NodeID? = holders.count == 1 ? holders[0] : nil
+                if o.placement[r] != pin {
+                    o.placement[r] = pin
+                    changed = true
+                }
+                o.failovers[r] = nil
+                reasons[r] = resourceSet.maintenance ? "cluster in maintenance: left as it is" : "unmanaged: left as it is"
+                continue
+            }
             let target = plan.placement[r]
             if let c = o.placement[r], c != target {
                 o.withdraw(r, now: now)

@@ -55,6 +55,9 @@ extension Engine {
                 detail = "failed here (\(failCount(r, now: now)) failures): \(f)"
                 if running.isEmpty && assigned == nil { state = "failed" }
             }
+            if resourceSet.isFrozen(r) {
+                detail = (resourceSet.maintenance ? "maintenance" : "unmanaged") + (detail.map { ": \($0)" } ?? "")
+            }
             if !coordKnown && blockedNodes.isEmpty {
                 state = running.isEmpty ? "stopped" : "unknown"
                 detail = detail ?? pairWaitDetail(now: now) ?? "no quorum on this node"
@@ -82,6 +85,8 @@ extension Engine {
             nodes: nodes, resources: res, counters: .init(), incompatiblePeers: [])
         let moves = resourceSet.operatorConstraints.map(\.summary)
         st.constraints = moves.isEmpty ? nil : moves
+        st.maintenance = resourceSet.maintenance ? true : nil
+        st.unmanaged = resourceSet.unmanagedNames.isEmpty ? nil : resourceSet.unmanagedNames
         return st
     }
 }

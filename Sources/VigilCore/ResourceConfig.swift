@@ -85,6 +85,13 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public internal(set) var names: [String] = []
     /// Location constraints `hactl move` and `ban` added (see Constraints.swift).
     public internal(set) var operatorConstraints: [OperatorConstraint] = []
+    /// The whole cluster in maintenance: nothing is started, stopped or recovered.
+    public internal(set) var maintenance = false
+    /// Resources not managed (`hactl unmanage`; a group's members), and the names as given.
+    public internal(set) var unmanaged: Set<String> = []
+    public internal(set) var unmanagedNames: [String] = []
+    /// Resources the cluster leaves alone: every one in maintenance, else the unmanaged.
+    public func isFrozen(_ r: String) -> Bool { maintenance || unmanaged.contains(r) }
 
     public init(ips: [FloatingIP] = []) {
         self.ips = ips
@@ -351,6 +358,20 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             if f == th { throw t.error("then", "a resource cannot be ordered after itself") }
             try t.finish()
             set.orderings.append(Ordering(first: f, then: th))
+        }
+        // Maintenance (`hactl maintenance on`, `hactl unmanage R`; see Maintenance.swift).
+        for var t in try top.tableArray("maintenance") {
+            if let scope = try t.string("scope") {
+                guard scope == "cluster" else { throw t.error("scope", "'\(scope)' is not a scope: use \"cluster\" (or resource = \"NAME\" for one resource)") }
+                guard try t.string("resource") == nil else { throw t.error("resource", "give scope = \"cluster\" or a resource, not both") }
+                set.maintenance = true
+            } else {
+                let r = try t.requiredString("resource")
+                try checkRef(r, t, "resource")
+                set.unmanagedNames.append(r)
+                for m in set.group(named: r)?.members ?? [r] { set.unmanaged.insert(m) }
+            }
+            try t.finish()
         }
         try top.finish()
         // A resource that waits for fencing must not be able to run where no device reaches.

@@ -74,6 +74,10 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
     public var fenceDevices: [FenceDeviceState]? = nil
     /// What `hactl move` and `ban` added (one line each); absent: none.
     public var constraints: [String]? = nil
+    /// The cluster is in maintenance (`hactl maintenance on`); absent: not.
+    public var maintenance: Bool? = nil
+    /// Resources (or groups) `hactl unmanage` left alone; absent: none.
+    public var unmanaged: [String]? = nil
 
     public struct FenceState: Codable, Sendable, Equatable {
         public var node: String

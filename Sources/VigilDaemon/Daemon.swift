@@ -184,12 +184,15 @@ public final class Daemon {
         // The guardian first: no address is held before something independent of this loop
         // can remove it.
         guardian = try GuardianLink(node: selfNode.name, log: log, watchdog: engine.isWitness ? nil : cluster.watchdog)
-        ips.removeLeftovers()
+        // In maintenance what runs stays: our addresses still configured are taken as held.
+        let adopted = engine.resourceSet.maintenance ? ips.adoptLeftovers(now: MonotonicClock.nowMs()) : []
+        if !engine.resourceSet.maintenance { ips.removeLeftovers() }
         ips.onResults = { [unowned self] outcomes in self.addressesDone(outcomes) }
         ips.onVanished = { [unowned self] name, why in
             self.log.warning("monitor resource=\(name) failed: \(why)")
             self.execute(self.engine.resourceFailed(name, reason: why, kind: .transient, now: MonotonicClock.nowMs()))
         }
+        for name in adopted { execute(engine.foundLeftover(name, now: MonotonicClock.nowMs())) }
         reactor.onTick = { [unowned self] in self.tick() }
         // Every operation that ended is recorded first; the engine evaluates once per batch.
         executor.batch = { [unowned self] body in
@@ -205,7 +208,7 @@ public final class Daemon {
         reactor.run()
         executor.killAll()
         storage.finish()
-        ips.stopAll()
+        ips.stopAll(keep: engine.resourceSet.maintenance ? Set(engine.resourceSet.ips.map(\.name)) : [])
         if let c = corosync { corosyncThread?.close(c) }
         updateGuardian()
         guardian?.close()
@@ -228,9 +231,16 @@ public final class Daemon {
         return wake
     }
 
+    /// The deadline the guardian enforces: the lease's, while we hold any address; none while
+    /// the cluster is in maintenance (nothing is stopped, and clusterd may exit leaving the
+    /// addresses to the next one).
+    func guardianTarget(_ deadline: UInt64) -> UInt64 {
+        ips.holdsAny && !engine.resourceSet.maintenance ? max(1, deadline) : 0
+    }
+
     /// The deadline the guardian enforces: the lease's, while we hold any address.
     func updateGuardian() {
-        guardian?.update(ips.holdsAny ? max(1, engine.guardianDeadlineInPlace()) : 0)
+        guardian?.update(guardianTarget(engine.guardianDeadlineInPlace()))
         if cluster.watchdog != nil { guardian?.setPetUntil(engine.watchdogPetUntil(now: MonotonicClock.nowMs())) }
     }
 
@@ -251,7 +261,7 @@ public final class Daemon {
         hooks.tick()
         fencer.reap()
         if !engine.isWitness { fencer.monitorDevices(engine.resourceSet.fencing.devices, now: now) }
-        guardian?.supervise(current: ips.holdsAny ? max(1, engine.guardianDeadline) : 0)
+        guardian?.supervise(current: guardianTarget(engine.guardianDeadline))
         let (failed, recovered) = ips.monitor(now: now)
         for f in failed {
             log.warning("monitor resource=\(f.name) failed: \(f.why)")
@@ -276,7 +286,7 @@ public final class Daemon {
             executor.reap()
             hooks.reap()
             fencer.reap()
-            guardian?.reap(current: ips.holdsAny ? engine.guardianDeadline : 0)
+            guardian?.reap(current: guardianTarget(engine.guardianDeadline))
         case SIGTERM, SIGINT:
             guard leavingSince == nil else {
                 log.warning("second stop signal: exiting now")

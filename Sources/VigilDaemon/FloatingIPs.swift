@@ -148,6 +148,38 @@ final class FloatingIPs {
     /// At start-up: every Vigil address on this machine was added by an earlier life of clusterd,
     /// whose lease ended with it (a majority may already have started it elsewhere). They are
     /// removed; the coordinator places them again (on this node if it is still the best place).
+    /// At start-up in maintenance: the addresses of ours still configured (clusterd stopped
+    /// without removing them) are taken as held, each matching a definition on its interface;
+    /// any other mark of ours is removed as usual. Returns the names taken.
+    func adoptLeftovers(now: UInt64) -> [String] {
+        let found: [AddressManager.Found]
+        do {
+            found = try netlink.list()
+        } catch {
+            log.error("cannot list addresses at start-up: \(error)")
+            return []
+        }
+        var taken: [String] = []
+        for f in found where f.proto == AddressManager.proto {
+            let ifname = Interfaces.name(ofIndex: f.ifindex) ?? "?"
+            let p = IPPrefix(address: f.address, length: f.prefixLength)
+            if let ip = definitions.values.first(where: { $0.prefix == p && $0.interface(on: nodeName) == ifname }), active[ip.name] == nil {
+                active[ip.name] = Active(ip: ip, interface: ifname, nextMonitor: now + ip.monitorIntervalMs, nextRefresh: nil)
+                nextMonitorDue = min(nextMonitorDue, now + ip.monitorIntervalMs)
+                log.info("address-adopted resource=\(ip.name) address=\(p) interface=\(ifname) (left in place during maintenance)")
+                taken.append(ip.name)
+                continue
+            }
+            do {
+                try netlink.remove(p, interface: ifname)
+                log.info("leftover-removed address=\(p) interface=\(ifname) (no definition matches it)")
+            } catch {
+                log.error("cannot remove leftover address \(p) from \(ifname): \(error)")
+            }
+        }
+        return taken
+    }
+
     func removeLeftovers() {
         // At start-up, before the netlink thread has any work: called here directly.
         let found: [AddressManager.Found]

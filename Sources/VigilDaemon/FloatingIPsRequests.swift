@@ -120,13 +120,18 @@ extension FloatingIPs {
 
     /// At exit, after the loop stopped: waits for what is in flight, then removes every
     /// address still held, here and now.
-    func stopAll() {
+    /// At exit: removes every address held, but those in `keep` (maintenance: left in place).
+    func stopAll(keep: Set<String> = []) {
         // Results still arriving only settle what is configured: the engine no longer acts.
         onResults = { _ in }
         onVanished = { _, _ in }
         flush()
         netlinkThread.finish()
         for name in active.keys.sorted() {
+            if keep.contains(name) {
+                log.info("address-left resource=\(name) (maintenance: left in place for the next clusterd)")
+                continue
+            }
             guard let a = active.removeValue(forKey: name) else { continue }
             do {
                 try netlink.remove(a.ip.prefix, interface: a.interface)
