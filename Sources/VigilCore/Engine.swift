@@ -86,6 +86,12 @@ public struct Engine: Sendable {
     /// A Corosync pair: the fence of the other node this node runs itself (EnginePair.swift).
     var pairFence: FenceJob?
     var pairFenceTarget: NodeID?
+    /// Set by the shell from Corosync's settings (EnginePair.swift): how long votequorum may take
+    /// to settle a split (the quorum device's sync_timeout), and the higher id's extra wait
+    /// before fencing (15 s with `two_node` and no device).
+    public var pairSettleMs: UInt64 = 0
+    public var pairFenceDelayMs: UInt64 = 0 { didSet { pairFenceDelaySet = true } }
+    var pairFenceDelaySet = false
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0

@@ -43,9 +43,10 @@ extension Engine {
                   p.member || (p.lastHeard.map { now < $0 + timing.timeout } ?? false) else { continue }
             echoes.append(r.echo)
         }
-        // A Corosync pair: the other node, lost and fenced, votes for the side votequorum keeps
+        // A Corosync pair: the other node, lost and fenced (or gone after a clean stop), votes for
+        // the side votequorum keeps
         // quorate (see EnginePair.swift).
-        if engineQuorate, let p = pairPeerLost(), isFenced(p.id) { echoes.append(now) }
+        if engineQuorate, let p = pairPeerLost(), isFenced(p.id) || pairPeerLeftCleanly(p) { echoes.append(now) }
         let change = election.updateTerm(now: now, ballotEchoes: echoes)
         if change != .none {
             urgent = true

@@ -159,7 +159,7 @@ extension Engine {
                     if gone.contains(b) { return "\(name(of: b)) (lost: must be fenced, and no fence device covers it)" }
                     if isMember(b) { return name(of: b) }
                     if cluster.isCorosyncPair {
-                        let covered = cluster.node(id: b).map { canFence($0.name) } ?? false
+                        let covered = cluster.node(id: b).map { resourceSet.fencing.covers($0.name) } ?? false
                         return "\(name(of: b)) (lost: a two-node cluster moves nothing before the node is fenced\(covered ? "" : ", and no fence device covers it: hactl fence confirm NODE once it is off"))"
                     }
                     return "\(name(of: b)) (lost: waiting for a majority to withdraw its lease)"

@@ -36,6 +36,10 @@ extension Daemon {
         var token: UInt64
         var consensus: UInt64
         var blackout: UInt64 { token + consensus }
+        /// Two nodes (EnginePair.swift): how long votequorum may take to settle a split, and the
+        /// higher id's extra wait before fencing.
+        var pairSettle: UInt64 = 0
+        var pairFenceDelay: UInt64?
     }
 
     /// Connects to the local Corosync at start-up, retrying every second until it answers, and
@@ -79,22 +83,33 @@ extension Daemon {
                 throw SystemError("corosync calls node \(n.id) '\(theirs)', the cluster file '\(n.name)': use the same names", errno: EINVAL)
             }
         }
-        if cluster.isCorosyncPair { try checkPairQuorum(c) }
         let token = UInt64(try c.cmapValue("runtime.config.totem.token"))
         let consensus = UInt64(try c.cmapValue("runtime.config.totem.consensus"))
-        return CorosyncTiming(token: token, consensus: consensus)
+        var t = CorosyncTiming(token: token, consensus: consensus)
+        if cluster.isCorosyncPair { (t.pairSettle, t.pairFenceDelay) = try checkPairQuorum(c) }
+        return t
     }
 
     /// Two nodes: votequorum must let one of them keep quorum when the other is gone, through
     /// corosync-qdevice (the tiebreak: one side of a split) or `two_node: 1` (both sides stay
     /// quorate, and the fence race decides). With neither, the survivor of any failure loses
     /// quorum and stops everything: refused, naming both ways.
-    static func checkPairQuorum(_ c: CorosyncClient) throws {
+    /// Returns the settle time (a device's vote may stay counted up to its `sync_timeout`,
+    /// 30 s by default) and the higher id's fence delay (15 s under `two_node`, where both sides
+    /// stay quorate and power fencing takes seconds; nil: the engine's default).
+    static func checkPairQuorum(_ c: CorosyncClient) throws -> (UInt64, UInt64?) {
         let model = try c.cmapString("quorum.device.model")
         let twoNode = try c.cmapInteger("quorum.two_node") ?? 0
+        if model != nil {
+            let sync = try c.cmapInteger("quorum.device.sync_timeout") ?? 30_000
+            let timeout = try c.cmapInteger("quorum.device.timeout") ?? 10_000
+            return (UInt64(max(0, max(sync, timeout))), nil)
+        }
+        if twoNode != 0 { return (0, 15_000) }
         guard model != nil || twoNode != 0 else {
             throw SystemError("a two-node cluster under Corosync needs a tiebreak in corosync.conf: a quorum device (quorum { device { model: net ... } } with corosync-qdevice here and corosync-qnetd on a third machine), or two_node: 1 (both nodes stay quorate in a split and fencing decides); with neither, the node that survives a failure loses quorum and stops everything", errno: EINVAL)
         }
+        return (0, nil)
     }
 
     /// What a lease under Corosync should be: token + consensus and a margin for what can hold
@@ -148,6 +163,7 @@ extension Daemon {
                 log.info("corosync-quorum quorate=\(quorate) members=\(members.sorted().map(String.init).joined(separator: ","))")
                 execute(engine.membershipQuorate(quorate, now: MonotonicClock.nowMs()))
             case let .ring(seq, members):
+                corosyncRing = Set(members)
                 log.info("corosync-ring seq=\(seq) members=\(members.sorted().map(String.init).joined(separator: ","))")
             }
         }
@@ -160,6 +176,7 @@ extension Daemon {
         reactor.remove(fd: c.cpgFD)
         reactor.remove(fd: c.quorumFD)
         corosync = nil
+        corosyncRing = []
         corosyncThread?.close(c)
         corosyncRetryAt = MonotonicClock.nowMs() + 1000
         execute(engine.membershipQuorate(false, now: MonotonicClock.nowMs()))

@@ -74,19 +74,23 @@ public final class Daemon {
     var corosyncThread: CorosyncThread?
     var corosyncLinksAt: UInt64 = 0
     var corosyncRetryAt: UInt64 = 0
+    /// Corosync's latest ring (node ids), empty while disconnected.
+    var corosyncRing: Set<UInt32> = []
     var corosyncFailures = 0
 
     public init(setup: NodeSetup) throws {
         self.setup = setup
         let log = EventLog(node: setup.node.name)
         var cluster = setup.cluster
+        var pairTiming: (settle: UInt64, delay: UInt64?)?
         if cluster.membership == .corosync {
             // Before anything else: Corosync's timing decides the engine's.
             let (c, t) = try Self.connectCorosyncAtStart(cluster, setup.node, log: log)
             cluster.timing = try Self.corosyncTiming(cluster, t)
             log.info("corosync membership: cluster \(cluster.name), token \(t.token) ms, consensus \(t.consensus) ms; lease \(cluster.timing.lease) ms")
             if cluster.isCorosyncPair {
-                log.info("two-node cluster: nothing a lost node ran moves before it is fenced (every resource requires fencing); [[fence]] devices must cover both nodes")
+                pairTiming = (t.pairSettle, t.pairFenceDelay)
+                log.info("two-node cluster: nothing a lost node ran moves before it is fenced (every resource requires fencing); [[fence]] devices must cover both nodes; a lost node is fenced \(max(cluster.timing.lease, t.pairSettle)) ms after it was lost\(t.pairFenceDelay.map { " (node \(cluster.nodes.map(\.id).max() ?? setup.node.id) \($0) ms later)" } ?? "")")
             }
             corosyncAtStart = c
             corosyncThread = try CorosyncThread()
@@ -140,6 +144,10 @@ public final class Daemon {
         }
         self.engine = Engine(cluster: cluster, selfId: setup.node.id, incarnation: incarnation,
                              resources: versioned, resourceSet: set, now: MonotonicClock.nowMs())
+        if let p = pairTiming {
+            engine.pairSettleMs = p.settle
+            if let d = p.delay { engine.pairFenceDelayMs = d }
+        }
         ips.setDefinitions(set)
         for a in set.agents { lastAgents[a.name] = a }
     }

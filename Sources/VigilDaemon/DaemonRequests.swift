@@ -77,6 +77,10 @@ extension Daemon {
             return .now(IPCResponse(ok: true, message: "cleared failures of \(r) on every reachable node"))
         case .fence, .fenceConfirm:
             guard let node = req.text else { return .now(IPCResponse(ok: false, message: "which node?")) }
+            // Corosync's ring is a second witness that a node is not off: its Corosync answers.
+            if req.command == .fenceConfirm, let n = cluster.node(named: node), corosyncRing.contains(n.id.rawValue) {
+                return .now(IPCResponse(ok: false, message: "corosync still counts \(node) in its ring (its corosync answers): it is not off; nothing was changed"))
+            }
             let id = nextRequestId
             nextRequestId += 1
             pendingReplies[id] = conn

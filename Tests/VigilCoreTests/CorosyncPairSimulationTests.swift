@@ -177,4 +177,23 @@ final class CorosyncPairSimulationTests: XCTestCase {
         XCTAssertEqual(actions(sim, on: 1, since: t0).filter { $0.hasPrefix("stop") }, [])
         XCTAssertEqual(sim.violations, [])
     }
+
+    /// The other node stops cleanly (hands over, then exits): the survivor is coordinator
+    /// without fencing it, and can act (a failed resource is recovered).
+    func testACleanStopOfTheOtherNodeNeedsNoFence() throws {
+        var sim = try settled()
+        XCTAssertEqual(sim.coordinators, [1])
+        sim.leave(1)  // the coordinator stops cleanly
+        let handed = sim.run(until: 20_000) { s in ["vip1", "vip2", "db"].allSatisfy { s.holders(of: $0) == [2] } }
+        XCTAssertNotNil(handed, "n1 never handed over")
+        sim.crash(1)  // clusterd exits
+        let coordinator = sim.run(until: 20_000) { $0.coordinators == [2] }
+        XCTAssertNotNil(coordinator, "the survivor never took office")
+        XCTAssertEqual(sim.fences.count, 0, "a node that left cleanly is not fenced")
+        sim.kill("db", on: 2)
+        sim.fail(2, "db", reason: "monitor: not running", kind: .soft)
+        let back = sim.run(until: 10_000) { $0.holders(of: "db") == [2] }
+        XCTAssertNotNil(back, "db was not recovered")
+        XCTAssertEqual(sim.violations, [])
+    }
 }
