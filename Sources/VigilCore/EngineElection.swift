@@ -44,8 +44,7 @@ extension Engine {
             echoes.append(r.echo)
         }
         // A Corosync pair: the other node, lost and fenced (or gone after a clean stop), votes for
-        // the side votequorum keeps
-        // quorate (see EnginePair.swift).
+        // the side votequorum keeps quorate (see EnginePair.swift).
         if engineQuorate, let p = pairPeerLost(), isFenced(p.id) || pairPeerLeftCleanly(p) { echoes.append(now) }
         let change = election.updateTerm(now: now, ballotEchoes: echoes)
         if change != .none {
