@@ -36,6 +36,32 @@ extension Daemon {
         return .later
     }
 
+    /// `hactl maintenance on|off`, `hactl unmanage|manage RESOURCE` (Maintenance.swift in the core).
+    func maintenanceRequest(_ req: IPCRequest, _ conn: OpaquePointer, now: UInt64) -> IPCServer.Reply {
+        let request: MaintenanceEdit.Request
+        switch req.command {
+        case .maintenance:
+            guard let t = req.text, t == "on" || t == "off" else { return .now(IPCResponse(ok: false, message: "maintenance on or off?")) }
+            request = .cluster(on: t == "on")
+        default:
+            guard let r = req.resource, !r.isEmpty else { return .now(IPCResponse(ok: false, message: "which resource?")) }
+            request = .resource(r, managed: req.command == .manage)
+        }
+        let result: ConstraintEdit.Result
+        do {
+            result = try MaintenanceEdit.apply(request, to: engine.resources.text, set: engine.resourceSet)
+        } catch {
+            return .now(IPCResponse(ok: false, message: "\(error.description); nothing was changed"))
+        }
+        log.warning("hactl \(req.command.rawValue) \(req.text ?? req.resource ?? "") requested by an administrator")
+        let id = nextRequestId
+        nextRequestId += 1
+        pendingReplies[id] = conn
+        constraintMessages[id] = result.message
+        execute(engine.proposeConfig(requestId: id, text: result.text, now: now))
+        return .later
+    }
+
     /// Coordinator, once a second: constraints whose lifetime ended leave the configuration.
     func expireConstraints(now: UInt64) {
         guard now >= nextExpiryCheck else { return }

@@ -100,6 +100,8 @@ extension Daemon {
             return .later
         case .move, .ban, .clear:
             return constraintRequest(req, conn, now: now)
+        case .maintenance, .unmanage, .manage:
+            return maintenanceRequest(req, conn, now: now)
         case .apply:
             guard let text = req.text else { return .now(IPCResponse(ok: false, message: "apply needs the resources file's text")) }
             let id = nextRequestId

@@ -18,6 +18,10 @@ public struct IPCRequest: Codable, Sendable {
         case move
         case ban
         case clear
+        /// Maintenance (text: "on" or "off"), and one resource (`resource`) left alone or not.
+        case maintenance
+        case unmanage
+        case manage
     }
     public var command: Command
     public var text: String?

@@ -38,7 +38,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Fence.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
