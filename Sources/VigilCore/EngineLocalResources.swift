@@ -41,6 +41,15 @@ extension Engine {
     /// A start failed, a monitor or probe found the resource broken, or its interface went down.
     public mutating func resourceFailed(_ name: String, reason: String, kind: FailureKind = .hard, now: UInt64) -> [Directive] {
         var out: [Directive] = []
+        // Maintenance, unmanaged: reported once, counted never, acted on never (leaving
+        // maintenance forgets it; the monitor then decides afresh).
+        if resourceSet.isFrozen(name) {
+            guard failed[name] == nil else { return out }
+            failed[name] = reason
+            out.append(.event(.resourceFailed(name, "\(reason) (left alone: \(resourceSet.maintenance ? "maintenance" : "unmanaged"))", count: 0)))
+            urgent = true
+            return evaluate(now: now, out: &out)
+        }
         failureTimes[name, default: []].append(now)
         let opts = resourceSet.options(name)
         let count = failCount(name, now: now)

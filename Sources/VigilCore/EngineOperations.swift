@@ -82,6 +82,10 @@ extension Engine {
         // Leaving maintenance (or managing a resource again): probe what we do not run, again,
         // before anything starts (what we run, its monitor checks).
         for a in new.agents where old.isFrozen(a.name) && !new.isFrozen(a.name) { probeIssued.remove(a.name) }
+        for r in new.names where old.isFrozen(r) && !new.isFrozen(r) {
+            failed[r] = nil
+            failureExpiry[r] = nil
+        }
         for r in held where (local[r] == .started || local[r] == .starting) && !new.isFrozen(r) {
             var changed = false
             if let o = old.ip(named: r), let n = new.ip(named: r) {

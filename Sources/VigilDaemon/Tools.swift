@@ -20,6 +20,18 @@ public enum ConfigSummary {
 }
 
 public enum Cleanup {
+    /// The unit's clean-up after clusterd exited: nothing while the configuration this node
+    /// stored says the cluster is in maintenance (the addresses stay for the next clusterd,
+    /// which adopts them), else every address carrying Vigil's mark. Returns how many went.
+    public static func afterExit(_ setup: NodeSetup, log: EventLog) throws -> Int {
+        let store = try StateStore(dir: setup.cluster.stateDir(for: setup.node))
+        if let v = try? store.loadResources(), let set = try? ResourceSet.parse(v.text, file: "resources", cluster: setup.cluster), set.maintenance {
+            log.info("cleanup: the cluster is in maintenance (configuration version \(v.version)): addresses left in place")
+            return 0
+        }
+        return try removeLeftovers(log: log)
+    }
+
     /// Removes every address carrying Vigil's protocol mark. Returns how many were removed.
     public static func removeLeftovers(log: EventLog) throws -> Int {
         let nl = try AddressManager()

@@ -61,7 +61,7 @@ struct Clusterd: ParsableCommand {
             return
         }
         if cleanup {
-            let n = try Cleanup.removeLeftovers(log: EventLog(node: setup.node.name))
+            let n = try Cleanup.afterExit(setup, log: EventLog(node: setup.node.name))
             print("removed \(n) floating address(es)")
             return
         }
