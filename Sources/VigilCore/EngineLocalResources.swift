@@ -152,6 +152,9 @@ extension Engine {
             out.append(.event(.resourceStopping(name)))
             out.append(.stop(name))
         }
+        // Probed again where it is not running (it may have been started by hand, or the
+        // failure that kept it off was fixed), before anything is started for it.
+        if local[name] == nil, resourceSet.agent(named: name) != nil, !isWitness { probeIssued.remove(name) }
         out.append(.event(.cleanedUp(name)))
         urgent = true
     }

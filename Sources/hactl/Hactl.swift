@@ -38,7 +38,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Fence.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -193,7 +193,58 @@ struct Standby: ParsableCommand {
     @OptionGroup var connection: Connection
     @Argument(help: "Node name.")
     var node: String
-    func run() throws { try nodeCall(connection, .standby, node) }
+    @Option(help: "Wait up to this many seconds for the node to run nothing.")
+    var wait: Double?
+    func run() throws {
+        try nodeCall(connection, .standby, node)
+        guard let w = wait else { return }
+        let end = Date().addingTimeInterval(w)
+        var left: [String] = []
+        while true {
+            if let st = try connection.call(IPCRequest(command: .status)).status {
+                let here = st.resources.filter { $0.runningOn.contains(node) }
+                if let b = here.first(where: { $0.state == "blocked" }) {
+                    printErr("hactl: \(b.name) cannot leave \(node): \(b.detail ?? "blocked")")
+                    throw ExitCode(1)
+                }
+                if here.isEmpty {
+                    print("\(node) runs nothing")
+                    return
+                }
+                left = here.map(\.name)
+            }
+            if Date() >= end {
+                printErr("hactl: \(node) still runs \(left.joined(separator: ", ")) after \(w) s")
+                throw ExitCode(1)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+    }
+}
+
+struct Refresh: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget a resource's failures and probe it again on every reachable node (all resources without an argument).")
+    @OptionGroup var connection: Connection
+    @Argument(help: "Resource (default: every resource).")
+    var resource: String?
+    func run() throws {
+        var names: [String]
+        if let r = resource {
+            names = [r]
+        } else {
+            guard let st = try connection.call(IPCRequest(command: .status)).status else { throw ExitCode(3) }
+            names = st.resources.map(\.name)
+        }
+        for n in names {
+            let r = try connection.call(IPCRequest(command: .cleanup, text: n))
+            guard r.ok else {
+                printErr("hactl: \(n): \(r.message ?? "refused")")
+                throw ExitCode(1)
+            }
+        }
+        print("refreshed \(names.count) resource\(names.count == 1 ? "" : "s"): failures forgotten, probed again where not running, on every reachable node")
+    }
 }
 
 struct Unstandby: ParsableCommand {

@@ -85,4 +85,33 @@ final class MaintenanceTests: NamespaceTestCase {
         XCTAssertEqual(lab.owners(of: Scenarios.vip), [2], "web-ip moved although nothing was wrong with it")
         XCTAssertNil(try status(lab, 1).maintenance)
     }
+
+    /// `hactl standby NODE --wait` returns once the node runs nothing; `hactl refresh` probes
+    /// again, so a copy started by hand elsewhere is found (and only one instance is left).
+    func testStandbyWaitAndRefresh() throws {
+        let lab = try makeLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Self.resources)
+        try lab.waitFor("db on node3", timeout: 30) { self.state(lab, "db")?.on == ["node3"] && self.state(lab, "db")?.state == "started" }
+        let sb = lab.hactl(1, ["standby", "node3", "--wait", "20"])
+        XCTAssertEqual(sb.code, 0, sb.err)
+        XCTAssertTrue(sb.out.contains("node3 runs nothing"), sb.out)
+        let on = try XCTUnwrap(state(lab, "db")?.on.first)
+        let other = on == "node1" ? 2 : 1
+        // An operator starts a second copy by hand on the other node; a refresh finds it.
+        let since = Int(Lab.monoNowMs())
+        let pid = try XCTUnwrap(lab.pid(other))
+        XCTAssertEqual(lab.run("/usr/bin/nsenter", ["--target", "\(pid)", "--mount", "--", "/bin/touch", "/run/resource-agents/Dummy-db.state"]).code, 0)
+        let r = lab.hactl(1, ["refresh", "db"])
+        XCTAssertEqual(r.code, 0, r.err)
+        XCTAssertTrue(r.out.contains("refreshed 1 resource"), r.out)
+        try lab.waitFor("the copy found by a probe on node\(other)", timeout: 10) {
+            lab.events(other).contains { $0.mono >= since && $0.text.hasPrefix("found-leftover resource=db") }
+        }
+        try lab.waitFor("one instance left", timeout: 20) {
+            guard let s = self.state(lab, "db") else { return false }
+            return s.state == "started" && s.on.count == 1
+        }
+        XCTAssertEqual(lab.hactl(1, ["refresh"]).code, 0)
+    }
 }
