@@ -109,7 +109,10 @@ public struct Engine: Sendable {
     public internal(set) var failed: [String: String] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
     /// Agent said the configuration is wrong: banned everywhere until cleanup.
     public internal(set) var fatal: [String: String] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
-    var failureTimes: [String: [UInt64]] = [:]
+    /// When each resource failed here (this node's clock); kept across restarts by the shell
+    /// (`failureRecord`, `restoreFailures`). `failureSerial` grows with every change.
+    var failureTimes: [String: [UInt64]] = [:] { didSet { failureSerial &+= 1 } }
+    public private(set) var failureSerial: UInt64 = 0
     var thresholdBans: Set<String> = []
     var restartPending: Set<String> = [] { didSet { localSerial &+= 1 } }
     var probeIssued: Set<String> = [] { didSet { localSerial &+= 1 } }

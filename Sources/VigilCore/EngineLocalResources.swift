@@ -86,6 +86,24 @@ extension Engine {
         return evaluate(now: now, out: &out)
     }
 
+    /// Failures counted here, as ages in ms at `now` (the shell stores them with the wall clock).
+    public func failureRecord(now: UInt64) -> [String: [UInt64]] {
+        failureTimes.filter { !$0.value.isEmpty }.mapValues { $0.map { now - min(now, $0) } }
+    }
+
+    /// At start-up: failures counted in an earlier life, as ages in ms. A resource whose count
+    /// reached its migration_threshold stays banned here, as it was.
+    public mutating func restoreFailures(_ ages: [String: [UInt64]], now: UInt64) {
+        for (r, list) in ages where resourceSet.names.contains(r) {
+            failureTimes[r] = list.map { now - min(now, $0) }.sorted()
+            let count = failCount(r, now: now), threshold = resourceSet.options(r).migrationThreshold
+            if count >= threshold {
+                failed[r] = "failed \(count) times (migration_threshold \(threshold)), before clusterd restarted"
+                thresholdBans.insert(r)
+            }
+        }
+    }
+
     /// Failures of `name` on this node within its failure_timeout.
     public func failCount(_ name: String, now: UInt64) -> Int {
         let window = resourceSet.options(name).failureTimeoutMs

@@ -74,6 +74,8 @@ public final class Daemon {
     var corosyncThread: CorosyncThread?
     var corosyncLinksAt: UInt64 = 0
     var corosyncRetryAt: UInt64 = 0
+    /// `engine.failureSerial` when the fail counts were last stored.
+    var savedFailureSerial: UInt64 = 0
     /// Corosync's latest ring (node ids), empty while disconnected.
     var corosyncRing: Set<UInt32> = []
     var corosyncFailures = 0
@@ -150,6 +152,16 @@ public final class Daemon {
         }
         ips.setDefinitions(set)
         for a in set.agents { lastAgents[a.name] = a }
+        // Fail counts of the previous life (stored with the wall clock).
+        do {
+            let saved = try store.loadFailures()
+            let wall = WallClock.nowMs()
+            engine.restoreFailures(saved.mapValues { $0.map { wall - min(wall, $0) } }, now: MonotonicClock.nowMs())
+            if !saved.isEmpty { log.info("fail counts restored: " + saved.keys.sorted().map { "\($0)=\(saved[$0]?.count ?? 0)" }.joined(separator: " ")) }
+        } catch {
+            log.error("\(error)")
+        }
+        savedFailureSerial = engine.failureSerial
     }
 
     /// Runs until SIGTERM/SIGINT has handed every resource over (or the hand-over timed out).
@@ -266,6 +278,7 @@ public final class Daemon {
         executor.reap()
         corosyncTick(now: now)
         expireConstraints(now: now)
+        saveFailuresIfChanged(now: now)
         hooks.tick()
         fencer.reap()
         if !engine.isWitness { fencer.monitorDevices(engine.resourceSet.fencing.devices, now: now) }

@@ -62,6 +62,18 @@ extension Daemon {
         return .later
     }
 
+    /// Fail counts go to the state directory when they changed (on the storage thread), so a
+    /// restart of clusterd keeps them.
+    func saveFailuresIfChanged(now: UInt64) {
+        guard engine.failureSerial != savedFailureSerial else { return }
+        savedFailureSerial = engine.failureSerial
+        let wall = WallClock.nowMs()
+        let wallMs = engine.failureRecord(now: now).mapValues { $0.map { wall - min(wall, $0) } }
+        storage.submit { [store, log] in
+            do { try store.saveFailures(wallMs) } catch { log.error("cannot save the fail counts: \(error)") }
+        }
+    }
+
     /// Coordinator, once a second: constraints whose lifetime ended leave the configuration.
     func expireConstraints(now: UInt64) {
         guard now >= nextExpiryCheck else { return }

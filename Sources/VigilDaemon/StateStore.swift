@@ -10,6 +10,26 @@ public struct StateStore: Sendable {
     var resourcesPath: String { dir + "/resources.state" }
     var incarnationPath: String { dir + "/incarnation" }
     var fenceHistoryPath: String { dir + "/fence-history.json" }
+    var failuresPath: String { dir + "/failures.json" }
+
+    /// Fail counts kept over a restart: per resource, the wall-clock ms of each failure.
+    struct Failures: Codable { var wallMs: [String: [UInt64]] }
+
+    func loadFailures() throws -> [String: [UInt64]] {
+        guard Files.exists(failuresPath) else { return [:] }
+        let bytes = try Files.read(failuresPath, limit: 1 << 20)
+        do {
+            return try JSONDecoder().decode(Failures.self, from: Data(bytes)).wallMs
+        } catch {
+            throw SystemError("\(failuresPath) is damaged (\(error)); fail counts start at zero", errno: EINVAL)
+        }
+    }
+
+    func saveFailures(_ wallMs: [String: [UInt64]]) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        try Files.writeAtomically(failuresPath, Array(try enc.encode(Failures(wallMs: wallMs))))
+    }
 
     public init(dir: String) throws {
         self.dir = dir

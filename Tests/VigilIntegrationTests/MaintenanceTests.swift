@@ -114,4 +114,25 @@ final class MaintenanceTests: NamespaceTestCase {
         }
         XCTAssertEqual(lab.hactl(1, ["refresh"]).code, 0)
     }
+
+    /// Fail counts survive a restart of clusterd (state directory, wall clock).
+    func testFailCountsSurviveARestart() throws {
+        let lab = try makeLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Self.resources)
+        try lab.waitFor("db on node3", timeout: 30) { self.state(lab, "db")?.on == ["node3"] && self.state(lab, "db")?.state == "started" }
+        let pid = try XCTUnwrap(lab.pid(3))
+        XCTAssertEqual(lab.run("/usr/bin/nsenter", ["--target", "\(pid)", "--mount", "--", "/bin/rm", "/run/resource-agents/Dummy-db.state"]).code, 0)
+        func count() -> Int? { (try? self.status(lab, 3))?.resources.first { $0.name == "db" }?.failCount }
+        try lab.waitFor("one failure counted on node3", timeout: 10) { count() == 1 }
+        try lab.waitFor("db restarted", timeout: 10) { self.state(lab, "db")?.state == "started" }
+        XCTAssertTrue(lab.stop(3))
+        try lab.startNode(3)
+        try lab.waitFor("node3 back", timeout: 20) { (try? self.status(lab, 3))?.quorate ?? false }
+        XCTAssertEqual(count(), 1, "the fail count was lost with the restart")
+        XCTAssertTrue(lab.events(3).contains { $0.text.hasPrefix("fail counts restored: db=1") })
+        // cleanup forgets it, also for the next life.
+        XCTAssertEqual(lab.hactl(1, ["cleanup", "db"]).code, 0)
+        try lab.waitFor("count cleared", timeout: 5) { count() == 0 || count() == nil }
+    }
 }
