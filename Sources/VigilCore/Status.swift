@@ -52,6 +52,9 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public init() {}
     }
 
+    /// The JSON format's version (README "Status JSON"): 1; later versions only add fields.
+    public var format: Int? = ClusterStatus.formatVersion
+    public static let formatVersion = 1
     public var cluster: String
     public var localNode: String
     public var quorate: Bool

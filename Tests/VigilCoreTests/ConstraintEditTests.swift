@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import VigilCore
 import VigilTestKit
@@ -119,5 +120,19 @@ final class ConstraintEditTests: XCTestCase {
         for bad in ["2001-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-06 20:00:00Z", "2026-12-06T20:00:00", ""] {
             XCTAssertNil(WallTime.parse(bad), bad)
         }
+    }
+}
+
+/// `hactl status --output json` carries its format version; a version-1 reader still decodes it.
+final class StatusFormatTests: XCTestCase {
+    func testStatusJSONCarriesFormatOne() throws {
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 3, links: 1), resources: "")
+        sim.run(3000)
+        let st = try XCTUnwrap(sim.status(1))
+        let json = String(decoding: try JSONEncoder().encode(st), as: UTF8.self)
+        XCTAssertTrue(json.contains("\"format\":1"), json)
+        // Unknown fields a later version adds are ignored by this reader.
+        let later = json.replacingOccurrences(of: "\"format\":1", with: "\"format\":2,\"somethingNew\":[1,2]")
+        XCTAssertEqual(try JSONDecoder().decode(ClusterStatus.self, from: Data(later.utf8)).cluster, st.cluster)
     }
 }
