@@ -91,6 +91,18 @@ extension Engine {
     }
 }
 
+extension Engine {
+    /// Every node's holdings and failures as this node knows them (itself: its own state).
+    public func nodeFacts() -> [ClusterStatus.NodeFacts] {
+        var out = [ClusterStatus.NodeFacts(name: selfName, member: true, held: held.sorted(),
+                                            started: local.filter { $0.value == .started }.keys.sorted(), failed: failed.keys.sorted())]
+        for p in peers.values.sorted(by: { $0.id < $1.id }) {
+            out.append(.init(name: p.name, member: p.member, held: p.heldSet.sorted(), started: p.startedSet.sorted(), failed: (p.report?.failed ?? []).sorted()))
+        }
+        return out
+    }
+}
+
 /// Things worth a log line (and, later, a hook).
 public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case peerJoined(String)

@@ -52,6 +52,22 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
         public init() {}
     }
 
+    /// What one node holds, runs and failed, as this node last heard (`hactl snapshot`).
+    public struct NodeFacts: Codable, Sendable, Equatable {
+        public var name: String
+        public var member: Bool
+        public var held: [String]
+        public var started: [String]
+        public var failed: [String]
+        public init(name: String, member: Bool, held: [String], started: [String], failed: [String]) {
+            self.name = name
+            self.member = member
+            self.held = held
+            self.started = started
+            self.failed = failed
+        }
+    }
+
     /// The JSON format's version (README "Status JSON"): 1; later versions only add fields.
     public var format: Int? = ClusterStatus.formatVersion
     public static let formatVersion = 1

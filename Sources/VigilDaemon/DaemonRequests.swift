@@ -87,6 +87,10 @@ extension Daemon {
             log.warning("hactl \(req.command == .fence ? "fence" : "fence confirm") \(node) requested by an administrator")
             execute(engine.requestFence(requestId: id, node: node, confirm: req.command == .fenceConfirm, now: now))
             return .later
+        case .facts:
+            var r = IPCResponse(ok: true)
+            r.facts = engine.nodeFacts()
+            return .now(r)
         case .fenceHistory:
             var r = IPCResponse(ok: true)
             r.fenceHistory = fencer.history

@@ -22,6 +22,8 @@ public struct IPCRequest: Codable, Sendable {
         case maintenance
         case unmanage
         case manage
+        /// Every node's holdings and failures as this node knows them (`hactl snapshot`).
+        case facts
     }
     public var command: Command
     public var text: String?
@@ -39,7 +41,7 @@ public struct IPCRequest: Codable, Sendable {
         self.lifetimeMs = lifetimeMs
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { command != .status && command != .configShow && command != .fenceHistory }
+    public var isChange: Bool { command != .status && command != .configShow && command != .fenceHistory && command != .facts }
 }
 
 public struct IPCResponse: Codable, Sendable {
@@ -48,6 +50,7 @@ public struct IPCResponse: Codable, Sendable {
     public var status: ClusterStatus?
     public var configVersion: UInt64?
     public var configText: String?
+    public var facts: [ClusterStatus.NodeFacts]? = nil
     public var standby: [String]? = nil
     public var fenceHistory: [FenceRecord]? = nil
     public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {

@@ -38,7 +38,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, Fence.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, SnapshotCommand.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -263,4 +263,39 @@ func nodeCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws
         throw ExitCode(1)
     }
     print(r.message ?? "done")
+}
+
+struct SnapshotCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snapshot",
+        abstract: "Write the state this node knows (status, configuration with secrets masked, constraints, every node's holdings and failures, fail counts, fencing history) to a JSON file.")
+    @OptionGroup var connection: Connection
+    @Option(name: .shortAndLong, help: "File to write (atomically); '-' for standard output.")
+    var output: String
+
+    func run() throws {
+        let st = try connection.call(IPCRequest(command: .status))
+        let cfg = try connection.call(IPCRequest(command: .configShow))
+        let facts = try connection.call(IPCRequest(command: .facts))
+        let fences = try connection.call(IPCRequest(command: .fenceHistory))
+        guard let status = st.status, let text = cfg.configText else {
+            printErr("hactl: clusterd answered without its status or configuration")
+            throw ExitCode(1)
+        }
+        let snap = Snapshot(takenAt: WallTime.format(UInt64(Date().timeIntervalSince1970 * 1000)), node: status.localNode, status: status,
+                            configVersion: cfg.configVersion ?? status.configVersion, config: text, standby: cfg.standby ?? [],
+                            nodes: facts.facts ?? [], fenceHistory: fences.fenceHistory ?? [])
+        let bytes = try snap.json()
+        if output == "-" {
+            FileHandle.standardOutput.write(Data(bytes + [10]))
+            return
+        }
+        do {
+            try snap.write(to: output)
+        } catch {
+            printErr("hactl: cannot write \(output): \(error)")
+            throw ExitCode(2)
+        }
+        print("snapshot of \(status.localNode) (configuration version \(snap.configVersion), \(snap.nodes.count) nodes) written to \(output)")
+    }
 }

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import VigilCore
 import VigilLab
+import VigilControl
 
 /// Issue 11, maintenance, with real clusterds in namespaces: a service killed in maintenance
 /// triggers nothing; clusterd stopped and started again in maintenance (an upgrade) leaves the
@@ -134,5 +135,28 @@ final class MaintenanceTests: NamespaceTestCase {
         // cleanup forgets it, also for the next life.
         XCTAssertEqual(lab.hactl(1, ["cleanup", "db"]).code, 0)
         try lab.waitFor("count cleared", timeout: 5) { count() == 0 || count() == nil }
+    }
+
+    /// `hactl snapshot -o FILE`: status, configuration, constraints, every node's holdings and
+    /// failures, fail counts and fencing history in one JSON file.
+    func testSnapshotHoldsTheWholeState() throws {
+        let lab = try makeLab()
+        try startQuorate(lab)
+        _ = try lab.apply(1, resources: Self.resources)
+        try lab.waitFor("db on node3", timeout: 30) { self.state(lab, "db")?.on == ["node3"] && self.state(lab, "db")?.state == "started" }
+        XCTAssertEqual(lab.hactl(1, ["ban", "web-ip", "node1"]).code, 0)
+        let path = lab.workDir + "/snap.json"
+        let r = lab.hactl(1, ["snapshot", "-o", path])
+        XCTAssertEqual(r.code, 0, r.err)
+        let snap = try JSONDecoder().decode(Snapshot.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
+        XCTAssertEqual(snap.format, 1)
+        XCTAssertEqual(snap.node, "node1")
+        XCTAssertTrue(snap.config.contains("name = \"db\"") && snap.config.contains("origin = \"hactl ban\""), snap.config)
+        XCTAssertEqual(snap.status.constraints, ["web-ip banned from node1 (hactl ban, until hactl clear web-ip)"])
+        XCTAssertEqual(snap.nodes.map(\.name), ["node1", "node2", "node3"])
+        XCTAssertEqual(snap.nodes.first { $0.name == "node3" }?.started, ["db"])
+        XCTAssertTrue(snap.nodes.allSatisfy(\.member))
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
     }
 }
