@@ -43,7 +43,7 @@ struct Hactl: ParsableCommand {
 
 struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Nodes, links, quorum, coordinator and resources.")
-    enum Output: String, ExpressibleByArgument { case table, json }
+    enum Output: String, ExpressibleByArgument, CaseIterable { case table, json }
     @OptionGroup var connection: Connection
     @Option(name: .shortAndLong, help: "table or json.")
     var output: Output = .table
@@ -175,8 +175,9 @@ struct Agent: ParsableCommand {
                 return
             }
             guard case .success(let spec) = AgentSpec.parse(agent) else {
+                // A malformed agent name is a bad argument (64, as for any other).
                 if case .failure(let e) = AgentSpec.parse(agent) { printErr("hactl: \(e.message)") }
-                throw ExitCode(2)
+                throw ExitCode(64)
             }
             do {
                 print(AgentCatalog.describe(spec, try AgentCatalog.metadata(spec)))
