@@ -258,12 +258,7 @@ struct Unstandby: ParsableCommand {
 
 /// A change that names a node (standby, unstandby, fence, fence confirm): prints the answer.
 func nodeCall(_ c: Connection, _ cmd: IPCRequest.Command, _ node: String) throws {
-    let r = try c.call(IPCRequest(command: cmd, text: node))
-    guard r.ok else {
-        printErr("hactl: \(r.message ?? "refused")")
-        throw ExitCode(1)
-    }
-    print(r.message ?? "done")
+    try changeCall(c, IPCRequest(command: cmd, text: node))
 }
 
 struct SnapshotCommand: ParsableCommand {

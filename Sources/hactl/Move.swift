@@ -20,8 +20,7 @@ struct Move: ParsableCommand {
 
     func run() throws {
         let before = node == nil ? try runningOn(connection, resource) : []
-        let r = try connection.call(IPCRequest(command: .move, resource: resource, node: node, lifetimeMs: try lifetimeMs(lifetime)))
-        try report(r)
+        try changeCall(connection, IPCRequest(command: .move, resource: resource, node: node, lifetimeMs: try lifetimeMs(lifetime)))
         if let w = wait { try waitForMove(connection, resource, to: node, awayFrom: before, seconds: w) }
     }
 }
@@ -39,8 +38,7 @@ struct Ban: ParsableCommand {
     var wait: Double?
 
     func run() throws {
-        let r = try connection.call(IPCRequest(command: .ban, resource: resource, node: node, lifetimeMs: try lifetimeMs(lifetime)))
-        try report(r)
+        try changeCall(connection, IPCRequest(command: .ban, resource: resource, node: node, lifetimeMs: try lifetimeMs(lifetime)))
         if let w = wait { try waitForMove(connection, resource, to: nil, awayFrom: [node], seconds: w) }
     }
 }
@@ -52,16 +50,8 @@ struct Clear: ParsableCommand {
     var resource: String
 
     func run() throws {
-        try report(try connection.call(IPCRequest(command: .clear, resource: resource, node: nil, lifetimeMs: nil)))
+        try changeCall(connection, IPCRequest(command: .clear, resource: resource, node: nil, lifetimeMs: nil))
     }
-}
-
-private func report(_ r: IPCResponse) throws {
-    guard r.ok else {
-        printErr("hactl: \(r.message ?? "refused")")
-        throw ExitCode(1)
-    }
-    print(r.message ?? "done")
 }
 
 /// "90s", "30m", "2h", "1d", "500ms" as milliseconds.
