@@ -130,18 +130,20 @@ extension Engine {
             }
         }
         for p in peers.values where p.member && !isFenced(p.id) && canFence(p.name) {
-            if let r = p.report?.blocked.first(where: { resourceSet.options($0).requiresFencing }) {
+            if let r = p.report?.blocked.first(where: { requiresFencing($0) }) {
                 wanted[p.id] = "stop of \(r) failed"
             }
         }
         // Our own stop of such a resource failed: a member fences us (a node never fences itself).
-        if resourceSet.fencing.covers(selfName), let r = local.first(where: { $0.value == .blocked && resourceSet.options($0.key).requiresFencing })?.key {
+        if resourceSet.fencing.covers(selfName), let r = local.first(where: { $0.value == .blocked && requiresFencing($0.key) })?.key {
             wanted[selfId] = "stop of \(r) failed on the coordinator"
         }
         for z in o.manualFences where !isFenced(z) { wanted[z] = wanted[z] ?? "requested by an operator" }
         // A job no longer wanted (the node came back, or was fenced) is dropped unless it runs.
         for (z, j) in o.fencing where wanted[z] == nil && !j.running { o.fencing[z] = nil }
         for (z, why) in wanted.sorted(by: { $0.key < $1.key }) {
+            // A Corosync pair's own fence of the other node is under way: one fence at a time.
+            if pairFence?.running == true && pairFenceTarget == z { continue }
             var j = o.fencing[z] ?? FenceJob(reason: why)
             // A delegated fence whose outcome never came (the member died, a record was lost):
             // asked again after the backoff.

@@ -196,4 +196,16 @@ final class CorosyncPairSimulationTests: XCTestCase {
         XCTAssertNotNil(back, "db was not recovered")
         XCTAssertEqual(sim.violations, [])
     }
+
+    /// In a pair every resource requires fencing: an address whose stop failed on the other
+    /// node (it must move: standby) gets that node fenced, then moves.
+    func testAFailedStopOfAnAddressIsFencedInAPair() throws {
+        var sim = try settled()
+        sim.failingStops[2] = ["vip2"]
+        sim.standby(on: 1, node: "n2", true, requestId: 5)
+        let moved = sim.run(until: 20_000) { $0.holders(of: "vip2") == [1] }
+        XCTAssertNotNil(moved, "vip2 never moved: \(sim.status(1)?.resources.map { "\($0.name) \($0.state) \($0.detail ?? "")" } ?? [])")
+        XCTAssertEqual(sim.fences.map(\.target), [2])
+        XCTAssertEqual(sim.violations, [])
+    }
 }
