@@ -20,6 +20,9 @@ public enum StatusCheck {
             return (.noQuorum, "CRITICAL: \(s.localNode) has no quorum (\(s.votesForLocal) of \(s.majority) votes needed); it runs nothing")
         }
         var reasons: [String] = []
+        // Nothing is recovered while these last: first in the line.
+        if s.maintenance == true { reasons.append("the cluster is in maintenance: nothing is recovered (hactl maintenance off)") }
+        for u in s.unmanaged ?? [] { reasons.append("\(u) is unmanaged (hactl manage \(u))") }
         for n in s.nodes where n.state != "local" && n.state != "online" {
             reasons.append("node \(n.name) is \(n.state)\(n.role == "witness" ? " (witness: one more loss leaves no majority)" : "")")
         }

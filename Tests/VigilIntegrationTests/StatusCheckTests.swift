@@ -71,6 +71,10 @@ final class StatusCheckTests: NamespaceTestCase {
                               extra: ",\"fencing\":[{\"node\":\"b\",\"state\":\"failed\"}],\"olderProtocolPeers\":[\"c (protocol 5)\"]")
         XCTAssertEqual(StatusCheck.evaluate(many).0, .degraded)
         XCTAssertTrue(StatusCheck.evaluate(many).1.hasSuffix("; and 1 more"), StatusCheck.evaluate(many).1)
+        // Maintenance and unmanaged resources are named first: nothing is recovered meanwhile.
+        let frozen = try status(nodes: [node("a", 1, "local"), node("b", 2, "online"), node("c", 3, "online")], extra: ",\"maintenance\":true,\"unmanaged\":[\"db\"]")
+        XCTAssertEqual(StatusCheck.evaluate(frozen).0, .degraded)
+        XCTAssertEqual(StatusCheck.evaluate(frozen).1, "WARNING: the cluster is in maintenance: nothing is recovered (hactl maintenance off); db is unmanaged (hactl manage db)")
         let alone = try status(quorate: false, nodes: [node("a", 1, "local"), node("b", 2, "offline"), node("c", 3, "offline")])
         XCTAssertEqual(StatusCheck.evaluate(alone).0, .noQuorum)
     }
