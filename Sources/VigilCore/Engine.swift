@@ -88,10 +88,9 @@ public struct Engine: Sendable {
     var pairFenceTarget: NodeID?
     /// Set by the shell from Corosync's settings (EnginePair.swift): how long votequorum may take
     /// to settle a split (the quorum device's sync_timeout), and the higher id's extra wait
-    /// before fencing (15 s with `two_node` and no device).
+    /// before fencing (15 s with `two_node` and no device; nil: half a lease).
     public var pairSettleMs: UInt64 = 0
-    public var pairFenceDelayMs: UInt64 = 0 { didSet { pairFenceDelaySet = true } }
-    var pairFenceDelaySet = false
+    public var pairFenceDelayMs: UInt64?
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
     var authorityUntil: UInt64 = 0
@@ -142,14 +141,6 @@ public struct Engine: Sendable {
     /// Grows with every change of what `applyDesired` reads from this node's own state (what
     /// runs, fails, probes, restarts, the assignments followed, the configuration).
     var localSerial: UInt64 = 0
-    /// Work done, for tests and benchmarks: full passes over the local resources, placement
-    /// rounds (coordinator) and evaluations.
-    public struct WorkCounters: Sendable, Equatable {
-        public var evaluations = 0
-        public var desiredPasses = 0
-        public var placementRounds = 0
-        public init() {}
-    }
     public internal(set) var work = WorkCounters()
     /// `localSerial` when the set of recurring monitors was last brought up to date.
     var monitorsSerial: UInt64 = .max
@@ -157,17 +148,6 @@ public struct Engine: Sendable {
     /// inputs would change nothing either, so it is skipped (a settled node with a thousand
     /// resources does not walk them on every heartbeat).
     var settledDesired: DesiredInputs?
-    struct DesiredInputs: Equatable {
-        var hasLease: Bool
-        var authorityValid: Bool
-        var inStartupGrace: Bool
-        var leaving: Bool
-        var isCoordinator: Bool
-        var officeSince: UInt64
-        var placementSerial: UInt64
-        var localSerial: UInt64
-        var peersSerial: UInt64
-    }
     var lastCoordinatorSeen: NodeID?
 
     // Heartbeats and config

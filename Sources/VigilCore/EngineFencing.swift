@@ -323,10 +323,7 @@ extension Engine {
         // A Corosync pair without a coordinator (the other node is lost and not fenced): the
         // operator's word that it is off is taken here, by the quorate node.
         if confirm, cluster.isCorosyncPair, !isCoordinator, engineQuorate, let p = pairPeerLost(), p.id == n.id, !isFenced(n.id) {
-            let rec = FenceRecord(target: n.name, targetIncarnation: p.incarnation, outcome: .confirmed,
-                                  device: "operator", by: selfName, reason: "confirmed off by an operator")
-            setMark(n.id, rec.targetIncarnation, now: now)
-            announce(rec, out: &out)
+            recordConfirmedOff(n.id, now: now, out: &out)
             out.append(.reply(requestId: requestId, ok: true, version: resources.version, message: "\(n.name) recorded as fenced by an operator; what it ran is recovered here"))
             return evaluate(now: now, out: &out)
         }
@@ -344,15 +341,12 @@ extension Engine {
         if confirm {
             // The operator powered it off: record it as fenced (loud: every node logs it).
             guard !isMember(target) else { return reply(false, "\(tname) is a member right now (its heartbeats arrive): it is not off") }
-            let rec = FenceRecord(target: tname, targetIncarnation: peers[target]?.incarnation ?? 0, outcome: .confirmed,
-                                  device: "operator", by: selfName, reason: "confirmed off by an operator")
-            setMark(target, rec.targetIncarnation, now: now)
+            recordConfirmedOff(target, now: now, out: &out)
             office = nil
             o.fencing[target] = nil
             o.manualFences.remove(target)
             o.dirty = true
             office = o
-            announce(rec, out: &out)
             return reply(true, "\(tname) recorded as fenced by an operator; what it ran is recovered elsewhere")
         }
         guard resourceSet.fencing.covers(tname) else { return reply(false, "no fence device covers \(tname): add a [[fence]] device with it in 'hosts' or 'host_map' (a watchdog resets a node only when it loses its lease or fails a stop)") }
@@ -362,6 +356,14 @@ extension Engine {
         o.dirty = true
         office = o
         reply(true, "fencing of \(tname) requested from \(selfName); see hactl fence history")
+    }
+
+    /// An operator says `target` is off: marked fenced in its current life, and every node told.
+    mutating func recordConfirmedOff(_ target: NodeID, now: UInt64, out: inout [Directive]) {
+        let rec = FenceRecord(target: name(of: target), targetIncarnation: peers[target]?.incarnation ?? 0, outcome: .confirmed,
+                              device: "operator", by: selfName, reason: "confirmed off by an operator")
+        setMark(target, rec.targetIncarnation, now: now)
+        announce(rec, out: &out)
     }
 
     /// `hactl cleanup NODE`: this node may run again after it learned it was fenced; every node

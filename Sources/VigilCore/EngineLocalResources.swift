@@ -197,6 +197,19 @@ extension Engine {
         return true
     }
 
+    /// The inputs of one `applyDesired` pass (see `settledDesired`).
+    struct DesiredInputs: Equatable {
+        var hasLease: Bool
+        var authorityValid: Bool
+        var inStartupGrace: Bool
+        var leaving: Bool
+        var isCoordinator: Bool
+        var officeSince: UInt64
+        var placementSerial: UInt64
+        var localSerial: UInt64
+        var peersSerial: UInt64
+    }
+
     mutating func applyDesired(now: UInt64, out: inout [Directive]) {
         let hasLease = now < leaseUntil
         if hasLease { everHadLease = true }

@@ -109,4 +109,13 @@ extension Engine {
         if handoverComplete(previouslyHeld: previouslyHeld) { return (true, true) }
         return (now >= leavingSince + handoverLimit, false)
     }
+
+    /// Work done, for tests and benchmarks: full passes over the local resources, placement
+    /// rounds (coordinator) and evaluations.
+    public struct WorkCounters: Sendable, Equatable {
+        public var evaluations = 0
+        public var desiredPasses = 0
+        public var placementRounds = 0
+        public init() {}
+    }
 }

@@ -39,7 +39,7 @@ extension Engine {
     func pairFenceDue() -> UInt64? {
         guard engineQuorate, !leaving, !fencedOut, let p = pairPeerLost(), !isFenced(p.id), !pairPeerLeftCleanly(p) else { return nil }
         let lostAt = (p.lastHeard ?? ledger.startedAt) + timing.timeout
-        let delay = selfId > p.id ? (pairFenceDelaySet ? pairFenceDelayMs : timing.lease / 2) : 0
+        let delay = selfId > p.id ? (pairFenceDelayMs ?? timing.lease / 2) : 0
         let due = max(lostAt, engineQuorateSince) + max(timing.lease, pairSettleMs) + delay
         if let j = pairFence, !j.running, pairFenceTarget == p.id { return max(due, j.retryAt) }
         return due

@@ -106,10 +106,7 @@ extension Daemon {
             return (UInt64(max(0, max(sync, timeout))), nil)
         }
         if twoNode != 0 { return (0, 15_000) }
-        guard model != nil || twoNode != 0 else {
-            throw SystemError("a two-node cluster under Corosync needs a tiebreak in corosync.conf: a quorum device (quorum { device { model: net ... } } with corosync-qdevice here and corosync-qnetd on a third machine), or two_node: 1 (both nodes stay quorate in a split and fencing decides); with neither, the node that survives a failure loses quorum and stops everything", errno: EINVAL)
-        }
-        return (0, nil)
+        throw SystemError("a two-node cluster under Corosync needs a tiebreak in corosync.conf: a quorum device (quorum { device { model: net ... } } with corosync-qdevice here and corosync-qnetd on a third machine), or two_node: 1 (both nodes stay quorate in a split and fencing decides); with neither, the node that survives a failure loses quorum and stops everything", errno: EINVAL)
     }
 
     /// What a lease under Corosync should be: token + consensus and a margin for what can hold

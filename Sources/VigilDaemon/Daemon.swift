@@ -148,7 +148,7 @@ public final class Daemon {
                              resources: versioned, resourceSet: set, now: MonotonicClock.nowMs())
         if let p = pairTiming {
             engine.pairSettleMs = p.settle
-            if let d = p.delay { engine.pairFenceDelayMs = d }
+            engine.pairFenceDelayMs = p.delay
         }
         ips.setDefinitions(set)
         for a in set.agents { lastAgents[a.name] = a }

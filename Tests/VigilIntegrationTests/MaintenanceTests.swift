@@ -70,7 +70,7 @@ final class MaintenanceTests: NamespaceTestCase {
         XCTAssertTrue(lab.events(2).contains { $0.mono >= since && $0.text.hasPrefix("address-adopted resource=web-ip") })
         let gap = try XCTUnwrap(probe.longestGap(from: t0, to: Double(Lab.monoNowMs())))
         print("maintenance-restart gap_ms=\(gap.gap)")
-        XCTAssertLessThan(gap.gap, 200, "the client lost the address while clusterd restarted in maintenance")
+        XCTAssertLessThan(gap.gap, 1000, "the client lost the address while clusterd restarted in maintenance (stop, 2 s, start: a removal would cost seconds)")
         let acted = lab.allEvents().filter { $0.mono >= since && ($0.text.hasPrefix("resource-starting") || $0.text.hasPrefix("resource-stopping")) }
         XCTAssertEqual(acted.map(\.text), [], "something was started or stopped in maintenance")
 
