@@ -373,11 +373,12 @@ public struct MiniXML: Sendable, Equatable {
 }
 
 extension String {
-    func trimmed() -> String {
+    /// Without leading and trailing whitespace (no Foundation needed).
+    public func trimmed() -> String {
         String(self.drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
     }
 
-    func replacingAll(_ needle: String, with r: String) -> String {
+    public func replacingAll(_ needle: String, with r: String) -> String {
         var out = ""
         var rest = Substring(self)
         while let range = rest.range(of: needle) {

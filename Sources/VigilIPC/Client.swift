@@ -1,13 +1,35 @@
 import CQB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Glibc
 
 /// hactl's side: connect to clusterd's libqb service, check who runs it, send one request.
 public enum IPCClient {
     public static func call(service: String, _ request: IPCRequest, timeoutMs: Int32 = 15_000) throws -> IPCResponse {
-        let c = try connect(service: service)
+        let body = Array(try JSONEncoder().encode(request))
+        // A change gets rings that fit any answer at once (it must not run twice); a question
+        // starts small and is asked once more if its answer needs larger rings.
+        let first = ringSize(request: body.count, isChange: request.isChange)
+        let r = try exchange(service: service, buffer: first, body: body, timeoutMs: timeoutMs)
+        guard !request.isChange, let need = r.needBuffer, need > first, need <= IPCLimits.maxBuffer else { return r }
+        return try exchange(service: service, buffer: need, body: body, timeoutMs: timeoutMs)
+    }
+
+    /// The rings a request starts with: the initial size for a question, the largest for a
+    /// change, and never smaller than the request itself needs.
+    public static func ringSize(request bytes: Int, isChange: Bool) -> Int {
+        let wanted = isChange ? IPCLimits.maxBuffer : IPCLimits.initialBuffer
+        let fits = (IPCLimits.requestHeader + bytes + IPCLimits.ringSlack + 65_535) / 65_536 * 65_536
+        return min(IPCLimits.maxBuffer, max(wanted, fits))
+    }
+
+    static func exchange(service: String, buffer: Int, body: [UInt8], timeoutMs: Int32) throws -> IPCResponse {
+        let c = try connect(service: service, buffer: buffer)
         defer { qb_ipcc_disconnect(c) }
-        return try exchange(c, body: Array(try JSONEncoder().encode(request)), timeoutMs: timeoutMs)
+        return try exchange(c, body: body, timeoutMs: timeoutMs)
     }
 
     /// Connects and checks who serves the name (`buffer`: the size of libqb's rings).
@@ -49,8 +71,12 @@ public enum IPCClient {
         guard msg.count <= IPCLimits.maxMessage else { throw IPCError("request too large (\(msg.count) bytes)") }
         let sent = msg.withUnsafeBytes { qb_ipcc_send(c, $0.baseAddress, $0.count) }
         guard sent >= 0 else { throw IPCError("sending to clusterd failed: \(String(cString: strerror(Int32(-sent))))") }
-        var buf = [UInt8](repeating: 0, count: IPCLimits.maxMessage)
-        let n = buf.withUnsafeMutableBytes { qb_ipcc_recv(c, $0.baseAddress, $0.count, timeoutMs) }
+        // Uninitialised: zeroing 2 MB that a small answer never touches costs milliseconds.
+        var n = 0
+        let buf = [UInt8](unsafeUninitializedCapacity: IPCLimits.maxMessage) { raw, count in
+            n = qb_ipcc_recv(c, raw.baseAddress, raw.count, timeoutMs)
+            count = max(0, min(n, raw.count))
+        }
         guard n >= IPCLimits.responseHeader else {
             throw IPCError(n < 0 ? "no answer from clusterd: \(String(cString: strerror(Int32(-n))))" : "short answer from clusterd")
         }

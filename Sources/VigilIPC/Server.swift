@@ -1,5 +1,9 @@
 import CQB
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Glibc
 import VigilCore
 import VigilSystem
@@ -71,7 +75,7 @@ public final class IPCServer {
         service = s
         var ph = qb_ipcs_poll_handlers(job_add: ipcJobAdd, dispatch_add: ipcDispatchAdd, dispatch_mod: ipcDispatchMod, dispatch_del: ipcDispatchDel)
         qb_ipcs_poll_handlers_set(s, &ph)
-        qb_ipcs_enforce_buffer_size(s, UInt32(IPCLimits.maxMessage))
+        qb_ipcs_enforce_buffer_size(s, UInt32(IPCLimits.initialBuffer))
         let rc = qb_ipcs_run(s)
         guard rc == 0 else {
             activeServer = nil
@@ -168,6 +172,14 @@ public final class IPCServer {
             raw.storeBytes(of: Int32(0), toByteOffset: 16, as: Int32.self)
         }
         msg += body
+        // Too large for this connection's rings: say how large they must be (the client asks
+        // again; only questions, which change nothing, start with small rings).
+        let rings = Int(qb_ipcs_connection_get_buffer_size(connection))
+        if msg.count + IPCLimits.ringSlack > rings, rings < IPCLimits.maxBuffer {
+            var retry = IPCResponse(ok: false, message: "answer of \(msg.count) bytes exceeds the connection's \(rings)-byte buffers")
+            retry.needBuffer = min(IPCLimits.maxBuffer, (msg.count + IPCLimits.ringSlack + 65_535) / 65_536 * 65_536)
+            return respond(retry, to: connection)
+        }
         _ = msg.withUnsafeBytes { qb_ipcs_response_send(connection, $0.baseAddress, $0.count) }
         qb_ipcs_connection_unref(connection)
     }

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Glibc
 
 /// Which processes hold a Unix socket bound to an abstract name in this network namespace: for
@@ -36,7 +40,7 @@ public enum SocketHolders {
                 (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\(fd)")).map { wanted.contains($0) } ?? false
             }
             guard holds else { continue }
-            let comm = (try? String(contentsOfFile: "/proc/\(p)/comm", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            let comm = (try? String(contentsOfFile: "/proc/\(p)/comm", encoding: .utf8))?.trimmed() ?? "?"
             var st = stat()
             let uid = stat("/proc/\(p)", &st) == 0 ? st.st_uid : UInt32.max
             holders.append(Holder(pid: pid, uid: uid, command: comm))

@@ -1,11 +1,17 @@
+import Glibc
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import VigilControl
 import VigilCore
 import VigilIPC
 
 struct Fence: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "fence",
         abstract: "Fence a node by hand (power it off or reset it through its fence levels), confirm one is off, or show the history.",
         subcommands: [Now.self, Confirm.self, History.self], defaultSubcommand: Now.self)
 
@@ -27,7 +33,7 @@ struct Fence: ParsableCommand {
             // The outcome arrives in the history (from the coordinator, which ran the agents).
             let deadline = Date().addingTimeInterval(TimeInterval(wait))
             while Date() < deadline {
-                Thread.sleep(forTimeInterval: 0.2)
+                sleepSeconds(0.2)
                 let h = (try? connection.call(IPCRequest(command: .fenceHistory)))?.fenceHistory ?? []
                 if let r = h.dropFirst(min(since, h.count)).first(where: { $0.target == node && ($0.outcome == .succeeded || $0.outcome == .failed) }) {
                     print(FenceFormat.line(r))
@@ -41,7 +47,7 @@ struct Fence: ParsableCommand {
     }
 
     struct Confirm: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Say that NODE is off (powered off by hand): what it ran is recovered elsewhere (admin only).")
+        static let configuration = CommandConfiguration(commandName: "confirm", abstract: "Say that NODE is off (powered off by hand): what it ran is recovered elsewhere (admin only).")
         @OptionGroup var connection: Connection
         @Argument(help: "Node name.")
         var node: String
@@ -55,7 +61,7 @@ struct Fence: ParsableCommand {
     }
 
     struct History: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Fencing actions this node ran or learned of: time, node, device, outcome.")
+        static let configuration = CommandConfiguration(commandName: "history", abstract: "Fencing actions this node ran or learned of: time, node, device, outcome.")
         @OptionGroup var connection: Connection
         @Option(name: .shortAndLong, help: "table or json.")
         var output: Status.Output = .table
@@ -77,11 +83,10 @@ struct Fence: ParsableCommand {
 
 enum FenceFormat {
     static func line(_ r: FenceRecord) -> String {
-        let t = Date(timeIntervalSince1970: TimeInterval(r.wallMs) / 1000)
-        let f = DateFormatter()
-        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSS"
-        f.timeZone = TimeZone(identifier: "UTC")
-        return "\(f.string(from: t))Z  \(r.outcome.rawValue.uppercased())  node=\(r.target) by=\(r.by)\(r.device.isEmpty ? "" : " device=\(r.device)")  \(r.reason)"
+        // YYYY-MM-DD HH:MM:SS.mmmZ, in UTC.
+        let ms = r.wallMs % 1000
+        let t = String(WallTime.format(r.wallMs).replacingAll("T", with: " ").dropLast()) + "." + String(String(ms + 1000).dropFirst())
+        return "\(t)Z  \(r.outcome.rawValue.uppercased())  node=\(r.target) by=\(r.by)\(r.device.isEmpty ? "" : " device=\(r.device)")  \(r.reason)"
     }
 }
 
@@ -91,6 +96,6 @@ func askUnlessYes(_ yes: Bool, _ question: String) throws {
         printErr("hactl: \(question) Not asked on a non-interactive input: add --yes.")
         throw ExitCode(2)
     }
-    FileHandle.standardError.write(Data("\(question) [y/N] ".utf8))
+    writeAll(2, Array("\(question) [y/N] ".utf8))
     guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else { throw ExitCode(1) }
 }

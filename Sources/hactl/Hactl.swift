@@ -1,5 +1,10 @@
+import Glibc
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import VigilControl
 import VigilCore
 import VigilIPC
@@ -30,7 +35,33 @@ struct Connection: ParsableArguments {
 }
 
 func printErr(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    writeAll(2, Array((s + "\n").utf8))
+}
+
+/// Writes every byte to `fd` (hactl links FoundationEssentials only, which has no FileHandle:
+/// the whole of Foundation costs start-up time on every call).
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var off = 0
+    while off < bytes.count {
+        let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return }
+        off += n
+    }
+}
+
+func sleepSeconds(_ s: Double) { usleep(UInt32(max(0, s) * 1_000_000)) }
+
+/// Standard input to its end.
+func readStandardInput() -> [UInt8] {
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return out }
+        out += buf[0..<n]
+    }
 }
 
 @main
@@ -42,7 +73,7 @@ struct Hactl: ParsableCommand {
 }
 
 struct Status: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Nodes, links, quorum, coordinator and resources.")
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Nodes, links, quorum, coordinator and resources.")
     enum Output: String, ExpressibleByArgument, CaseIterable { case table, json }
     @OptionGroup var connection: Connection
     @Option(name: .shortAndLong, help: "table or json.")
@@ -75,6 +106,7 @@ struct Status: ParsableCommand {
 
 struct Apply: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "apply",
         abstract: "Replace the cluster's resource definitions with a file (validated by the coordinator, all or nothing).")
     @OptionGroup var connection: Connection
     @Option(name: .customShort("f"), help: "Resources file (TOML); '-' for standard input.")
@@ -83,7 +115,7 @@ struct Apply: ParsableCommand {
     func run() throws {
         let text: String
         if file == "-" {
-            text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
+            text = String(decoding: readStandardInput(), as: UTF8.self)
         } else {
             guard let d = FileManager.default.contents(atPath: file) else {
                 printErr("hactl: cannot read \(file)")
@@ -106,17 +138,17 @@ struct Apply: ParsableCommand {
         if r.ok {
             print(r.message ?? "applied")
         } else {
-            printErr("hactl: apply refused, nothing changed: \(r.message?.replacingOccurrences(of: "resources:", with: "\(file):") ?? "unknown error")")
+            printErr("hactl: apply refused, nothing changed: \(r.message?.replacingAll("resources:", with: "\(file):") ?? "unknown error")")
             throw ExitCode(1)
         }
     }
 }
 
 struct Config: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resource configuration in force.", subcommands: [Show.self])
+    static let configuration = CommandConfiguration(commandName: "config", abstract: "Resource configuration in force.", subcommands: [Show.self])
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the resource configuration in force, with its version.")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the resource configuration in force, with its version.")
         @OptionGroup var connection: Connection
         func run() throws {
             let r = try connection.call(IPCRequest(command: .configShow))
@@ -133,6 +165,7 @@ struct Config: ParsableCommand {
 
 struct Cleanup: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "cleanup",
         abstract: "Forget a resource's failures on every node (and retry a stop that failed, once you checked it); with a node's name, let a node that was fenced while running run resources again.")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or node name.")
@@ -149,10 +182,10 @@ struct Cleanup: ParsableCommand {
 }
 
 struct Agent: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Resource agents installed on this node.", subcommands: [List.self, Info.self])
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Resource agents installed on this node.", subcommands: [List.self, Info.self])
 
     struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List OCF agents, LSB init scripts and fence agents.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List OCF agents, LSB init scripts and fence agents.")
         func run() throws {
             for a in AgentCatalog.list() { print(a) }
             for a in FenceCatalog.list() { print(a) }
@@ -160,7 +193,7 @@ struct Agent: ParsableCommand {
     }
 
     struct Info: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show an agent's parameters and actions (from its own meta-data).")
+        static let configuration = CommandConfiguration(commandName: "info", abstract: "Show an agent's parameters and actions (from its own meta-data).")
         @Argument(help: "ocf:PROVIDER:TYPE, lsb:NAME, script:/PATH or a fence agent (fence_NAME)")
         var agent: String
 
@@ -190,7 +223,7 @@ struct Agent: ParsableCommand {
 }
 
 struct Standby: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Put a node in standby: its resources move away and nothing starts there.")
+    static let configuration = CommandConfiguration(commandName: "standby", abstract: "Put a node in standby: its resources move away and nothing starts there.")
     @OptionGroup var connection: Connection
     @Argument(help: "Node name.")
     var node: String
@@ -218,13 +251,14 @@ struct Standby: ParsableCommand {
                 printErr("hactl: \(node) still runs \(left.joined(separator: ", ")) after \(w) s")
                 throw ExitCode(1)
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            sleepSeconds(0.05)
         }
     }
 }
 
 struct Refresh: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "refresh",
         abstract: "Forget a resource's failures and probe it again on every reachable node (all resources without an argument).")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource (default: every resource).")
@@ -249,7 +283,7 @@ struct Refresh: ParsableCommand {
 }
 
 struct Unstandby: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Take a node out of standby (resources move back only where scores say so).")
+    static let configuration = CommandConfiguration(commandName: "unstandby", abstract: "Take a node out of standby (resources move back only where scores say so).")
     @OptionGroup var connection: Connection
     @Argument(help: "Node name.")
     var node: String
@@ -283,7 +317,7 @@ struct SnapshotCommand: ParsableCommand {
                             nodes: facts.facts ?? [], fenceHistory: fences.fenceHistory ?? [])
         let bytes = try snap.json()
         if output == "-" {
-            FileHandle.standardOutput.write(Data(bytes + [10]))
+            writeAll(1, bytes + [10])
             return
         }
         do {

@@ -1,9 +1,11 @@
+import Glibc
 import ArgumentParser
 import VigilIPC
 
 /// `hactl maintenance on|off`, `hactl unmanage|manage RESOURCE` (README "hactl").
 struct Maintenance: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "maintenance",
         abstract: "Cluster maintenance: nothing is started, stopped or recovered; what runs keeps running, also when clusterd stops (an upgrade).")
     enum Mode: String, ExpressibleByArgument, CaseIterable { case on, off }
     @OptionGroup var connection: Connection
@@ -14,7 +16,7 @@ struct Maintenance: ParsableCommand {
 }
 
 struct Unmanage: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Leave a resource (or its group) alone: monitored and reported, never started, stopped or moved.")
+    static let configuration = CommandConfiguration(commandName: "unmanage", abstract: "Leave a resource (or its group) alone: monitored and reported, never started, stopped or moved.")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or group.")
     var resource: String
@@ -23,7 +25,7 @@ struct Unmanage: ParsableCommand {
 }
 
 struct Manage: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Manage a resource (or its group) again: probed first, then handled as usual.")
+    static let configuration = CommandConfiguration(commandName: "manage", abstract: "Manage a resource (or its group) again: probed first, then handled as usual.")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or group.")
     var resource: String

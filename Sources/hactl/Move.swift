@@ -1,5 +1,10 @@
+import Glibc
 import ArgumentParser
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import VigilCore
 import VigilIPC
 
@@ -7,6 +12,7 @@ import VigilIPC
 /// their lifetime ends (README "hactl").
 struct Move: ParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "move",
         abstract: "Move a resource (or its group) to NODE, or away from where it runs; the constraint stays until 'hactl clear' or --lifetime ends.")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or group.")
@@ -26,7 +32,7 @@ struct Move: ParsableCommand {
 }
 
 struct Ban: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Keep a resource (or its group) off NODE until 'hactl clear' or --lifetime ends.")
+    static let configuration = CommandConfiguration(commandName: "ban", abstract: "Keep a resource (or its group) off NODE until 'hactl clear' or --lifetime ends.")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or group.")
     var resource: String
@@ -44,7 +50,7 @@ struct Ban: ParsableCommand {
 }
 
 struct Clear: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Drop what 'hactl move' and 'hactl ban' added for a resource (or its group).")
+    static let configuration = CommandConfiguration(commandName: "clear", abstract: "Drop what 'hactl move' and 'hactl ban' added for a resource (or its group).")
     @OptionGroup var connection: Connection
     @Argument(help: "Resource or group.")
     var resource: String
@@ -104,6 +110,6 @@ private func waitForMove(_ c: Connection, _ name: String, to: String?, awayFrom:
             printErr("hactl: the move did not finish within \(seconds) s: \(last)")
             throw ExitCode(1)
         }
-        Thread.sleep(forTimeInterval: 0.05)
+        sleepSeconds(0.05)
     }
 }

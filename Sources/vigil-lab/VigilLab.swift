@@ -8,7 +8,7 @@ struct VigilLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigil-lab",
         abstract: "Three Vigil nodes and a client in network namespaces on this machine (needs root).",
-        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, CorosyncProbe.self, Flood.self, CoreBench.self, Switchover.self])
+        subcommands: [Demo.self, Bench.self, AppBench.self, Loss.self, Stall.self, Scale.self, ArpWatchCommand.self, HTTPProbeCommand.self, Inject.self, IPCProbe.self, SquatIPC.self, ImpostorIPC.self, CorosyncProbe.self, Flood.self, CoreBench.self, Switchover.self, StatusLatency.self, TimeCommand.self])
 }
 
 struct Common: ParsableArguments {
@@ -309,5 +309,45 @@ struct Switchover: ParsableCommand {
         let s = r.gapsMs.sorted()
         func f(_ v: Double) -> String { String(format: "%.0f", v) }
         print("switchover_gap_ms min=\(f(s.first ?? 0)) median=\(f(s[s.count / 2])) max=\(f(s.last ?? 0)) runs=\(s.count)")
+    }
+}
+
+struct StatusLatency: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status-latency",
+        abstract: "Time 'hactl status' as a whole process (spawn to exit) against a settled three-node cluster.")
+    @OptionGroup var common: Common
+    @Option(help: "Number of calls.")
+    var runs: Int = 30
+    @Option(help: "The hactl binary to time (default: the one beside vigil-lab).")
+    var hactl: String?
+
+    func run() throws {
+        try common.requireRoot()
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs 1...1000") }
+        let binary = hactl ?? common.binDir + "/hactl"
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no executable hactl at \(binary)") }
+        let lab = try Lab(Lab.Options(binDir: common.binDir))
+        defer { lab.teardown() }
+        let r = try Scenarios.statusLatency(lab: lab, hactl: binary, runs: runs) { print("  " + $0) }
+        let s = r.callsMs.sorted()
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        print("hactl_status_ms min=\(f(s.first ?? 0)) median=\(f(s[s.count / 2])) max=\(f(s.last ?? 0)) runs=\(s.count)")
+    }
+}
+
+struct TimeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "time-command",
+        abstract: "Run a command N times and print each run's wall time in ms (used by status-latency inside a namespace).")
+    @Option(help: "Number of runs.")
+    var runs: Int = 30
+    @Argument(parsing: .captureForPassthrough, help: "The command (absolute path) and its arguments.")
+    var command: [String] = []
+
+    func run() throws {
+        guard (1...1000).contains(runs) else { throw ValidationError("--runs 1...1000") }
+        let cmd = command.first == "--" ? Array(command.dropFirst()) : command
+        for ms in try Scenarios.timeCommand(cmd, runs: runs) { print(String(format: "%.3f", ms)) }
     }
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# hactl status latency: a settled three-node cluster in namespaces, then 'hactl status' run
+# 30 times as a whole process inside node1's namespace (spawn to exit), with hactl built as
+# Resources/install.sh installs it (Swift's standard library and FoundationEssentials linked
+# statically). Last line: hactl_status_ms min=<x> median=<y> max=<z> runs=<n>
+# Usage: Examples/bench/hactl-status.sh [--runs N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then echo "hactl-status.sh needs root: it creates network namespaces" >&2; exit 1; fi
+bash .ci/install-deps.sh
+swift build -c release >/dev/null
+swift build -c release --product hactl --static-swift-stdlib --build-path .build/static >/dev/null
+exec .build/release/vigil-lab status-latency --hactl "$PWD/.build/static/release/hactl" "$@"
