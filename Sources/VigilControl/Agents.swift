@@ -83,6 +83,13 @@ public enum AgentCatalog {
                 problems.append("\(file):\(item.line): resource '\(name)': \(e)")
             case .success(let m):
                 if let err = m.check(params) { problems.append("\(file):\(item.line): resource '\(name)' (\(spec)): \(err)") }
+                // Live migration needs both halves from the agent (Dummy and VirtualDomain have them).
+                if case .bool(true)? = t["allow_migrate"]?.value {
+                    let missing = ["migrate_to", "migrate_from"].filter { a in !m.actions.contains { $0.name == a } }
+                    if !missing.isEmpty {
+                        problems.append("\(file):\(item.line): resource '\(name)' (\(spec)): allow_migrate = true, but the agent does not advertise \(missing.joined(separator: " or ")) in its meta-data")
+                    }
+                }
             }
         }
         return problems

@@ -59,7 +59,9 @@ public struct AgentSpec: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 
     /// Standard OCF environment for an operation (OCF 1.1 section "Environment").
-    public func environment(resource: String, params: [(String, String)], op: AgentOperation, timeoutMs: UInt64, intervalMs: UInt64) -> [String: String] {
+    /// `migration`: the source and target node names of a migrate_to or migrate_from.
+    public func environment(resource: String, params: [(String, String)], op: AgentOperation, timeoutMs: UInt64, intervalMs: UInt64,
+                            migration: (source: String, target: String)? = nil) -> [String: String] {
         var env: [String: String] = [
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "LANG": "C",
@@ -75,6 +77,10 @@ public struct AgentSpec: Hashable, Sendable, Codable, CustomStringConvertible {
         env["OCF_RESKEY_CRM_meta_timeout"] = String(timeoutMs)
         env["OCF_RESKEY_CRM_meta_interval"] = String(op == .monitor ? intervalMs : 0)
         env["HA_RSCTMP"] = "/run/resource-agents"
+        if let m = migration {
+            env["OCF_RESKEY_CRM_meta_migrate_source"] = m.source
+            env["OCF_RESKEY_CRM_meta_migrate_target"] = m.target
+        }
         for (k, v) in params { env["OCF_RESKEY_\(k)"] = v }
         return env
     }
@@ -82,6 +88,8 @@ public struct AgentSpec: Hashable, Sendable, Codable, CustomStringConvertible {
 
 public enum AgentOperation: String, Sendable, Codable, CaseIterable {
     case start, stop, monitor
+    /// Live migration (OCF): on the source, then on the target (`allow_migrate`).
+    case migrateTo = "migrate_to", migrateFrom = "migrate_from"
     case metaData = "meta-data"
     case validateAll = "validate-all"
 }

@@ -21,6 +21,8 @@ struct CoordinatorOffice: Sendable {
     var assignedInOffice: [String: Set<NodeID>] = [:]
     /// Failovers under way: resource to (from node, reason).
     var failovers: [String: (from: String, reason: String)] = [:]
+    /// Live migrations in progress (see EngineMigration.swift).
+    var migrations: [String: Migration] = [:]
     /// Why a resource is not (yet) where the scheduler wants it.
     var waitingReason: [String: String] = [:]
     /// Members whose release of something we wait for: the echo (of our clock) a heartbeat of

@@ -32,6 +32,8 @@ public struct Engine: Sendable {
         case send(to: NodeID, Message)
         case start(String)
         case stop(String)
+        /// Live migration: migrate_to on the source, migrate_from on the target (node names).
+        case migrateTo(String, source: String, target: String), migrateFrom(String, source: String, target: String)
         /// Ask the agent whether the resource already runs here (monitor), before anything starts.
         case probe(String)
         /// The recurring monitor of a started agent resource is due.
@@ -99,7 +101,8 @@ public struct Engine: Sendable {
     var authorityIncarnation: UInt64 = 0
     var authorityRev: UInt64 = 0
 
-    public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked }
+    /// `migrating`: migrate_to runs; `migrated`: it succeeded (the instance moved; see EngineMigration.swift).
+    public enum LocalState: String, Equatable, Sendable { case starting, started, stopping, blocked, migrating, migrated }
     /// What runs here; absent means stopped.
     public internal(set) var local: [String: LocalState] = [:] { didSet { factsDirty = true; localSerial &+= 1 } }
     /// Everything that may run here (starting, started, stopping, blocked): reported as `held`.
@@ -114,6 +117,7 @@ public struct Engine: Sendable {
     public private(set) var failureSerial: UInt64 = 0
     var thresholdBans: Set<String> = []
     var restartPending: Set<String> = [] { didSet { localSerial &+= 1 } }
+    var migration = MigrationState() { didSet { localSerial &+= 1 } }
     var probeIssued: Set<String> = [] { didSet { localSerial &+= 1 } }
     /// When each started agent resource's next monitor is due, the earliest, and those running now.
     var monitorDue: [String: UInt64] = [:]
@@ -263,7 +267,10 @@ public struct Engine: Sendable {
             // A coordinator evaluates a heartbeat that may confirm a release it waits for, and
             // one whose report became fresh.
             let quietOffice = !confirms && wasFresh == isFresh
-            let routine = quietOffice && sameFacts && membership.isMember(sender) && h.configVersion == resources.version
+            // (A migration's step, reported or ordered, is placement's business at once.)
+            let migrationMoved = h.migration != (peers[sender]?.report?.migration ?? [])
+            if migrationMoved { office?.dirty = true }
+            let routine = quietOffice && sameFacts && !migrationMoved && membership.isMember(sender) && h.configVersion == resources.version
                 && h.configDigest == resources.digest && h.configCommitted == resources.committed
                 && (!h.isCoordinator || (authority == sender && h.assigneeEpoch == ledger.epoch
                     && (h.assignmentsIncluded ? h.assignments == authorityAssignments && h.assignmentsRev == authorityRev : h.assignmentsRev == authorityRev)))

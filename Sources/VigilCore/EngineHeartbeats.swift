@@ -135,6 +135,7 @@ extension Engine {
             h.withdrawals = withdrawals
             h.epochsSeen = seen
             h.offBeat = offBeat
+            h.migration = migrationLines(to: id)
             if ask.contains(id) {
                 h.wantsReply = true
                 lastAskedAt[id] = now

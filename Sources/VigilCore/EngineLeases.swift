@@ -35,6 +35,7 @@ extension Engine {
             return
         }
         authorityAssignments = assignments
+        takeMigrationOrders(h.migration)
         authorityIncarnation = inc
         authorityRev = h.assignmentsRev
         authorityUntil = h.echo + UInt64(h.leaseMs)
@@ -57,6 +58,7 @@ extension Engine {
     /// Forget the coordinator's assignments (and so stop acknowledging their revision).
     mutating func clearAssignments() {
         authorityAssignments = [:]
+        takeMigrationOrders([])
         authorityRev = 0
         authorityUntil = 0
     }

@@ -288,6 +288,8 @@ extension Engine {
         let unknown = heldNow.filter { !known.contains($0) }.sorted()  // removed from the configuration
         // Stops: what must not run here, or must restart, and everything depending on it here.
         var toStop = Set(local.filter { ($0.value == .started || $0.value == .starting) && (!desired.contains($0.key) || restartPending.contains($0.key)) }.keys)
+        // Live migration: migrate_to where ordered, stop-first stops, and instances migrated away to stop.
+        toStop.formUnion(migrationWork(desired: desired, mayAct: hasLease && authorityValid(now: now), out: &out))
         var grew = true
         while grew {
             grew = false
@@ -311,10 +313,11 @@ extension Engine {
         // Starts, in dependency order, once what they depend on runs.
         for r in order where desired.contains(r) && local[r] == nil {
             let ready = resourceSet.predecessors(of: r).allSatisfy { local[$0] == .started || !startedOn($0).isEmpty }
-            guard ready else { continue }
+            guard ready, let how = startDirective(for: r) else { continue }
             local[r] = .starting
+            if case .migrateFrom(_, let source, _) = how { out.append(.event(.resourceMigratingIn(r, from: source))) }
             out.append(.event(.resourceStarting(r)))
-            out.append(.start(r))
+            out.append(how)
             factsUrgent = true
         }
     }

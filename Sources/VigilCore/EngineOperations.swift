@@ -39,6 +39,8 @@ extension Engine {
             case .hardError(let why): return resourceFailed(name, reason: "monitor: \(why)", kind: .hard, now: now)
             case .fatalError(let why): return resourceFailed(name, reason: "monitor: \(why)", kind: .fatal, now: now)
             }
+        case .migrateTo, .migrateFrom:
+            return migrationFinished(name, op, outcome, now: now)
         case .metaData, .validateAll:
             // Not lifecycle operations: nothing changes.
             var out: [Directive] = []

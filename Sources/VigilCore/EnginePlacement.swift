@@ -121,6 +121,10 @@ extension Engine {
                 continue
             }
             let target = plan.placement[r]
+            if migrationStep(r, target: target, holders: holders, state: state, alive: alive, office: &o, now: now, out: &out, reasons: &reasons) {
+                waiting = true
+                continue
+            }
             if let c = o.placement[r], c != target {
                 o.withdraw(r, now: now)
                 changed = true

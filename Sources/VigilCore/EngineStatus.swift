@@ -146,6 +146,10 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
     case fenceIneffective(String)
     /// This node was fenced while it still ran: it stops everything.
     case fencedWhileRunning(by: String, device: String)
+    /// Live migration: the coordinator's view, then the source's and the target's.
+    case migrationBegun(String, from: String, to: String), migrationCompleted(String, from: String, to: String)
+    case migrationAborted(String, from: String, to: String, reason: String)
+    case resourceMigrating(String, to: String), resourceMigratedAway(String, to: String), resourceMigratingIn(String, from: String)
 
     public var description: String {
         switch self {
@@ -169,6 +173,12 @@ public enum EngineEvent: Equatable, Sendable, CustomStringConvertible {
         case .cleanedUp(let r): return "cleanup resource=\(r)"
         case .failoverBegun(let r, let from, let why): return "failover-begun resource=\(r) from=\(from) reason=\"\(why)\""
         case .failoverCompleted(let r, let from, let to, _): return "failover-completed resource=\(r) from=\(from) to=\(to)"
+        case .migrationBegun(let r, let from, let to): return "migration-begun resource=\(r) from=\(from) to=\(to)"
+        case .migrationCompleted(let r, let from, let to): return "migration-completed resource=\(r) from=\(from) to=\(to)"
+        case .migrationAborted(let r, let from, let to, let why): return "migration-aborted resource=\(r) from=\(from) to=\(to) reason=\"\(why)\""
+        case .resourceMigrating(let r, let to): return "resource-migrating resource=\(r) to=\(to)"
+        case .resourceMigratedAway(let r, let to): return "resource-migrated resource=\(r) to=\(to)"
+        case .resourceMigratingIn(let r, let from): return "resource-migrating-in resource=\(r) from=\(from)"
         case .resourceRecovered(let r): return "resource-recovered resource=\(r)"
         case .foundLeftover(let r): return "found-leftover resource=\(r)"
         case .standby(let n): return "standby node=\(n)"

@@ -84,6 +84,9 @@ public struct Heartbeat: Sendable, Equatable {
     public var offBeat = false
     /// To the sender's coordinator: the revision of its assignments the sender holds (0: none).
     public var assignmentsAck: UInt64 = 0
+    /// Live migrations: the coordinator's orders for the recipient, the sender's own progress
+    /// (see `MigrationEntry`). On the wire only when not empty, after everything else.
+    public var migration: [MigrationEntry] = []
 
     public init(
         sentAt: PeerTime, echoIncarnation: UInt64 = 0, echo: UInt64 = 0, vote: NodeID? = nil, isCoordinator: Bool = false,
@@ -239,6 +242,7 @@ extension Message {
             w.u64(h.refusedEpoch)
             w.nodeMap(h.withdrawals)
             w.nodeMap(h.epochsSeen)
+            if !h.migration.isEmpty { MigrationEntry.encode(h.migration, &w) }
         case .configRequest(let v, let offset):
             w.u64(v)
             w.u32(offset)
@@ -348,6 +352,7 @@ extension Message {
             let seenCount = try r.count(max: 64)
             h.epochsSeen.reserveCapacity(seenCount)
             for _ in 0..<seenCount { h.epochsSeen[try r.node()] = try r.u64() }
+            if r.remaining > 0 { h.migration = try MigrationEntry.decodeList(&r) }
             m = .heartbeat(h)
         case 2:
             m = .configRequest(version: try r.u64(), offset: try r.u32())

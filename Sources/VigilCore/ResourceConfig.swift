@@ -31,6 +31,8 @@ public struct ResourceOptions: Sendable, Equatable, Codable {
     public var monitorTimeoutMs: UInt64 = 20_000
     public var startTimeoutMs: UInt64 = 20_000
     public var stopTimeoutMs: UInt64 = 20_000
+    /// A planned move runs migrate_to, migrate_from, then stop (OCF agents that advertise both).
+    public var allowMigrate = false, migrateTimeoutMs: UInt64 = 120_000
     /// After its node was lost, starts elsewhere only once that node was fenced (agent resources).
     public var requiresFencing = false
     /// Location scores per node name (from `preferred` and [[location]]).
@@ -289,6 +291,9 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             opts.monitorTimeoutMs = UInt64(try t.int("monitor_timeout_ms", range: 100...3_600_000) ?? 20_000)
             opts.startTimeoutMs = UInt64(try t.int("start_timeout_ms", range: 100...3_600_000) ?? 20_000)
             opts.stopTimeoutMs = UInt64(try t.int("stop_timeout_ms", range: 100...3_600_000) ?? 20_000)
+            opts.allowMigrate = try t.bool("allow_migrate") ?? false
+            opts.migrateTimeoutMs = UInt64(try t.int("migrate_timeout_ms", range: 100...86_400_000) ?? 120_000)
+            if opts.allowMigrate && spec.cls != .ocf { throw t.error("allow_migrate", "only OCF agents migrate (\(spec) has no migrate_to/migrate_from)") }
             switch try t.string("requires") {
             case nil: opts.requiresFencing = everyNodeFenced
             case "quorum": opts.requiresFencing = false

@@ -20,6 +20,8 @@ final class AgentExecutor {
         var timeoutMs: UInt64
         var intervalMs: UInt64
         var completion: (OperationOutcome, String) -> Void
+        /// migrate_to, migrate_from: the source and target node names.
+        var migration: (source: String, target: String)? = nil
         var seq: UInt64 = 0
         /// When its first spawn failed for lack of descriptors, processes or memory, and when
         /// it is tried again (such a failure is the node's, not the agent's).
@@ -27,8 +29,8 @@ final class AgentExecutor {
         var retryAt: UInt64 = 0
         var priority: Int {
             switch op {
-            case .stop: return 0
-            case .start: return 1
+            case .stop, .migrateTo: return 0
+            case .start, .migrateFrom: return 1
             case .monitor: return intervalMs == 0 ? 2 : 3
             case .metaData, .validateAll: return 2
             }
@@ -139,7 +141,7 @@ final class AgentExecutor {
         let r = q.removeFirst()
         queues[resource] = q.isEmpty ? nil : q
         let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
-                                     timeoutMs: r.timeoutMs, intervalMs: r.intervalMs)
+                                     timeoutMs: r.timeoutMs, intervalMs: r.intervalMs, migration: r.migration)
         guard access(r.spec.executable, X_OK) == 0 else {
             finish(r, .couldNotRun("\(SystemError("\(r.spec.executable) is not an executable on this node", errno: errno))"), output: "")
             return

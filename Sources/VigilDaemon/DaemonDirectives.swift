@@ -44,6 +44,21 @@ extension Daemon {
                 } else {
                     ips.stop(name)
                 }
+            case .migrateTo(let name, let source, let target), .migrateFrom(let name, let source, let target):
+                let op: AgentOperation
+                if case .migrateTo = d { op = .migrateTo } else { op = .migrateFrom }
+                guard let a = engine.resourceSet.agent(named: name) else {
+                    queue.append(contentsOf: engine.operationFinished(name, op, .hardError("not an agent resource"), now: now))
+                    continue
+                }
+                updateGuardian()
+                let o = engine.resourceSet.options(name)
+                log.info("\(op.rawValue) resource=\(name) source=\(source) target=\(target)")
+                var request = AgentExecutor.Request(resource: name, op: op, spec: a.agent, params: a.params, timeoutMs: o.migrateTimeoutMs, intervalMs: 0) { [unowned self] outcome, _ in
+                    self.execute(self.engine.operationFinished(name, op, outcome, now: MonotonicClock.nowMs()))
+                }
+                request.migration = (source, target)
+                executor.submit(request)
             case .monitor(let name):
                 guard let a = engine.resourceSet.agent(named: name) else {
                     queue.append(contentsOf: engine.operationFinished(name, .monitor, .success, now: now))

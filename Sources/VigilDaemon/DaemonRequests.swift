@@ -26,6 +26,16 @@ extension Daemon {
             hooks.post("failover-begun", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_REASON": why])
         case .failoverCompleted(let r, let from, let to, let why):
             hooks.post("failover-completed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to, "VIGIL_REASON": why])
+        case .migrationBegun(let r, let from, let to):
+            hooks.post("migration-begun", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to])
+        case .migrationCompleted(let r, let from, let to):
+            hooks.post("migration-completed", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to])
+        case .migrationAborted(let r, let from, let to, let why):
+            hooks.post("migration-aborted", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": to, "VIGIL_REASON": why])
+        case .resourceMigrating(let r, let to):
+            hooks.post("resource-migrating", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": me, "VIGIL_TO": to])
+        case .resourceMigratingIn(let r, let from):
+            hooks.post("resource-migrating-in", ["VIGIL_NODE": me, "VIGIL_RESOURCE": r, "VIGIL_FROM": from, "VIGIL_TO": me])
         case .fence(let f):
             // Hooks run where the fence ran (the coordinator); every node keeps the history.
             fencer.record(f)

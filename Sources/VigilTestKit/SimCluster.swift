@@ -64,6 +64,11 @@ public struct SimCluster {
 
     /// Resources whose stop fails on a node.
     public var failingStops: [NodeID: Set<String>] = [:]
+    /// Resources whose migrate_to, or migrate_from, fails on a node (the instance stays where it was).
+    public var failingMigrations: [NodeID: Set<String>] = [:]
+    /// (time, node, resource, action) of every migrate_to and migrate_from, as Dummy runs them:
+    /// migrate_to stops the instance on the source, migrate_from starts it on the target.
+    public private(set) var migrationActions: [(UInt64, NodeID, String, AgentOperation)] = []
     /// Fencing (SimFencing.swift): attempts that fail per target, fences under way, and done.
     public var fenceFailures: [NodeID: Int] = [:]
     /// Targets a device reports fenced but leaves running (a wrong plug, a dummy agent).
@@ -305,6 +310,21 @@ public struct SimCluster {
                 }
                 if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
                 queue.append(contentsOf: result(id) { $0.operationFinished(r, .stop, .success, now: $1) })
+            case .migrateTo(let r, _, _), .migrateFrom(let r, _, _):
+                let op: AgentOperation
+                if case .migrateTo = d { op = .migrateTo } else { op = .migrateFrom }
+                migrationActions.append((now, id, r, op))
+                if failingMigrations[id]?.contains(r) ?? false {
+                    queue.append(contentsOf: result(id) { $0.operationFinished(r, op, .softError("simulated \(op.rawValue) failure"), now: $1) })
+                    continue
+                }
+                if op == .migrateTo {
+                    if holding[id]?.remove(r) != nil { actions.append((now, id, r, false)) }
+                } else {
+                    holding[id, default: []].insert(r)
+                    actions.append((now, id, r, true))
+                }
+                queue.append(contentsOf: result(id) { $0.operationFinished(r, op, .success, now: $1) })
             case .monitor(let r):
                 // The agent answers from what really runs: a resource the test killed is not running.
                 monitors.append((now, id, r))
