@@ -22,7 +22,7 @@ struct CoordinatorOffice: Sendable {
     /// Failovers under way: resource to (from node, reason).
     var failovers: [String: (from: String, reason: String)] = [:]
     /// Live migrations in progress (see EngineMigration.swift).
-    var migrations: [String: Migration] = [:]
+    var migrations: [String: Migration] = [:] { didSet { placementSerial &+= 1 } }
     /// Why a resource is not (yet) where the scheduler wants it.
     var waitingReason: [String: String] = [:]
     /// Members whose release of something we wait for: the echo (of our clock) a heartbeat of

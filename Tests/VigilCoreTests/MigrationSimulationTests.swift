@@ -64,6 +64,32 @@ final class MigrationSimulationTests: XCTestCase {
         XCTAssertEqual(sim.actions.filter { $0.0 >= t1 }.count, 0)
     }
 
+    /// Standby drains a node by migration too (a planned move).
+    func testStandbyMigrates() throws {
+        var sim = try settled()
+        sim.standby(on: 2, node: "n1", true, requestId: 11)
+        XCTAssertNotNil(sim.run(until: 10_000) { s in s.holders(of: "vm").count == 1 && s.holders(of: "vm") != [1] && s.engine(1)?.local["vm"] == nil },
+                        "\(sim.status(1)?.resources.map { "\($0.name) \($0.state) \($0.runningOn) \($0.detail ?? "")" } ?? []) standby=\(sim.engine(1)?.resources.standby ?? []) replies=\(sim.replies)")
+        XCTAssertEqual(sim.migrationActions.map { "\($0.1) \($0.3.rawValue)" }.first, "1 migrate_to")
+        XCTAssertEqual(sim.migrationActions.count, 2)
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    /// The coordinator dies between migrate_to and migrate_from: the migrated instance is
+    /// stopped on the source (it never restarts by itself) and a new coordinator starts the
+    /// resource once, somewhere; never two holders.
+    func testACoordinatorLostMidMigrationEndsInOneInstance() throws {
+        var sim = try settled()
+        // n1 is the source and the coordinator; it completes migrate_to and is then lost.
+        try move(&sim, "vm", to: "n2")
+        XCTAssertNotNil(sim.run(until: 5000) { $0.migrationActions.count >= 1 })
+        sim.crash(1)
+        XCTAssertNotNil(sim.run(until: 20_000) { s in s.holders(of: "vm").count == 1 && s.holders(of: "vm") != [1] })
+        sim.run(3000)
+        XCTAssertEqual(sim.holders(of: "vm").count, 1)
+        XCTAssertEqual(sim.violations, [])
+    }
+
     func testAFailedMigrateToStopsOnBothThenStarts() throws {
         var sim = try settled()
         sim.failingMigrations[.n(1)] = ["vm"]
