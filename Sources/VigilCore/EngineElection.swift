@@ -49,6 +49,8 @@ extension Engine {
         let change = election.updateTerm(now: now, ballotEchoes: echoes)
         if change != .none {
             urgent = true
+            // Orders of the previous coordinator end with the change (ours are our office's).
+            takeMigrationOrders([])
             if change == .elected {
                 office = CoordinatorOffice(since: now, guardTime: timing.guardTime)
                 out.append(.event(.becameCoordinator))

@@ -83,6 +83,8 @@ struct MigrationState: Sendable, Equatable {
     var towards: [String: NodeID] = [:]
     /// Resources whose `stopFirst` stop was issued here (reported once it finished).
     var stoppedFirst: Set<String> = []
+    /// Peers that speak the previous protocol version: they cannot read migration lines.
+    var olderProtocol: Set<NodeID> = []
 }
 
 extension CoordinatorOffice {
@@ -126,7 +128,7 @@ extension Engine {
     func migrationLines(to id: NodeID) -> [MigrationEntry] {
         var out = isCoordinator ? (office?.migrationOrders(for: id) ?? []) : []
         for (r, t) in migration.towards where local[r] == .migrated { out.append(.init(resource: r, kind: .migrated, node: t)) }
-        for r in migration.stoppedFirst where local[r] == nil { out.append(.init(resource: r, kind: .stoppedFirst, node: selfId)) }
+        for r in migration.stoppedFirst where local[r] != .stopping && local[r] != .blocked { out.append(.init(resource: r, kind: .stoppedFirst, node: selfId)) }
         return out
     }
 
@@ -137,8 +139,20 @@ extension Engine {
     }
 
     func reportsStoppedFirst(_ z: NodeID, _ r: String) -> Bool {
-        if z == selfId { return migration.stoppedFirst.contains(r) && local[r] == nil }
+        if z == selfId { return migration.stoppedFirst.contains(r) && local[r] != .stopping && local[r] != .blocked }
         return peers[z]?.report?.migration.contains(.init(resource: r, kind: .stoppedFirst, node: z)) ?? false
+    }
+
+    /// The shell: peers that speak the previous protocol version (no migration from or to them).
+    public mutating func peersOnOlderProtocol(_ ids: Set<NodeID>) {
+        if migration.olderProtocol != ids { migration.olderProtocol = ids }
+    }
+
+    /// Coordinator: a migration ends without its steps (the resource was removed or frozen).
+    mutating func endMigration(_ r: String, _ why: String, office o: inout CoordinatorOffice, out: inout [Directive]) {
+        guard let m = o.migrations.removeValue(forKey: r) else { return }
+        if m.phase != .aborted { out.append(.event(.migrationAborted(r, from: name(of: m.source), to: name(of: m.target), reason: why))) }
+        urgent = true
     }
 
     /// The coordinator's orders arrived with its heartbeat (or ended with its authority).
@@ -146,12 +160,6 @@ extension Engine {
         var orders: [String: MigrationEntry] = [:]
         for e in lines where e.kind.isOrder { orders[e.resource] = e }
         if orders != migration.orders { migration.orders = orders }
-    }
-
-    /// Whether every resource tied to `r` (group, ordering, colocation) allows migration.
-    func mayMigrate(_ r: String) -> Bool {
-        let c = resourceSet.component(of: r)
-        return resourceSet.names.allSatisfy { n in resourceSet.component(of: n) != c || (resourceSet.agent(named: n) != nil && resourceSet.options(n).allowMigrate) }
     }
 
     // MARK: the coordinator
@@ -162,6 +170,9 @@ extension Engine {
                                 office o: inout CoordinatorOffice, now: UInt64, out: inout [Directive], reasons: inout [String: String]) -> Bool {
         func abort(_ m: CoordinatorOffice.Migration, _ why: String, stopOnTarget: Bool) {
             o.migrations[r] = stopOnTarget ? .init(source: m.source, target: m.target, phase: .aborted) : nil
+            // Assigned nowhere until both have let go: a source whose instance migrated away must
+            // not start it again while the target may still run it (a VM would run twice).
+            if o.placement[r] != nil { o.withdraw(r, now: now) }
             out.append(.event(.migrationAborted(r, from: name(of: m.source), to: name(of: m.target), reason: why)))
             urgent = true
         }
@@ -172,6 +183,9 @@ extension Engine {
             case .migrateTo:
                 if failedOn(m.source) || state.fatal.contains(r) { abort(m, "migrate_to failed on \(name(of: m.source))", stopOnTarget: targetIn); return false }
                 if !sourceIn || !targetIn { abort(m, "node \(name(of: sourceIn ? m.target : m.source)) lost", stopOnTarget: targetIn); return false }
+                if peerIsLeaving(m.source) || peerIsLeaving(m.target) { abort(m, "a node is shutting down", stopOnTarget: true); return false }
+                // A source that no longer holds it (restarted, say) has nothing to migrate.
+                if !holders.contains(m.source) { abort(m, "\(name(of: m.source)) no longer holds it", stopOnTarget: true); return false }
                 if reportsMigrated(m.source, r, to: m.target) {
                     guard target == m.target, !failedOn(m.target) else { abort(m, "the target changed", stopOnTarget: true); return false }
                     o.withdraw(r, now: now)
@@ -187,29 +201,35 @@ extension Engine {
                     o.migrations[r] = nil
                     out.append(.event(.migrationCompleted(r, from: name(of: m.source), to: name(of: m.target))))
                     urgent = true
-                    return false
+                    // Done with it this round: a further move (asked meanwhile) is the next round's,
+                    // and may migrate again.
+                    reasons[r] = "migrated from \(name(of: m.source)) to \(name(of: m.target))"
+                    return true
                 }
-                if failedOn(m.target) || state.fatal.contains(r) || !targetIn {
+                if failedOn(m.target) || state.fatal.contains(r) || !targetIn || peerIsLeaving(m.target) {
                     abort(m, targetIn ? "migrate_from failed on \(name(of: m.target))" : "node \(name(of: m.target)) lost", stopOnTarget: false)
                     return false
                 }
                 reasons[r] = "migrating from \(name(of: m.source)) to \(name(of: m.target)) (migrate_from)"
                 return true
             case .aborted:
-                // The target stops what a failed migrate_to may have left there, and starts
-                // nothing of it before (its own rule); placement meanwhile goes on as usual.
+                // The target stops what the failed migration may have left there before the
+                // resource is placed anywhere (so nothing starts it while a partial instance may run).
                 if reportsStoppedFirst(m.target, r) || !(alive.contains(m.target) && isMember(m.target)) {
                     o.migrations[r] = nil
                     urgent = true
+                    return false
                 }
-                return false
+                reasons[r] = "migration aborted: waiting for \(name(of: m.target)) to stop what it may have left there"
+                return true
             }
         }
         // A planned move of a resource running, started, on one member only, that did not fail there.
         guard let c = o.placement[r], let t = target, c != t, o.migrations.count < CoordinatorOffice.maxMigrations,
               alive.contains(c), isMember(c), alive.contains(t), isMember(t), !peerIsLeaving(c), !peerIsLeaving(t),
               holders == [c], startedOn(r, among: alive) == [c], !failedOn(c), !failedOn(t), !state.fatal.contains(r),
-              o.failovers[r] == nil, resourceSet.options(r).allowMigrate, mayMigrate(r)
+              o.failovers[r] == nil, resourceSet.options(r).allowMigrate, resourceSet.migratable(r),
+              !migration.olderProtocol.contains(c), !migration.olderProtocol.contains(t)
         else { return false }
         o.migrations[r] = .init(source: c, target: t, phase: .migrateTo)
         out.append(.event(.migrationBegun(r, from: name(of: c), to: name(of: t))))
@@ -229,10 +249,12 @@ extension Engine {
         for r in migration.stoppedFirst where orders[r]?.kind != .stopFirst { migration.stoppedFirst.remove(r) }
         for (r, _) in migration.towards where local[r] != .migrating && local[r] != .migrated { migration.towards[r] = nil }
         var stops: Set<String> = []
-        for (r, s) in local where s == .migrated && orders[r]?.kind != .migrateTo { stops.insert(r) }
+        for (r, s) in local where s == .migrated && (orders[r]?.kind != .migrateTo || !resourceSet.nameSet.contains(r)) { stops.insert(r) }
         for (r, e) in orders.sorted(by: { $0.key < $1.key }) {
             switch e.kind {
-            case .migrateTo where mayAct && local[r] == .started && desired.contains(r) && !resourceSet.isFrozen(r) && resourceSet.agent(named: r) != nil:
+            // (Dependents first, as a stop: what depends on it here has migrated away already.)
+            case .migrateTo where mayAct && local[r] == .started && desired.contains(r) && !resourceSet.isFrozen(r) && resourceSet.agent(named: r) != nil
+                && resourceSet.dependents(of: r).allSatisfy({ local[$0] == nil || local[$0] == .migrated }):
                 local[r] = .migrating
                 migration.towards[r] = e.node
                 out.append(.event(.resourceMigrating(r, to: name(of: e.node))))

@@ -89,13 +89,7 @@ extension Engine {
             failureExpiry[r] = nil
         }
         for r in held where (local[r] == .started || local[r] == .starting) && !new.isFrozen(r) {
-            var changed = false
-            if let o = old.ip(named: r), let n = new.ip(named: r) {
-                changed = o.prefix != n.prefix || o.interface(on: selfName) != n.interface(on: selfName)
-            } else if let o = old.agent(named: r), let n = new.agent(named: r) {
-                changed = o.agent != n.agent || o.params != n.params
-            }
-            if changed {
+            if new.instanceChanged(r, from: old, on: selfName) {
                 restartPending.insert(r)
                 urgent = true
             }

@@ -98,6 +98,7 @@ extension Engine {
             o.placement[r] = nil
             changed = true
         }
+        for r in o.migrations.keys where !names.contains(r) || resourceSet.isFrozen(r) { endMigration(r, "removed from the configuration, or left alone", office: &o, out: &out) }
         let gone = Set(peers.keys.filter { !(peers[$0]?.member ?? false) && withdrawnByMajority($0, since: o.since) })
         updateFencing(gone: gone, now: now, office: &o, out: &out)
         let alive = reportingNodes(gone: gone)

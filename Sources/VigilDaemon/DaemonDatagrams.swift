@@ -77,6 +77,7 @@ extension Daemon {
             if (peerLives[sender]?.incarnation ?? 0) <= h.incarnation { peerLives[sender] = (h.incarnation, now) }
             if peerProtocol[sender] != h.version {
                 peerProtocol[sender] = h.version
+                engine.peersOnOlderProtocol(Set(peerProtocol.filter { $0.value < Envelope.protocolVersion }.keys))
                 if h.version != Envelope.protocolVersion {
                     log.warning("peer \(nodesById[sender]?.name ?? "?") speaks protocol version \(h.version) (this node \(Envelope.protocolVersion)): answered in \(h.version) until it is upgraded")
                 }
@@ -102,9 +103,10 @@ extension Daemon {
         guard let node = nodesById[peer] else { return }
         let version = min(ownProtocol, peerProtocol[peer] ?? ownProtocol)
         var msg = msg
-        if version == Envelope.previousVersion, case .heartbeat(var h) = msg {
-            // Version 5 knows no confirmation flag (and refuses a heartbeat that sets it).
-            h.configCommitted = false
+        if version == Envelope.previousVersion, case .heartbeat(var h) = msg, !h.migration.isEmpty {
+            // Version 6 knows no migration lines (and refuses a heartbeat that has them); the
+            // engine starts no migration from or to a node that speaks it.
+            h.migration = []
             msg = .heartbeat(h)
         }
         let payload = msg.encodePayload()

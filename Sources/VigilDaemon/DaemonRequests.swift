@@ -97,6 +97,18 @@ extension Daemon {
             log.warning("hactl \(req.command == .fence ? "fence" : "fence confirm") \(node) requested by an administrator")
             execute(engine.requestFence(requestId: id, node: node, confirm: req.command == .fenceConfirm, now: now))
             return .later
+        case .simulate, .dryRun:
+            // The real scheduler on what this node knows of every node; nothing is changed.
+            let standby = Set(engine.resources.standby)
+            let nodes = engine.nodeFacts().map { WhatIf.NodeInput(name: $0.name, online: $0.member, standby: standby.contains($0.name), held: $0.held, failed: $0.failed) }
+            do {
+                var r = IPCResponse(ok: true)
+                r.whatIf = try WhatIf.run(cluster: cluster, current: engine.resourceSet, nodes: nodes, changes: req.whatIf ?? [],
+                                          newText: req.command == .dryRun ? (req.text ?? "") : nil, file: req.resource ?? "resources.toml")
+                return .now(r)
+            } catch {
+                return .now(IPCResponse(ok: false, message: error.description))
+            }
         case .facts:
             var r = IPCResponse(ok: true)
             r.facts = engine.nodeFacts()

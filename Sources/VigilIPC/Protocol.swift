@@ -24,12 +24,18 @@ public struct IPCRequest: Codable, Sendable {
         case manage
         /// Every node's holdings and failures as this node knows them (`hactl snapshot`).
         case facts
+        /// What-if: the scheduler on the live state with `whatIf` changes imagined (`hactl simulate`).
+        case simulate
+        /// The same with a new resources file in `text` (`hactl apply --dry-run`, `simulate -f`):
+        /// admin only, as apply (it carries a file).
+        case dryRun = "dry-run"
     }
     public var command: Command
     public var text: String?
     public var resource: String? = nil
     public var node: String? = nil
     public var lifetimeMs: UInt64? = nil
+    public var whatIf: [WhatIf.Change]? = nil
     public init(command: Command, text: String? = nil) {
         self.command = command
         self.text = text
@@ -41,7 +47,7 @@ public struct IPCRequest: Codable, Sendable {
         self.lifetimeMs = lifetimeMs
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { command != .status && command != .configShow && command != .fenceHistory && command != .facts }
+    public var isChange: Bool { ![.status, .configShow, .fenceHistory, .facts, .simulate].contains(command) }
 }
 
 public struct IPCResponse: Codable, Sendable {
@@ -55,6 +61,7 @@ public struct IPCResponse: Codable, Sendable {
     public var fenceHistory: [FenceRecord]? = nil
     /// The answer did not fit this connection's rings: ask again with buffers this large.
     public var needBuffer: Int? = nil
+    public var whatIf: WhatIf.Report? = nil
     public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {
         self.ok = ok
         self.message = message

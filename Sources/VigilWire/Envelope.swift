@@ -27,13 +27,14 @@ import VigilCore
 /// link 0 and resent on link 1 is refused there (it cannot keep a dead link looking alive).
 /// Version 4 had no recipient: a heartbeat from A to B was valid at C. Version 6 added the
 /// configuration's confirmation to the heartbeat's flags (bit 7, which version 5 refused).
+/// Version 7 appends live migration's lines to a heartbeat (which version 6 refused as trailing bytes).
 public enum Envelope {
     public static let magic: [UInt8] = Array("VGIL".utf8)
-    public static let protocolVersion: UInt16 = 6
+    public static let protocolVersion: UInt16 = 7
     /// The version before, still accepted for one release so that a cluster upgrades one node at
     /// a time: a node answers a peer in the version the peer last spoke (see README, Upgrades).
-    /// Version 5 packets are the same envelope; their heartbeats never carry flag bit 7.
-    public static let previousVersion: UInt16 = 5
+    /// Version 6 packets are the same envelope; their heartbeats never carry migration lines.
+    public static let previousVersion: UInt16 = 6
     public static let headerSize = 48
     public static let macSize = 32
     /// The largest packet any node sends (a configuration piece of 16 KiB, the standby list and
@@ -206,9 +207,9 @@ public enum Envelope {
                 return .failure(.notEncrypted(kind))
             }
             let msg = try Message.decode(kind: kind, payload: payload)
-            // (Version 5 refused flag bit 7 of a heartbeat; a packet claiming 5 that sets it is not one.)
-            if version == previousVersion, case .heartbeat(let hb) = msg, hb.configCommitted {
-                return .failure(.malformed("heartbeat of protocol version 5 with flag bit 7 set"))
+            // (Version 6 refused a heartbeat's trailing bytes; a packet claiming 6 that has them is not one.)
+            if version == previousVersion, case .heartbeat(let hb) = msg, !hb.migration.isEmpty {
+                return .failure(.malformed("heartbeat of protocol version 6 with migration lines"))
             }
             let h = Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq,
                            recipient: recipient, recipientIncarnation: recipientInc, version: version)

@@ -33,6 +33,16 @@ final class MigrationSimulationTests: XCTestCase {
         sim.propose(on: 1, requestId: 7, text: edit.text)
     }
 
+    /// Every coordinator's migration records ended (none leaks a slot or an order).
+    /// (After a second more: the last orders ride on the next heartbeats.)
+    func assertNoMigrationLeft(_ sim: inout SimCluster, except crashed: Set<Int> = [], file: StaticString = #filePath, line: UInt = #line) {
+        sim.run(1000)
+        for i in 1...3 where !crashed.contains(i) {
+            XCTAssertEqual(sim.engine(.n(i))?.office?.migrations.count ?? 0, 0, "n\(i) still has migration records", file: file, line: line)
+            XCTAssertEqual(sim.engine(.n(i))?.migration.orders.count ?? 0, 0, "n\(i) still has migration orders \(sim.engine(.n(i))?.migration.orders ?? [:]) office \(sim.engine(.n(1))?.office?.migrations ?? [:])", file: file, line: line)
+        }
+    }
+
     func events(_ sim: SimCluster, since t0: UInt64, on id: NodeID) -> [String] {
         sim.events.filter { $0.0 >= t0 && $0.1 == id }.map { "\($0.2)" }.filter {
             $0.hasPrefix("resource-") || $0.hasPrefix("migration-")
@@ -58,6 +68,7 @@ final class MigrationSimulationTests: XCTestCase {
         // No start anywhere: only the migrate_from brought it up on n2.
         XCTAssertEqual(sim.actions.filter { $0.0 >= t0 && $0.3 }.map { "\($0.1) \($0.2)" }, ["2 vm"])
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
         // And it stays: nothing moves afterwards.
         let t1 = sim.now
         sim.run(5000)
@@ -73,6 +84,7 @@ final class MigrationSimulationTests: XCTestCase {
         XCTAssertEqual(sim.migrationActions.map { "\($0.1) \($0.3.rawValue)" }.first, "1 migrate_to")
         XCTAssertEqual(sim.migrationActions.count, 2)
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
     }
 
     /// The coordinator dies between migrate_to and migrate_from: the migrated instance is
@@ -88,6 +100,44 @@ final class MigrationSimulationTests: XCTestCase {
         sim.run(3000)
         XCTAssertEqual(sim.holders(of: "vm").count, 1)
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim, except: [1])
+    }
+
+    /// The operator changes their mind after migrate_to: the migration is abandoned, both nodes
+    /// let go (the target stops what may have arrived), and only then does it start, once.
+    func testAMoveBackAfterMigrateToEndsInOneStart() throws {
+        var sim = try settled()
+        sim.failingMigrations[.n(2)] = []
+        try move(&sim, "vm", to: "n2")
+        XCTAssertNotNil(sim.run(until: 5000) { $0.engine(1)?.local["vm"] == .migrated })
+        // Before n2 runs migrate_from: clear the move (the preference for n1 takes it back).
+        let e = try XCTUnwrap(sim.engine(1))
+        let cleared = try ConstraintEdit.apply(.clear(resource: "vm"), to: e.resources.text, set: e.resourceSet,
+                                               cluster: try SimCluster.config(nodes: 3, links: 1), runningOn: [], wallNowMs: 1_796_000_000_000)
+        sim.propose(on: 1, requestId: 8, text: cleared.text)
+        XCTAssertNotNil(sim.run(until: 15_000) { s in s.holders(of: "vm").count == 1 && s.engine(s.holders(of: "vm")[0])?.local["vm"] == .started })
+        sim.run(3000)
+        XCTAssertEqual(sim.holders(of: "vm").count, 1)
+        XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
+    }
+
+    /// The resource removed from the configuration in the middle: the migration ends, its
+    /// instance is stopped on the source, nothing leaks.
+    func testRemovalMidMigrationLeavesNothingBehind() throws {
+        var sim = try settled()
+        try move(&sim, "vm", to: "n2")
+        XCTAssertNotNil(sim.run(until: 5000) { $0.engine(1)?.office?.migrations.isEmpty == false })
+        let e = try XCTUnwrap(sim.engine(1))
+        sim.propose(on: 1, requestId: 9, text: e.resources.text + "\n[[resource]]\nname = \"other\"\nagent = \"ocf:heartbeat:Dummy\"\n")
+        let removed = "[[resource]]\nname = \"other\"\nagent = \"ocf:heartbeat:Dummy\"\n"
+        XCTAssertNotNil(sim.run(until: 5000) { $0.engine(1)?.resourceSet.names.contains("other") ?? false })
+        sim.propose(on: 1, requestId: 10, text: removed)
+        XCTAssertNotNil(sim.run(until: 15_000) { s in s.holders(of: "vm").isEmpty && (1...3).allSatisfy { s.engine(.n($0))?.local["vm"] == nil } },
+                        "vm left behind: \((1...3).map { sim.engine(.n($0))?.local["vm"].map(\.rawValue) ?? "-" })")
+        sim.run(2000)
+        XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
     }
 
     func testAFailedMigrateToStopsOnBothThenStarts() throws {
@@ -105,6 +155,7 @@ final class MigrationSimulationTests: XCTestCase {
         XCTAssertTrue(n1.contains("resource-stopped resource=vm"), "\(n1)")
         XCTAssertTrue(n1.contains { $0.hasPrefix("migration-aborted resource=vm") }, "\(n1)")
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
     }
 
     func testAFailedMigrateFromStopsOnBothThenStartsElsewhere() throws {
@@ -126,6 +177,7 @@ final class MigrationSimulationTests: XCTestCase {
         let starter = sim.holders(of: "vm")[0]
         XCTAssertTrue(events(sim, since: t0, on: starter).contains("resource-starting resource=vm"))
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
     }
 
     func testAFailoverIsAStartNotAMigration() throws {
@@ -153,6 +205,7 @@ final class MigrationSimulationTests: XCTestCase {
         XCTAssertNotNil(sim.run(until: 15_000) { $0.holders(of: "vm") == [2] && $0.holders(of: "vip") == [2] && $0.engine(2)?.local["vip"] == .started })
         XCTAssertEqual(sim.migrationActions.count, 0, "a group migrates only when all its members can")
         XCTAssertEqual(sim.violations, [])
+        assertNoMigrationLeft(&sim)
     }
 
     func testMigrationLinesRoundTripAndUnknownKindsAreRefused() throws {

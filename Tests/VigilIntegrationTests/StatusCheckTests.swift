@@ -45,23 +45,25 @@ final class StatusCheckTests: NamespaceTestCase {
 
     /// Questions start over small IPC rings (64 KB: fast to set up on every call); an answer
     /// larger than that comes back as "ask again with rings this large", and hactl does. A
-    /// configuration of 100 KB is shown whole, and so is the status that lists its 600
+    /// configuration of 80 KB is shown whole, and so is the status that lists its 600
     /// addresses (a change is never asked twice: it gets large rings at once).
     func testAnswersLargerThanTheFirstRingsArriveWhole() throws {
         let lab = try makeLab(heartbeatLinks: 1)
         try startQuorate(lab)
-        var text = ""
-        for i in 0..<1700 { text += "# line \(i) of a long comment that the configuration keeps as it was applied\n" }
+        // (In maintenance: listed, never placed. The test is about the answer's size, not 600
+        // addresses added at once by debug builds on two cores.)
+        var text = "[[maintenance]]\nscope = \"cluster\"\n"
+        for i in 0..<300 { text += "# line \(i) of a long comment that the configuration keeps as it was applied\n" }
         for i in 0..<600 {
             text += "[[ip]]\nname = \"big-address-number-\(i)\"\naddress = \"198.18.\(8 + i / 200).\(i % 200 + 1)/24\"\ninterface = \"eth0\"\n"
         }
-        XCTAssertGreaterThan(text.utf8.count, 100_000)
+        XCTAssertGreaterThan(text.utf8.count, 64 * 1024)
         _ = try lab.apply(1, resources: text)
         let shown = lab.hactl(1, ["config", "show"])
         XCTAssertEqual(shown.code, 0, shown.err)
-        XCTAssertGreaterThan(shown.out.utf8.count, 100_000)
+        XCTAssertGreaterThan(shown.out.utf8.count, 64 * 1024)
         XCTAssertTrue(shown.out.contains("name = \"big-address-number-149\""))
-        XCTAssertTrue(shown.out.contains("# line 1699 of a long comment"))
+        XCTAssertTrue(shown.out.contains("# line 299 of a long comment"))
         let status = lab.hactl(1, ["status", "--output", "json"])
         XCTAssertEqual(status.code, 0, status.err)
         // (As printed, indented; on the wire, compact, still well over 64 KB.)

@@ -4,22 +4,22 @@ import VigilCore
 import VigilLab
 
 /// Hardening finding 11: a rolling upgrade. node3 stands in for a node not yet upgraded: it
-/// speaks only the previous protocol version (its packets carry version 5 and no confirmation
-/// flag, and it drops anything newer, as a version-5 node does). The cluster must form, show
+/// speaks only the previous protocol version (its packets carry version 6 and no migration
+/// lines, and it drops anything newer, as a version-6 node does). The cluster must form, show
 /// node3 as on the previous protocol, carry a configuration change to it and run a resource
 /// there; once node3 is "upgraded" (restarted without the switch) the notice goes away.
 final class UpgradeNamespaceTests: NamespaceTestCase {
     func testAMixedClusterWorksAndShowsWhoIsNotUpgraded() throws {
         let lab = try makeLab(heartbeatLinks: 1)
-        lab.extraArguments[3] = ["--speak-protocol", "5"]
+        lab.extraArguments[3] = ["--speak-protocol", "6"]
         try startQuorate(lab)
         try lab.waitFor("three members on node1", timeout: 15) {
             ((try? self.status(lab, 1).nodes.filter { $0.state == "online" || $0.state == "local" }.count) ?? 0) == 3
         }
         let s1 = try status(lab, 1)
-        XCTAssertEqual(s1.olderProtocolPeers, ["node3 (protocol 5)"])
+        XCTAssertEqual(s1.olderProtocolPeers, ["node3 (protocol 6)"])
         XCTAssertEqual(s1.incompatiblePeers, [])
-        XCTAssertTrue(lab.events(1).contains { $0.text.contains("peer node3 speaks protocol version 5") })
+        XCTAssertTrue(lab.events(1).contains { $0.text.contains("peer node3 speaks protocol version 6") })
         // node3 does not see itself as behind, and sees nobody it cannot talk to.
         let s3 = try status(lab, 3)
         XCTAssertNil(s3.olderProtocolPeers)

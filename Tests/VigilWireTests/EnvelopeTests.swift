@@ -65,7 +65,7 @@ final class EnvelopeTests: XCTestCase {
 
     /// A rolling upgrade: the previous version is accepted for one release (and says so in the
     /// header, so the node answers in it); one version further back is not. A heartbeat that
-    /// claims version 5 but sets the flag version 5 refused is no version-5 heartbeat.
+    /// claims version 6 but carries migration lines (which version 6 refused) is no version-6 heartbeat.
     func testThePreviousVersionIsAcceptedForOneRelease() throws {
         var h = header()
         h.version = Envelope.previousVersion
@@ -77,14 +77,14 @@ final class EnvelopeTests: XCTestCase {
         XCTAssertEqual(Envelope.open(Envelope.seal(msg, header: h, key: key), key: key, clusterId: cid, at: here).failureValue,
                        .incompatibleVersion(Envelope.previousVersion - 1))
         var beat = Heartbeat(sentAt: 5, configVersion: 3)
-        beat.configCommitted = true
+        beat.migration = [MigrationEntry(resource: "vm", kind: .migrateTo, node: NodeID(rawValue: 2)!)]
         h.version = Envelope.previousVersion
         let flagged = Envelope.seal(.heartbeat(beat), header: h, key: key)
         XCTAssertNotNil(Envelope.open(flagged, key: key, clusterId: cid, at: here).failureValue)
         h.version = Envelope.protocolVersion
         let current = try XCTUnwrap(Envelope.open(Envelope.seal(.heartbeat(beat), header: h, key: key), key: key, clusterId: cid, at: here).successValue)
         guard case .heartbeat(let back) = current.1 else { return XCTFail("not a heartbeat") }
-        XCTAssertTrue(back.configCommitted)
+        XCTAssertEqual(back.migration, beat.migration)
     }
 
     func testOtherClusterIsRejected() {
