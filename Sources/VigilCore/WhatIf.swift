@@ -59,7 +59,7 @@ public enum WhatIf {
 
     public struct Refusal: Error, Sendable, CustomStringConvertible {
         public let description: String
-        init(_ d: String) { description = d }
+        public init(_ d: String) { description = d }
     }
 
     /// Runs the scheduler on `nodes` (what each reports) under `current`, or under `newText`
@@ -124,6 +124,14 @@ public enum WhatIf {
         // reason (A is up and it did not fail there), is one migration.
         var stops: [String: String] = [:]
         for case .stop(let r, let n) in plan.actions { stops[r] = n }
+        // Resources the new file drops stop first, wherever they run.
+        if newText != nil {
+            for r in current.startOrder.reversed() where !set.nameSet.contains(r) {
+                for n in cluster.dataNodes where sched.contains(where: { $0.id == n.id && $0.online }) && (byName[n.name]?.held.contains(r) ?? false) {
+                    report.actions.append("stop \(r) on \(n.name)")
+                }
+            }
+        }
         var migrating: Set<String> = []
         for case .start(let r, let to) in plan.actions {
             guard let from = stops[r], from != to, set.options(r).allowMigrate, set.migratable(r),

@@ -69,7 +69,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, SnapshotCommand.self, Fence.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Simulate.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, SnapshotCommand.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {
@@ -111,28 +111,31 @@ struct Apply: ParsableCommand {
     @OptionGroup var connection: Connection
     @Option(name: .customShort("f"), help: "Resources file (TOML); '-' for standard input.")
     var file: String
+    @Flag(name: .customLong("dry-run"), help: "Change nothing: show what the file adds, removes and changes, the actions it would cause, or why it would be refused.")
+    var dryRun = false
+    @Option(name: .shortAndLong, help: "With --dry-run: table or json.")
+    var output: ReportOutput = .table
 
     func run() throws {
-        let text: String
-        if file == "-" {
-            text = String(decoding: readStandardInput(), as: UTF8.self)
-        } else {
-            guard let d = FileManager.default.contents(atPath: file) else {
-                printErr("hactl: cannot read \(file)")
-                throw ExitCode(2)
-            }
-            guard let t = String(data: d, encoding: .utf8) else {
-                printErr("hactl: \(file) is not UTF-8 text")
-                throw ExitCode(2)
-            }
-            text = t
-        }
+        let text = try readResourcesFile(file)
         // Agent parameters are checked here, against the agents installed on this node.
         let problems = AgentCatalog.checkParameters(in: text, file: file) + FenceCatalog.checkDevices(in: text, file: file)
         if !problems.isEmpty {
-            printErr("hactl: apply refused, nothing changed:")
+            printErr(dryRun ? "hactl: apply would be refused:" : "hactl: apply refused, nothing changed:")
             for p in problems { printErr("  " + p) }
             throw ExitCode(1)
+        }
+        if dryRun {
+            var req = IPCRequest(command: .dryRun, text: text)
+            req.resource = file
+            let r = try connection.call(req)
+            guard r.ok, let w = r.whatIf else {
+                printErr("hactl: \(r.message ?? "no answer")")
+                throw ExitCode(1)
+            }
+            try printReport(w, output, dryRun: true)
+            if w.refused != nil { throw ExitCode(1) }
+            return
         }
         let r = try connection.call(IPCRequest(command: .apply, text: text))
         if r.ok {
