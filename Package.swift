@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         // HMAC-SHA256 for authenticating cluster traffic (BoringSSL-backed on Linux).
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        // The Prometheus text format for clusterd's metrics endpoint (issue 12).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libqb (Debian: libqb-dev) for local IPC between hactl and clusterd.
@@ -47,6 +49,7 @@ let package = Package(
             name: "VigilDaemon",
             dependencies: [
                 "VigilCore", "VigilWire", "VigilSystem", "VigilIPC", "VigilCorosync",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // hactl's commands and output formatting.

@@ -87,3 +87,7 @@ ssize_t vigil_recv_fd(int sock, void *data, size_t len, int *fd) {
     }
     return n;
 }
+
+int vigil_accept_nonblock(int fd) {
+    return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

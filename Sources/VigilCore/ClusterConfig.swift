@@ -40,6 +40,9 @@ public struct ClusterConfig: Sendable, Equatable {
     public var hookTimeoutMs: UInt64 = 10_000
     /// Watchdog self-fencing (`[watchdog]`), or nil.
     public var watchdog: Watchdog?
+    /// `[metrics] listen = "HOST:PORT"`: clusterd serves Prometheus' text format there (nil: off).
+    public var metricsListen: MetricsListen?
+    public struct MetricsListen: Sendable, Equatable { public var address: IPAddress; public var port: UInt16 }
     /// `mlockall` and SCHED_RR for clusterd (the guardian always asks for both).
     public var realtime = true
     /// What a node does when it learns it was fenced while it still runs (Pacemaker's fence-reaction).
@@ -215,6 +218,18 @@ extension ClusterConfig {
             watchdog = Watchdog(device: device, timeoutS: Int(t))
         }
 
+        var metricsListen: MetricsListen?
+        if var m = try top.subtable("metrics") {
+            let l = try m.requiredString("listen")
+            // HOST:PORT, an IPv6 host in brackets.
+            guard let colon = l.lastIndex(of: ":"), let port = UInt16(l[l.index(after: colon)...]), port > 0,
+                  let host = IPAddress(String(l[..<colon]).trimmingBrackets) else {
+                throw m.error("listen", "'\(l)' is not ADDRESS:PORT (for example \"127.0.0.1:9464\" or \"[::1]:9464\")")
+            }
+            try m.finish()
+            metricsListen = MetricsListen(address: host, port: port)
+        }
+
         var links: [Link] = []
         let linkTables = try top.tableArray("link")
         if membership == .corosync {
@@ -307,6 +322,7 @@ extension ClusterConfig {
         c.hookTimeoutMs = hookTimeout
         c.realtime = realtime
         c.watchdog = watchdog
+        c.metricsListen = metricsListen
         // A panic is the watchdog's reset: the guardian stops petting (no other way to reboot is
         // used, and none that a test could trigger on the machine it runs on).
         if reaction == .panic && watchdog == nil {
@@ -345,4 +361,9 @@ extension Substring {
         }
         return nil
     }
+}
+
+extension String {
+    /// Without one pair of enclosing brackets (an IPv6 host in HOST:PORT).
+    var trimmingBrackets: String { hasPrefix("[") && hasSuffix("]") ? String(dropFirst().dropLast()) : self }
 }

@@ -208,8 +208,12 @@ final class AgentExecutor {
         pump()
     }
 
+    /// Told every finished operation's action and duration (the metrics' histograms).
+    var onFinished: ((AgentOperation, UInt64) -> Void)?
+
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
         let outcome = r.spec.outcome(of: end, op: r.op)
+        onFinished?(r.op, durationMs)
         let secret: Set<String>? = r.spec.cls == .ocf ? privateParameters["\(r.spec)"] : []
         let trimmed = Self.printable(Redaction.maskValues(of: r.params, in: output, privateNames: secret).split(separator: "\n").suffix(20).joined(separator: " | "))
         if outcome.isFailure || (r.op != .monitor && r.op != .metaData) {
@@ -248,6 +252,8 @@ final class HookRunner {
         var env: [String: String]
     }
     private var queue: [(hook: String, event: Event)] = []
+    /// Hook runs waiting (the metrics' queue length).
+    var queued: Int { queue.count }
     private var current: (hook: String, event: Event, child: ChildProcess, deadline: UInt64)?
     /// The spawner is starting the next hook (hooks run one at a time).
     private var spawning = false

@@ -46,6 +46,8 @@ public final class Daemon {
     let hooks: HookRunner
     let fencer: Fencer
     var ipc: IPCServer?
+    var metrics: DaemonMetrics?
+    var metricsEndpoint: MetricsEndpoint?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     /// What a `hactl move`/`ban`/`clear` is told once its change is committed, by request.
     var constraintMessages: [UInt64: String] = [:]
@@ -200,6 +202,7 @@ public final class Daemon {
         try server.start()
         ipc = server
         log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")
+        try startMetrics()
 
         // The guardian first: no address is held before something independent of this loop
         // can remove it.
@@ -276,6 +279,7 @@ public final class Daemon {
         guard now + shellSlackMs >= nextShellRound else { return }
         nextShellRound = now + shellPeriodMs
         executor.reap()
+        metricsEndpoint?.reap(now: now)
         corosyncTick(now: now)
         expireConstraints(now: now)
         saveFailuresIfChanged(now: now)

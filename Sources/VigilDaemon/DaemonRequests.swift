@@ -56,14 +56,7 @@ extension Daemon {
         let now = MonotonicClock.nowMs()
         switch req.command {
         case .status:
-            var st = engine.status(now: now)
-            st.counters = counters
-            st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
-            let older = peerProtocol.filter { $0.value < ownProtocol }.compactMap { id, v in nodesById[id].map { "\($0.name) (protocol \(v))" } }.sorted()
-            st.olderProtocolPeers = older.isEmpty ? nil : older
-            fencingStatus(&st)
-            corosyncLinkStatus(&st)
-            return .now(IPCResponse(ok: true, status: st))
+            return .now(IPCResponse(ok: true, status: fullStatus(now: now)))
         case .configShow:
             // Passwords and other secrets of fence devices and agents are never shown; parameters
             // at all only to root and the admin group.
@@ -136,5 +129,31 @@ extension Daemon {
             execute(engine.proposeConfig(requestId: id, text: text, now: now))
             return .later
         }
+    }
+}
+
+extension Daemon {
+    /// What `hactl status` shows (and the metrics read): the engine's view and the shell's.
+    func fullStatus(now: UInt64) -> ClusterStatus {
+        var st = engine.status(now: now)
+        st.counters = counters
+        st.incompatiblePeers = incompatible.map { "\($0.key) (protocol \($0.value))" }.sorted()
+        let older = peerProtocol.filter { $0.value < ownProtocol }.compactMap { id, v in nodesById[id].map { "\($0.name) (protocol \(v))" } }.sorted()
+        st.olderProtocolPeers = older.isEmpty ? nil : older
+        fencingStatus(&st)
+        corosyncLinkStatus(&st)
+        return st
+    }
+
+    /// `[metrics] listen`: the Prometheus endpoint on this loop.
+    func startMetrics() throws {
+        guard let m = cluster.metricsListen else { return }
+        let dm = DaemonMetrics()
+        metrics = dm
+        executor.onFinished = { op, ms in dm.agentOperation(op, ms: ms) }
+        metricsEndpoint = try MetricsEndpoint(address: m.address, port: m.port, reactor: reactor) { [unowned self] in
+            dm.render(self.fullStatus(now: MonotonicClock.nowMs()), hookQueue: self.hooks.queued)
+        }
+        log.info("metrics listen=\(m.address):\(m.port) path=/metrics")
     }
 }

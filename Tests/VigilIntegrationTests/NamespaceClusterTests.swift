@@ -22,7 +22,8 @@ class NamespaceTestCase: XCTestCase {
         return root + "/.build/debug"
     }
 
-    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = [], corosyncToken: Int? = nil, nodes: Int = 3, qdevice: Bool = false) throws -> Lab {
+    func makeLab(heartbeatLinks: Int = 2, witnesses: Set<Int> = [], corosyncToken: Int? = nil, nodes: Int = 3, qdevice: Bool = false,
+                 extraClusterLines: String = "") throws -> Lab {
         if geteuid() != 0 {
             if ProcessInfo.processInfo.environment["CI"] == "true" {
                 XCTFail("namespace tests need root and CI=true: refusing to skip")
@@ -40,6 +41,7 @@ class NamespaceTestCase: XCTestCase {
         opts.corosyncToken = corosyncToken
         opts.nodes = nodes
         opts.corosyncQDevice = qdevice
+        opts.extraClusterLines = extraClusterLines
         let l = try Lab(opts)
         lab = l
         return l

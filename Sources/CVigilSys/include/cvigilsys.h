@@ -26,6 +26,8 @@ static inline int vigil_if_indextoname(unsigned int idx, char *buf) { return if_
 // Glibc module's; declare it here instead.
 extern int pipe2(int __pipedes[2], int __flags);
 static inline int vigil_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+/// accept4(2) with SOCK_NONBLOCK and SOCK_CLOEXEC (declared only under _GNU_SOURCE).
+int vigil_accept_nonblock(int fd);
 // memfd_create likewise (_GNU_SOURCE).
 extern int memfd_create(const char *__name, unsigned int __flags);
 static inline int vigil_memfd(const char *name) { return memfd_create(name, 1U /* MFD_CLOEXEC */); }
