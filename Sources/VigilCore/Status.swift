@@ -70,6 +70,8 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
 
     /// The JSON format's version (README "Status JSON"): 1; later versions only add fields.
     public var format: Int? = ClusterStatus.formatVersion
+    /// `hactl status --watch --output json`: hactl's monotonic clock (ms) when this arrived.
+    public var watchedAtMonoMs: UInt64? = nil
     public static let formatVersion = 1
     public var cluster: String
     public var localNode: String

@@ -47,6 +47,7 @@ public final class Daemon {
     let fencer: Fencer
     var ipc: IPCServer?
     var metrics: DaemonMetrics?
+    var watchPushQueued = false
     var metricsEndpoint: MetricsEndpoint?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     /// What a `hactl move`/`ban`/`clear` is told once its change is committed, by request.

@@ -110,6 +110,7 @@ extension Daemon {
                 log.info(e.description)
                 postHook(e)
                 metrics?.observe(e, now: now)
+                statusChanged()
             case .fence(let target, let name, _):
                 fencer.fence(target: name, levels: engine.resourceSet.fencing.levels(for: name)) { [unowned self] ok, device, detail in
                     self.execute(self.engine.fenceFinished(target: target, ok: ok, device: device, detail: detail, now: MonotonicClock.nowMs()))

@@ -57,6 +57,9 @@ extension Daemon {
         switch req.command {
         case .status:
             return .now(IPCResponse(ok: true, status: fullStatus(now: now)))
+        case .watch:
+            guard ipc?.watch(conn) ?? false else { return .now(IPCResponse(ok: false, message: "too many status watchers (at most \(IPCServer.maxWatchers))")) }
+            return .now(IPCResponse(ok: true, status: fullStatus(now: now)))
         case .configShow:
             // Passwords and other secrets of fence devices and agents are never shown; parameters
             // at all only to root and the admin group.
@@ -143,6 +146,17 @@ extension Daemon {
         fencingStatus(&st)
         corosyncLinkStatus(&st)
         return st
+    }
+
+    /// Something changed: watchers get the status once this loop round is done (one push for
+    /// a burst of events).
+    func statusChanged() {
+        guard ipc?.hasWatchers ?? false, !watchPushQueued else { return }
+        watchPushQueued = true
+        reactor.enqueue { [unowned self] in
+            self.watchPushQueued = false
+            self.ipc?.notifyWatchers(IPCResponse(ok: true, status: self.fullStatus(now: MonotonicClock.nowMs())))
+        }
     }
 
     /// `[metrics] listen`: the Prometheus endpoint on this loop.

@@ -18,6 +18,30 @@ public enum IPCClient {
         return try exchange(service: service, buffer: need, body: body, timeoutMs: timeoutMs)
     }
 
+    /// `hactl status --watch`: the first answer, then every event clusterd pushes, each handed to
+    /// `each` (which returns false to stop). Throws when clusterd goes away.
+    public static func watch(service: String, _ request: IPCRequest, each: (IPCResponse) -> Bool) throws {
+        let c = try connect(service: service, buffer: IPCLimits.maxBuffer)
+        defer { qb_ipcc_disconnect(c) }
+        guard each(try exchange(c, body: Array(try JSONEncoder().encode(request)), timeoutMs: 15_000)) else { return }
+        var fd: Int32 = -1
+        guard qb_ipcc_fd_get(c, &fd) == 0 else { throw IPCError("clusterd's event channel cannot be polled") }
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let n = poll(&p, 1, -1)
+            if n < 0 && errno == EINTR { continue }
+            var got = 0
+            let buf = [UInt8](unsafeUninitializedCapacity: IPCLimits.maxMessage) { raw, count in
+                got = qb_ipcc_event_recv(c, raw.baseAddress, raw.count, 0)
+                count = max(0, min(got, raw.count))
+            }
+            if got == -Int(EAGAIN) { continue }
+            guard got >= IPCLimits.responseHeader else { throw IPCError("clusterd stopped sending (\(got < 0 ? String(cString: strerror(Int32(-got))) : "short event"))") }
+            guard let r = try? JSONDecoder().decode(IPCResponse.self, from: Data(buf[IPCLimits.responseHeader...])) else { throw IPCError("unreadable event from clusterd") }
+            guard each(r) else { return }
+        }
+    }
+
     /// The rings a request starts with: the initial size for a question, the largest for a
     /// change, and never smaller than the request itself needs.
     public static func ringSize(request bytes: Int, isChange: Bool) -> Int {

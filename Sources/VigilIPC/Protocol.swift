@@ -29,6 +29,8 @@ public struct IPCRequest: Codable, Sendable {
         /// The same with a new resources file in `text` (`hactl apply --dry-run`, `simulate -f`):
         /// admin only, as apply (it carries a file).
         case dryRun = "dry-run"
+        /// `hactl status --watch`: the status now, then every change as an event on the connection.
+        case watch
     }
     public var command: Command
     public var text: String?
@@ -47,7 +49,7 @@ public struct IPCRequest: Codable, Sendable {
         self.lifetimeMs = lifetimeMs
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { ![.status, .configShow, .fenceHistory, .facts, .simulate].contains(command) }
+    public var isChange: Bool { ![.status, .configShow, .fenceHistory, .facts, .simulate, .watch].contains(command) }
 }
 
 public struct IPCResponse: Codable, Sendable {

@@ -162,7 +162,40 @@ public final class IPCServer {
         return 0
     }
 
-    public func respond(_ response: IPCResponse, to connection: OpaquePointer) {
+    /// Connections that watch (`hactl status --watch`): each is sent every change as an event
+    /// until it closes (a reference is held meanwhile). At most `maxWatchers`.
+    var watchers: Set<OpaquePointer> = []
+    public static let maxWatchers = 8
+    public var hasWatchers: Bool { !watchers.isEmpty }
+
+    /// Whether `c` may watch (false: too many watchers).
+    public func watch(_ c: OpaquePointer) -> Bool {
+        if watchers.contains(c) { return true }
+        guard watchers.count < Self.maxWatchers else { return false }
+        watchers.insert(c)
+        qb_ipcs_connection_ref(c)
+        return true
+    }
+
+    /// One event to every watcher; one that cannot take it (gone, its ring full) stops watching.
+    public func notifyWatchers(_ response: IPCResponse) {
+        guard !watchers.isEmpty else { return }
+        let msg = Self.frame(response)
+        for c in watchers {
+            let rc = msg.withUnsafeBytes { qb_ipcs_event_send(c, $0.baseAddress, $0.count) }
+            if rc < 0 {
+                log("a status watcher stopped: \(String(cString: strerror(Int32(-rc))))")
+                unwatch(c)
+            }
+        }
+    }
+
+    func unwatch(_ c: OpaquePointer) {
+        if watchers.remove(c) != nil { qb_ipcs_connection_unref(c) }
+    }
+
+    /// libqb's response header, then the JSON.
+    static func frame(_ response: IPCResponse) -> [UInt8] {
         let body = (try? JSONEncoder().encode(response)).map { Array($0) } ?? Array(#"{"ok":false,"message":"encoding failed"}"#.utf8)
         var msg = [UInt8](repeating: 0, count: IPCLimits.responseHeader)
         let size = Int32(msg.count + body.count)
@@ -171,7 +204,11 @@ public final class IPCServer {
             raw.storeBytes(of: size, toByteOffset: 8, as: Int32.self)
             raw.storeBytes(of: Int32(0), toByteOffset: 16, as: Int32.self)
         }
-        msg += body
+        return msg + body
+    }
+
+    public func respond(_ response: IPCResponse, to connection: OpaquePointer) {
+        let msg = Self.frame(response)
         // Too large for this connection's rings: say how large they must be (the client asks
         // again; only questions, which change nothing, start with small rings).
         let rings = Int(qb_ipcs_connection_get_buffer_size(connection))
@@ -269,6 +306,7 @@ private func ipcMessage(_ c: OpaquePointer?, _ data: UnsafeMutableRawPointer?, _
 private func ipcClosed(_ c: OpaquePointer?) -> Int32 {
     guard let c, let s = activeServer else { return 0 }
     s.peers[c] = nil
+    s.unwatch(c)
     // A request that waited for a group lookup holds a reference.
     if s.deferred.removeValue(forKey: c) != nil { qb_ipcs_connection_unref(c) }
     return 0

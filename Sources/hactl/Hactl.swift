@@ -80,8 +80,15 @@ struct Status: ParsableCommand {
     var output: Output = .table
     @Flag(help: "One line and an exit code for scripts and monitoring: 0 healthy, 1 degraded, 2 no quorum, 3 clusterd unreachable.")
     var check = false
+    @Flag(help: "Redraw on every change clusterd reports (events, not polling) until interrupted; with --output json, one JSON line per change.")
+    var watch = false
+
+    func validate() throws {
+        if watch && check { throw ValidationError("--watch and --check exclude each other") }
+    }
 
     func run() throws {
+        if watch { return try watchStatus() }
         let r: IPCResponse
         do {
             r = try connection.call(IPCRequest(command: .status))
@@ -330,5 +337,36 @@ struct SnapshotCommand: ParsableCommand {
             throw ExitCode(2)
         }
         print("snapshot of \(status.localNode) (configuration version \(snap.configVersion), \(snap.nodes.count) nodes) written to \(output)")
+    }
+}
+
+extension Status {
+    /// `--watch`: the status now, then again at every change clusterd pushes.
+    func watchStatus() throws {
+        do {
+            try IPCClient.watch(service: connection.service, IPCRequest(command: .watch)) { r in
+                guard r.ok, var s = r.status else {
+                    printErr("hactl: \(r.message ?? "no status")")
+                    return false
+                }
+                var ts = timespec()
+                clock_gettime(CLOCK_MONOTONIC, &ts)
+                s.watchedAtMonoMs = UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+                if output == .json {
+                    let enc = JSONEncoder()
+                    enc.outputFormatting = [.sortedKeys]
+                    guard let line = try? enc.encode(s) else { return false }
+                    writeAll(1, Array(line) + [10])
+                } else {
+                    // Home, clear, the table, and when it was drawn.
+                    writeAll(1, Array(("\u{1B}[H\u{1B}[2J" + StatusFormatter.table(s) + "\n\n(watching: redrawn on every change; Ctrl-C to stop)\n").utf8))
+                }
+                return true
+            }
+        } catch {
+            printErr("hactl: \(error)")
+            throw ExitCode(3)
+        }
+        throw ExitCode(1)
     }
 }
