@@ -12,6 +12,7 @@ struct Flood: ParsableCommand {
     @Option(help: "Datagrams per second.") var rate: Int = 30_000
     @Option var seconds: Double = 60
     @Option(help: "An authentic packet to replay, in hex (repeatable).") var replay: [String] = []
+    @Option(help: "The protocol version the Vigil-looking packets claim (the nodes' own, so they cost a MAC each).") var protocolVersion: UInt16 = 7
 
     func run() throws {
         let replays = try replay.map(hexBytes)
@@ -45,7 +46,7 @@ struct Flood: ParsableCommand {
             default:
                 let len = Int.random(in: 80...1400, using: &rng)
                 var p = random(len)
-                p.replaceSubrange(0..<6, with: Array("VGIL".utf8) + [0, 5])
+                p.replaceSubrange(0..<6, with: Array("VGIL".utf8) + [UInt8(protocolVersion >> 8), UInt8(protocolVersion & 0xFF)])
                 let payload = UInt32(len - 80)
                 for i in 0..<4 { p[44 + i] = UInt8(truncatingIfNeeded: payload >> (24 - 8 * UInt32(i))) }
                 pool.append(p)

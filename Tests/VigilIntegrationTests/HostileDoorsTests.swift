@@ -126,7 +126,7 @@ final class HostileDoorsTests: NamespaceTestCase {
         let flood = Process()
         flood.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         flood.arguments = ["netns", "exec", lab.clientNS, Self.binDir + "/vigil-lab", "flood", "--to", "198.18.0.1", "--port", "5405",
-                           "--rate", "30000", "--seconds", "60"] + replays.flatMap { ["--replay", $0.map { String(format: "%02x", $0) }.joined()] }
+                           "--rate", "30000", "--seconds", "60", "--protocol-version", "\(Envelope.protocolVersion)"] + replays.flatMap { ["--replay", $0.map { String(format: "%02x", $0) }.joined()] }
         let out = Pipe()
         flood.standardOutput = out
         try flood.run()

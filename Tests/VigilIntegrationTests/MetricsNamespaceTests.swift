@@ -46,7 +46,9 @@ final class MetricsNamespaceTests: NamespaceTestCase {
         XCTAssertEqual(after["vigil_node_member{node=\"node2\"}"], 0)
         XCTAssertEqual(after["vigil_failover_duration_seconds_count"], 1)
         let seconds = try XCTUnwrap(after["vigil_failover_duration_seconds_sum"])
-        XCTAssertGreaterThan(seconds, 0)
+        // (From the decision to the start: within the same millisecond when the coordinator
+        // itself takes it over.)
+        XCTAssertGreaterThanOrEqual(seconds, 0)
         XCTAssertLessThan(seconds, 10)
         let newOwner = lab.owners(of: Scenarios.vip)[0]
         XCTAssertEqual(after["vigil_resource_running{resource=\"web-ip\",node=\"node\(newOwner)\"}"], 1)
