@@ -48,6 +48,8 @@ public final class Daemon {
     var ipc: IPCServer?
     var metrics: DaemonMetrics?
     var watchPushQueued = false
+    var metricsRetryAt: UInt64 = 0
+    var whatIfThread: OffLoop?
     var metricsEndpoint: MetricsEndpoint?
     var pendingReplies: [UInt64: OpaquePointer] = [:]
     /// What a `hactl move`/`ban`/`clear` is told once its change is committed, by request.
@@ -203,7 +205,7 @@ public final class Daemon {
         try server.start()
         ipc = server
         log.info("ipc service=\(server.name) admin-group=\(cluster.adminGroup)")
-        try startMetrics()
+        startMetrics(now: MonotonicClock.nowMs())
 
         // The guardian first: no address is held before something independent of this loop
         // can remove it.
@@ -232,6 +234,7 @@ public final class Daemon {
         reactor.run()
         executor.killAll()
         storage.finish()
+        whatIfThread?.finish()
         ips.stopAll(keep: engine.resourceSet.maintenance ? Set(engine.resourceSet.ips.map(\.name)) : [])
         if let c = corosync { corosyncThread?.close(c) }
         updateGuardian()
@@ -281,6 +284,7 @@ public final class Daemon {
         nextShellRound = now + shellPeriodMs
         executor.reap()
         metricsEndpoint?.reap(now: now)
+        startMetrics(now: now)
         corosyncTick(now: now)
         expireConstraints(now: now)
         saveFailuresIfChanged(now: now)

@@ -94,17 +94,32 @@ extension Daemon {
             execute(engine.requestFence(requestId: id, node: node, confirm: req.command == .fenceConfirm, now: now))
             return .later
         case .simulate, .dryRun:
-            // The real scheduler on what this node knows of every node; nothing is changed.
+            // The real scheduler on what this node knows of every node; nothing is changed. On
+            // a thread of its own: parsing and placing a large file must not stall heartbeats.
             let standby = Set(engine.resources.standby)
             let nodes = engine.nodeFacts().map { WhatIf.NodeInput(name: $0.name, online: $0.member, standby: standby.contains($0.name), held: $0.held, failed: $0.failed) }
+            let (cluster, current, changes) = (cluster, engine.resourceSet, req.whatIf ?? [])
+            let text = req.command == .dryRun ? (req.text ?? "") : nil, file = req.resource ?? "resources.toml"
             do {
-                var r = IPCResponse(ok: true)
-                r.whatIf = try WhatIf.run(cluster: cluster, current: engine.resourceSet, nodes: nodes, changes: req.whatIf ?? [],
-                                          newText: req.command == .dryRun ? (req.text ?? "") : nil, file: req.resource ?? "resources.toml")
-                return .now(r)
+                if whatIfThread == nil { whatIfThread = try OffLoop(name: "what-if") { [reactor] fd, f in reactor.add(fd: fd) { _ in f() } } }
             } catch {
-                return .now(IPCResponse(ok: false, message: error.description))
+                return .now(IPCResponse(ok: false, message: "cannot simulate now: \(error)"))
             }
+            whatIfThread?.run({ () -> Result<WhatIf.Report, WhatIf.Refusal> in
+                Result { () throws(WhatIf.Refusal) -> WhatIf.Report in
+                    try WhatIf.run(cluster: cluster, current: current, nodes: nodes, changes: changes, newText: text, file: file)
+                }
+            }, then: { [unowned self] result in
+                switch result {
+                case .success(let report):
+                    var r = IPCResponse(ok: true)
+                    r.whatIf = report
+                    self.ipc?.respond(r, to: conn)
+                case .failure(let e):
+                    self.ipc?.respond(IPCResponse(ok: false, message: e.description), to: conn)
+                }
+            })
+            return .later
         case .facts:
             var r = IPCResponse(ok: true)
             r.facts = engine.nodeFacts()
@@ -160,14 +175,23 @@ extension Daemon {
     }
 
     /// `[metrics] listen`: the Prometheus endpoint on this loop.
-    func startMetrics() throws {
-        guard let m = cluster.metricsListen else { return }
-        let dm = DaemonMetrics()
-        metrics = dm
-        executor.onFinished = { op, ms in dm.agentOperation(op, ms: ms) }
-        metricsEndpoint = try MetricsEndpoint(address: m.address, port: m.port, reactor: reactor) { [unowned self] in
-            dm.render(self.fullStatus(now: MonotonicClock.nowMs()), hookQueue: self.hooks.queued)
+    /// A port that cannot be bound (taken by another process, say) never keeps clusterd from
+    /// running: it is logged and tried again every 10 s from the shell's rounds.
+    func startMetrics(now: UInt64) {
+        guard let m = cluster.metricsListen, metricsEndpoint == nil, now >= metricsRetryAt else { return }
+        let dm = metrics ?? DaemonMetrics()
+        if metrics == nil {
+            metrics = dm
+            executor.onFinished = { op, ms in dm.agentOperation(op, ms: ms) }
         }
-        log.info("metrics listen=\(m.address):\(m.port) path=/metrics")
+        do {
+            metricsEndpoint = try MetricsEndpoint(address: m.address, port: m.port, reactor: reactor) { [unowned self] in
+                dm.render(self.fullStatus(now: MonotonicClock.nowMs()), hookQueue: self.hooks.queued)
+            }
+            log.info("metrics listen=\(m.address):\(m.port) path=/metrics")
+        } catch {
+            metricsRetryAt = now + 10_000
+            log.error("metrics endpoint not started (tried again in 10 s): \(error)")
+        }
     }
 }

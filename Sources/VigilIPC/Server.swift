@@ -184,8 +184,11 @@ public final class IPCServer {
         for c in watchers {
             let rc = msg.withUnsafeBytes { qb_ipcs_event_send(c, $0.baseAddress, $0.count) }
             if rc < 0 {
-                log("a status watcher stopped: \(String(cString: strerror(Int32(-rc))))")
+                // Disconnected, not just forgotten: its hactl then stops and says so instead of
+                // showing an old status (a suspended or piped watcher fills its ring).
+                log("a status watcher was disconnected: \(String(cString: strerror(Int32(-rc))))")
                 unwatch(c)
+                qb_ipcs_disconnect(c)
             }
         }
     }
@@ -207,12 +210,17 @@ public final class IPCServer {
         return msg + body
     }
 
+    /// Connections whose request is a change: its answer never becomes a `needBuffer` hint
+    /// (the change is done; asking again would do it twice).
+    var changing: Set<OpaquePointer> = []
+
     public func respond(_ response: IPCResponse, to connection: OpaquePointer) {
+        let change = changing.remove(connection) != nil
         let msg = Self.frame(response)
         // Too large for this connection's rings: say how large they must be (the client asks
         // again; only questions, which change nothing, start with small rings).
         let rings = Int(qb_ipcs_connection_get_buffer_size(connection))
-        if msg.count + IPCLimits.ringSlack > rings, rings < IPCLimits.maxBuffer {
+        if msg.count + IPCLimits.ringSlack > rings, rings < IPCLimits.maxBuffer, !change {
             var retry = IPCResponse(ok: false, message: "answer of \(msg.count) bytes exceeds the connection's \(rings)-byte buffers")
             retry.needBuffer = min(IPCLimits.maxBuffer, (msg.count + IPCLimits.ringSlack + 65_535) / 65_536 * 65_536)
             return respond(retry, to: connection)
@@ -276,6 +284,7 @@ public final class IPCServer {
     }
 
     func dispatch(_ c: OpaquePointer, _ peer: Peer, _ req: IPCRequest) {
+        if req.isChange { changing.insert(c) }
         switch handler(req, c, peer) {
         case .now(let r): respond(r, to: c)
         case .later: break
@@ -307,6 +316,7 @@ private func ipcClosed(_ c: OpaquePointer?) -> Int32 {
     guard let c, let s = activeServer else { return 0 }
     s.peers[c] = nil
     s.unwatch(c)
+    s.changing.remove(c)
     // A request that waited for a group lookup holds a reference.
     if s.deferred.removeValue(forKey: c) != nil { qb_ipcs_connection_unref(c) }
     return 0

@@ -94,6 +94,13 @@ extension Lab {
         try? i.fileHandleForWriting.close()
         let od = o.fileHandleForReading.readDataToEndOfFile()
         let ed = e.fileHandleForReading.readDataToEndOfFile()
+        // Closed now, not when Foundation lets go of the Process: a test that polls through
+        // hundreds of commands otherwise runs out of descriptors.
+        try? o.fileHandleForReading.close()
+        try? e.fileHandleForReading.close()
+        try? o.fileHandleForWriting.close()
+        try? e.fileHandleForWriting.close()
+        try? i.fileHandleForReading.close()
         return (waitExit(p), String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
     }
 }

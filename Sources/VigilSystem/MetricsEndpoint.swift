@@ -18,6 +18,11 @@ public final class MetricsEndpoint {
     private let reactor: Reactor
     private let body: () -> [UInt8]
     public private(set) var served: UInt64 = 0
+    /// A rendering is reused for `cacheMs`: a client reconnecting as fast as it can costs the
+    /// loop one rendering a second, not one per request.
+    public static let cacheMs: UInt64 = 1000
+    private var cached: (at: UInt64, bytes: [UInt8])?
+    private var pausedUntil: UInt64?
 
     public init(address: IPAddress, port: UInt16, reactor: Reactor, body: @escaping () -> [UInt8]) throws {
         self.reactor = reactor
@@ -45,7 +50,15 @@ public final class MetricsEndpoint {
     private func accept() {
         while true {
             let fd = vigil_accept_nonblock(listener)
-            guard fd >= 0 else { return }
+            guard fd >= 0 else {
+                // Out of descriptors or memory: the connection stays queued and the listener
+                // readable; stop watching it for a second rather than spin.
+                if errno != EAGAIN && errno != EINTR && errno != ECONNABORTED {
+                    reactor.remove(fd: listener)
+                    pausedUntil = MonotonicClock.nowMs() + 1000
+                }
+                return
+            }
             if conns.count >= Self.maxConnections, let oldest = conns.values.min(by: { $0.since < $1.since }) { drop(oldest.fd) }
             conns[fd] = Conn(fd: fd, since: MonotonicClock.nowMs())
             reactor.add(fd: fd) { [unowned self] _ in self.readable(fd) }
@@ -59,29 +72,37 @@ public final class MetricsEndpoint {
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
         if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
         guard n > 0 else { return drop(fd) }
+        let from = max(0, c.head.count - 3)
         c.head += buf[0..<n]
         conns[fd] = c
-        if let end = Self.headEnd(c.head) {
+        if let end = Self.headEnd(c.head, from: from) {
             respond(fd, to: Array(c.head[..<end]))
         } else if c.head.count > Self.maxHead {
             answer(fd, "431 Request Header Fields Too Large", Array("request head too large\n".utf8))
         }
     }
 
-    static func headEnd(_ b: [UInt8]) -> Int? {
-        guard b.count >= 4 else { return nil }
-        for i in 0...(b.count - 4) where b[i] == 13 && b[i + 1] == 10 && b[i + 2] == 13 && b[i + 3] == 10 { return i }
+    /// Where the request head ends (a blank line, CRLF or bare LF), scanning from `from` (the
+    /// bytes before were scanned already: a head sent a byte at a time costs linear time).
+    static func headEnd(_ b: [UInt8], from: Int = 0) -> Int? {
+        guard b.count >= 2 else { return nil }
+        for i in max(0, from)..<(b.count - 1) where b[i] == 10 {
+            if b[i + 1] == 10 { return i }
+            if i + 2 < b.count, b[i + 1] == 13, b[i + 2] == 10 { return i }
+        }
         return nil
     }
 
     private func respond(_ fd: Int32, to head: [UInt8]) {
-        let line = String(decoding: head.prefix { $0 != 13 }, as: UTF8.self).split(separator: " ")
+        let line = String(decoding: head.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self).split(separator: " ")
         guard line.count == 3, line[2].hasPrefix("HTTP/1.") else { return answer(fd, "400 Bad Request", Array("bad request line\n".utf8)) }
         guard line[0] == "GET" || line[0] == "HEAD" else { return answer(fd, "405 Method Not Allowed", Array("GET only\n".utf8)) }
         let path = line[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard path == "/metrics" else { return answer(fd, "404 Not Found", Array("try /metrics\n".utf8)) }
         served += 1
-        answer(fd, "200 OK", body(), type: "text/plain; version=0.0.4; charset=utf-8", headOnly: line[0] == "HEAD")
+        let now = MonotonicClock.nowMs()
+        if cached == nil || now >= (cached?.at ?? 0) + Self.cacheMs { cached = (now, body()) }
+        answer(fd, "200 OK", cached?.bytes ?? [], type: "text/plain; version=0.0.4; charset=utf-8", headOnly: line[0] == "HEAD")
     }
 
     private func answer(_ fd: Int32, _ status: String, _ body: [UInt8], type: String = "text/plain; charset=utf-8", headOnly: Bool = false) {
@@ -113,5 +134,9 @@ public final class MetricsEndpoint {
     /// Closes connections idle (or slow) for longer than `idleMs`.
     public func reap(now: UInt64) {
         for c in conns.values where now > c.since + Self.idleMs { drop(c.fd) }
+        if let p = pausedUntil, now >= p {
+            pausedUntil = nil
+            reactor.add(fd: listener) { [unowned self] _ in self.accept() }
+        }
     }
 }
