@@ -97,6 +97,11 @@ final class MaintenanceTests: NamespaceTestCase {
         let sb = lab.hactl(1, ["standby", "node3", "--wait", "20"])
         XCTAssertEqual(sb.code, 0, sb.err)
         XCTAssertTrue(sb.out.contains("node3 runs nothing"), sb.out)
+        // (--wait returns once node3 is empty; db may still be starting elsewhere.)
+        try lab.waitFor("db started elsewhere", timeout: 15) {
+            guard let s = self.state(lab, "db") else { return false }
+            return s.state == "started" && s.on.count == 1 && s.on != ["node3"]
+        }
         let on = try XCTUnwrap(state(lab, "db")?.on.first)
         let other = on == "node1" ? 2 : 1
         // An operator starts a second copy by hand on the other node; a refresh finds it.
