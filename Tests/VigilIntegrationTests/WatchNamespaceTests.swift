@@ -13,7 +13,7 @@ final class WatchNamespaceTests: NamespaceTestCase {
         let lab = try makeLab(heartbeatLinks: 1)
         try startQuorate(lab)
         let out = lab.workDir + "/watch.jsonl"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        XCTAssertTrue(FileManager.default.createFile(atPath: out, contents: nil))
         let fh = try XCTUnwrap(FileHandle(forWritingAtPath: out))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
