@@ -17,7 +17,6 @@ public final class MetricsEndpoint {
     private let listener: Int32
     private let reactor: Reactor
     private let body: () -> [UInt8]
-    public private(set) var served: UInt64 = 0
     /// A rendering is reused for `cacheMs`: a client reconnecting as fast as it can costs the
     /// loop one rendering a second, not one per request.
     public static let cacheMs: UInt64 = 1000
@@ -99,7 +98,6 @@ public final class MetricsEndpoint {
         guard line[0] == "GET" || line[0] == "HEAD" else { return answer(fd, "405 Method Not Allowed", Array("GET only\n".utf8)) }
         let path = line[1].split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
         guard path == "/metrics" else { return answer(fd, "404 Not Found", Array("try /metrics\n".utf8)) }
-        served += 1
         let now = MonotonicClock.nowMs()
         if cached == nil || now >= (cached?.at ?? 0) + Self.cacheMs { cached = (now, body()) }
         answer(fd, "200 OK", cached?.bytes ?? [], type: "text/plain; version=0.0.4; charset=utf-8", headOnly: line[0] == "HEAD")

@@ -22,17 +22,17 @@ final class MigrationNamespaceTests: NamespaceTestCase {
         }
     }
 
-    func testAPlannedMoveMigratesDummyWithoutAStart() throws {
+    /// A quorate lab running `vm` (the agent, allow_migrate) on node1.
+    func vmOnNode1(agent: String) throws -> Lab {
         let lab = try makeLab(heartbeatLinks: 1)
         try startQuorate(lab)
-        _ = try lab.apply(1, resources: """
-            [[resource]]
-            name = "vm"
-            agent = "ocf:heartbeat:Dummy"
-            allow_migrate = true
-            preferred = ["node1"]
-            """)
+        _ = try lab.apply(1, resources: "[[resource]]\nname = \"vm\"\nagent = \"\(agent)\"\nallow_migrate = true\npreferred = [\"node1\"]\n")
         try lab.waitFor("vm running on node1", timeout: 20) { (try? self.status(lab, 1))?.resources.first { $0.name == "vm" }?.runningOn == ["node1"] }
+        return lab
+    }
+
+    func testAPlannedMoveMigratesDummyWithoutAStart() throws {
+        let lab = try vmOnNode1(agent: "ocf:heartbeat:Dummy")
         let t0 = Int(Lab.monoNowMs())
         let r = lab.hactl(3, ["move", "vm", "node2", "--wait", "20"])
         XCTAssertEqual(r.code, 0, r.err + r.out)
@@ -85,16 +85,7 @@ final class MigrationNamespaceTests: NamespaceTestCase {
             """
         let agent = dir + "/migfail"
         XCTAssertTrue(FileManager.default.createFile(atPath: agent, contents: Data(script.utf8), attributes: [.posixPermissions: 0o755]))
-        let lab = try makeLab(heartbeatLinks: 1)
-        try startQuorate(lab)
-        _ = try lab.apply(1, resources: """
-            [[resource]]
-            name = "vm"
-            agent = "ocf:vigil-test:migfail"
-            allow_migrate = true
-            preferred = ["node1"]
-            """)
-        try lab.waitFor("vm running on node1", timeout: 20) { (try? self.status(lab, 1))?.resources.first { $0.name == "vm" }?.runningOn == ["node1"] }
+        let lab = try vmOnNode1(agent: "ocf:vigil-test:migfail")
         let t0 = Int(Lab.monoNowMs())
         XCTAssertEqual(lab.hactl(1, ["move", "vm", "node2"]).code, 0)
         try lab.waitFor("vm started on node2", timeout: 20) {
