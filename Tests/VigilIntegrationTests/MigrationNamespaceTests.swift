@@ -27,7 +27,11 @@ final class MigrationNamespaceTests: NamespaceTestCase {
         let lab = try makeLab(heartbeatLinks: 1)
         try startQuorate(lab)
         _ = try lab.apply(1, resources: "[[resource]]\nname = \"vm\"\nagent = \"\(agent)\"\nallow_migrate = true\npreferred = [\"node1\"]\n")
-        try lab.waitFor("vm running on node1", timeout: 20) { (try? self.status(lab, 1))?.resources.first { $0.name == "vm" }?.runningOn == ["node1"] }
+        // Its start logged and reported, so the start falls before any t0 a test takes next.
+        try lab.waitFor("vm started on node1", timeout: 20) {
+            self.operations(lab, 1, "vm") == ["start"]
+                && (try? self.status(lab, 1))?.resources.first { $0.name == "vm" }.map { $0.runningOn == ["node1"] && $0.state == "started" } == true
+        }
         return lab
     }
 
