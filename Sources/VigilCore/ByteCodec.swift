@@ -92,3 +92,28 @@ public struct ByteReader {
         return n
     }
 }
+
+public struct DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension Message {
+    /// The largest piece of a configuration in one message, and the largest configuration.
+    public static let maxChunk = 16_384
+    public static let maxConfigBytes = 1 << 20
+
+    static func readChunk(_ r: inout ByteReader) throws(DecodeError) -> (UInt32, UInt32, [UInt8]) {
+        let offset = try r.u32()
+        let total = try r.u32()
+        let n = Int(try r.u32())
+        // Pieces sit on chunk boundaries and are full but for the last: a peer cannot make us
+        // keep more than the file's size.
+        guard n <= maxChunk, Int(total) <= maxConfigBytes, Int(offset) % maxChunk == 0,
+              n == min(maxChunk, Int(total) - min(Int(total), Int(offset))), Int(offset) + n <= Int(total) else {
+            throw DecodeError("configuration piece \(offset)+\(n) of \(total) bytes is out of bounds")
+        }
+        return (offset, total, try r.raw(n))
+    }
+}

@@ -306,7 +306,7 @@ public struct Engine: Sendable {
             receiveFenceRecord(rec, from: sender, now: now, out: &out)
         case .fenceDelegate(let node):
             receiveFenceDelegate(node: node, from: sender, out: &out)
-        case .statePage:
+        case .statePage, .historyRequest, .historyChunk:  // (history: the shell's, see DaemonHistory)
             return out
         case .fenceRequest(let requestId, let node, let confirm):
             if let n = cluster.node(named: node) {

@@ -171,6 +171,11 @@ public enum Message: Sendable, Equatable {
     case fenceDelegate(node: String)
     /// A page of the sender's facts or of a coordinator's assignments (see `StatePage`).
     case statePage(StatePage)
+    /// `hactl history`: the asker's request for the records after `after` with wall time from
+    /// `sinceWallMs` (the responder's clock) on, carrying its monotonic clock for the echo.
+    case historyRequest(requestId: UInt64, after: UInt64, sinceWallMs: Int64, sentAt: UInt64)
+    /// A piece of the responder's journal (see `HistoryChunk`).
+    case historyChunk(HistoryChunk)
 
     public var kind: UInt8 {
         switch self {
@@ -185,14 +190,10 @@ public enum Message: Sendable, Equatable {
         case .fenceRequest: return 9
         case .fenceDelegate: return 10
         case .statePage: return 11
+        case .historyRequest: return 12
+        case .historyChunk: return 13
         }
     }
-}
-
-public struct DecodeError: Error, Equatable, Sendable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
 }
 
 extension Message {
@@ -280,27 +281,17 @@ extension Message {
             w.bool(confirm)
         case .fenceDelegate(let node):
             w.string(node)
+        case .historyRequest(let id, let after, let since, let sentAt):
+            w.u64(id)
+            w.u64(after)
+            w.u64(UInt64(bitPattern: since))
+            w.u64(sentAt)
+        case .historyChunk(let c):
+            c.encode(&w)
         case .statePage(let p):
             p.encode(&w)
         }
         return w.bytes
-    }
-
-    /// The largest piece of a configuration in one message, and the largest configuration.
-    public static let maxChunk = 16_384
-    public static let maxConfigBytes = 1 << 20
-
-    static func readChunk(_ r: inout ByteReader) throws(DecodeError) -> (UInt32, UInt32, [UInt8]) {
-        let offset = try r.u32()
-        let total = try r.u32()
-        let n = Int(try r.u32())
-        // Pieces sit on chunk boundaries and are full but for the last: a peer cannot make us
-        // keep more than the file's size.
-        guard n <= maxChunk, Int(total) <= maxConfigBytes, Int(offset) % maxChunk == 0,
-              n == min(maxChunk, Int(total) - min(Int(total), Int(offset))), Int(offset) + n <= Int(total) else {
-            throw DecodeError("configuration piece \(offset)+\(n) of \(total) bytes is out of bounds")
-        }
-        return (offset, total, try r.raw(n))
     }
 
     public static func decode(kind: UInt8, payload: [UInt8]) throws(DecodeError) -> Message {
@@ -381,6 +372,10 @@ extension Message {
             m = .fenceDelegate(node: try r.string(max: maxNameBytes))
         case 11:
             m = .statePage(try StatePage.decode(&r))
+        case 12:
+            m = .historyRequest(requestId: try r.u64(), after: try r.u64(), sinceWallMs: Int64(bitPattern: try r.u64()), sentAt: try r.u64())
+        case 13:
+            m = .historyChunk(try HistoryChunk.decode(&r))
         default:
             throw DecodeError("unknown message kind \(kind)")
         }

@@ -84,6 +84,13 @@ public final class Daemon {
     /// Corosync's latest ring (node ids), empty while disconnected.
     var corosyncRing: Set<UInt32> = []
     var corosyncFailures = 0
+    /// The journal (`hactl history`), each peer's clock offset as heartbeat echoes measure it,
+    /// the history questions under way, and the answers given (see DaemonHistory).
+    let journal: JournalStore
+    var clockOffsets = ClockOffsets()
+    var historyQueries: [UInt64: HistoryQuery] = [:]
+    var lastHistoryAnswer: [NodeID: (id: UInt64, after: UInt64, at: UInt64)] = [:]
+    var historyBudget: [NodeID: (count: Int, second: UInt64)] = [:]
 
     public init(setup: NodeSetup) throws {
         self.setup = setup
@@ -113,7 +120,9 @@ public final class Daemon {
         self.clusterId = Envelope.clusterId(setup.cluster.name)
         self.reactor = try Reactor()
         self.storage = try Worker(name: "storage")
+        self.journal = JournalStore(dir: store.dir, worker: storage, log: log)
         self.ips = try FloatingIPs(nodeName: setup.node.name, log: log, reactor: reactor)
+        ips.onFirstAnnouncement = { [journal] text in journal.record(text) }
         let spawner = try Spawner(reactor: reactor)
         // One set of lingering pipes for agents, fence agents and hooks (one limit for all).
         let outputs = LingeringOutputs(reactor: reactor, log: { [log] in log.warning($0) },
@@ -287,6 +296,7 @@ public final class Daemon {
         startMetrics(now: now)
         corosyncTick(now: now)
         expireConstraints(now: now)
+        if !historyQueries.isEmpty { historyRound(now: now) }
         saveFailuresIfChanged(now: now)
         hooks.tick()
         fencer.reap()

@@ -74,10 +74,14 @@ extension Daemon {
             }
             counters.accepted += 1
             let now = MonotonicClock.nowMs()
-            if (peerLives[sender]?.incarnation ?? 0) <= h.incarnation { peerLives[sender] = (h.incarnation, now) }
+            if (peerLives[sender]?.incarnation ?? 0) <= h.incarnation {
+                // A new life may have a new monotonic clock: its offset is measured afresh.
+                if let known = peerLives[sender]?.incarnation, known < h.incarnation { clockOffsets.forget(sender) }
+                peerLives[sender] = (h.incarnation, now)
+            }
             if peerProtocol[sender] != h.version {
                 peerProtocol[sender] = h.version
-                engine.peersOnOlderProtocol(Set(peerProtocol.filter { $0.value < Envelope.protocolVersion }.keys))
+                engine.peersOnOlderProtocol(Set(peerProtocol.filter { $0.value < Envelope.migrationVersion }.keys))
                 if h.version != Envelope.protocolVersion {
                     log.warning("peer \(nodesById[sender]?.name ?? "?") speaks protocol version \(h.version) (this node \(Envelope.protocolVersion)): answered in \(h.version) until it is upgraded")
                 }
@@ -88,6 +92,15 @@ extension Daemon {
             // dead link look alive; our answer, sealed for the sender's life, gets its next
             // packets sealed for ours.
             guard h.recipientIncarnation == incarnation else { return }
+            switch msg {
+            case .heartbeat(let hb) where hb.echoIncarnation == incarnation:
+                clockOffsets.record(peer: sender, sentAt: hb.sentAt, echo: hb.echo, receivedAt: now)
+            case .historyRequest(let id, let after, let since, let sentAt):
+                return answerHistory(from: sender, id: id, after: after, since: since, sentAt: sentAt, now: now)
+            case .historyChunk(let c):
+                return receiveHistoryChunk(c, from: sender, now: now)
+            default: break
+            }
             execute(engine.receive(from: sender, link: link, incarnation: h.incarnation, seq: h.seq, message: msg, now: now))
         }
     }
@@ -102,13 +115,8 @@ extension Daemon {
     func send(_ msg: Message, to peer: NodeID) {
         guard let node = nodesById[peer] else { return }
         let version = min(ownProtocol, peerProtocol[peer] ?? ownProtocol)
-        var msg = msg
-        if version == Envelope.previousVersion, case .heartbeat(var h) = msg, !h.migration.isEmpty {
-            // Version 6 knows no migration lines (and refuses a heartbeat that has them); the
-            // engine starts no migration from or to a node that speaks it.
-            h.migration = []
-            msg = .heartbeat(h)
-        }
+        // Version 7 knows no history messages (the history asks no such peer; this is the net).
+        if version < Envelope.protocolVersion, Envelope.isNew(kind: msg.kind) { return }
         let payload = msg.encodePayload()
         guard payload.count <= Message.maxPayload else {
             let total = (counters.sendErrors ?? 0) + 1

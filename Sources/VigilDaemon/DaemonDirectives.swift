@@ -108,6 +108,7 @@ extension Daemon {
                 }
             case .event(let e):
                 log.info(e.description)
+                journal.record(e.description)
                 postHook(e)
                 metrics?.observe(e, now: now)
                 statusChanged()

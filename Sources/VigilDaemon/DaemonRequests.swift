@@ -120,6 +120,8 @@ extension Daemon {
                 }
             })
             return .later
+        case .history:
+            return historyRequest(req, conn)
         case .facts:
             var r = IPCResponse(ok: true)
             r.facts = engine.nodeFacts()

@@ -82,6 +82,8 @@ final class FloatingIPs {
     /// takeover of hundreds of addresses never delays the reactor.
     let announcer = Announcer()
     let worker: Worker
+    /// Told (on the announcer thread) of each address's first announcement: the journal's.
+    var onFirstAnnouncement: (@Sendable (String) -> Void)?
     var failures: [String: FailureKind] = [:]
 
     let reactor: Reactor
@@ -221,14 +223,16 @@ final class FloatingIPs {
         var keep: [Announcement] = []
         for var a in announcements {
             if a.due <= now {
-                let (announcer, log, n) = (announcer, log, a.total - a.remaining + 1)
+                let (announcer, log, n, journal) = (announcer, log, a.total - a.remaining + 1, onFirstAnnouncement)
                 let (name, address, interface, total) = (a.name, a.address, a.interface, a.total)
                 worker.submit {
                     // Checked again just before sending: never announce past the lease.
                     guard MonotonicClock.nowMs() < leaseDeadline else { return }
                     do {
                         try announcer.announce(address, interface: interface, fresh: n == 1)
-                        log.info("announced resource=\(name) address=\(address) interface=\(interface) \(address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(total)")
+                        let text = "announced resource=\(name) address=\(address) interface=\(interface) \(address.family == .v4 ? "garp" : "unsolicited-na") \(n)/\(total)"
+                        log.info(text)
+                        if n == 1 { journal?(text) }
                     } catch {
                         log.warning("announce \(address) on \(interface) failed: \(error)")
                     }

@@ -12,7 +12,8 @@ public enum IPCClient {
         let body = Array(try JSONEncoder().encode(request))
         // A change gets rings that fit any answer at once (it must not run twice); a question
         // starts small and is asked once more if its answer needs larger rings.
-        let first = ringSize(request: body.count, isChange: request.isChange)
+        // (A history's answer is large, and asking twice would fetch every journal twice.)
+        let first = ringSize(request: body.count, isChange: request.isChange || request.command == .history)
         let r = try exchange(service: service, buffer: first, body: body, timeoutMs: timeoutMs)
         guard !request.isChange, let need = r.needBuffer, need > first, need <= IPCLimits.maxBuffer else { return r }
         return try exchange(service: service, buffer: need, body: body, timeoutMs: timeoutMs)

@@ -31,6 +31,8 @@ public struct IPCRequest: Codable, Sendable {
         case dryRun = "dry-run"
         /// `hactl status --watch`: the status now, then every change as an event on the connection.
         case watch
+        /// `hactl history`: every reachable node's journal merged (`sinceMs`, `resource`, `node`).
+        case history
     }
     public var command: Command
     public var text: String?
@@ -38,6 +40,8 @@ public struct IPCRequest: Codable, Sendable {
     public var node: String? = nil
     public var lifetimeMs: UInt64? = nil
     public var whatIf: [WhatIf.Change]? = nil
+    /// `history`: events of the last this many milliseconds only.
+    public var sinceMs: UInt64? = nil
     public init(command: Command, text: String? = nil) {
         self.command = command
         self.text = text
@@ -49,7 +53,7 @@ public struct IPCRequest: Codable, Sendable {
         self.lifetimeMs = lifetimeMs
     }
     /// Commands that change the cluster: root or the admin group only.
-    public var isChange: Bool { ![.status, .configShow, .fenceHistory, .facts, .simulate, .watch].contains(command) }
+    public var isChange: Bool { ![.status, .configShow, .fenceHistory, .facts, .simulate, .watch, .history].contains(command) }
 }
 
 public struct IPCResponse: Codable, Sendable {
@@ -64,6 +68,7 @@ public struct IPCResponse: Codable, Sendable {
     /// The answer did not fit this connection's rings: ask again with buffers this large.
     public var needBuffer: Int? = nil
     public var whatIf: WhatIf.Report? = nil
+    public var history: History.Report? = nil
     public init(ok: Bool, message: String? = nil, status: ClusterStatus? = nil, configVersion: UInt64? = nil, configText: String? = nil) {
         self.ok = ok
         self.message = message

@@ -45,6 +45,11 @@ public final class Lab: @unchecked Sendable {
     var qnetd: Process?
     /// More arguments for one node's clusterd (the next time it is started).
     public var extraArguments: [Int: [String]] = [:]
+    /// Per node: clocks of its own, as separate machines have (nodes of one kernel otherwise
+    /// share both): its monotonic clock `monotonicS` seconds ahead (a time namespace: the
+    /// kernel's own, for clusterd and all it runs) and its wall clock `wallS` seconds off
+    /// (clusterd's hidden `--wall-clock-skew-ms`, since CLOCK_REALTIME has no namespace).
+    public var clocks: [Int: (monotonicS: Int, wallS: Int)] = [:]
     private var processes: [Int: Process] = [:]
     private var tornDown = false
     private(set) var namespaces: [String] = []
@@ -184,8 +189,13 @@ public final class Lab: @unchecked Sendable {
             p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
             // Each node also gets a private /run/resource-agents (agents keep their state there),
             // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
-            p.arguments = ["netns", "exec", ns(i), "unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
-                           "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\""] + daemon
+            var own: [String] = [], skew: [String] = []
+            if let c = clocks[i] {
+                own = ["nsenter", "--time=" + (try timeNamespace(i, monotonicS: c.monotonicS))]
+                skew = ["--wall-clock-skew-ms=\(c.wallS * 1000)"]
+            }
+            p.arguments = ["netns", "exec", ns(i)] + own + ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                           "mkdir -p /run/resource-agents && mount -t tmpfs -o mode=0755 tmpfs /run/resource-agents && exec \"$0\" \"$@\""] + daemon + skew
         }
         let fh = try appendingHandle(logFile(i))
         p.standardError = fh
@@ -200,6 +210,20 @@ public final class Lab: @unchecked Sendable {
     }
 
     public func logFile(_ i: Int) -> String { "\(workDir)/\(nodeName(i)).log" }
+
+    func timeNamespaceFile(_ i: Int) -> String { "\(workDir)/time-\(nodeName(i))" }
+
+    /// A time namespace for node `i` (its monotonic and boot-time clocks `monotonicS` ahead),
+    /// kept by a bind mount on a file in the work directory, so that clusterd enters it with
+    /// nsenter (which execs: the PID stays clusterd's) and a restart finds the same clock.
+    func timeNamespace(_ i: Int, monotonicS: Int) throws -> String {
+        let f = timeNamespaceFile(i)
+        if FileManager.default.fileExists(atPath: f) { return f }
+        guard FileManager.default.createFile(atPath: f, contents: nil) else { throw LabError("cannot create \(f)") }
+        let r = Lab.run("/usr/bin/unshare", ["--time=" + f, "--monotonic", "\(monotonicS)", "--boottime", "\(monotonicS)", "/bin/true"])
+        guard r.code == 0 else { throw LabError("no time namespace for \(nodeName(i)) (a kernel with CONFIG_TIME_NS is needed): \(r.err)") }
+        return f
+    }
 
     /// Installs the example web server agent as ocf:vigil:httpd (what a Vigil package would ship).
     public static func installExampleAgent(from root: String) throws {
@@ -363,6 +387,7 @@ public final class Lab: @unchecked Sendable {
             }
         }
         for n in namespaces { _ = run("/usr/sbin/ip", ["netns", "del", n]) }
+        for i in clocks.keys where FileManager.default.fileExists(atPath: timeNamespaceFile(i)) { _ = run("/usr/bin/umount", [timeNamespaceFile(i)]) }
         for b in bridges { _ = run("/usr/sbin/ip", ["link", "del", b]) }
         namespaces = []
         bridges = []

@@ -28,13 +28,19 @@ import VigilCore
 /// Version 4 had no recipient: a heartbeat from A to B was valid at C. Version 6 added the
 /// configuration's confirmation to the heartbeat's flags (bit 7, which version 5 refused).
 /// Version 7 appends live migration's lines to a heartbeat (which version 6 refused as trailing bytes).
+/// Version 8 adds the journal's messages (`historyRequest`, `historyChunk`: kinds 12 and 13).
 public enum Envelope {
     public static let magic: [UInt8] = Array("VGIL".utf8)
-    public static let protocolVersion: UInt16 = 7
+    public static let protocolVersion: UInt16 = 8
     /// The version before, still accepted for one release so that a cluster upgrades one node at
     /// a time: a node answers a peer in the version the peer last spoke (see README, Upgrades).
-    /// Version 6 packets are the same envelope; their heartbeats never carry migration lines.
-    public static let previousVersion: UInt16 = 6
+    /// Version 7 packets are the same envelope; they never carry the history kinds.
+    public static let previousVersion: UInt16 = 7
+    /// The first version that knows live migration's heartbeat lines (no older one is accepted
+    /// now; the engine still keeps migrations away from any peer below it).
+    public static let migrationVersion: UInt16 = 7
+    /// Message kinds the previous version does not know (never sent to a peer that speaks it).
+    public static func isNew(kind: UInt8) -> Bool { kind >= 12 }
     public static let headerSize = 48
     public static let macSize = 32
     /// The largest packet any node sends (a configuration piece of 16 KiB, the standby list and
@@ -207,9 +213,9 @@ public enum Envelope {
                 return .failure(.notEncrypted(kind))
             }
             let msg = try Message.decode(kind: kind, payload: payload)
-            // (Version 6 refused a heartbeat's trailing bytes; a packet claiming 6 that has them is not one.)
-            if version == previousVersion, case .heartbeat(let hb) = msg, !hb.migration.isEmpty {
-                return .failure(.malformed("heartbeat of protocol version 6 with migration lines"))
+            // (Version 7 knows no history messages; a packet claiming 7 that is one is not a version-7 packet.)
+            if version == previousVersion, isNew(kind: kind) {
+                return .failure(.malformed("message kind \(kind) in a packet of protocol version \(version), which has no such kind"))
             }
             let h = Header(kind: kind, link: link, clusterId: cid, sender: sender, incarnation: inc, seq: seq,
                            recipient: recipient, recipientIncarnation: recipientInc, version: version)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import VigilCore
 import VigilDaemon
+import VigilSystem
 import VigilWire
 
 @main
@@ -32,6 +33,10 @@ struct Clusterd: ParsableCommand {
     var speakProtocol: UInt16?
     @Option(name: .long, help: .hidden)
     var watchdogDevice: String?
+    /// This node's wall clock runs this far off (the history test's stand-in for a machine
+    /// whose clock is wrong; see WallClock.skewMs).
+    @Option(name: .long, help: .hidden)
+    var wallClockSkewMs: Int64?
     @Option(name: .long, help: .hidden)
     var watchdogTimeout: Int?
 
@@ -68,6 +73,13 @@ struct Clusterd: ParsableCommand {
         if let v = speakProtocol, v != Envelope.previousVersion && v != Envelope.protocolVersion {
             FileHandleOut.err("clusterd: --speak-protocol: \(v) is neither \(Envelope.protocolVersion) nor \(Envelope.previousVersion)")
             throw ExitCode(2)
+        }
+        if let s = wallClockSkewMs {
+            guard abs(s) <= 86_400_000 else {
+                FileHandleOut.err("clusterd: --wall-clock-skew-ms: \(s) is more than a day")
+                throw ExitCode(2)
+            }
+            WallClock.skewMs.store(s, ordering: .relaxed)
         }
         let daemon: Daemon
         do {

@@ -69,7 +69,7 @@ struct Hactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hactl",
         abstract: "Operate a Vigil cluster through the local clusterd.",
-        subcommands: [Status.self, Apply.self, Simulate.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, SnapshotCommand.self, Fence.self, Agent.self])
+        subcommands: [Status.self, Apply.self, Simulate.self, HistoryCommand.self, Config.self, Cleanup.self, Standby.self, Unstandby.self, Move.self, Ban.self, Clear.self, Maintenance.self, Unmanage.self, Manage.self, Refresh.self, SnapshotCommand.self, Fence.self, Agent.self])
 }
 
 struct Status: ParsableCommand {

@@ -12,7 +12,7 @@ struct Flood: ParsableCommand {
     @Option(help: "Datagrams per second.") var rate: Int = 30_000
     @Option var seconds: Double = 60
     @Option(help: "An authentic packet to replay, in hex (repeatable).") var replay: [String] = []
-    @Option(help: "The protocol version the Vigil-looking packets claim (the nodes' own, so they cost a MAC each).") var protocolVersion: UInt16 = 7
+    @Option(help: "The protocol version the Vigil-looking packets claim (the nodes' own, so they cost a MAC each).") var protocolVersion: UInt16 = 8
 
     func run() throws {
         let replays = try replay.map(hexBytes)

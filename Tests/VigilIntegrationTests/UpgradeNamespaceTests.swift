@@ -4,27 +4,33 @@ import VigilCore
 import VigilLab
 
 /// Hardening finding 11: a rolling upgrade. node3 stands in for a node not yet upgraded: it
-/// speaks only the previous protocol version (its packets carry version 6 and no migration
-/// lines, and it drops anything newer, as a version-6 node does). The cluster must form, show
+/// speaks only the previous protocol version (its packets carry version 7 and no history
+/// messages, and it drops anything newer, as a version-7 node does). The cluster must form, show
 /// node3 as on the previous protocol, carry a configuration change to it and run a resource
 /// there; once node3 is "upgraded" (restarted without the switch) the notice goes away.
 final class UpgradeNamespaceTests: NamespaceTestCase {
     func testAMixedClusterWorksAndShowsWhoIsNotUpgraded() throws {
         let lab = try makeLab(heartbeatLinks: 1)
-        lab.extraArguments[3] = ["--speak-protocol", "6"]
+        lab.extraArguments[3] = ["--speak-protocol", "7"]
         try startQuorate(lab)
         try lab.waitFor("three members on node1", timeout: 15) {
             ((try? self.status(lab, 1).nodes.filter { $0.state == "online" || $0.state == "local" }.count) ?? 0) == 3
         }
         let s1 = try status(lab, 1)
-        XCTAssertEqual(s1.olderProtocolPeers, ["node3 (protocol 6)"])
+        XCTAssertEqual(s1.olderProtocolPeers, ["node3 (protocol 7)"])
         XCTAssertEqual(s1.incompatiblePeers, [])
-        XCTAssertTrue(lab.events(1).contains { $0.text.contains("peer node3 speaks protocol version 6") })
+        XCTAssertTrue(lab.events(1).contains { $0.text.contains("peer node3 speaks protocol version 7") })
         // node3 does not see itself as behind, and sees nobody it cannot talk to.
         let s3 = try status(lab, 3)
         XCTAssertNil(s3.olderProtocolPeers)
         XCTAssertEqual(s3.incompatiblePeers, [])
         XCTAssertTrue(s3.quorate)
+        // The history leaves node3 out, saying why (version 7 knows no journal messages).
+        let h = lab.hactl(1, ["history", "-o", "json"])
+        XCTAssertEqual(h.code, 0, h.err)
+        let report = try JSONDecoder().decode(History.Report.self, from: Data(h.out.utf8))
+        XCTAssertEqual(report.nodes.first { $0.name == "node3" }?.note, "speaks protocol 7, which has no journal exchange: not included")
+        XCTAssertEqual(report.nodes.first { $0.name == "node2" }?.complete, true)
 
         // A change made now reaches node3 (from the coordinator) and runs there.
         _ = try lab.apply(1, resources: Scenarios.resources(preferred: "node3", v6: false))

@@ -65,7 +65,7 @@ final class EnvelopeTests: XCTestCase {
 
     /// A rolling upgrade: the previous version is accepted for one release (and says so in the
     /// header, so the node answers in it); one version further back is not. A heartbeat that
-    /// claims version 6 but carries migration lines (which version 6 refused) is no version-6 heartbeat.
+    /// claims version 7 but is a history message (which version 7 does not know) is no version-7 packet.
     func testThePreviousVersionIsAcceptedForOneRelease() throws {
         var h = header()
         h.version = Envelope.previousVersion
@@ -76,14 +76,20 @@ final class EnvelopeTests: XCTestCase {
         h.version = Envelope.previousVersion - 1
         XCTAssertEqual(Envelope.open(Envelope.seal(msg, header: h, key: key), key: key, clusterId: cid, at: here).failureValue,
                        .incompatibleVersion(Envelope.previousVersion - 1))
+        // Version 8 added the history kinds: a packet claiming 7 that carries one is no
+        // version-7 packet; at 8 it opens.
+        let ask = Message.historyRequest(requestId: 1, after: 0, sinceWallMs: 0, sentAt: 9)
+        h.version = Envelope.previousVersion
+        XCTAssertNotNil(Envelope.open(Envelope.seal(ask, header: h, key: key), key: key, clusterId: cid, at: here).failureValue)
+        h.version = Envelope.protocolVersion
+        let current = try XCTUnwrap(Envelope.open(Envelope.seal(ask, header: h, key: key), key: key, clusterId: cid, at: here).successValue)
+        XCTAssertEqual(current.1, ask)
+        // Migration lines (version 7) pass at 7.
         var beat = Heartbeat(sentAt: 5, configVersion: 3)
         beat.migration = [MigrationEntry(resource: "vm", kind: .migrateTo, node: NodeID(rawValue: 2)!)]
         h.version = Envelope.previousVersion
-        let flagged = Envelope.seal(.heartbeat(beat), header: h, key: key)
-        XCTAssertNotNil(Envelope.open(flagged, key: key, clusterId: cid, at: here).failureValue)
-        h.version = Envelope.protocolVersion
-        let current = try XCTUnwrap(Envelope.open(Envelope.seal(.heartbeat(beat), header: h, key: key), key: key, clusterId: cid, at: here).successValue)
-        guard case .heartbeat(let back) = current.1 else { return XCTFail("not a heartbeat") }
+        let older = try XCTUnwrap(Envelope.open(Envelope.seal(.heartbeat(beat), header: h, key: key), key: key, clusterId: cid, at: here).successValue)
+        guard case .heartbeat(let back) = older.1 else { return XCTFail("not a heartbeat") }
         XCTAssertEqual(back.migration, beat.migration)
     }
 
