@@ -23,6 +23,11 @@ let package = Package(
             name: "CQB",
             providers: [.apt(["libqb-dev"])]
         ),
+        // libsystemd's sd-bus (Debian: libsystemd-dev) for `systemd:UNIT` resources (issue 13).
+        .systemLibrary(
+            name: "CSystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
         // Deterministic core: config, TOML, membership, quorum, coordinator, scheduler. No I/O.
         .target(name: "VigilCore"),
         // Wire format and packet authentication (HMAC-SHA256, replay windows).
@@ -42,18 +47,20 @@ let package = Package(
         ]),
         // The Swift shell over it: Corosync as a membership engine (issue 10).
         .target(name: "VigilCorosync", dependencies: ["CVigilCorosync", "VigilSystem"]),
+        // The Swift shell over sd-bus: systemd's manager, asynchronously on clusterd's reactor.
+        .target(name: "VigilSystemd", dependencies: ["CSystemd", "VigilSystem"]),
         // libqb IPC server and client plus the hactl request/response protocol.
         .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore", "VigilSystem"]),
         // The node runtime: drives the core engine with real sockets, netlink and IPC.
         .target(
             name: "VigilDaemon",
             dependencies: [
-                "VigilCore", "VigilWire", "VigilSystem", "VigilIPC", "VigilCorosync",
+                "VigilCore", "VigilWire", "VigilSystem", "VigilIPC", "VigilCorosync", "VigilSystemd",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // hactl's commands and output formatting.
-        .target(name: "VigilControl", dependencies: ["VigilCore", "VigilIPC", "VigilSystem"]),
+        .target(name: "VigilControl", dependencies: ["VigilCore", "VigilIPC", "VigilSystem", "VigilSystemd"]),
         // Network-namespace lab used by the integration tests, the demo and the benchmark.
         .target(name: "VigilLab", dependencies: ["VigilCore"]),
         // Simulated clock and network for driving many engines in unit tests.

@@ -8,13 +8,15 @@
 #   curl, python3    the example web service agent (Examples/web-service)
 #   fence-agents  fence_dummy, the fence agent the fencing tests run unmodified (and the real agents: fence_ipmilan, fence_apc, ...)
 #   nftables    random frame loss in the lab's switch namespace (loss tests and Examples/bench/loss.sh)
+#   libsystemd-dev  sd-bus, systemd's D-Bus API for systemd:UNIT resources (clusterd links libsystemd)
+#   systemd     the tests run a private systemd (PID 1 of its own namespace) per lab node
 #   python3-fusepy  a slow disk for the tests (Tests/tools/slowfs.py, a FUSE passthrough whose fsync stalls)
 #   corosync, corosync-qdevice, corosync-qnetd, libcpg-dev, libvotequorum-dev, libquorum-dev, libcmap-dev, libcfg-dev, libcorosync-common-dev
 #               Corosync as a membership engine (issue 10): the C libraries clusterd's bindings link,
 #               and the daemon the namespace lab runs once per node (never in the root namespace:
 #               the package's own start is refused while it installs)
 set -euo pipefail
-pkgs=(libqb-dev iproute2 iputils-ping util-linux procps resource-agents fence-agents curl python3 nftables python3-fusepy
+pkgs=(libqb-dev iproute2 iputils-ping util-linux procps resource-agents fence-agents curl python3 nftables python3-fusepy libsystemd-dev systemd
       corosync corosync-qdevice corosync-qnetd libcpg-dev libvotequorum-dev libquorum-dev libcmap-dev libcfg-dev libcorosync-common-dev)
 missing=()
 for p in "${pkgs[@]}"; do

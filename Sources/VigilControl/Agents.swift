@@ -1,6 +1,7 @@
 import Glibc
 import VigilCore
 import VigilSystem
+import VigilSystemd
 
 /// The agents installed on this machine, their meta-data, and the parameter check that
 /// `hactl apply` runs before anything is sent to the cluster.
@@ -15,6 +16,11 @@ public enum AgentCatalog {
         }
         for s in entries("/etc/init.d") where access("/etc/init.d/\(s)", X_OK) == 0 && !s.hasPrefix(".") && s != "README" {
             out.append("lsb:\(s)")
+        }
+        // Service units systemd can load (not templates, not masked); one enabled at boot is
+        // refused until it is disabled, and says so.
+        for u in (try? SystemdQuery.unitFiles()) ?? [] where SystemdUnit.problem(u.name) == nil && !u.state.hasPrefix("masked") {
+            out.append("systemd:\(u.name)" + (SystemdUnit.bootStates.contains(u.state) ? " (enabled at boot: refused until disabled)" : ""))
         }
         return out.sorted()
     }
@@ -39,6 +45,13 @@ public enum AgentCatalog {
 
     /// Runs the agent's meta-data action (OCF) and parses it.
     public static func metadata(_ spec: AgentSpec) throws(InfoError) -> AgentMetadata {
+        if spec.cls == .systemd {
+            let st: (load: String, fileState: String)
+            do { st = try SystemdQuery.unit(spec.type) } catch { throw .message("\(spec): \(error)") }
+            if let refused = SystemdUnit.refusal(spec.type, SystemdUnit.State(load: st.load, active: "", fileState: st.fileState)) { throw .message("\(refused)") }
+            guard case .success(let md) = AgentMetadata.parse(SystemdUnit.metadata(spec.type)) else { throw .message("\(spec): no meta-data") }
+            return md
+        }
         guard access(spec.executable, X_OK) == 0 else {
             throw .message("\(spec) is not installed on this node (\(spec.executable) is missing or not executable)")
         }

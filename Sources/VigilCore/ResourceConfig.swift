@@ -293,6 +293,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             opts.stopTimeoutMs = UInt64(try t.int("stop_timeout_ms", range: 100...3_600_000) ?? 20_000)
             opts.allowMigrate = try t.bool("allow_migrate") ?? false
             opts.migrateTimeoutMs = UInt64(try t.int("migrate_timeout_ms", range: 100...86_400_000) ?? 120_000)
+            if spec.cls == .systemd && !params.isEmpty { throw t.error("params", "systemd units take no parameters (set them in the unit or a drop-in)") }
             if opts.allowMigrate && spec.cls != .ocf { throw t.error("allow_migrate", "only OCF agents migrate (\(spec) has no migrate_to/migrate_from)") }
             switch try t.string("requires") {
             case nil: opts.requiresFencing = everyNodeFenced

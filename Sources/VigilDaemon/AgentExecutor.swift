@@ -1,6 +1,7 @@
 import Glibc
 import VigilCore
 import VigilSystem
+import VigilSystemd
 
 /// Runs agent operations for clusterd without ever blocking its reactor: each operation is a
 /// child process in its own process group, with its own timeout; operations on one resource
@@ -45,12 +46,23 @@ final class AgentExecutor {
 
     private var queues: [String: [Request]] = [:]
     private var running: [String: Running] = [:]
+    /// Operations on `systemd:` resources under way (D-Bus calls and jobs: no process here).
+    private struct BusOperation {
+        var request: Request
+        var deadline: UInt64
+        var token: UInt64
+        var startedMs: UInt64
+    }
+    private var busRunning: [String: BusOperation] = [:]
+    private var busTokens: UInt64 = 0
+    /// systemd's manager, once a `systemd:` resource needs it.
+    private(set) var systemd: SystemdBus?
     /// Resources whose operation's process the spawner is starting.
     private var starting: Set<String> = []
     private let spawner: Spawner
     private var killing = false
-    private let reactor: Reactor
-    private let log: EventLog
+    let reactor: Reactor
+    let log: EventLog
     private var submitted: UInt64 = 0
     let limit: Int
 
@@ -69,7 +81,9 @@ final class AgentExecutor {
     static var defaultLimit: Int { max(4, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// Operations queued or running for a resource.
-    func busy(_ resource: String) -> Bool { running[resource] != nil || starting.contains(resource) || !(queues[resource]?.isEmpty ?? true) }
+    func busy(_ resource: String) -> Bool {
+        running[resource] != nil || starting.contains(resource) || busRunning[resource] != nil || !(queues[resource]?.isEmpty ?? true)
+    }
 
     /// Parameters each OCF agent's meta-data marks `private="1"`, by agent. Until an agent's
     /// answer is in (or when it failed), every parameter value of its resources is masked in
@@ -121,10 +135,10 @@ final class AgentExecutor {
 
     /// Starts waiting operations while slots are free: the most urgent first.
     private func pump() {
-        while running.count + starting.count < limit {
+        while running.count + starting.count + busRunning.count < limit {
             var best: (resource: String, priority: Int, seq: UInt64)?
             let now = MonotonicClock.nowMs()
-            for (resource, q) in queues where running[resource] == nil && !starting.contains(resource) {
+            for (resource, q) in queues where running[resource] == nil && !starting.contains(resource) && busRunning[resource] == nil {
                 guard let head = q.first, head.retryAt <= now else { continue }
                 // An agent's operations wait for its meta-data (milliseconds): their output is
                 // then masked by what it says, not all of it.
@@ -137,9 +151,10 @@ final class AgentExecutor {
     }
 
     private func start(_ resource: String) {
-        guard running[resource] == nil, !starting.contains(resource), var q = queues[resource], !q.isEmpty else { return }
+        guard running[resource] == nil, !starting.contains(resource), busRunning[resource] == nil, var q = queues[resource], !q.isEmpty else { return }
         let r = q.removeFirst()
         queues[resource] = q.isEmpty ? nil : q
+        if r.spec.cls == .systemd { return startSystemd(r) }
         let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
                                      timeoutMs: r.timeoutMs, intervalMs: r.intervalMs, migration: r.migration)
         guard access(r.spec.executable, X_OK) == 0 else {
@@ -182,17 +197,40 @@ final class AgentExecutor {
         }
     }
 
+    func setSystemd(_ bus: SystemdBus) { systemd = bus }
+
+    func beginBusOperation(_ r: Request) -> UInt64 {
+        busTokens += 1
+        let now = MonotonicClock.nowMs()
+        busRunning[r.resource] = BusOperation(request: r, deadline: now + r.timeoutMs, token: busTokens, startedMs: now)
+        return busTokens
+    }
+
+    /// A systemd operation's result (dropped if it timed out meanwhile).
+    func endBusOperation(_ resource: String, token: UInt64, outcome: OperationOutcome, output: String) {
+        guard let op = busRunning[resource], op.token == token else { return }
+        busRunning[resource] = nil
+        batch { finish(op.request, outcome: outcome, output: output, durationMs: MonotonicClock.nowMs() - op.startedMs) }
+        pump()
+    }
+
     /// Runs the delivery of a burst of results (the daemon batches the engine's evaluation).
     var batch: (() -> Void) -> Void = { $0() }
 
     /// Called on SIGCHLD and on every tick: collects finished operations, enforces timeouts.
     func reap() {
+        systemd?.process()
         outputs.reapKeeper()
         batch { reapNow() }
     }
 
     private func reapNow() {
         let now = MonotonicClock.nowMs()
+        for (resource, op) in busRunning where now >= op.deadline {
+            busRunning[resource] = nil
+            log.warning("\(op.request.op.rawValue) of \(resource) (\(op.request.spec)) timed out after \(op.request.timeoutMs) ms (systemd's job is left to systemd; a stop replaces it)")
+            finish(op.request, outcome: .softError("\(op.request.op.rawValue) timed out"), output: "", durationMs: now - op.startedMs)
+        }
         for (resource, var run) in running {
             if !run.timedOut && now >= run.deadline {
                 run.timedOut = true
@@ -212,7 +250,10 @@ final class AgentExecutor {
     var onFinished: ((AgentOperation, UInt64) -> Void)?
 
     private func finish(_ r: Request, _ end: ProcessEnd, output: String, durationMs: UInt64 = 0) {
-        let outcome = r.spec.outcome(of: end, op: r.op)
+        finish(r, outcome: r.spec.outcome(of: end, op: r.op), output: output, durationMs: durationMs)
+    }
+
+    private func finish(_ r: Request, outcome: OperationOutcome, output: String, durationMs: UInt64) {
         onFinished?(r.op, durationMs)
         let secret: Set<String>? = r.spec.cls == .ocf ? privateParameters["\(r.spec)"] : []
         let trimmed = Self.printable(Redaction.maskValues(of: r.params, in: output, privateNames: secret).split(separator: "\n").suffix(20).joined(separator: " | "))

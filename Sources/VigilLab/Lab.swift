@@ -50,6 +50,10 @@ public final class Lab: @unchecked Sendable {
     /// kernel's own, for clusterd and all it runs) and its wall clock `wallS` seconds off
     /// (clusterd's hidden `--wall-clock-skew-ms`, since CLOCK_REALTIME has no namespace).
     public var clocks: [Int: (monotonicS: Int, wallS: Int)] = [:]
+    /// Every node gets a private systemd (see LabSystemd.swift), started before its clusterd.
+    public var privateSystemd = false
+    var systemdPids: [Int: pid_t] = [:]
+    var systemdLaunchers: [Int: Process] = [:]
     private var processes: [Int: Process] = [:]
     private var tornDown = false
     private(set) var namespaces: [String] = []
@@ -190,8 +194,11 @@ public final class Lab: @unchecked Sendable {
             // Each node also gets a private /run/resource-agents (agents keep their state there),
             // as separate machines would; the shell execs clusterd, so the PID is clusterd's.
             var own: [String] = [], skew: [String] = []
+            // In its private systemd's mount and PID namespaces (systemd answers no peer from
+            // outside its PID namespace); nsenter forks for that, so clusterd is its child.
+            if privateSystemd { own = ["nsenter", "-t", "\(try startSystemd(i))", "-m", "-p"] }
             if let c = clocks[i] {
-                own = ["nsenter", "--time=" + (try timeNamespace(i, monotonicS: c.monotonicS))]
+                own += ["nsenter", "--time=" + (try timeNamespace(i, monotonicS: c.monotonicS))]
                 skew = ["--wall-clock-skew-ms=\(c.wallS * 1000)"]
             }
             p.arguments = ["netns", "exec", ns(i)] + own + ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c",
@@ -203,6 +210,15 @@ public final class Lab: @unchecked Sendable {
         try p.run()
         pids[i] = p.processIdentifier
         processes[i] = p
+        if privateSystemd {
+            // The PID to signal is clusterd's, nsenter's child (nsenter exits with it).
+            var child: pid_t?
+            try waitFor("\(nodeName(i))'s clusterd under nsenter", timeout: 10) {
+                child = Lab.run("/usr/bin/pgrep", ["-P", "\(p.processIdentifier)"]).out.split(separator: "\n").first.flatMap { pid_t($0) }
+                return child != nil
+            }
+            pids[i] = child
+        }
     }
 
     public func startAll() throws {
@@ -329,7 +345,7 @@ public final class Lab: @unchecked Sendable {
 
     /// Runs hactl inside a node's namespace.
     public func hactl(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
-        run("/usr/sbin/ip", ["netns", "exec", ns(i), options.binDir + "/hactl"] + args + ["--ipc", "vigil-\(prefix)-\(nodeName(i))"], stdin: stdin)
+        run("/usr/sbin/ip", ["netns", "exec", ns(i)] + systemdMountPrefix(i) + [options.binDir + "/hactl"] + args + ["--ipc", "vigil-\(prefix)-\(nodeName(i))"], stdin: stdin)
     }
 
     public func apply(_ i: Int, resources: String) throws -> String {
@@ -380,6 +396,7 @@ public final class Lab: @unchecked Sendable {
         }
         qdevices = [:]
         qnetd = nil
+        stopSystemds()
         // What our daemons started inside our namespaces (agents, hooks, services) goes too.
         for n in namespaces {
             for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) {
