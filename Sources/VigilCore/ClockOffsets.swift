@@ -32,10 +32,11 @@ public struct ClockOffsets: Sendable {
     /// our `echo`, received at `receivedAt` on ours. An echo of 0 (none yet) or from the
     /// future is no sample.
     public mutating func record(peer: NodeID, sentAt: PeerTime, echo: UInt64, receivedAt: UInt64) {
-        guard echo > 0, echo <= receivedAt, sentAt.ms <= UInt64(Int64.max), receivedAt <= UInt64(Int64.max) else { return }
+        guard echo > 0, echo <= receivedAt, sentAt.ms < JournalRecord.maxMono, receivedAt < JournalRecord.maxMono else { return }
         let t3 = Int64(sentAt.ms)
-        // (Each reading is whole milliseconds, cut down: one more either side keeps θ inside.)
-        let s = Sample(low: t3 - Int64(receivedAt) - 1, high: t3 - Int64(echo) + 1)
+        // (Each reading is whole milliseconds, cut down, and clocks may be slewed apart by up to
+        // 500 ppm over the window's few seconds: two more either side keep θ inside.)
+        let s = Sample(low: t3 - Int64(receivedAt) - 2, high: t3 - Int64(echo) + 2)
         if samples[peer, default: []].count < Self.window {
             samples[peer, default: []].append(s)
         } else {

@@ -100,15 +100,18 @@ public enum History {
     }
 
     public static let maxEvents = 4000
+    public static let maxFailovers = 500
+    /// What the events may take of the answer (hactl's rings hold 2 MiB).
+    public static let maxAnswerBytes = 1_200_000
 
     /// Merges `sources` into one timeline: per node in seq order, across nodes by corrected time.
     public static func merge(_ sources: [Source]) -> [Event] {
         var heads = sources.map { s in s.records.sorted { $0.seq < $1.seq }[...] }
         var out: [Event] = []
         out.reserveCapacity(sources.reduce(0) { $0 + $1.records.count })
-        func corrected(_ i: Int, _ r: JournalRecord) -> Int64 {
-            r.wallMs - Int64(sources[i].wallOffsetMs.rounded())
-        }
+        // (Offsets are bounded like the records' clocks: no arithmetic here can overflow.)
+        let shift = sources.map { s in Int64(Swift.max(-Double(JournalRecord.maxWall), Swift.min(Double(JournalRecord.maxWall), s.wallOffsetMs.rounded()))) }
+        func corrected(_ i: Int, _ r: JournalRecord) -> Int64 { r.wallMs - shift[i] }
         while true {
             var best: (i: Int, t: Int64)?
             for i in heads.indices {
@@ -132,14 +135,16 @@ public enum History {
             let window = e.wallMs - Int64(timeoutMs) - 10_000
             // Lost: the earliest survivor's member-lost of `from` shortly before, or the failure.
             var failedAt: Int64?
-            for p in events[..<i].reversed() {
+            for p in events[Swift.max(0, i - 2000)..<i].reversed() {
                 if p.wallMs < window { break }
                 if p.kind == "member-lost", p.fields["node"] == from { f.lost = p.wallMs }
                 if p.kind == "resource-failed", p.fields["resource"] == r, p.node == from, failedAt == nil { failedAt = p.wallMs }
             }
             if f.lost == nil { f.lost = failedAt }
             // The rest: after the beginning, up to the next failover of this resource.
-            let end = events[(i + 1)...].firstIndex { $0.kind == "failover-begun" && $0.fields["resource"] == r } ?? events.endIndex
+            // (At most a few hundred events on: a failover's steps follow within seconds.)
+            let limit = Swift.min(events.endIndex, i + 1 + 2000)
+            let end = events[(i + 1)..<limit].firstIndex { $0.kind == "failover-begun" && $0.fields["resource"] == r } ?? limit
             for n in events[(i + 1)..<end] {
                 switch n.kind {
                 case "decided" where n.fields["resource"] == r && f.decided == nil:
@@ -187,9 +192,15 @@ public enum History {
                               since: Int64?, resource: String?, node: String?) -> Report {
         let merged = merge(sources)
         let (ev, fo) = filter(merged, failovers(merged, timeoutMs: timeoutMs), since: since, resource: resource, node: node)
-        let omitted = max(0, ev.count - maxEvents)
-        return Report(asker: asker, generatedWallMs: generatedWallMs, sinceWallMs: since, nodes: nodes, events: Array(ev.suffix(maxEvents)),
-                      failovers: fo, omitted: omitted)
+        // The newest events that fit an answer (each about twice its text, with its fields).
+        var kept = 0, bytes = 0
+        for e in ev.reversed() {
+            bytes += 2 * e.text.utf8.count + 160
+            if kept == maxEvents || bytes > maxAnswerBytes { break }
+            kept += 1
+        }
+        return Report(asker: asker, generatedWallMs: generatedWallMs, sinceWallMs: since, nodes: nodes, events: Array(ev.suffix(kept)),
+                      failovers: Array(fo.suffix(maxFailovers)), omitted: ev.count - kept)
     }
 
     /// `30s`, `15m`, `1h`, `2d` (or plain seconds) as milliseconds; nil if it is none of these.

@@ -21,6 +21,12 @@ public struct JournalRecord: Codable, Sendable, Equatable {
         self.text = Self.clean(text)
     }
 
+    /// Bounds every reading from a file or a peer is held to (far beyond any real clock), so
+    /// that no arithmetic on them can overflow.
+    public static let maxWall: Int64 = 1 << 53
+    public static let maxSeq: UInt64 = 1 << 62
+    public static let maxMono: UInt64 = 1 << 62
+
     /// The longest text a record keeps (a reason from an agent can be long; a record must fit a
     /// datagram of `Message.heartbeatBudget` with room to spare).
     public static let maxText = 400
@@ -47,6 +53,7 @@ public struct JournalRecord: Codable, Sendable, Equatable {
     public static func parse(line: Substring) -> JournalRecord? {
         let parts = line.split(separator: " ", maxSplits: 4, omittingEmptySubsequences: false)
         guard parts.count == 5, parts[0] == "v1", let seq = UInt64(parts[1]), let wall = Int64(parts[2]), let mono = UInt64(parts[3]),
+              seq > 0, seq < maxSeq, (0...maxWall).contains(wall), mono < maxMono,
               !parts[4].isEmpty, parts[4].utf8.count <= maxText else { return nil }
         let r = JournalRecord(seq: seq, wallMs: wall, monoMs: mono, text: String(parts[4]))
         return r.text == parts[4] ? r : nil
@@ -104,6 +111,7 @@ extension JournalRecord {
 
     static func decode(_ r: inout ByteReader) throws(DecodeError) -> JournalRecord {
         let seq = try r.u64(), wall = Int64(bitPattern: try r.u64()), mono = try r.u64()
+        guard seq > 0, seq < maxSeq, (0...maxWall).contains(wall), mono < maxMono else { throw DecodeError("history record out of range") }
         let text = try r.string(max: maxText)
         return JournalRecord(seq: seq, wallMs: wall, monoMs: mono, text: text)
     }
@@ -184,6 +192,9 @@ public struct HistoryChunk: Sendable, Equatable {
 
     static func decode(_ r: inout ByteReader) throws(DecodeError) -> HistoryChunk {
         let id = try r.u64(), echo = try r.u64(), mono = try r.u64(), d = Int64(bitPattern: try r.u64()), after = try r.u64()
+        guard echo < JournalRecord.maxMono, mono < JournalRecord.maxMono, (-JournalRecord.maxWall...JournalRecord.maxWall).contains(d), after < JournalRecord.maxSeq else {
+            throw DecodeError("history piece out of range")
+        }
         let flags = try r.u8()
         guard flags <= 3 else { throw DecodeError("history piece flags \(flags)") }
         let n = try r.count(max: maxRecords)

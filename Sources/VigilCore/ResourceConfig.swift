@@ -79,6 +79,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
     public var groups: [ResourceGroup] = []
     public var colocations: [Colocation] = []
     public var orderings: [Ordering] = []
+    public var clones: [ResourceClone] = []
     /// Fence devices and levels.
     public var fencing = FenceTopology()
     /// Options by resource name.
@@ -268,7 +269,8 @@ public struct ResourceSet: Sendable, Equatable, Codable {
                 refreshIntervalMs: UInt64(refresh), monitorIntervalMs: UInt64(mon)))
         }
         set.ips = ips
-        for var t in try top.tableArray("resource") {
+        // A [[clone]] reads as a [[resource]] (and `max`); it becomes one instance per data node.
+        for (isClone, var t) in try top.tableArray("resource").map({ (false, $0) }) + top.tableArray("clone").map({ (true, $0) }) {
             let name = try t.requiredString("name")
             try checkNewName(name, t)
             let agentText = try t.requiredString("agent")
@@ -301,7 +303,13 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             case "fencing": opts.requiresFencing = true
             case let other?: throw t.error("requires", "'\(other)' is not one of: quorum, fencing")
             }
+            let cloneMax = isClone ? try t.int("max", range: 1...64).map { Int($0) } : nil
+            if isClone && opts.allowMigrate { throw t.error("allow_migrate", "a clone runs on every node it may: it has nothing to migrate") }
             try t.finish()
+            if isClone {
+                set.addClone(name, AgentResource(name: name, agent: spec, params: params), opts, max: cloneMax, nodes: cluster.dataNodes.map(\.name))
+                continue
+            }
             set.agents.append(AgentResource(name: name, agent: spec, params: params))
             set.options[name] = opts
             set.names.append(name)
@@ -319,66 +327,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             try t.finish()
             set.groups.append(ResourceGroup(name: name, members: members))
         }
-        let groupNames = Set(set.groups.map(\.name))
-        func checkRef(_ r: String, _ t: TableReader, _ key: String) throws(ConfigError) {
-            guard resourceNames.contains(r) || groupNames.contains(r) else { throw t.error(key, "'\(r)' is not a resource or group defined in this file") }
-        }
-        for var t in try top.tableArray("location") {
-            let r = try t.requiredString("resource")
-            try checkRef(r, t, "resource")
-            let node = try t.requiredString("node")
-            guard nodeNames.contains(node) else { throw t.error("node", notANode(node)) }
-            let score = try readScore(&t)
-            if let origin = try t.string("origin") {
-                guard let kind = OperatorConstraint.Kind(rawValue: String(origin.dropFirst(6))), origin.hasPrefix("hactl "),
-                      score == (kind == .move ? Score.infinity : -Score.infinity) else {
-                    throw t.error("origin", "'\(origin)' is not an origin hactl writes (\"hactl move\" with score \"inf\", \"hactl ban\" with \"-inf\")")
-                }
-                var expires: UInt64?
-                if let e = try t.string("expires") {
-                    guard let ms = WallTime.parse(e) else { throw t.error("expires", "'\(e)' is not a UTC time as YYYY-MM-DDTHH:MM:SSZ") }
-                    expires = ms
-                }
-                set.operatorConstraints.append(OperatorConstraint(kind: kind, resource: r, node: node, expiresMs: expires))
-            }
-            try t.finish()
-            for m in set.group(named: r)?.members ?? [r] {
-                set.options[m, default: ResourceOptions()].locations[node] = score
-            }
-        }
-        for var t in try top.tableArray("colocation") {
-            let r = try t.requiredString("resource")
-            try checkRef(r, t, "resource")
-            let w = try t.requiredString("with")
-            try checkRef(w, t, "with")
-            if r == w { throw t.error("with", "a resource cannot be colocated with itself") }
-            let score = try readScore(&t)
-            try t.finish()
-            set.colocations.append(Colocation(resource: r, with: w, score: score))
-        }
-        for var t in try top.tableArray("order") {
-            let f = try t.requiredString("first")
-            try checkRef(f, t, "first")
-            let th = try t.requiredString("then")
-            try checkRef(th, t, "then")
-            if f == th { throw t.error("then", "a resource cannot be ordered after itself") }
-            try t.finish()
-            set.orderings.append(Ordering(first: f, then: th))
-        }
-        // Maintenance (`hactl maintenance on`, `hactl unmanage R`; see Maintenance.swift).
-        for var t in try top.tableArray("maintenance") {
-            if let scope = try t.string("scope") {
-                guard scope == "cluster" else { throw t.error("scope", "'\(scope)' is not a scope: use \"cluster\" (or resource = \"NAME\" for one resource)") }
-                guard try t.string("resource") == nil else { throw t.error("resource", "give scope = \"cluster\" or a resource, not both") }
-                set.maintenance = true
-            } else {
-                let r = try t.requiredString("resource")
-                try checkRef(r, t, "resource")
-                set.unmanagedNames.append(r)
-                for m in set.group(named: r)?.members ?? [r] { set.unmanaged.insert(m) }
-            }
-            try t.finish()
-        }
+        try set.readConstraints(&top, nodeNames: nodeNames, notANode: notANode)
         try top.finish()
         // A resource that waits for fencing must not be able to run where no device reaches.
         for a in set.agents where set.options(a.name).requiresFencing {

@@ -58,7 +58,9 @@ public enum SystemdUnit {
         """
 
     /// Unit file states that start a unit at boot.
-    public static let bootStates: Set<String> = ["enabled", "enabled-runtime"]
+    /// (`linked` units are enabled from outside the search path. `indirect`, `generated` and a
+    /// static unit pulled in by an enabled one are not seen: see README, Known limits.)
+    public static let bootStates: Set<String> = ["enabled", "enabled-runtime", "linked", "linked-runtime"]
 
     /// Why this node must not start the unit (before its start), or nil.
     public static func refusal(_ unit: String, _ st: State) -> OperationOutcome? {

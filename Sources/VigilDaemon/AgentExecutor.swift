@@ -227,6 +227,7 @@ final class AgentExecutor {
     private func reapNow() {
         let now = MonotonicClock.nowMs()
         for (resource, op) in busRunning where now >= op.deadline {
+            guard busRunning[resource]?.token == op.token else { continue }
             busRunning[resource] = nil
             log.warning("\(op.request.op.rawValue) of \(resource) (\(op.request.spec)) timed out after \(op.request.timeoutMs) ms (systemd's job is left to systemd; a stop replaces it)")
             finish(op.request, outcome: .softError("\(op.request.op.rawValue) timed out"), output: "", durationMs: now - op.startedMs)

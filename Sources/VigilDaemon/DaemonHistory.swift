@@ -49,7 +49,9 @@ extension Daemon {
         let q = HistoryQuery(conn: conn, since: since, resource: req.resource, node: req.node, deadline: now + Self.historyDeadlineMs)
         let members = Set(engine.nodeFacts().filter(\.member).map(\.name))
         for n in cluster.nodes where n.id != selfNode.id {
-            if !members.contains(n.name) {
+            if ownProtocol < Envelope.protocolVersion {
+                q.notes[n.id] = "this node speaks protocol \(ownProtocol), which has no journal exchange: not included"
+            } else if !members.contains(n.name) {
                 q.notes[n.id] = "not reachable: its journal is not included"
             } else if let v = peerProtocol[n.id], v < Envelope.protocolVersion {
                 q.notes[n.id] = "speaks protocol \(v), which has no journal exchange: not included"
@@ -133,7 +135,7 @@ extension Daemon {
             var offset: Double?, uncertainty: Double?, how: String?, note = f.note
             if let d = f.wallMinusMono, let e = clockOffsets.estimate(n.id) {
                 // Its wall clock minus ours: its monotonic offset, and each side's wall minus monotonic.
-                offset = e.offsetMs + Double(d - ownWallMinusMono)
+                offset = e.offsetMs + (Double(d) - Double(ownWallMinusMono))
                 uncertainty = e.uncertaintyMs + 1
                 how = "heartbeat-echoes"
             } else if !f.records.isEmpty {

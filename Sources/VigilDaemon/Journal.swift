@@ -20,7 +20,9 @@ public final class JournalStore: @unchecked Sendable {
         var flushQueued = false
         var fd: Int32 = -1
         var fileBytes = 0
+        var droppedLines = 0
     }
+    static let maxPending = 4 << 20
 
     let path: String
     let maxFileBytes: Int
@@ -39,7 +41,7 @@ public final class JournalStore: @unchecked Sendable {
         var skipped = 0
         for p in [path + ".1", path] where Files.exists(p) {
             do {
-                let bytes = try Files.read(p, limit: maxFileBytes + 65_536)
+                let bytes = try Self.readPlain(p, limit: maxFileBytes + 65_536)
                 for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
                     if let r = JournalRecord.parse(line: line) { records.append(r) } else { skipped += 1 }
                 }
@@ -51,12 +53,31 @@ public final class JournalStore: @unchecked Sendable {
         // Out-of-order seqs (a planted or mixed file) keep only the increasing run's records.
         var ordered: [JournalRecord] = []
         for r in records where r.seq > (ordered.last?.seq ?? 0) { ordered.append(r) }
-        let size = Files.exists(path) ? (try? Files.read(path, limit: maxFileBytes + 65_536).count) ?? 0 : 0
+        let size = Files.exists(path) ? (try? Self.readPlain(path, limit: maxFileBytes + 65_536).count) ?? 0 : 0
         state.withLock {
             $0.ring = Array(ordered.suffix(Self.ringCapacity))
             $0.nextSeq = (ordered.last?.seq ?? 0) + 1
             $0.fileBytes = size
         }
+    }
+
+    /// A regular file's bytes: a link planted at the name is not followed, a FIFO not waited on.
+    static func readPlain(_ path: String, limit: Int) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError("\(path) is not a regular file", errno: EINVAL) }
+        guard Int(st.st_size) <= limit else { throw SystemError("\(path) is larger than \(limit) bytes", errno: EFBIG) }
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        var off = 0
+        while off < out.count {
+            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress?.advanced(by: off), $0.count - off) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            off += n
+        }
+        return Array(out.prefix(off))
     }
 
     /// Adds an event now; returns at once.
@@ -67,7 +88,8 @@ public final class JournalStore: @unchecked Sendable {
             s.nextSeq += 1
             s.ring.append(r)
             if s.ring.count > Self.ringCapacity + 1024 { s.ring.removeFirst(s.ring.count - Self.ringCapacity) }
-            s.pending.append(contentsOf: r.line.utf8)
+            // A storage thread stuck on a slow disk must not grow memory (locked) without end.
+            if s.pending.count < Self.maxPending { s.pending.append(contentsOf: r.line.utf8) } else { s.droppedLines += 1 }
             defer { s.flushQueued = true }
             return !s.flushQueued
         }
@@ -94,10 +116,11 @@ public final class JournalStore: @unchecked Sendable {
     /// The storage thread: writes what is pending, rotating before a line would take the file
     /// past `maxFileBytes` (journal becomes journal.1, the older journal.1 goes), then syncs.
     private func flush() {
-        let (bytes, fdNow, size) = state.withLock { s -> ([UInt8], Int32, Int) in
-            defer { s.pending = []; s.flushQueued = false }
-            return (s.pending, s.fd, s.fileBytes)
+        let (bytes, fdNow, size, dropped) = state.withLock { s -> ([UInt8], Int32, Int, Int) in
+            defer { s.pending = []; s.flushQueued = false; s.droppedLines = 0 }
+            return (s.pending, s.fd, s.fileBytes, s.droppedLines)
         }
+        if dropped > 0 { log.warning("journal: \(dropped) records not written (the disk was too slow); they stay in memory for hactl history") }
         guard !bytes.isEmpty else { return }
         var fd = fdNow
         var fileBytes = size

@@ -41,7 +41,11 @@ extension AgentExecutor {
                         switch result {
                         case .failure(let e): done(.softError("systemd: \(e)"), "")
                         case .success(let jobResult):
-                            bus.unitState(unit) { after in done(SystemdUnit.jobEnded(.start, unit, result: jobResult, then: try? after.map(state).get()), "") }
+                            // (An unknown end, the connection broke: the unit's state decides.)
+                            bus.unitState(unit) { after in
+                                done(SystemdUnit.jobEnded(.start, unit, result: jobResult == SystemdBus.unknownResult ? "done" : jobResult,
+                                                          then: try? after.map(state).get()), "")
+                            }
                         }
                     }
                 }
@@ -60,6 +64,14 @@ extension AgentExecutor {
                 switch result {
                 case .failure(let e) where e.isNoSuchUnit: done(.success, "")  // not loaded: not running
                 case .failure(let e): done(.softError("systemd: \(e)"), "")
+                case .success(let jobResult) where jobResult == SystemdBus.unknownResult:
+                    // The connection broke before the job's end: what the unit is now decides.
+                    bus.unitState(unit) { after in
+                        switch after {
+                        case .success(let st): done(SystemdUnit.monitor(state(st)) == .notRunning ? .success : .softError("\(unit) is still \(st.active) after its stop"), "")
+                        case .failure(let e): done(.softError("systemd: \(e)"), "")
+                        }
+                    }
                 case .success(let jobResult): done(SystemdUnit.jobEnded(.stop, unit, result: jobResult, then: nil), "")
                 }
             }

@@ -30,7 +30,7 @@ extension Lab {
             mount -t tmpfs -o mode=0755 tmpfs /run
             mkdir -p /run/systemd/system /run/resource-agents
             printf '[Unit]\\nDescription=Vigil lab node (nothing else starts)\\nDefaultDependencies=no\\n' > /run/systemd/system/vigil-lab.target
-            exec env container=vigil-lab \(Self.systemdBinary) --system --unit=vigil-lab.target --log-target=console --log-level=notice
+            exec env container=vigil-lab \(Self.systemdBinary) --system --unit=vigil-lab.target --log-target=console --log-level=info
             """
         let outer = """
             set -e
@@ -47,10 +47,16 @@ extension Lab {
         systemdLaunchers[i] = p
         // systemd is unshare's child; it is up once its private socket answers.
         var pid: pid_t?
-        try waitFor("\(nodeName(i))'s private systemd (log: \(workDir)/systemd-\(nodeName(i)).log)", timeout: 40) {
-            if pid == nil { pid = Lab.run("/usr/bin/pgrep", ["-P", "\(p.processIdentifier)"]).out.split(separator: "\n").first.flatMap { pid_t($0) } }
+        do {
+            try waitFor("\(nodeName(i))'s private systemd", timeout: 40) {
+            // (The launcher's children include its mkdir for a moment: only systemd counts.)
+            pid = Lab.run("/usr/bin/pgrep", ["-P", "\(p.processIdentifier)", "-x", "systemd"]).out.split(separator: "\n").first.flatMap { pid_t($0) }
             guard let pid else { return false }
             return Lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "test", "-S", "/run/systemd/private"]).code == 0
+            }
+        } catch {
+            let state = pid.map { (try? String(contentsOfFile: "/proc/\($0)/status", encoding: .utf8))?.split(separator: "\n").prefix(3).joined(separator: " ") ?? "gone" } ?? "-"
+            throw LabError("\(nodeName(i))'s private systemd did not come up (launcher \(p.processIdentifier), systemd \(pid.map { "\($0)" } ?? "not found"): \(state)); its log:\n" + tail("\(workDir)/systemd-\(nodeName(i)).log", lines: 30))
         }
         guard let pid else { throw LabError("no systemd") }
         systemdPids[i] = pid

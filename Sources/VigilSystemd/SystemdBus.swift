@@ -46,6 +46,8 @@ public final class SystemdBus {
     private var earlyResults: [String: String] = [:]
     private var signalCallback: Callback?
     public var log: (String) -> Void = { _ in }
+    /// A job's result when the connection broke before its end: read the unit's state instead.
+    public static let unknownResult = "unknown"
 
     /// `address`: a D-Bus address (a test's private manager); nil: the private socket as root,
     /// else the system bus.
@@ -136,10 +138,15 @@ public final class SystemdBus {
         signalCallback = cb
         var slot: OpaquePointer?
         let ctx = Unmanaged.passRetained(cb).toOpaque()
-        if sd_bus_match_signal_async(opened, &slot, nil, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved",
+        // On the system bus only systemd's own signals count (another client could send one);
+        // the private socket is a direct connection to systemd, whose messages carry no sender.
+        let sender: String? = address == nil ? "org.freedesktop.systemd1" : nil
+        if sd_bus_match_signal_async(opened, &slot, sender, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "JobRemoved",
                                      jobRemovedHandler, nil, ctx) >= 0, let slot {
             sd_bus_slot_set_destroy_callback(slot, releaseHandler)
+            // The bus keeps the slot (floating) and ours is dropped: freed with the bus.
             sd_bus_slot_set_floating(slot, 1)
+            sd_bus_slot_unref(slot)
         } else {
             Unmanaged<Callback>.fromOpaque(ctx).release()
         }
@@ -155,8 +162,9 @@ public final class SystemdBus {
         for (_, f) in waiting { f(nil, BusError(name: "vigil.Disconnected", message: why)) }
         let jobs = jobWaiters
         jobWaiters = [:]
-        // A job's end is unknown without the connection: the caller checks the unit's state.
-        for (_, f) in jobs { f("unknown (the connection to systemd broke)") }
+        earlyResults = [:]
+        // A job's end is unknown without the connection: the caller reads the unit's state.
+        for (_, f) in jobs { f(SystemdBus.unknownResult) }
     }
 
     private func close() {
@@ -164,7 +172,7 @@ public final class SystemdBus {
         reactor.remove(fd: fd)
         bus = nil
         fd = -1
-        sd_bus_flush_close_unref(b)
+        sd_bus_close_unref(b)  // (no flush: a stuck systemd must not hold clusterd)
     }
 
     private func call(_ path: String, _ iface: String, _ member: String, _ args: [String], _ done: @escaping (OpaquePointer?, BusError?) -> Void) {
@@ -186,7 +194,10 @@ public final class SystemdBus {
             return done(nil, BusError(name: "vigil.SendFailed", message: "\(member) not sent: \(String(cString: strerror(-r)))"))
         }
         sd_bus_slot_set_destroy_callback(slot, releaseHandler)
+        // The bus keeps the slot until the reply (floating) and ours is dropped: the slot, and
+        // with it the callback's box, is freed once the reply was handled.
         sd_bus_slot_set_floating(slot, 1)
+        sd_bus_slot_unref(slot)
         inflight[id] = done
         reactor.modify(fd: fd, events: Int16(truncatingIfNeeded: max(0, sd_bus_get_events(b))))
     }
@@ -216,7 +227,7 @@ public final class SystemdBus {
             w(r)
         } else {
             // Possibly ours, ahead of StartUnit's reply; bounded (others' jobs end here too).
-            if earlyResults.count >= 256 { earlyResults.removeAll() }
+            if earlyResults.count >= 256, let k = earlyResults.keys.first { earlyResults[k] = nil }
             earlyResults[path] = r
         }
     }

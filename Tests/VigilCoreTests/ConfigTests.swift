@@ -395,7 +395,8 @@ final class AgentConfigTests: XCTestCase {
         let base = "[[resource]]\nname = \"a\"\nagent = \"ocf:heartbeat:Dummy\"\n"
         let cases: [(String, String)] = [
             ("[[resource]]\nname = \"a\"\nagent = \"ocf:Dummy\"\n", "ocf:PROVIDER:TYPE"),
-            ("[[resource]]\nname = \"a\"\nagent = \"systemd:x\"\n", "unknown agent class"),
+            ("[[resource]]\nname = \"a\"\nagent = \"upstart:x\"\n", "unknown agent class"),
+            ("[[resource]]\nname = \"a\"\nagent = \"systemd:x\"\n", "only systemd services"),
             ("[[resource]]\nname = \"a\"\nagent = \"script:relative\"\n", "ABSOLUTE"),
             ("[[resource]]\nname = \"a\"\nagent = \"ocf:../x:y\"\n", "ocf:PROVIDER:TYPE"),
             (base + "params = { \"bad-name\" = \"x\" }\n", "may contain only letters"),

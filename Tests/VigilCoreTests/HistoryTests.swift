@@ -25,7 +25,7 @@ final class HistoryTests: XCTestCase {
         c.record(peer: peer, sentAt: PeerTime(ms: UInt64(5000 + theta)), echo: 5000, receivedAt: 5001)
         let tight = try XCTUnwrap(c.estimate(peer))
         XCTAssertLessThanOrEqual(abs(tight.offsetMs - Double(theta)), tight.uncertaintyMs)
-        XCTAssertLessThanOrEqual(tight.uncertaintyMs, 1.5)
+        XCTAssertLessThanOrEqual(tight.uncertaintyMs, 2.5)
         // Samples whose phase varies narrow it without any prompt answer.
         var v = ClockOffsets()
         for k in 1...64 {
@@ -34,7 +34,7 @@ final class HistoryTests: XCTestCase {
         }
         let varied = try XCTUnwrap(v.estimate(peer))
         XCTAssertLessThanOrEqual(abs(varied.offsetMs - Double(theta)), varied.uncertaintyMs)
-        XCTAssertLessThanOrEqual(varied.uncertaintyMs, 3.5)
+        XCTAssertLessThanOrEqual(varied.uncertaintyMs, 4.5)
         // No echo yet, or one from our future: no sample. A new life forgets.
         var n = ClockOffsets()
         n.record(peer: peer, sentAt: 5, echo: 0, receivedAt: 10)
@@ -55,6 +55,16 @@ final class HistoryTests: XCTestCase {
         for bad in ["", "v1 1 2 3", "v2 1 2 3 x", "v1 -1 2 3 x", "v1 1 2 -3 x", "v1 a 2 3 x", "v1 1 2 3 a\u{7}b", "v1 1 2 3 " + String(repeating: "x", count: 401)] {
             XCTAssertNil(JournalRecord.parse(line: Substring(bad)), bad)
         }
+        // Readings no clock gives (a planted file, a misbehaving peer) are refused, so no
+        // arithmetic on them can overflow.
+        for bad in ["v1 18446744073709551615 1 1 x", "v1 0 1 1 x", "v1 1 -5 1 x", "v1 1 9223372036854775807 1 x", "v1 1 1 9223372036854775807 x"] {
+            XCTAssertNil(JournalRecord.parse(line: Substring(bad)), bad)
+        }
+        var w = ByteWriter()
+        HistoryChunk(requestId: 1, echo: 1, monoAt: 1, wallMinusMono: Int64.min, after: 0, records: [], done: true, lastOfBatch: true).encode(&w)
+        XCTAssertThrowsError(try Message.decode(kind: 13, payload: w.bytes))
+        let huge = History.Source(node: "x", wallOffsetMs: 1e300, uncertaintyMs: 0, records: [JournalRecord(seq: 1, wallMs: JournalRecord.maxWall, monoMs: 0, text: "quorum-gained")])
+        XCTAssertEqual(History.merge([huge]).count, 1)
         XCTAssertEqual(JournalRecord.fields(of: "member-lost node=n3"), ["node": "n3"])
         XCTAssertEqual(JournalRecord.fields(of: "x a=\"q \\\" r\" b=2 =3 c"), ["a": "q \" r", "b": "2"])
     }

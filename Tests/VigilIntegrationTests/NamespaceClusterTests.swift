@@ -353,5 +353,10 @@ final class NamespaceClusterTests: NamespaceTestCase {
         XCTAssertEqual(theirs.code, 0, theirs.err)
         XCTAssertFalse(theirs.out.contains("hunter2"), theirs.out)
         XCTAssertTrue(theirs.out.contains("fake = \"********\""), theirs.out)
+        // The history names failures and their reasons, and costs every peer a fetch.
+        let hist = lab.run("/usr/sbin/ip", asNobody + ["history"] + ipc)
+        XCTAssertNotEqual(hist.code, 0)
+        XCTAssertTrue(hist.err.contains("root and the cluster's admin group"), hist.err)
+        XCTAssertEqual(lab.hactl(1, ["history"]).code, 0)
     }
 }
