@@ -242,7 +242,8 @@ extension Engine {
         }
         // Ask the agents what already runs here before anything is started (a witness has no
         // agents to ask: it runs nothing).
-        for a in resourceSet.agents where !isWitness && !probeIssued.contains(a.name) {
+        // (A clone's instance bound to another node is never run here: nothing to ask.)
+        for a in resourceSet.agents where !isWitness && !probeIssued.contains(a.name) && !resourceSet.boundElsewhere(a.name, from: selfName) {
             probeIssued.insert(a.name)
             if local[a.name] == nil {
                 probePending.insert(a.name)
@@ -312,7 +313,7 @@ extension Engine {
         }
         // Starts, in dependency order, once what they depend on runs.
         for r in order where desired.contains(r) && local[r] == nil {
-            let ready = resourceSet.predecessors(of: r).allSatisfy { local[$0] == .started || !startedOn($0).isEmpty }
+            let ready = resourceSet.predecessors(of: r).allSatisfy { local[$0] == .started || !startedOn($0).isEmpty || resourceSet.boundElsewhere($0, from: selfName) }
             guard ready, let how = startDirective(for: r) else { continue }
             local[r] = .starting
             if case .migrateFrom(_, let source, _) = how { out.append(.event(.resourceMigratingIn(r, from: source))) }

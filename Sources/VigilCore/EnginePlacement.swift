@@ -185,7 +185,8 @@ extension Engine {
                 continue
             }
             // Order: everything it depends on must be confirmed running first.
-            if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty }) {
+            // (After a clone: after its instance on the node chosen, not the others.)
+            if isNewStart, let p = resourceSet.predecessors(of: r).first(where: { startedOn($0).isEmpty && !resourceSet.boundElsewhere($0, from: name(of: t)) }) {
                 reasons[r] = "waiting for \(p) to start"
                 waiting = true
                 continue

@@ -13,8 +13,8 @@ extension ResourceSet {
             let ra = find(a), rb = find(b)
             if ra != rb { parent[ra] = rb }
         }
-        /// A group stands for its members.
-        func members(_ n: String) -> [String] { group(named: n)?.members ?? [n] }
+        /// A group stands for its members, a clone for its instances.
+        func members(_ n: String) -> [String] { expand(n) }
         for r in names { parent[r] = r }
         for g in groups { for m in g.members.dropFirst() { union(g.members[0], m) } }
         for o in orderings { for a in members(o.first) { for b in members(o.then) { union(a, b) } } }

@@ -175,7 +175,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
         if let g = group(of: r), let i = g.members.firstIndex(of: r), i > 0 { out.append(g.members[i - 1]) }
         let owners = [r] + (group(of: r).map { g in g.members.first == r ? [g.name] : [] } ?? [])
         for o in orderings where owners.contains(o.then) {
-            if let g = group(named: o.first), let last = g.members.last { out.append(last) } else { out.append(o.first) }
+            if let g = group(named: o.first), let last = g.members.last { out.append(last) } else { out.append(contentsOf: expand(o.first)) }
         }
         return out
     }
@@ -320,7 +320,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             try checkNewName(name, t)
             guard let members = try t.stringArray("members"), !members.isEmpty else { throw t.error("members", "a group needs at least one member") }
             for m in members {
-                guard resourceNames.contains(m) else { throw t.error("members", "'\(m)' is not a resource defined in this file") }
+                guard resourceNames.contains(m), set.cloneInstance(m) == nil else { throw t.error("members", "'\(m)' is not a resource defined in this file") }
                 if let other = set.groups.first(where: { $0.members.contains(m) }) { throw t.error("members", "'\(m)' is already a member of group '\(other.name)'") }
             }
             if Set(members).count != members.count { throw t.error("members", "lists a resource twice") }

@@ -77,6 +77,7 @@ public enum Scheduler {
             if set.group(named: name) != nil { return name }
             return set.group(of: name)?.name ?? name
         }
+        let notAllowed = set.clones.isEmpty ? [:] : cloneInstancesBeyondMax(set, nodes: sortedNodes, state: state)
 
         for unit in units {
             // Members stopped by target_role, fatal errors: they and the members after them stop.
@@ -89,6 +90,7 @@ public enum Scheduler {
                 }
                 active = Array(unit.members[..<i])
             }
+            if let why = notAllowed[unit.name] { for r in active { result.reasons[r] = why }; active = [] }
             guard !active.isEmpty else {
                 unitPlacement[unit.name] = .some(nil)
                 continue
@@ -121,6 +123,19 @@ public enum Scheduler {
                     if m.running.contains(node.id) { score = Score.add(score, m.options.stickiness) }
                 }
                 for c in colocations {
+                    // With a clone: a node where one of its instances is placed.
+                    if let cl = set.clone(named: c.with) {
+                        let on = Set(cl.instances.values.compactMap { unitPlacement[$0] ?? nil })
+                        if c.score >= Score.infinity {
+                            if on.isEmpty { withStopped = c.with; score = -Score.infinity; break }
+                            if !on.contains(node.id) { score = -Score.infinity }
+                        } else if c.score <= -Score.infinity {
+                            if on.contains(node.id) { score = -Score.infinity }
+                        } else if on.contains(node.id) {
+                            score = Score.add(score, c.score)
+                        }
+                        continue
+                    }
                     let w = unitOf(c.with)
                     guard let wp = unitPlacement[w] else { continue }
                     if c.score >= Score.infinity {
@@ -187,7 +202,10 @@ public enum Scheduler {
         }
         func unitName(_ x: String) -> String { set.group(named: x) != nil ? x : (set.group(of: x)?.name ?? x) }
         var deps: [String: [String]] = [:]
-        for c in set.colocations { deps[unitName(c.resource), default: []].append(unitName(c.with)) }
+        for c in set.colocations {
+            // (A clone's instances are placed before what is colocated with the clone.)
+            deps[unitName(c.resource), default: []].append(contentsOf: set.clone(named: c.with) != nil ? set.expand(c.with) : [unitName(c.with)])
+        }
         var out: [Unit] = []
         var done: Set<String> = []
         var visiting: Set<String> = []
@@ -218,6 +236,26 @@ public enum Scheduler {
             out.append(r)
         }
         for r in set.names { visit(r) }
+        return out
+    }
+
+    /// Clones with `max` below their instances: the instances that may not run (and why). Those
+    /// that run already go first, then the better location, then the lower node id; only
+    /// instances that could run (node online, not in standby, not failed there) count.
+    static func cloneInstancesBeyondMax(_ set: ResourceSet, nodes: [Node], state: State) -> [String: String] {
+        var out: [String: String] = [:]
+        for cl in set.clones where cl.max < cl.instances.count {
+            var candidates: [(name: String, running: Bool, score: Int, id: NodeID)] = []
+            for n in nodes {
+                guard let i = cl.instances[n.name] else { continue }
+                let o = set.options(i), location = o.locations[n.name] ?? 0
+                guard n.online, !n.standby, o.started, !state.fatal.contains(i), !(state.banned[i] ?? []).contains(n.id), location > -Score.infinity else { continue }
+                candidates.append((i, (state.running[i] ?? []).contains(n.id), location, n.id))
+            }
+            candidates.sort { ($0.running ? 1 : 0, $0.score, -Int($0.id.rawValue)) > ($1.running ? 1 : 0, $1.score, -Int($1.id.rawValue)) }
+            let allowed = Set(candidates.prefix(cl.max).map(\.name))
+            for i in cl.instances.values where !allowed.contains(i) { out[i] = "clone \(cl.name) runs on at most \(cl.max) node\(cl.max == 1 ? "" : "s")" }
+        }
         return out
     }
 }

@@ -155,7 +155,7 @@ final class AgentExecutor {
         let r = q.removeFirst()
         queues[resource] = q.isEmpty ? nil : q
         if r.spec.cls == .systemd { return startSystemd(r) }
-        let env = r.spec.environment(resource: r.resource, params: r.params.map { ($0.name, $0.value) }, op: r.op,
+        let env = r.spec.environment(resource: ResourceSet.agentInstanceName(r.resource), params: r.params.map { ($0.name, $0.value) }, op: r.op,
                                      timeoutMs: r.timeoutMs, intervalMs: r.intervalMs, migration: r.migration)
         guard access(r.spec.executable, X_OK) == 0 else {
             finish(r, .couldNotRun("\(SystemError("\(r.spec.executable) is not an executable on this node", errno: errno))"), output: "")
