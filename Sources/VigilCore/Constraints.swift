@@ -63,7 +63,8 @@ public enum ConstraintEdit {
             if let g = set.groups.first(where: { $0.members.contains(r) }) {
                 return (g.name, " (a member of group \(g.name): the group moves as one)")
             }
-            guard set.nameSet.contains(r) || set.group(named: r) != nil else {
+            if let c = set.cloneInstance(r) { return (c.clone, " (an instance of clone \(c.clone): the constraint is the clone's)") }
+            guard set.nameSet.contains(r) || set.group(named: r) != nil || set.clone(named: r) != nil else {
                 throw Refusal("'\(r)' is not a resource or group of the current configuration")
             }
             return (r, "")
@@ -92,6 +93,7 @@ public enum ConstraintEdit {
                 let c = OperatorConstraint(kind: .move, resource: name, node: try node(n), expiresMs: e)
                 return Result(text: appending(c, to: base), message: "\(name) moves to \(n)\(note); \(how) \(name)")
             }
+            if set.clone(named: name) != nil { throw Refusal("\(name) is a clone: it runs on every node it may; ban it from a node (hactl ban \(name) NODE), or name a node to prefer") }
             guard let here = runningOn.first else { throw Refusal("\(name) runs nowhere now: name the node to move it to") }
             guard runningOn.count == 1 else { throw Refusal("\(name) runs on \(runningOn.joined(separator: ", ")) right now: name the node to move it to") }
             let c = OperatorConstraint(kind: .ban, resource: name, node: here, expiresMs: e)

@@ -22,9 +22,9 @@ public enum MaintenanceEdit {
             guard out.removed > 0 else { throw .init("the maintenance table was not written by hactl: edit the resources file") }
             return .init(text: out.text, message: "maintenance ended: every node probes its resources again before acting")
         case .resource(let r, let managed):
-            let name = set.group(of: r)?.name ?? r
-            let note = name == r ? "" : " (a member of group \(name): the group as one)"
-            guard set.nameSet.contains(r) || set.group(named: r) != nil else {
+            let name = set.group(of: r)?.name ?? set.cloneInstance(r)?.clone ?? r
+            let note = name == r ? "" : " (a member of \(set.clone(named: name) != nil ? "clone" : "group") \(name): all of it as one)"
+            guard set.nameSet.contains(r) || set.group(named: r) != nil || set.clone(named: r) != nil else {
                 throw .init("'\(r)' is not a resource or group of the current configuration")
             }
             if !managed {

@@ -76,6 +76,10 @@ extension Daemon {
                 execute(engine.cleanup(n, now: now))
                 return .now(IPCResponse(ok: true, message: "node \(n) may run resources again (its fence mark is cleared on every reachable node)"))
             }
+            if let c = req.text.flatMap({ engine.resourceSet.clone(named: $0) }) {
+                for i in c.instances.values.sorted() { execute(engine.cleanup(i, now: now)) }
+                return .now(IPCResponse(ok: true, message: "cleared failures of every instance of clone \(c.name) on every reachable node"))
+            }
             guard let r = req.text, engine.resourceSet.names.contains(r) else {
                 return .now(IPCResponse(ok: false, message: "no resource or node named '\(req.text ?? "")' in configuration version \(engine.resources.version)"))
             }

@@ -111,4 +111,37 @@ final class CloneTests: XCTestCase {
         XCTAssertNil(Scheduler.schedule(ok, nodes: nodes(), state: .init()).placement["c:n2"])
         XCTAssertNotNil(Scheduler.schedule(ok, nodes: nodes(), state: .init()).placement["c:n1"])
     }
+
+    /// Nine nodes, forty clones (360 instances): every instance runs on its node, and every
+    /// heartbeat and state page stays within one unfragmented datagram (the simulator checks
+    /// each message against the bound as the daemon sends it).
+    func testManyClonesOnNineNodesStayWithinTheDatagramBound() throws {
+        var text = ""
+        for c in 0..<40 { text += "[[clone]]\nname = \"clone-\(c)\"\nagent = \"ocf:heartbeat:Dummy\"\n\n" }
+        var sim = try SimCluster(cluster: SimCluster.config(nodes: 9, links: 1), resources: text)
+        let placed = sim.run(until: 60_000) { s in
+            (0..<40).allSatisfy { c in (1...9).allSatisfy { n in s.holders(of: "clone-\(c):n\(n)") == [NodeID(rawValue: UInt32(n))!] } }
+        }
+        XCTAssertNotNil(placed, "not every instance placed on its node")
+        XCTAssertEqual(sim.violations, [])
+    }
+
+    /// hactl ban, move, clear and unmanage name the clone (or an instance, which stands for it).
+    func testOperatorsConstrainTheClone() throws {
+        let cluster = try SimCluster.config(nodes: 3, links: 1)
+        let set = try ResourceSet.parse(Self.text, file: "r.toml", cluster: cluster)
+        let ban = try ConstraintEdit.apply(.ban(resource: "dns:n2", node: "n2", lifetimeMs: nil), to: Self.text, set: set, cluster: cluster, runningOn: [], wallNowMs: 0)
+        XCTAssertTrue(ban.message.contains("dns is banned from n2"), ban.message)
+        let banned = try ResourceSet.parse(ban.text, file: "r.toml", cluster: cluster)
+        let r = Scheduler.schedule(banned, nodes: nodes(), state: .init())
+        XCTAssertNil(r.placement["dns:n2"])
+        XCTAssertEqual(r.placement["dns:n3"], id(3))
+        XCTAssertThrowsError(try ConstraintEdit.apply(.move(resource: "dns", node: nil, lifetimeMs: nil), to: Self.text, set: set, cluster: cluster, runningOn: ["n1", "n2"], wallNowMs: 0)) {
+            XCTAssertTrue("\($0)".contains("is a clone"), "\($0)")
+        }
+        let clear = try ConstraintEdit.apply(.clear(resource: "dns"), to: ban.text, set: banned, cluster: cluster, runningOn: [], wallNowMs: 0)
+        XCTAssertNotNil(Scheduler.schedule(try ResourceSet.parse(clear.text, file: "r.toml", cluster: cluster), nodes: nodes(), state: .init()).placement["dns:n2"])
+        let un = try MaintenanceEdit.apply(.resource("dns:n1", managed: false), to: Self.text, set: set)
+        XCTAssertEqual(try ResourceSet.parse(un.text, file: "r.toml", cluster: cluster).unmanaged, ["dns:n1", "dns:n2", "dns:n3"])
+    }
 }
