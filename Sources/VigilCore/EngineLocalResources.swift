@@ -189,7 +189,8 @@ extension Engine {
     public func handoverComplete(previouslyHeld: Set<String>) -> Bool {
         // What maintenance or unmanage leaves alone stays here: no hand-over to wait for.
         guard held.allSatisfy({ resourceSet.isFrozen($0) }) else { return false }
-        for r in previouslyHeld where resourceSet.names.contains(r) && !resourceSet.isFrozen(r) {
+        // (A clone's instance here is bound to this node: nobody takes it over.)
+        for r in previouslyHeld where resourceSet.names.contains(r) && !resourceSet.isFrozen(r) && resourceSet.cloneInstance(r) == nil {
             let elsewhere = peers.values.contains { $0.member && $0.heldSet.contains(r) }
             let eligibleExists = peers.values.contains { $0.member && !($0.report?.leaving ?? false) && !($0.report?.failed.contains(r) ?? false) }
             if !elsewhere && eligibleExists { return false }
@@ -264,7 +265,7 @@ extension Engine {
             desired = valid ? mine : heldNow
             for r in failed.keys { desired.remove(r) }
             for r in fatal.keys { desired.remove(r) }
-            desired = desired.filter { known.contains($0) }
+            desired = desired.filter { known.contains($0) && !resourceSet.boundElsewhere($0, from: selfName) }
         } else if cluster.noQuorumPolicy == .freeze {
             // Start nothing, stop no application. Addresses always follow the lease (the
             // guardian removes them at its end whatever the policy): two machines answering

@@ -5,6 +5,8 @@ extension Engine {
     func mayHold(_ z: NodeID, _ r: String, gone: Set<NodeID>, office o: CoordinatorOffice) -> Bool {
         if z == selfId { return local[r] != nil }
         guard let p = peers[z] else { return false }
+        // Another node's clone instance is never run by z (unless z says otherwise).
+        if resourceSet.boundElsewhere(r, from: p.name), !p.heldSet.contains(r) { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
         // nodes that are not members; a member's own report decides below).
         // A fenced node runs nothing once it is silent (while its heartbeats still arrive the

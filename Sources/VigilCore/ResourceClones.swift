@@ -111,6 +111,11 @@ extension ResourceSet {
             try checkRef(th, t, "then")
             if f == th { throw t.error("then", "a resource cannot be ordered after itself") }
             if cloneNames.contains(th) { throw t.error("then", "a clone's instances start on their own; order other resources after it (first = \"\(th)\")") }
+            // After a clone means after its instance on the same node: without the colocation a
+            // resource could sit on a node whose instance never starts, and never start itself.
+            if cloneNames.contains(f), !colocations.contains(where: { $0.resource == th && $0.with == f && $0.score >= Score.infinity }) {
+                throw t.error("first", "a resource ordered after clone '\(f)' must also be colocated with it: add [[colocation]] resource = \"\(th)\" with = \"\(f)\"")
+            }
             try t.finish()
             orderings.append(Ordering(first: f, then: th))
         }

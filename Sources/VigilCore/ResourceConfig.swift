@@ -304,6 +304,7 @@ public struct ResourceSet: Sendable, Equatable, Codable {
             case let other?: throw t.error("requires", "'\(other)' is not one of: quorum, fencing")
             }
             let cloneMax = isClone ? try t.int("max", range: 1...64).map { Int($0) } : nil
+            if isClone && cluster.node(named: name) != nil { throw t.error("name", "'\(name)' is a node's name: a clone needs a name of its own") }
             if isClone && opts.allowMigrate { throw t.error("allow_migrate", "a clone runs on every node it may: it has nothing to migrate") }
             try t.finish()
             if isClone {

@@ -90,7 +90,6 @@ public enum Scheduler {
                 }
                 active = Array(unit.members[..<i])
             }
-            if let why = notAllowed[unit.name] { for r in active { result.reasons[r] = why }; active = [] }
             guard !active.isEmpty else {
                 unitPlacement[unit.name] = .some(nil)
                 continue
@@ -100,6 +99,11 @@ public enum Scheduler {
                 for r in active { result.reasons[r] = "\(m) failed to stop on \(byId[n]?.name ?? "?"); it stays there until the operator checks it and runs hactl cleanup \(m)" }
                 for r in active where (state.running[r] ?? []).contains(n) { result.placement[r] = n }
                 unitPlacement[unit.name] = .some(n)
+                continue
+            }
+            if let why = notAllowed[unit.name] {
+                for r in active { result.reasons[r] = why }
+                unitPlacement[unit.name] = .some(nil)
                 continue
             }
             var best: (score: Int, id: NodeID)?
@@ -157,7 +161,8 @@ public enum Scheduler {
                 for r in active { result.placement[r] = b.id }
                 unitPlacement[unit.name] = .some(b.id)
             } else {
-                for r in active { result.reasons[r] = why }
+                let instance = active.count == 1 ? set.cloneInstance(active[0]) : nil
+                for r in active { result.reasons[r] = instance.map { "an instance of clone \($0.clone), bound to \($0.node), which cannot run it now (offline, standby, failed there or banned)" } ?? why }
                 unitPlacement[unit.name] = .some(nil)
             }
         }
@@ -239,22 +244,30 @@ public enum Scheduler {
         return out
     }
 
-    /// Clones with `max` below their instances: the instances that may not run (and why). Those
-    /// that run already go first, then the better location, then the lower node id; only
-    /// instances that could run (node online, not in standby, not failed there) count.
+    /// Clones with `max` below their instances: the instances that may not run (and why). An
+    /// instance whose stop failed counts first (it may still run), then an operator's preference
+    /// (`hactl move CLONE NODE`), then those that run already, then the better location, then the
+    /// lower node id; only instances that could run (node online, not in standby, not failed
+    /// there) count besides the blocked.
     static func cloneInstancesBeyondMax(_ set: ResourceSet, nodes: [Node], state: State) -> [String: String] {
         var out: [String: String] = [:]
         for cl in set.clones where cl.max < cl.instances.count {
-            var candidates: [(name: String, running: Bool, score: Int, id: NodeID)] = []
+            var candidates: [(name: String, rank: Int, score: Int, id: NodeID)] = []
             for n in nodes {
                 guard let i = cl.instances[n.name] else { continue }
                 let o = set.options(i), location = o.locations[n.name] ?? 0
+                if !(state.blocked[i] ?? []).isEmpty {
+                    candidates.append((i, 3, location, n.id))
+                    continue
+                }
                 guard n.online, !n.standby, o.started, !state.fatal.contains(i), !(state.banned[i] ?? []).contains(n.id), location > -Score.infinity else { continue }
-                candidates.append((i, (state.running[i] ?? []).contains(n.id), location, n.id))
+                let rank = location >= Score.infinity ? 2 : ((state.running[i] ?? []).contains(n.id) ? 1 : 0)
+                candidates.append((i, rank, location, n.id))
             }
-            candidates.sort { ($0.running ? 1 : 0, $0.score, -Int($0.id.rawValue)) > ($1.running ? 1 : 0, $1.score, -Int($1.id.rawValue)) }
+            candidates.sort { ($0.rank, $0.score, -Int($0.id.rawValue)) > ($1.rank, $1.score, -Int($1.id.rawValue)) }
             let allowed = Set(candidates.prefix(cl.max).map(\.name))
-            for i in cl.instances.values where !allowed.contains(i) { out[i] = "clone \(cl.name) runs on at most \(cl.max) node\(cl.max == 1 ? "" : "s")" }
+            // (Instances that cannot run anyway are left to placement, which says why.)
+            for c in candidates where !allowed.contains(c.name) { out[c.name] = "clone \(cl.name) runs on at most \(cl.max) node\(cl.max == 1 ? "" : "s")" }
         }
         return out
     }

@@ -170,6 +170,7 @@ extension ResourceSet {
     /// Whether `r` and every resource tied to it (group, ordering, colocation) allow migration.
     public func migratable(_ r: String) -> Bool {
         let c = component(of: r)
-        return names.allSatisfy { n in component(of: n) != c || (agent(named: n) != nil && options(n).allowMigrate) }
+        // (A clone's instances stay where they are: they neither migrate nor hold it back.)
+        return names.allSatisfy { n in component(of: n) != c || cloneInstance(n) != nil || (agent(named: n) != nil && options(n).allowMigrate) }
     }
 }

@@ -116,20 +116,7 @@ public final class SystemdBus {
 
     private func connect() throws(BusError) -> OpaquePointer {
         if let b = bus { return b }
-        var b: OpaquePointer?
-        var r: Int32
-        let address = explicitAddress ?? (geteuid() == 0 && access("/run/systemd/private", F_OK) == 0 ? "unix:path=/run/systemd/private" : nil)
-        if let address {
-            r = sd_bus_new(&b)
-            if r >= 0 { r = sd_bus_set_address(b, address) }
-            if r >= 0 { r = sd_bus_start(b) }
-        } else {
-            r = sd_bus_open_system(&b)
-        }
-        guard r >= 0, let opened = b else {
-            if let b { sd_bus_unref(b) }
-            throw BusError(name: "vigil.NoSystemd", message: "systemd's D-Bus API is not reachable (\(address ?? "system bus")): \(String(cString: strerror(-r)))")
-        }
+        let (opened, address) = try Self.open(explicitAddress)
         bus = opened
         fd = sd_bus_get_fd(opened)
         reactor.add(fd: fd, events: Int16(POLLIN)) { [weak self] _ in self?.process() }
@@ -152,6 +139,26 @@ public final class SystemdBus {
         }
         call("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "Subscribe", []) { _, _ in }
         return opened
+    }
+
+    /// A new connection: to `explicit`, else as root to the manager's private socket, else to
+    /// the system bus; with the address used (nil: the system bus).
+    static func open(_ explicit: String?) throws(BusError) -> (OpaquePointer, String?) {
+        var b: OpaquePointer?
+        var r: Int32
+        let address = explicit ?? (geteuid() == 0 && access("/run/systemd/private", F_OK) == 0 ? "unix:path=/run/systemd/private" : nil)
+        if let address {
+            r = sd_bus_new(&b)
+            if r >= 0 { r = sd_bus_set_address(b, address) }
+            if r >= 0 { r = sd_bus_start(b) }
+        } else {
+            r = sd_bus_open_system(&b)
+        }
+        guard r >= 0, let opened = b else {
+            if let b { sd_bus_unref(b) }
+            throw BusError(name: "vigil.NoSystemd", message: "systemd is not reachable on this node (\(address ?? "system bus")): \(String(cString: strerror(-r)))")
+        }
+        return (opened, address)
     }
 
     private func broken(_ why: String) {

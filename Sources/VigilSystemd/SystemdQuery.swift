@@ -10,22 +10,7 @@ public enum SystemdQuery {
         public var state: String
     }
 
-    static func open() throws(SystemdBus.BusError) -> OpaquePointer {
-        var b: OpaquePointer?
-        var r: Int32
-        if geteuid() == 0 && access("/run/systemd/private", F_OK) == 0 {
-            r = sd_bus_new(&b)
-            if r >= 0 { r = sd_bus_set_address(b, "unix:path=/run/systemd/private") }
-            if r >= 0 { r = sd_bus_start(b) }
-        } else {
-            r = sd_bus_open_system(&b)
-        }
-        guard r >= 0, let bus = b else {
-            if let b { sd_bus_unref(b) }
-            throw SystemdBus.BusError(name: "vigil.NoSystemd", message: "systemd is not reachable on this node: \(String(cString: strerror(-r)))")
-        }
-        return bus
-    }
+    static func open() throws(SystemdBus.BusError) -> OpaquePointer { try SystemdBus.open(nil).0 }
 
     static func call(_ bus: OpaquePointer, _ path: String, _ iface: String, _ member: String, _ args: [String]) throws(SystemdBus.BusError) -> OpaquePointer {
         var m: OpaquePointer?

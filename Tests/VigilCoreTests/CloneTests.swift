@@ -88,6 +88,17 @@ final class CloneTests: XCTestCase {
         XCTAssertEqual(Set(Scheduler.schedule(set, nodes: nodes(4), state: st).placement.keys), ["mon:n1", "mon:n4"], "what runs stays")
         let lost = Scheduler.schedule(set, nodes: nodes(4, offline: [4]), state: st)
         XCTAssertEqual(Set(lost.placement.keys), ["mon:n1", "mon:n3"], "a lost node's instance is replaced on another node")
+        // A failed stop still counts (it may run), and hactl move's preference outranks running.
+        var blocked = st
+        blocked.blocked = ["mon:n1": [id(1)]]
+        blocked.banned = ["mon:n1": [id(1)]]
+        let pinned = Scheduler.schedule(set, nodes: nodes(4), state: blocked)
+        XCTAssertEqual(pinned.placement["mon:n1"], id(1))
+        XCTAssertEqual(Set(pinned.placement.keys), ["mon:n1", "mon:n4"], "no third instance while one may still run")
+        let moved = try ResourceSet.parse("[[clone]]\nname = \"mon\"\nagent = \"ocf:heartbeat:Dummy\"\nmax = 2\npreferred = [\"n3\", \"n4\"]\n[[location]]\nresource = \"mon\"\nnode = \"n2\"\nscore = \"inf\"\n", file: "r.toml", cluster: cluster)
+        XCTAssertEqual(Set(Scheduler.schedule(moved, nodes: nodes(4), state: st).placement.keys), ["mon:n2", "mon:n4"])
+        XCTAssertEqual(Scheduler.schedule(set, nodes: nodes(4, offline: [2]), state: .init()).reasons["mon:n2"],
+                       "an instance of clone mon, bound to n2, which cannot run it now (offline, standby, failed there or banned)")
     }
 
     func testCloneDefinitionsAreChecked() throws {
@@ -100,6 +111,8 @@ final class CloneTests: XCTestCase {
             ("[[clone]]\nname = \"c\"\nagent = \"ocf:heartbeat:Dummy\"\n[[resource]]\nname = \"r\"\nagent = \"ocf:heartbeat:Dummy\"\n[[order]]\nfirst = \"r\"\nthen = \"c\"\n", "order other resources after it"),
             ("[[clone]]\nname = \"c\"\nagent = \"ocf:heartbeat:Dummy\"\n[[group]]\nname = \"g\"\nmembers = [\"c:n1\"]\n", "is not a resource"),
             ("[[clone]]\nname = \"c\"\nagent = \"ocf:heartbeat:Dummy\"\nmaxx = 2\n", "maxx"),
+            ("[[clone]]\nname = \"c\"\nagent = \"ocf:heartbeat:Dummy\"\n[[resource]]\nname = \"r\"\nagent = \"ocf:heartbeat:Dummy\"\n[[order]]\nfirst = \"c\"\nthen = \"r\"\n", "must also be colocated"),
+            ("[[clone]]\nname = \"n2\"\nagent = \"ocf:heartbeat:Dummy\"\n", "a node's name"),
         ]
         for (text, fragment) in cases {
             XCTAssertThrowsError(try ResourceSet.parse(text, file: "r.toml", cluster: cluster), text) { e in
