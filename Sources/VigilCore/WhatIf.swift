@@ -97,8 +97,10 @@ public enum WhatIf {
             case .nodeUp(let n): up.insert(try node(n, "--node-up"))
             case .standby(let n): standby.insert(try node(n, "--standby"))
             case .fail(let r, let n):
-                guard set.nameSet.contains(r) else { throw Refusal("--fail: '\(r)' is not a resource") }
-                fails[r, default: []].insert(try node(n, "--fail"))
+                // A clone fails as its instance on that node.
+                let name = set.clone(named: r)?.instances[n] ?? r
+                guard set.nameSet.contains(name) else { throw Refusal("--fail: '\(r)' is not a resource\(set.clone(named: r) != nil ? " with an instance on \(n)" : "")") }
+                fails[name, default: []].insert(try node(n, "--fail"))
             }
         }
         let byName = Dictionary(nodes.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })

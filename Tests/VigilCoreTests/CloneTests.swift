@@ -157,4 +157,17 @@ final class CloneTests: XCTestCase {
         let un = try MaintenanceEdit.apply(.resource("dns:n1", managed: false), to: Self.text, set: set)
         XCTAssertEqual(try ResourceSet.parse(un.text, file: "r.toml", cluster: cluster).unmanaged, ["dns:n1", "dns:n2", "dns:n3"])
     }
+
+    /// What-if names a clone's failure by the clone and the node: its instance there.
+    func testSimulatingAFailedInstance() throws {
+        let cluster = try SimCluster.config(nodes: 3, links: 1)
+        let set = try ResourceSet.parse(Self.text, file: "r.toml", cluster: cluster)
+        let nodes = (1...3).map { i in
+            WhatIf.NodeInput(name: "n\(i)", online: true, standby: false, held: ["dns:n\(i)"] + (i == 1 ? ["vip"] : []), failed: [])
+        }
+        let r = try WhatIf.run(cluster: cluster, current: set, nodes: nodes, changes: [.fail(resource: "dns", node: "n1")], newText: nil, file: "r.toml")
+        XCTAssertTrue(r.actions.contains("stop dns:n1 on n1"), "\(r.actions)")
+        XCTAssertTrue(r.actions.contains { $0.hasPrefix("start vip on n") && !$0.hasSuffix("n1") }, "\(r.actions)")
+        XCTAssertFalse(r.actions.contains { $0.contains("dns:n2") || $0.contains("dns:n3") }, "\(r.actions)")
+    }
 }
