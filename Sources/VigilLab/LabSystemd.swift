@@ -104,7 +104,12 @@ extension Lab {
         }
         for i in Set(systemdPids.keys).union(systemdLaunchers.keys) {
             for d in cgroupDirs(i) where FileManager.default.fileExists(atPath: d) {
-                // Depth first, once the killed processes have left (bounded).
+                // Whatever is still in our node's cgroups is ours (a systemd whose PID we never
+                // learnt, a unit's process): killed, then the directories go, depth first, once
+                // the processes have left (bounded).
+                for pid in Lab.run("/usr/bin/find", [d, "-name", "cgroup.procs", "-exec", "cat", "{}", ";"]).out.split(separator: "\n").compactMap({ pid_t($0) }) where pid > 1 {
+                    Glibc.kill(pid, SIGKILL)
+                }
                 for _ in 0..<100 {
                     let r = Lab.run("/usr/bin/find", [d, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
                     if !FileManager.default.fileExists(atPath: d) || r.code == 0 && !FileManager.default.fileExists(atPath: d) { break }
