@@ -34,6 +34,14 @@ final class HistoryQuery {
 }
 
 extension Daemon {
+    /// The thread that runs what-if simulations and history merges off the loop (started once).
+    func whatIf() throws -> OffLoop {
+        if let t = whatIfThread { return t }
+        let t = try OffLoop(name: "what-if") { [reactor] fd, f in reactor.add(fd: fd) { _ in f() } }
+        whatIfThread = t
+        return t
+    }
+
     /// How long a history question waits for its peers, and for one piece before asking again.
     static let historyDeadlineMs: UInt64 = 5000
     static let historyRetryMs: UInt64 = 400
@@ -148,13 +156,12 @@ extension Daemon {
         // Merging a few thousand records is work for the what-if thread, not the loop.
         let (asker, timeout, since, resource, node, conn) = (selfNode.name, cluster.timing.timeout, q.since, q.resource, q.node, q.conn)
         let srcs = sources, nodes = infos
-        do {
-            if whatIfThread == nil { whatIfThread = try OffLoop(name: "what-if") { [reactor] fd, f in reactor.add(fd: fd) { _ in f() } } }
-        } catch {
+        let thread: OffLoop
+        do { thread = try whatIf() } catch {
             ipc?.respond(IPCResponse(ok: false, message: "cannot merge the history now: \(error)"), to: conn)
             return
         }
-        whatIfThread?.run({
+        thread.run({
             History.report(asker: asker, generatedWallMs: wall, sources: srcs, nodes: nodes, timeoutMs: timeout, since: since, resource: resource, node: node)
         }, then: { [unowned self] report in
             var r = IPCResponse(ok: true)

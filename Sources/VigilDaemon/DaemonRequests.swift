@@ -104,12 +104,11 @@ extension Daemon {
             let nodes = engine.nodeFacts().map { WhatIf.NodeInput(name: $0.name, online: $0.member, standby: standby.contains($0.name), held: $0.held, failed: $0.failed) }
             let (cluster, current, changes) = (cluster, engine.resourceSet, req.whatIf ?? [])
             let text = req.command == .dryRun ? (req.text ?? "") : nil, file = req.resource ?? "resources.toml"
-            do {
-                if whatIfThread == nil { whatIfThread = try OffLoop(name: "what-if") { [reactor] fd, f in reactor.add(fd: fd) { _ in f() } } }
-            } catch {
+            let thread: OffLoop
+            do { thread = try whatIf() } catch {
                 return .now(IPCResponse(ok: false, message: "cannot simulate now: \(error)"))
             }
-            whatIfThread?.run({ () -> Result<WhatIf.Report, WhatIf.Refusal> in
+            thread.run({ () -> Result<WhatIf.Report, WhatIf.Refusal> in
                 Result { () throws(WhatIf.Refusal) -> WhatIf.Report in
                     try WhatIf.run(cluster: cluster, current: current, nodes: nodes, changes: changes, newText: text, file: file)
                 }

@@ -19,6 +19,7 @@ public final class JournalStore: @unchecked Sendable {
         var pending: [UInt8] = []
         var flushQueued = false
         var fd: Int32 = -1
+        /// The open file's size, from fstat when the storage thread opens it.
         var fileBytes = 0
         var droppedLines = 0
     }
@@ -53,11 +54,9 @@ public final class JournalStore: @unchecked Sendable {
         // Out-of-order seqs (a planted or mixed file) keep only the increasing run's records.
         var ordered: [JournalRecord] = []
         for r in records where r.seq > (ordered.last?.seq ?? 0) { ordered.append(r) }
-        let size = Files.exists(path) ? (try? Self.readPlain(path, limit: maxFileBytes + 65_536).count) ?? 0 : 0
         state.withLock {
             $0.ring = Array(ordered.suffix(Self.ringCapacity))
             $0.nextSeq = (ordered.last?.seq ?? 0) + 1
-            $0.fileBytes = size
         }
     }
 

@@ -227,33 +227,6 @@ public final class Lab: @unchecked Sendable {
 
     public func logFile(_ i: Int) -> String { "\(workDir)/\(nodeName(i)).log" }
 
-    func timeNamespaceFile(_ i: Int) -> String { "\(workDir)/time-\(nodeName(i))" }
-
-    /// A time namespace for node `i` (its monotonic and boot-time clocks `monotonicS` ahead),
-    /// kept by a bind mount on a file in the work directory, so that clusterd enters it with
-    /// nsenter (which execs: the PID stays clusterd's) and a restart finds the same clock.
-    func timeNamespace(_ i: Int, monotonicS: Int) throws -> String {
-        let f = timeNamespaceFile(i)
-        if FileManager.default.fileExists(atPath: f) { return f }
-        guard FileManager.default.createFile(atPath: f, contents: nil) else { throw LabError("cannot create \(f)") }
-        let r = Lab.run("/usr/bin/unshare", ["--time=" + f, "--monotonic", "\(monotonicS)", "--boottime", "\(monotonicS)", "/bin/true"])
-        guard r.code == 0 else { throw LabError("no time namespace for \(nodeName(i)) (a kernel with CONFIG_TIME_NS is needed): \(r.err)") }
-        return f
-    }
-
-    /// Installs the example web server agent as ocf:vigil:httpd (what a Vigil package would ship).
-    public static func installExampleAgent(from root: String) throws {
-        let src = root + "/Examples/web-service/agents/httpd"
-        let dir = "/usr/lib/ocf/resource.d/vigil"
-        let dst = dir + "/httpd"
-        let fm = FileManager.default
-        guard let data = fm.contents(atPath: src) else { throw LabError("cannot read \(src)") }
-        if fm.contents(atPath: dst) == data { return }
-        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let tmp = dst + ".tmp"
-        guard fm.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o755]) else { throw LabError("cannot write \(tmp)") }
-        guard rename(tmp, dst) == 0 else { throw LabError("cannot install \(dst)") }
-    }
 
     /// PIDs in a node's namespace whose command line contains `fragment`.
     public func pids(in node: Int, matching fragment: String) -> [pid_t] {

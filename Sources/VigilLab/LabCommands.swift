@@ -104,3 +104,19 @@ extension Lab {
         return (waitExit(p), String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
     }
 }
+
+extension Lab {
+    /// Installs the example web server agent as ocf:vigil:httpd (what a Vigil package would ship).
+    public static func installExampleAgent(from root: String) throws {
+        let src = root + "/Examples/web-service/agents/httpd"
+        let dir = "/usr/lib/ocf/resource.d/vigil"
+        let dst = dir + "/httpd"
+        let fm = FileManager.default
+        guard let data = fm.contents(atPath: src) else { throw LabError("cannot read \(src)") }
+        if fm.contents(atPath: dst) == data { return }
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tmp = dst + ".tmp"
+        guard fm.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o755]) else { throw LabError("cannot write \(tmp)") }
+        guard rename(tmp, dst) == 0 else { throw LabError("cannot install \(dst)") }
+    }
+}
