@@ -95,7 +95,7 @@ public struct Engine: Sendable {
     public var pairFenceDelayMs: UInt64?
     /// The coordinator whose assignments we follow, and until when we may start what it assigns.
     public internal(set) var authority: NodeID?
-    var authorityUntil: UInt64 = 0
+    public internal(set) var authorityUntil: UInt64 = 0
     var authorityAssignments: [String: NodeID] = [:] { didSet { if authorityAssignments != oldValue { localSerial &+= 1 } } }
     /// The incarnation of the coordinator `authorityAssignments` came from, and their revision.
     var authorityIncarnation: UInt64 = 0

@@ -98,9 +98,17 @@ extension Engine {
             // What this peer acknowledged of ours counts only if it answers our current life.
             let answers = p.report.map { $0.echoIncarnation == incarnation } ?? false
             // The authority to start what we assign never outlives our own term as coordinator.
+            // The peer counts it from its own `sentAt` we echo (`echo + leaseMs` on its clock), and
+            // sent that before we received it: counted from that receipt, it ends by our term's end
+            // (up to the clocks' rate error and millisecond rounding, which the guard time covers).
+            // (Counted from now, as it was, it lost the time since that receipt: a round when we
+            // send first, and with the peer's echo of our term also a round old, the grant came
+            // to `lease - guard - 2 * interval`, about one interval at the defaults. One lost
+            // heartbeat of ours let it lapse, every round above 110 ms intervals.)
             var leaseMs: UInt32 = 0
-            if isCoordinator && p.member && election.termEnd > now {
-                leaseMs = UInt32(min(timing.lease - min(timing.guardTime, timing.lease), election.termEnd - now))
+            let heardAt = p.peerSentAt.echoed > 0 ? min(now, p.peerSentAtReceivedAt) : 0
+            if isCoordinator && p.member && election.termEnd > now && heardAt > 0 {
+                leaseMs = UInt32(min(timing.lease - min(timing.guardTime, timing.lease), election.termEnd - heardAt))
             }
             var h = Heartbeat(
                 sentAt: PeerTime(sentBy: now), echoIncarnation: p.incarnation, echo: p.peerSentAt.echoed, vote: votedFor,

@@ -9,7 +9,15 @@ extension Engine {
             return
         }
         guard !isCoordinator else { return }
-        guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else { return }
+        // A heartbeat of our coordinator that grants nothing, or whose assignments we cannot
+        // apply, suspends the grant we hold: it was recorded (our next report echoes it, and the
+        // coordinator may count that report as releasing what it no longer assigns us), so the
+        // older assignments must not be acted on any longer. What runs here keeps running; the
+        // acknowledged revision stays, so the coordinator sends its assignments again.
+        guard h.leaseMs > 0, h.echoIncarnation == incarnation, h.echo <= now else {
+            if authority == sender { authorityUntil = 0 }
+            return
+        }
         let inc = peers[sender]?.incarnation ?? 0
         var assignments = h.assignments
         if !h.assignmentsIncluded {
@@ -22,6 +30,7 @@ extension Engine {
             } else if let p = pagedAssignments[sender], p.incarnation == inc, p.rev == h.assignmentsRev {
                 assignments = p.value
             } else {
+                if authority == sender { authorityUntil = 0 }
                 return
             }
         }

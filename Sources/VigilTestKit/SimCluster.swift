@@ -17,7 +17,10 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// loss, delay and cuts. The shell's behaviour is emulated: starts succeed at once, and
 /// `holding` records what each node runs. After every step it checks the safety invariants.
 public struct SimCluster {
-    public struct Path: Hashable { public var from: NodeID; public var to: NodeID; public var link: Int }
+    public struct Path: Hashable {
+        public var from: NodeID; public var to: NodeID; public var link: Int
+        public init(from: NodeID, to: NodeID, link: Int) { (self.from, self.to, self.link) = (from, to, link) }
+    }
     public struct PathState {
         public var up = true
         public var loss = 0.0
@@ -42,6 +45,8 @@ public struct SimCluster {
     public private(set) var holding: [NodeID: Set<String>] = [:]
     public private(set) var crashed: Set<NodeID> = []
     public private(set) var violations: [String] = []
+    /// The latest end of a term each node held as coordinator (on its own clock).
+    var termEnds: [NodeID: UInt64] = [:]
     /// (time, node, event) for every event the engines reported.
     public private(set) var events: [(UInt64, NodeID, EngineEvent)] = []
     /// (time, node, resource, started?) for every start/stop.
@@ -365,6 +370,17 @@ public struct SimCluster {
         }
         if coordinators.count > 1 {
             violations.append("t=\(now): two coordinators \(coordinators)")
+        }
+        // The authority to start what a coordinator assigned never outlives its term (give or
+        // take what the clocks' rate bound makes of a lease on both clocks, and a millisecond of
+        // rounding on each).
+        for (id, e) in engines where e.isCoordinator && !crashed.contains(id) { termEnds[id] = max(termEnds[id] ?? 0, e.election.termEnd) }
+        let slack = 2 + (2 * cluster.timing.lease + 999) / 1000
+        for (id, e) in engines where !crashed.contains(id) && !e.isCoordinator {
+            guard let c = e.authority, c != id, clock(id) < e.authorityUntil, let end = termEnds[c], end != .max else { continue }
+            if clock(c) >= end + slack {
+                violations.append("t=\(now): n\(id) may start what n\(c) assigned for \(e.authorityUntil - clock(id)) ms more, after n\(c)'s term ended")
+            }
         }
     }
 }

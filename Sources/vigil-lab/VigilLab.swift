@@ -78,6 +78,8 @@ struct Bench: ParsableCommand {
     var membership: String = "builtin"
     @Option(help: "With --membership corosync: Corosync's token in ms (0: Corosync's default, 3000 plus 650 per node above two).")
     var corosyncToken: Int = 0
+    @Option(help: "With --idle: heartbeat_interval_ms (0: the default); failure_timeout_ms stays at its default.")
+    var interval: Int = 0
 
     func run() throws {
         if idle {
@@ -85,6 +87,7 @@ struct Bench: ParsableCommand {
             guard (1...2).contains(links) else { throw ValidationError("--links must be 1 or 2") }
             var o = Lab.Options(binDir: common.binDir)
             o.heartbeatLinks = links
+            if interval > 0 { o.timing = (interval, 350) }
             let lab = try Lab(o)
             defer { lab.teardown() }
             try Scenarios.startWithPerNodeAddresses(lab: lab) { print("  " + $0) }
