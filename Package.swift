@@ -48,7 +48,7 @@ let package = Package(
         // The Swift shell over it: Corosync as a membership engine (issue 10).
         .target(name: "VigilCorosync", dependencies: ["CVigilCorosync", "VigilSystem"]),
         // The Swift shell over sd-bus: systemd's manager, asynchronously on clusterd's reactor.
-        .target(name: "VigilSystemd", dependencies: ["CSystemd", "VigilSystem"]),
+        .target(name: "VigilSystemd", dependencies: ["CSystemd", "VigilCore", "VigilSystem"]),
         // libqb IPC server and client plus the hactl request/response protocol.
         .target(name: "VigilIPC", dependencies: ["CQB", "VigilCore", "VigilSystem"]),
         // The node runtime: drives the core engine with real sockets, netlink and IPC.
@@ -82,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "vigil-lab",
             dependencies: [
-                "VigilLab", "VigilIPC", "VigilSystem", "VigilCorosync", "CQB", "VigilTestKit",
+                "VigilLab", "VigilCore", "VigilIPC", "VigilSystem", "VigilCorosync", "CQB", "VigilTestKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

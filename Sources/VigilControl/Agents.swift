@@ -46,9 +46,9 @@ public enum AgentCatalog {
     /// Runs the agent's meta-data action (OCF) and parses it.
     public static func metadata(_ spec: AgentSpec) throws(InfoError) -> AgentMetadata {
         if spec.cls == .systemd {
-            let st: (load: String, fileState: String)
+            let st: SystemdUnit.State
             do { st = try SystemdQuery.unit(spec.type) } catch { throw .message("\(spec): \(error)") }
-            if let refused = SystemdUnit.refusal(spec.type, SystemdUnit.State(load: st.load, active: "", fileState: st.fileState)) { throw .message("\(refused)") }
+            if let refused = SystemdUnit.refusal(spec.type, st) { throw .message("\(refused)") }
             guard case .success(let md) = AgentMetadata.parse(SystemdUnit.metadata(spec.type)) else { throw .message("\(spec): no meta-data") }
             return md
         }

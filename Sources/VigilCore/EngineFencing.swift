@@ -107,8 +107,7 @@ extension Engine {
     func needsFence(_ z: NodeID, for r: String, office o: CoordinatorOffice) -> Bool {
         // A witness runs nothing: never fenced for resources.
         guard z != selfId, !witnesses.contains(z), requiresFencing(r), !isFenced(z) else { return false }
-        // Another node's clone instance: z never ran it.
-        if resourceSet.boundElsewhere(r, from: name(of: z)), !(peers[z]?.heldSet.contains(r) ?? false) { return false }
+        if neverRuns(r, on: z) { return false }
         let heard = peers[z].map { $0.heldSet.contains(r) || o.placement[r] == z }
         // Where no device reaches, the configuration keeps such resources away: only what the
         // node said it held (from before a change of configuration) waits, for `hactl fence confirm`.

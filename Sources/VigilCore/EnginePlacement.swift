@@ -1,12 +1,17 @@
 /// The coordinator's work while in office: the scheduler's view, what may still run where,
 /// and the published assignments.
 extension Engine {
+    /// Another node's clone instance: peer `z` never runs it (unless it says it holds it).
+    func neverRuns(_ r: String, on z: NodeID) -> Bool {
+        guard let p = peers[z] else { return false }
+        return resourceSet.boundElsewhere(r, from: p.name) && !p.heldSet.contains(r)
+    }
+
     /// Coordinator: can node `z` possibly run `r` right now? `gone`: nodes a majority withdrew.
     func mayHold(_ z: NodeID, _ r: String, gone: Set<NodeID>, office o: CoordinatorOffice) -> Bool {
         if z == selfId { return local[r] != nil }
         guard let p = peers[z] else { return false }
-        // Another node's clone instance is never run by z (unless z says otherwise).
-        if resourceSet.boundElsewhere(r, from: p.name), !p.heldSet.contains(r) { return false }
+        if neverRuns(r, on: z) { return false }
         // Whatever a node ran under an epoch a majority withdrew is free (`gone` holds only
         // nodes that are not members; a member's own report decides below).
         // A fenced node runs nothing once it is silent (while its heartbeats still arrive the

@@ -115,6 +115,9 @@ public enum Scheduler {
             let addresses = active.compactMap { set.ip(named: $0) }
             let members = active.map { (options: set.options($0), running: state.running[$0] ?? []) }
             let colocations = set.colocations.isEmpty ? [] : set.colocations.filter { c in c.resource == unit.name || active.contains(c.resource) }
+            // With a clone: the nodes where its instances are placed (they are placed first).
+            var cloneNodes: [String: Set<NodeID>] = [:]
+            for c in colocations { if let cl = set.clone(named: c.with) { cloneNodes[c.with] = Set(cl.instances.values.compactMap { unitPlacement[$0] ?? nil }) } }
             for node in sortedNodes {
                 guard node.online else { continue }
                 if why == "no node is online" { why = "no node can run it" }
@@ -128,8 +131,7 @@ public enum Scheduler {
                 }
                 for c in colocations {
                     // With a clone: a node where one of its instances is placed.
-                    if let cl = set.clone(named: c.with) {
-                        let on = Set(cl.instances.values.compactMap { unitPlacement[$0] ?? nil })
+                    if let on = cloneNodes[c.with] {
                         if c.score >= Score.infinity {
                             if on.isEmpty { withStopped = c.with; score = -Score.infinity; break }
                             if !on.contains(node.id) { score = -Score.infinity }

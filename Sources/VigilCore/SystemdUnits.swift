@@ -91,7 +91,7 @@ public enum SystemdUnit {
         guard result == "done" else { return .softError("\(op.rawValue) job of \(unit) ended: \(result)") }
         guard op == .start else { return .success }
         guard let st else { return .softError("started \(unit), but its state could not be read") }
-        return st.active == "active" || st.active == "reloading" ? .success : .softError("the start job of \(unit) is done, but the unit is \(st.active)")
+        return monitor(st) == .success ? .success : .softError("the start job of \(unit) is done, but the unit is \(st.active)")
     }
 
     /// What `hactl agent info systemd:UNIT` says (systemd units take no parameters).

@@ -42,7 +42,7 @@ public final class JournalStore: @unchecked Sendable {
         var skipped = 0
         for p in [path + ".1", path] where Files.exists(p) {
             do {
-                let bytes = try Self.readPlain(p, limit: maxFileBytes + 65_536)
+                let bytes = try Files.read(p, limit: maxFileBytes + 65_536, regularOnly: true)
                 for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
                     if let r = JournalRecord.parse(line: line) { records.append(r) } else { skipped += 1 }
                 }
@@ -58,25 +58,6 @@ public final class JournalStore: @unchecked Sendable {
             $0.ring = Array(ordered.suffix(Self.ringCapacity))
             $0.nextSeq = (ordered.last?.seq ?? 0) + 1
         }
-    }
-
-    /// A regular file's bytes: a link planted at the name is not followed, a FIFO not waited on.
-    static func readPlain(_ path: String, limit: Int) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open \(path)", errno: errno) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError("\(path) is not a regular file", errno: EINVAL) }
-        guard Int(st.st_size) <= limit else { throw SystemError("\(path) is larger than \(limit) bytes", errno: EFBIG) }
-        var out = [UInt8](repeating: 0, count: Int(st.st_size))
-        var off = 0
-        while off < out.count {
-            let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress?.advanced(by: off), $0.count - off) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            off += n
-        }
-        return Array(out.prefix(off))
     }
 
     /// Adds an event now; returns at once.

@@ -19,12 +19,11 @@ extension AgentExecutor {
         let done: (OperationOutcome, String) -> Void = { [weak self] outcome, output in
             self?.endBusOperation(resource, token: token, outcome: outcome, output: output)
         }
-        func state(_ s: SystemdBus.UnitState) -> SystemdUnit.State { SystemdUnit.State(load: s.load, active: s.active, fileState: s.fileState) }
         switch r.op {
         case .monitor:
             bus.unitState(unit) { result in
                 switch result {
-                case .success(let s): done(SystemdUnit.monitor(state(s)), "")
+                case .success(let s): done(SystemdUnit.monitor(s), "")
                 case .failure(let e): done(.softError("systemd: \(e)"), "")
                 }
             }
@@ -34,7 +33,7 @@ extension AgentExecutor {
                 switch result {
                 case .failure(let e): return done(.softError("systemd: \(e)"), "")
                 case .success(let s):
-                    if let refused = SystemdUnit.refusal(unit, state(s)) { return done(refused, "") }
+                    if let refused = SystemdUnit.refusal(unit, s) { return done(refused, "") }
                 }
                 let startJob = {
                     bus.job("StartUnit", unit) { result in
@@ -44,7 +43,7 @@ extension AgentExecutor {
                             // (An unknown end, the connection broke: the unit's state decides.)
                             bus.unitState(unit) { after in
                                 done(SystemdUnit.jobEnded(.start, unit, result: jobResult == SystemdBus.unknownResult ? "done" : jobResult,
-                                                          then: try? after.map(state).get()), "")
+                                                          then: try? after.get()), "")
                             }
                         }
                     }
@@ -68,7 +67,7 @@ extension AgentExecutor {
                     // The connection broke before the job's end: what the unit is now decides.
                     bus.unitState(unit) { after in
                         switch after {
-                        case .success(let st): done(SystemdUnit.monitor(state(st)) == .notRunning ? .success : .softError("\(unit) is still \(st.active) after its stop"), "")
+                        case .success(let st): done(SystemdUnit.monitor(st) == .notRunning ? .success : .softError("\(unit) is still \(st.active) after its stop"), "")
                         case .failure(let e): done(.softError("systemd: \(e)"), "")
                         }
                     }

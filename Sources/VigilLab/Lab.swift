@@ -227,7 +227,6 @@ public final class Lab: @unchecked Sendable {
 
     public func logFile(_ i: Int) -> String { "\(workDir)/\(nodeName(i)).log" }
 
-
     /// PIDs in a node's namespace whose command line contains `fragment`.
     public func pids(in node: Int, matching fragment: String) -> [pid_t] {
         run("/usr/sbin/ip", ["netns", "pids", ns(node)]).out.split(separator: "\n").compactMap { pid_t($0) }.filter { pid in
@@ -318,7 +317,7 @@ public final class Lab: @unchecked Sendable {
 
     /// Runs hactl inside a node's namespace.
     public func hactl(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
-        run("/usr/sbin/ip", ["netns", "exec", ns(i)] + systemdMountPrefix(i) + [options.binDir + "/hactl"] + args + ["--ipc", "vigil-\(prefix)-\(nodeName(i))"], stdin: stdin)
+        hactlLocal(i, args + ["--ipc", "vigil-\(prefix)-\(nodeName(i))"], stdin: stdin)
     }
 
     public func apply(_ i: Int, resources: String) throws -> String {

@@ -49,10 +49,10 @@ extension Lab {
         var pid: pid_t?
         do {
             try waitFor("\(nodeName(i))'s private systemd", timeout: 40) {
-            // (The launcher's children include its mkdir for a moment: only systemd counts.)
-            pid = Lab.run("/usr/bin/pgrep", ["-P", "\(p.processIdentifier)", "-x", "systemd"]).out.split(separator: "\n").first.flatMap { pid_t($0) }
-            guard let pid else { return false }
-            return Lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "test", "-S", "/run/systemd/private"]).code == 0
+                // (The launcher's children include its mkdir for a moment: only systemd counts.)
+                pid = Lab.run("/usr/bin/pgrep", ["-P", "\(p.processIdentifier)", "-x", "systemd"]).out.split(separator: "\n").first.flatMap { pid_t($0) }
+                guard let pid else { return false }
+                return Lab.run("/usr/bin/nsenter", ["-t", "\(pid)", "-m", "test", "-S", "/run/systemd/private"]).code == 0
             }
         } catch {
             let state = pid.map { (try? String(contentsOfFile: "/proc/\($0)/status", encoding: .utf8))?.split(separator: "\n").prefix(3).joined(separator: " ") ?? "gone" } ?? "-"
@@ -83,7 +83,6 @@ extension Lab {
         return r.code == 0 ? r.out : nil
     }
 
-    /// The prefix that runs a command in node `i`'s mount namespace (its systemd's), if any.
     /// The prefix that runs a command in node `i`'s private systemd's mount and PID namespaces
     /// (systemd answers no peer from outside its PID namespace), if it has one.
     func systemdMountPrefix(_ i: Int) -> [String] {
@@ -91,8 +90,8 @@ extension Lab {
     }
 
     /// hactl in node `i`'s namespaces for a command that asks no clusterd (agent list, agent info).
-    public func hactlLocal(_ i: Int, _ args: [String]) -> (code: Int32, out: String, err: String) {
-        run("/usr/sbin/ip", ["netns", "exec", ns(i)] + systemdMountPrefix(i) + [options.binDir + "/hactl"] + args)
+    public func hactlLocal(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
+        run("/usr/sbin/ip", ["netns", "exec", ns(i)] + systemdMountPrefix(i) + [options.binDir + "/hactl"] + args, stdin: stdin)
     }
 
     /// Teardown: every private systemd (and with it its PID namespace) goes, then its cgroups.
@@ -111,8 +110,8 @@ extension Lab {
                     Glibc.kill(pid, SIGKILL)
                 }
                 for _ in 0..<100 {
-                    let r = Lab.run("/usr/bin/find", [d, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                    if !FileManager.default.fileExists(atPath: d) || r.code == 0 && !FileManager.default.fileExists(atPath: d) { break }
+                    _ = Lab.run("/usr/bin/find", [d, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+                    if !FileManager.default.fileExists(atPath: d) { break }
                     usleep(20_000)
                 }
             }

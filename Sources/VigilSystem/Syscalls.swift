@@ -48,10 +48,16 @@ public enum WallClock {
 }
 
 public enum Files {
-    public static func read(_ path: String, limit: Int = 1 << 20) throws -> [UInt8] {
-        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC) }
+    /// `regularOnly`: a link planted at the name is not followed, a FIFO not waited on, and
+    /// anything but a regular file refused (files in a state directory others could reach).
+    public static func read(_ path: String, limit: Int = 1 << 20, regularOnly: Bool = false) throws -> [UInt8] {
+        let fd = retrying { open(path, O_RDONLY | O_CLOEXEC | (regularOnly ? O_NOFOLLOW | O_NONBLOCK : 0)) }
         guard fd >= 0 else { throw SystemError("open \(path)") }
         defer { close(fd) }
+        if regularOnly {
+            var st = stat()
+            guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { throw SystemError("\(path) is not a regular file", errno: EINVAL) }
+        }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)
         while true {

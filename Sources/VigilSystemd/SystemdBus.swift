@@ -1,5 +1,6 @@
 import CSystemd
 import Glibc
+import VigilCore
 import VigilSystem
 
 /// systemd's D-Bus API (libsystemd's sd-bus, Debian's libsystemd-dev), driven asynchronously from
@@ -16,12 +17,6 @@ public final class SystemdBus {
         public var message: String
         public var description: String { message.isEmpty ? name : "\(message) (\(name))" }
         public var isNoSuchUnit: Bool { name == "org.freedesktop.systemd1.NoSuchUnit" }
-    }
-
-    public struct UnitState: Sendable, Equatable {
-        public var load: String
-        public var active: String
-        public var fileState: String
     }
 
     /// One call's reply handler, kept alive by sd-bus's slot until it is destroyed.
@@ -61,12 +56,12 @@ public final class SystemdBus {
     // MARK: requests
 
     /// The unit's load state, active state and unit file state (enabled, static, disabled, ...).
-    public func unitState(_ unit: String, _ done: @escaping (Result<UnitState, BusError>) -> Void) {
+    public func unitState(_ unit: String, _ done: @escaping (Result<SystemdUnit.State, BusError>) -> Void) {
         call("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "LoadUnit", [unit]) { [weak self] m, e in
             guard let self else { return }
             guard let m, e == nil, let path = Self.readString(m, type: "o") else { return done(.failure(e ?? BusError(name: "vigil.BadReply", message: "LoadUnit answered no path"))) }
             self.properties(path, ["LoadState", "ActiveState", "UnitFileState"], [:]) { r in
-                done(r.map { UnitState(load: $0["LoadState"] ?? "", active: $0["ActiveState"] ?? "", fileState: $0["UnitFileState"] ?? "") })
+                done(r.map { SystemdUnit.State(load: $0["LoadState"] ?? "", active: $0["ActiveState"] ?? "", fileState: $0["UnitFileState"] ?? "") })
             }
         }
     }
@@ -185,11 +180,7 @@ public final class SystemdBus {
     private func call(_ path: String, _ iface: String, _ member: String, _ args: [String], _ done: @escaping (OpaquePointer?, BusError?) -> Void) {
         let b: OpaquePointer
         do { b = try connect() } catch { return done(nil, error) }
-        var m: OpaquePointer?
-        var r = sd_bus_message_new_method_call(b, &m, "org.freedesktop.systemd1", path, iface, member)
-        for a in args where r >= 0 {
-            r = a.withCString { sd_bus_message_append_basic(m, Int8(UInt8(ascii: "s")), $0) }
-        }
+        var (r, m) = Self.methodCall(b, path, iface, member, args)
         let id = nextId
         nextId += 1
         let ctx = Unmanaged.passRetained(Callback(owner: self, id: id)).toOpaque()
@@ -237,6 +228,14 @@ public final class SystemdBus {
             if earlyResults.count >= 256, let k = earlyResults.keys.first { earlyResults[k] = nil }
             earlyResults[path] = r
         }
+    }
+
+    /// A method call to systemd's manager with string arguments (the caller unrefs it).
+    static func methodCall(_ bus: OpaquePointer, _ path: String, _ iface: String, _ member: String, _ args: [String]) -> (Int32, OpaquePointer?) {
+        var m: OpaquePointer?
+        var r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", path, iface, member)
+        for a in args where r >= 0 { r = a.withCString { sd_bus_message_append_basic(m, Int8(UInt8(ascii: "s")), $0) } }
+        return (r, m)
     }
 
     static func readString(_ m: OpaquePointer, type: Character) -> String? {

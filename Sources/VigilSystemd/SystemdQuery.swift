@@ -1,8 +1,9 @@
 import CSystemd
 import Glibc
+import VigilCore
 
 /// Blocking questions to systemd for hactl (a command may wait; clusterd never does): the unit
-/// files it knows with their state, and one unit's load and file state.
+/// files it knows with their state, and one unit's state.
 public enum SystemdQuery {
     public struct UnitFile: Sendable, Equatable {
         public var name: String
@@ -13,9 +14,7 @@ public enum SystemdQuery {
     static func open() throws(SystemdBus.BusError) -> OpaquePointer { try SystemdBus.open(nil).0 }
 
     static func call(_ bus: OpaquePointer, _ path: String, _ iface: String, _ member: String, _ args: [String]) throws(SystemdBus.BusError) -> OpaquePointer {
-        var m: OpaquePointer?
-        var r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", path, iface, member)
-        for a in args where r >= 0 { r = a.withCString { sd_bus_message_append_basic(m, Int8(UInt8(ascii: "s")), $0) } }
+        var (r, m) = SystemdBus.methodCall(bus, path, iface, member, args)
         var err = sd_bus_error()
         var reply: OpaquePointer?
         if r >= 0 { r = sd_bus_call(bus, m, 5_000_000, &err, &reply) }
@@ -46,8 +45,8 @@ public enum SystemdQuery {
         return out
     }
 
-    /// One unit's `LoadState` and `UnitFileState` (loading it if need be).
-    public static func unit(_ name: String) throws(SystemdBus.BusError) -> (load: String, fileState: String) {
+    /// One unit's state (loading it if need be).
+    public static func unit(_ name: String) throws(SystemdBus.BusError) -> SystemdUnit.State {
         let bus = try open()
         defer { sd_bus_flush_close_unref(bus) }
         let m = try call(bus, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager", "LoadUnit", [name])
@@ -58,6 +57,6 @@ public enum SystemdQuery {
             defer { sd_bus_message_unref(r) }
             return SystemdBus.readVariantString(r) ?? ""
         }
-        return (try property("LoadState"), try property("UnitFileState"))
+        return SystemdUnit.State(load: try property("LoadState"), active: try property("ActiveState"), fileState: try property("UnitFileState"))
     }
 }

@@ -17,10 +17,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 /// loss, delay and cuts. The shell's behaviour is emulated: starts succeed at once, and
 /// `holding` records what each node runs. After every step it checks the safety invariants.
 public struct SimCluster {
-    public struct Path: Hashable {
-        public var from: NodeID; public var to: NodeID; public var link: Int
-        public init(from: NodeID, to: NodeID, link: Int) { (self.from, self.to, self.link) = (from, to, link) }
-    }
+    public struct Path: Hashable { public var from: NodeID; public var to: NodeID; public var link: Int }
     public struct PathState {
         public var up = true
         public var loss = 0.0

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Glibc
+import VigilCore
 import VigilLab
 
 @main
@@ -87,7 +88,7 @@ struct Bench: ParsableCommand {
             guard (1...2).contains(links) else { throw ValidationError("--links must be 1 or 2") }
             var o = Lab.Options(binDir: common.binDir)
             o.heartbeatLinks = links
-            if interval > 0 { o.timing = (interval, 350) }
+            if interval > 0 { o.timing = (interval, Int(Timing.defaultTimeout)) }
             let lab = try Lab(o)
             defer { lab.teardown() }
             try Scenarios.startWithPerNodeAddresses(lab: lab) { print("  " + $0) }
