@@ -5,13 +5,16 @@ extension Engine {
     public mutating func proposeConfig(requestId: UInt64, text: String, now: UInt64) -> [Directive] {
         var out: [Directive] = []
         // Validate locally first: a clear error without a round trip, nothing sent.
+        let parsed: ResourceSet
         do {
-            _ = try ResourceSet.parse(text, file: "resources", cluster: cluster)
+            parsed = try ResourceSet.parse(text, file: "resources", cluster: cluster)
         } catch {
             return [.reply(requestId: requestId, ok: false, version: resources.version, message: error.description)]
         }
         if isCoordinator {
-            handleProposal(requestId: requestId, origin: selfId, text: text, now: now, out: &out)
+            // (Parsed once, not again in `handleProposal`: a large file costs the loop, and the
+            // heartbeats behind it, that work once.)
+            handleProposal(requestId: requestId, origin: selfId, text: text, parsed: parsed, now: now, out: &out)
         } else if let coordinator = authority, coordinator != selfId {
             let bytes = Array(text.utf8)
             var pieces: [Message] = []
@@ -85,7 +88,7 @@ extension Engine {
 
     // MARK: - config replication
 
-    mutating func handleProposal(requestId: UInt64, origin: NodeID, text: String, now: UInt64, out: inout [Directive]) {
+    mutating func handleProposal(requestId: UInt64, origin: NodeID, text: String, parsed: ResourceSet? = nil, now: UInt64, out: inout [Directive]) {
         func fail(_ msg: String) {
             if origin == selfId {
                 out.append(.reply(requestId: requestId, ok: false, version: resources.version, message: msg))
@@ -101,10 +104,14 @@ extension Engine {
             return fail("the coordinator is still synchronising configuration version \(newestKnown); retry in a moment")
         }
         let set: ResourceSet
-        do {
-            set = try ResourceSet.parse(text, file: "resources", cluster: cluster)
-        } catch {
-            return fail(error.description)
+        if let parsed {
+            set = parsed
+        } else {
+            do {
+                set = try ResourceSet.parse(text, file: "resources", cluster: cluster)
+            } catch {
+                return fail(error.description)
+            }
         }
         let next = VersionedResources(version: highest + 1, text: text, standby: resources.standby)
         let previous = resources
