@@ -9,5 +9,5 @@ cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then echo "hactl-status.sh needs root: it creates network namespaces" >&2; exit 1; fi
 bash .ci/install-deps.sh
 swift build -c release >/dev/null
-swift build -c release --product hactl --static-swift-stdlib --build-path .build/static >/dev/null
-exec .build/release/vigil-lab status-latency --hactl "$PWD/.build/static/release/hactl" "$@"
+bash Resources/build-release.sh
+exec .build/release/vigil-lab status-latency --bin "$PWD/.build/static/release" "$@"

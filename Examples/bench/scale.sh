@@ -11,4 +11,7 @@ cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then echo "scale.sh needs root: it creates network namespaces" >&2; exit 1; fi
 bash .ci/install-deps.sh
 swift build -c release >/dev/null
-exec .build/release/vigil-lab scale "$@"
+# The nodes run clusterd and hactl as Resources/install.sh installs them (Swift's libraries
+# linked in); vigil-lab itself is the ordinary release build.
+bash Resources/build-release.sh
+exec .build/release/vigil-lab scale --bin "$PWD/.build/static/release" "$@"

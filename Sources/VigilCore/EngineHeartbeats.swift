@@ -25,7 +25,7 @@ extension Engine {
     mutating func sendHeartbeats(now: UInt64, out: inout [Directive]) {
         let ask = peersToAsk(now: now)
         replyDue = []
-        send(to: peers.keys.sorted(), asking: ask, offBeat: false, now: now, out: &out)
+        send(to: membership.peerIds, asking: ask, offBeat: false, now: now, out: &out)
     }
 
     /// Late peers not asked within the last `retry` ms.

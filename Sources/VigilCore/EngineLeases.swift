@@ -96,9 +96,11 @@ extension Engine {
     }
 
     mutating func updateLeases(now: UInt64, out: inout [Directive]) {
-        let members = Set(peers.values.filter(\.member).map(\.id))
-        let lost = Set(peers.keys.filter { !members.contains($0) && lostByMajority($0) })
-        for e in ledger.update(now: now, member: { members.contains($0) }, lostByMajority: { lost.contains($0) }) {
+        // (Every loop round: no set is built while every peer is a member, the usual case.)
+        let snapshot = membership.peers
+        var lost: [NodeID] = []
+        for id in membership.peerIds where !(snapshot[id]?.member ?? false) && lostByMajority(id) { lost.append(id) }
+        for e in ledger.update(now: now, member: { snapshot[$0]?.member ?? false }, lostByMajority: { lost.contains($0) }) {
             switch e {
             case .ceasing(let id): out.append(.event(.supportCeasing(name(of: id))))
             case .resumed(let id): out.append(.event(.supportResumed(name(of: id))))

@@ -91,6 +91,8 @@ public struct SupportLedger: Sendable, Equatable {
     /// A peer reported withdrawing our current epoch.
     public private(set) var currentEpochWithdrawn = false
     public private(set) var peers: [NodeID: Peer] = [:]
+    /// The peers' ids, ascending (fixed): `update` visits them in this order without sorting.
+    let peerIds: [NodeID]
 
     /// `incarnation` is persisted and grows with every start, so epochs never repeat.
     public init(selfId: NodeID, peers ids: [NodeID], incarnation: UInt64, params: Params, now: UInt64) {
@@ -99,6 +101,7 @@ public struct SupportLedger: Sendable, Equatable {
         self.startedAt = now
         self.epoch = Self.firstEpoch(incarnation: incarnation)
         for id in ids where id != selfId { peers[id] = Peer() }
+        peerIds = peers.keys.sorted()
     }
 
     /// The first epoch of an incarnation; a life can take 2^24 - 1 further epochs. Incarnations
@@ -132,27 +135,26 @@ public struct SupportLedger: Sendable, Equatable {
     /// as far as the latest reports tell) has no two-way contact with; `member` our own view.
     public mutating func update(now: UInt64, member: (NodeID) -> Bool, lostByMajority: (NodeID) -> Bool) -> [Event] {
         var events: [Event] = []
-        for id in peers.keys.sorted() {
-            guard var p = peers[id] else { continue }
-            do {
-                let alreadyWithdrawn = p.withdrawnUpTo.map { $0 >= p.highestSeen && p.supported <= $0 } ?? false
-                if !p.ceasing && !alreadyWithdrawn && !member(id) && lostByMajority(id) && now >= quietUntil {
-                    p.ceasing = true
-                    events.append(.ceasing(id))
-                } else if p.ceasing && member(id) {
-                    p.ceasing = false
-                    events.append(.resumed(id))
-                }
-                if p.ceasing && now >= p.acceptedAt + params.promiseOnSupporter && now >= quietUntil {
-                    let upTo = max(p.highestSeen, p.supported)
-                    p.withdrawnUpTo = upTo
-                    p.refuseUpTo = max(p.refuseUpTo, upTo)
-                    p.supported = 0
-                    p.ceasing = false
-                    events.append(.withdrew(id, upTo: upTo))
-                }
+        for id in peerIds {
+            guard let before = peers[id] else { continue }
+            var p = before
+            let alreadyWithdrawn = p.withdrawnUpTo.map { $0 >= p.highestSeen && p.supported <= $0 } ?? false
+            if !p.ceasing && !alreadyWithdrawn && !member(id) && lostByMajority(id) && now >= quietUntil {
+                p.ceasing = true
+                events.append(.ceasing(id))
+            } else if p.ceasing && member(id) {
+                p.ceasing = false
+                events.append(.resumed(id))
             }
-            peers[id] = p
+            if p.ceasing && now >= p.acceptedAt + params.promiseOnSupporter && now >= quietUntil {
+                let upTo = max(p.highestSeen, p.supported)
+                p.withdrawnUpTo = upTo
+                p.refuseUpTo = max(p.refuseUpTo, upTo)
+                p.supported = 0
+                p.ceasing = false
+                events.append(.withdrew(id, upTo: upTo))
+            }
+            if p != before { peers[id] = p }
         }
         return events
     }

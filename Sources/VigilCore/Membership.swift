@@ -25,6 +25,22 @@ public struct Membership: Sendable {
         /// in them; rebuilt only when the lists change.
         public internal(set) var heldSet: Set<String> = []
         public internal(set) var startedSet: Set<String> = []
+
+        /// A new life of the peer: what its previous one told us is forgotten.
+        mutating func newLife(_ inc: UInt64) {
+            incarnation = inc
+            lastSeq = 0
+            report = nil
+            heldSet = []
+            startedSet = []
+            peerSentAt = 0
+        }
+
+        /// A packet of it arrived on `link` at `now`.
+        mutating func heard(link: Int, now: UInt64) {
+            if link >= 0 && link < linkLastHeard.count { linkLastHeard[link] = now }
+            lastHeard = now
+        }
     }
 
     public enum Change: Sendable, Equatable {
@@ -37,12 +53,18 @@ public struct Membership: Sendable {
     public let selfIncarnation: UInt64
     public let timeout: UInt64
     public internal(set) var peers: [NodeID: Peer] = [:]
+    /// Every peer's id, ascending (fixed by the configuration): scans visit the peers in this
+    /// order without sorting (or allocating) on every round.
+    public let peerIds: [NodeID]
+    /// The members, ascending; kept up to date by `update` (read by every heartbeat sent).
+    public private(set) var members: [NodeID] = []
     /// Grows whenever what peers hold or run (`heldSet`, `startedSet`) or who is a member changes.
     public internal(set) var serial: UInt64 = 0
 
     public init(selfId: NodeID, incarnation: UInt64, nodes: [(id: NodeID, name: String)], links: Int, timeout: UInt64) {
         self.selfIncarnation = incarnation
         self.timeout = timeout
+        self.peerIds = nodes.map(\.id).filter { $0 != selfId }.sorted()
         for n in nodes where n.id != selfId {
             peers[n.id] = Peer(id: n.id, name: n.name, linkLastHeard: Array(repeating: nil, count: links),
                                linkUp: Array(repeating: false, count: links))
@@ -53,61 +75,64 @@ public struct Membership: Sendable {
     /// not be applied: an older life of the sender, or a copy already received on another link
     /// (which only refreshes that link's liveness).
     public mutating func heard(from sender: NodeID, link: Int, incarnation inc: UInt64, seq: UInt64, now: UInt64) -> Bool {
-        guard var p = peers[sender], inc >= p.incarnation else { return false }
-        defer { peers[sender] = p }
-        if inc > p.incarnation {
+        // Changed in place (`peers[sender]?.…`): a copy taken out and written back would copy
+        // the per-link list on every packet.
+        guard let known = peers[sender]?.incarnation, inc >= known else { return false }
+        if inc > known {
             // The peer restarted: forget what its previous life told us.
-            p.incarnation = inc
-            p.lastSeq = 0
-            p.report = nil
-            p.heldSet = []
-            p.startedSet = []
-            p.peerSentAt = 0
+            peers[sender]?.newLife(inc)
             serial &+= 1
         }
-        if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
-        p.lastHeard = now
-        guard seq > p.lastSeq else { return false }
-        p.lastSeq = seq
+        peers[sender]?.heard(link: link, now: now)
+        guard let last = peers[sender]?.lastSeq, seq > last else { return false }
+        peers[sender]?.lastSeq = seq
         return true
     }
 
     /// Records a heartbeat's content (after `heard` accepted it).
     public mutating func record(_ h: Heartbeat, from sender: NodeID, now: UInt64) {
-        guard var p = peers[sender] else { return }
-        p.peerSentAt = h.sentAt
-        p.peerSentAtReceivedAt = now
-        if p.report?.held != h.held { p.heldSet = Set(h.held); serial &+= 1 }
-        if p.report?.started != h.started { p.startedSet = Set(h.started); serial &+= 1 }
-        p.report = h
-        peers[sender] = p
+        guard peers.index(forKey: sender) != nil else { return }
+        let heldChanged = peers[sender]?.report.map { $0.held != h.held } ?? true
+        let startedChanged = peers[sender]?.report.map { $0.started != h.started } ?? true
+        peers[sender]?.peerSentAt = h.sentAt
+        peers[sender]?.peerSentAtReceivedAt = now
+        if heldChanged { peers[sender]?.heldSet = Set(h.held); serial &+= 1 }
+        if startedChanged { peers[sender]?.startedSet = Set(h.started); serial &+= 1 }
+        peers[sender]?.report = h
     }
 
-    /// Re-evaluates every peer at `now`.
+    /// Re-evaluates every peer at `now`. (Runs every loop round: a peer is written back only
+    /// when something about it changed.)
     public mutating func update(now: UInt64) -> [Change] {
         var changes: [Change] = []
-        for id in peers.keys.sorted() {
-            guard var p = peers[id] else { continue }
+        var membersChanged = false
+        for id in peerIds {
+            guard let p = peers[id] else { continue }
             let heard = p.lastHeard.map { now < $0 + timeout } ?? false
-            for l in 0..<p.linkUp.count {
-                let up = p.linkLastHeard[l].map { now < $0 + timeout } ?? false
-                guard up != p.linkUp[l] else { continue }
-                p.linkUp[l] = up
-                // A single dead link is worth telling; a whole node's loss is told once, below.
-                if up { changes.append(.linkUp(peer: p.name, link: l)) } else if heard { changes.append(.linkDown(peer: p.name, link: l)) }
-            }
             let echoed = p.report.map { $0.echoIncarnation == selfIncarnation && $0.echo > 0 && now < $0.echo + timeout } ?? false
             let member = heard && echoed
-            if member != p.member {
-                p.member = member
-                serial &+= 1
-                changes.append(member ? .joined(p.name) : .lost(p.name))
+            var linksChanged = false
+            for l in 0..<p.linkUp.count where (p.linkLastHeard[l].map { now < $0 + timeout } ?? false) != p.linkUp[l] { linksChanged = true }
+            guard linksChanged || member != p.member else { continue }
+            var q = p
+            for l in 0..<q.linkUp.count {
+                let up = q.linkLastHeard[l].map { now < $0 + timeout } ?? false
+                guard up != q.linkUp[l] else { continue }
+                q.linkUp[l] = up
+                // A single dead link is worth telling; a whole node's loss is told once, below.
+                if up { changes.append(.linkUp(peer: q.name, link: l)) } else if heard { changes.append(.linkDown(peer: q.name, link: l)) }
             }
-            peers[id] = p
+            if member != q.member {
+                q.member = member
+                serial &+= 1
+                membersChanged = true
+                changes.append(member ? .joined(q.name) : .lost(q.name))
+            }
+            peers[id] = q
         }
+        if membersChanged { members = peerIds.filter { peers[$0]?.member ?? false } }
         return changes
     }
 
     public func isMember(_ id: NodeID) -> Bool { peers[id]?.member ?? false }
-    public var members: [NodeID] { peers.values.filter(\.member).map(\.id).sorted() }
 }

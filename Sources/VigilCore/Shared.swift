@@ -15,7 +15,9 @@ public struct Shared<Value: Sendable>: Sendable {
     public init(wrappedValue: Value) { box = Box(wrappedValue) }
 
     public var wrappedValue: Value {
-        get { box.value }
+        // Borrowed, not copied: `peer.report?.echo` reads one field without retaining (and
+        // releasing) every list and map of the report.
+        _read { yield box.value }
         set { box = Box(newValue) }
     }
 }
