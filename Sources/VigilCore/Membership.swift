@@ -64,11 +64,14 @@ public struct Membership: Sendable {
     public init(selfId: NodeID, incarnation: UInt64, nodes: [(id: NodeID, name: String)], links: Int, timeout: UInt64) {
         self.selfIncarnation = incarnation
         self.timeout = timeout
-        self.peerIds = nodes.map(\.id).filter { $0 != selfId }.sorted()
+        var peers: [NodeID: Peer] = [:]
         for n in nodes where n.id != selfId {
             peers[n.id] = Peer(id: n.id, name: n.name, linkLastHeard: Array(repeating: nil, count: links),
                                linkUp: Array(repeating: false, count: links))
         }
+        self.peers = peers
+        // (From the keys: an id listed twice is one peer, as validation requires anyway.)
+        self.peerIds = peers.keys.sorted()
     }
 
     /// An authenticated packet of `sender` arrived on `link`. Returns false when its content must
