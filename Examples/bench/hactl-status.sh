@@ -8,6 +8,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then echo "hactl-status.sh needs root: it creates network namespaces" >&2; exit 1; fi
 bash .ci/install-deps.sh
-swift build -c release >/dev/null
-bash Resources/build-release.sh
-exec .build/release/vigil-lab status-latency --bin "$PWD/.build/static/release" "$@"
+# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
+bash Resources/build-release.sh vigil-lab
+exec .build/static/release/vigil-lab status-latency "$@"

@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ "$(id -u)" != 0 ]; then echo "switchover.sh needs root: it creates network namespaces" >&2; exit 1; fi
 bash .ci/install-deps.sh
-swift build -c release >/dev/null
-# The nodes run clusterd and hactl as Resources/install.sh installs them (Swift's libraries
-# linked in); vigil-lab itself is the ordinary release build.
-bash Resources/build-release.sh
-exec .build/release/vigil-lab switchover --bin "$PWD/.build/static/release" "$@"
+# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
+bash Resources/build-release.sh vigil-lab
+exec .build/static/release/vigil-lab switchover "$@"

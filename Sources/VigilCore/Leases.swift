@@ -136,8 +136,7 @@ public struct SupportLedger: Sendable, Equatable {
     public mutating func update(now: UInt64, member: (NodeID) -> Bool, lostByMajority: (NodeID) -> Bool) -> [Event] {
         var events: [Event] = []
         for id in peerIds {
-            guard let before = peers[id] else { continue }
-            var p = before
+            guard var p = peers[id] else { continue }
             let alreadyWithdrawn = p.withdrawnUpTo.map { $0 >= p.highestSeen && p.supported <= $0 } ?? false
             if !p.ceasing && !alreadyWithdrawn && !member(id) && lostByMajority(id) && now >= quietUntil {
                 p.ceasing = true
@@ -154,7 +153,7 @@ public struct SupportLedger: Sendable, Equatable {
                 p.ceasing = false
                 events.append(.withdrew(id, upTo: upTo))
             }
-            if p != before { peers[id] = p }
+            peers[id] = p
         }
         return events
     }

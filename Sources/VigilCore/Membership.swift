@@ -25,22 +25,6 @@ public struct Membership: Sendable {
         /// in them; rebuilt only when the lists change.
         public internal(set) var heldSet: Set<String> = []
         public internal(set) var startedSet: Set<String> = []
-
-        /// A new life of the peer: what its previous one told us is forgotten.
-        mutating func newLife(_ inc: UInt64) {
-            incarnation = inc
-            lastSeq = 0
-            report = nil
-            heldSet = []
-            startedSet = []
-            peerSentAt = 0
-        }
-
-        /// A packet of it arrived on `link` at `now`.
-        mutating func heard(link: Int, now: UInt64) {
-            if link >= 0 && link < linkLastHeard.count { linkLastHeard[link] = now }
-            lastHeard = now
-        }
     }
 
     public enum Change: Sendable, Equatable {
@@ -78,60 +62,62 @@ public struct Membership: Sendable {
     /// not be applied: an older life of the sender, or a copy already received on another link
     /// (which only refreshes that link's liveness).
     public mutating func heard(from sender: NodeID, link: Int, incarnation inc: UInt64, seq: UInt64, now: UInt64) -> Bool {
-        // Changed in place (`peers[sender]?.…`): a copy taken out and written back would copy
-        // the per-link list on every packet.
-        guard let known = peers[sender]?.incarnation, inc >= known else { return false }
-        if inc > known {
+        // Taken out and put back (here and below), not copied: a copy would retain each of the
+        // peer's lists and copy the per-link one on every packet.
+        guard var p = peers.removeValue(forKey: sender) else { return false }
+        defer { peers[sender] = p }
+        guard inc >= p.incarnation else { return false }
+        if inc > p.incarnation {
             // The peer restarted: forget what its previous life told us.
-            peers[sender]?.newLife(inc)
+            p.incarnation = inc
+            p.lastSeq = 0
+            p.report = nil
+            p.heldSet = []
+            p.startedSet = []
+            p.peerSentAt = 0
             serial &+= 1
         }
-        peers[sender]?.heard(link: link, now: now)
-        guard let last = peers[sender]?.lastSeq, seq > last else { return false }
-        peers[sender]?.lastSeq = seq
+        if link >= 0 && link < p.linkLastHeard.count { p.linkLastHeard[link] = now }
+        p.lastHeard = now
+        guard seq > p.lastSeq else { return false }
+        p.lastSeq = seq
         return true
     }
 
     /// Records a heartbeat's content (after `heard` accepted it).
     public mutating func record(_ h: Heartbeat, from sender: NodeID, now: UInt64) {
-        guard peers.index(forKey: sender) != nil else { return }
-        let heldChanged = peers[sender]?.report.map { $0.held != h.held } ?? true
-        let startedChanged = peers[sender]?.report.map { $0.started != h.started } ?? true
-        peers[sender]?.peerSentAt = h.sentAt
-        peers[sender]?.peerSentAtReceivedAt = now
-        if heldChanged { peers[sender]?.heldSet = Set(h.held); serial &+= 1 }
-        if startedChanged { peers[sender]?.startedSet = Set(h.started); serial &+= 1 }
-        peers[sender]?.report = h
+        guard var p = peers.removeValue(forKey: sender) else { return }
+        p.peerSentAt = h.sentAt
+        p.peerSentAtReceivedAt = now
+        if p.report?.held != h.held { p.heldSet = Set(h.held); serial &+= 1 }
+        if p.report?.started != h.started { p.startedSet = Set(h.started); serial &+= 1 }
+        p.report = h
+        peers[sender] = p
     }
 
-    /// Re-evaluates every peer at `now`. (Runs every loop round: a peer is written back only
-    /// when something about it changed.)
+    /// Re-evaluates every peer at `now` (every loop round).
     public mutating func update(now: UInt64) -> [Change] {
         var changes: [Change] = []
         var membersChanged = false
         for id in peerIds {
-            guard let p = peers[id] else { continue }
+            guard var p = peers.removeValue(forKey: id) else { continue }
             let heard = p.lastHeard.map { now < $0 + timeout } ?? false
+            for l in 0..<p.linkUp.count {
+                let up = p.linkLastHeard[l].map { now < $0 + timeout } ?? false
+                guard up != p.linkUp[l] else { continue }
+                p.linkUp[l] = up
+                // A single dead link is worth telling; a whole node's loss is told once, below.
+                if up { changes.append(.linkUp(peer: p.name, link: l)) } else if heard { changes.append(.linkDown(peer: p.name, link: l)) }
+            }
             let echoed = p.report.map { $0.echoIncarnation == selfIncarnation && $0.echo > 0 && now < $0.echo + timeout } ?? false
             let member = heard && echoed
-            var linksChanged = false
-            for l in 0..<p.linkUp.count where (p.linkLastHeard[l].map { now < $0 + timeout } ?? false) != p.linkUp[l] { linksChanged = true }
-            guard linksChanged || member != p.member else { continue }
-            var q = p
-            for l in 0..<q.linkUp.count {
-                let up = q.linkLastHeard[l].map { now < $0 + timeout } ?? false
-                guard up != q.linkUp[l] else { continue }
-                q.linkUp[l] = up
-                // A single dead link is worth telling; a whole node's loss is told once, below.
-                if up { changes.append(.linkUp(peer: q.name, link: l)) } else if heard { changes.append(.linkDown(peer: q.name, link: l)) }
-            }
-            if member != q.member {
-                q.member = member
+            if member != p.member {
+                p.member = member
                 serial &+= 1
                 membersChanged = true
-                changes.append(member ? .joined(q.name) : .lost(q.name))
+                changes.append(member ? .joined(p.name) : .lost(p.name))
             }
-            peers[id] = q
+            peers[id] = p
         }
         if membersChanged { members = peerIds.filter { peers[$0]?.member ?? false } }
         return changes

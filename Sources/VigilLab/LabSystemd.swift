@@ -89,7 +89,8 @@ extension Lab {
         systemdPids[i].map { ["nsenter", "-t", "\($0)", "-m", "-p"] } ?? []
     }
 
-    /// hactl in node `i`'s namespaces for a command that asks no clusterd (agent list, agent info).
+    /// hactl in node `i`'s namespaces (and its private systemd's, if any): as is, for a command
+    /// that asks no clusterd (agent list, agent info); `hactl(_:_:)` adds the node's IPC name.
     public func hactlLocal(_ i: Int, _ args: [String], stdin: String? = nil) -> (code: Int32, out: String, err: String) {
         run("/usr/sbin/ip", ["netns", "exec", ns(i)] + systemdMountPrefix(i) + [options.binDir + "/hactl"] + args, stdin: stdin)
     }
