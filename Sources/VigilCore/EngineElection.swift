@@ -39,9 +39,10 @@ extension Engine {
     mutating func updateCoordinator(now: UInt64, out: inout [Directive]) {
         var echoes: [UInt64] = []
         for p in peers.values {
-            guard let r = p.report, r.vote == selfId, r.echoIncarnation == incarnation,
+            // (Fields read in place: binding the report would copy every list and map of it.)
+            guard p.report?.vote == selfId, p.report?.echoIncarnation == incarnation, let echo = p.report?.echo,
                   p.member || (p.lastHeard.map { now < $0 + timing.timeout } ?? false) else { continue }
-            echoes.append(r.echo)
+            echoes.append(echo)
         }
         // A Corosync pair: the other node, lost and fenced (or gone after a clean stop), votes for
         // the side votequorum keeps quorate (see EnginePair.swift).

@@ -235,9 +235,9 @@ extension Engine {
         for p in peers.values {
             if let h = p.lastHeard { consider(h + timing.timeout) }
             for case let h? in p.linkLastHeard { consider(h + timing.timeout) }
-            if let r = p.report, r.echoIncarnation == incarnation {
-                consider(r.echo + timing.timeout)
-                consider(r.echo + timing.lease - min(timing.guardTime, timing.lease))
+            if p.report?.echoIncarnation == incarnation, let echo = p.report?.echo {
+                consider(echo + timing.timeout)
+                consider(echo + timing.lease - min(timing.guardTime, timing.lease))
             }
             if let t = nextQuestion(to: p, now: now) { consider(t) }
         }

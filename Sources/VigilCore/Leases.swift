@@ -93,6 +93,10 @@ public struct SupportLedger: Sendable, Equatable {
     public private(set) var peers: [NodeID: Peer] = [:]
     /// The peers' ids, ascending (fixed): `update` visits them in this order without sorting.
     let peerIds: [NodeID]
+    /// Highest epoch seen of every node (ourselves included, peers once seen): reported so a
+    /// coordinator can ask for withdrawals of the newest epoch anyone knows. Kept up to date
+    /// where an epoch is seen or taken (it goes into every heartbeat: not rebuilt for each).
+    public private(set) var epochsSeen: [NodeID: UInt64] = [:]
 
     /// `incarnation` is persisted and grows with every start, so epochs never repeat.
     public init(selfId: NodeID, peers ids: [NodeID], incarnation: UInt64, params: Params, now: UInt64) {
@@ -102,6 +106,7 @@ public struct SupportLedger: Sendable, Equatable {
         self.epoch = Self.firstEpoch(incarnation: incarnation)
         for id in ids where id != selfId { peers[id] = Peer() }
         peerIds = peers.keys.sorted()
+        epochsSeen[selfId] = epoch
     }
 
     /// The first epoch of an incarnation; a life can take 2^24 - 1 further epochs. Incarnations
@@ -115,7 +120,10 @@ public struct SupportLedger: Sendable, Equatable {
     /// A fresh heartbeat of `node` (its epoch and send time).
     public mutating func heard(from node: NodeID, epoch e: UInt64, sentAt: PeerTime, now: UInt64) {
         guard var p = peers[node], e > 0 else { return }
-        p.highestSeen = max(p.highestSeen, e)
+        if e > p.highestSeen {
+            p.highestSeen = e
+            epochsSeen[node] = e
+        }
         defer { peers[node] = p }
         guard now >= quietUntil, e > p.refuseUpTo, e >= p.supported else { return }
         if p.ceasing && e <= p.supported { return }
@@ -165,14 +173,6 @@ public struct SupportLedger: Sendable, Equatable {
         return out
     }
 
-    /// Highest epoch seen of every node (ourselves included): reported so a coordinator can ask
-    /// for withdrawals of the newest epoch anyone knows.
-    public var epochsSeen: [NodeID: UInt64] {
-        var out: [NodeID: UInt64] = [selfId: epoch]
-        for (id, p) in peers where p.highestSeen > 0 { out[id] = p.highestSeen }
-        return out
-    }
-
     public func withdrawn(_ node: NodeID) -> UInt64? { peers[node]?.withdrawnUpTo }
     /// The highest epoch of `node` we will not support (told to it in our heartbeats).
     public func refused(_ node: NodeID) -> UInt64 { peers[node]?.refuseUpTo ?? 0 }
@@ -206,6 +206,7 @@ public struct SupportLedger: Sendable, Equatable {
             if var p = peers[id], e > p.highestSeen, e < UInt64.max {
                 p.highestSeen = e
                 peers[id] = p
+                self.epochsSeen[id] = e
             }
         }
     }
@@ -214,14 +215,23 @@ public struct SupportLedger: Sendable, Equatable {
     public func leaseEnd(majority: Int) -> UInt64 {
         let need = majority - 1
         if need <= 0 { return UInt64.max }
-        let ends = promises.values.sorted(by: >)
-        return ends.count >= need ? ends[need - 1] : 0
+        // The need-th largest promise: the largest end that at least `need` promises reach (0 if
+        // fewer than `need` peers promised). Without sorting into a new array: this runs every
+        // loop round, over at most a few dozen peers.
+        var best: UInt64 = 0
+        for end in promises.values where end > best {
+            var reaching = 0
+            for other in promises.values where other >= end { reaching += 1 }
+            if reaching >= need { best = end }
+        }
+        return best
     }
 
     /// A new epoch: only while nothing runs here (after a lease was lost or withdrawn).
     public mutating func newEpoch() {
         let bump = epoch & 0xFF_FFFF < 0xFF_FFFF ? epoch + 1 : epoch  // saturate within this life
         epoch = bump
+        epochsSeen[selfId] = bump
         promises = [:]
         currentEpochWithdrawn = false
     }

@@ -322,7 +322,7 @@ extension Message {
             if h.factsIncluded { try decodeFacts(&h, &r) }
             if h.assignmentsIncluded {
                 let n = try r.count(max: maxNames)
-                h.assignments.reserveCapacity(n)
+                h.assignments = Dictionary(minimumCapacity: n)
                 for _ in 0..<n {
                     let k = try r.shortString()
                     guard h.assignments.updateValue(try r.node(), forKey: k) == nil else { throw DecodeError("resource '\(k)' assigned twice") }
@@ -337,11 +337,13 @@ extension Message {
             h.supportEcho = try r.u64()
             h.assigneeEpoch = try r.u64()
             h.refusedEpoch = try r.u64()
+            // (Maps made at their size, not grown with `reserveCapacity`: that one is not
+            // specialised and looks up the map's type metadata in the runtime on every call.)
             let withdrawalCount = try r.count(max: 64)
-            h.withdrawals.reserveCapacity(withdrawalCount)
+            if withdrawalCount > 0 { h.withdrawals = Dictionary(minimumCapacity: withdrawalCount) }
             for _ in 0..<withdrawalCount { h.withdrawals[try r.node()] = try r.u64() }
             let seenCount = try r.count(max: 64)
-            h.epochsSeen.reserveCapacity(seenCount)
+            if seenCount > 0 { h.epochsSeen = Dictionary(minimumCapacity: seenCount) }
             for _ in 0..<seenCount { h.epochsSeen[try r.node()] = try r.u64() }
             if r.remaining > 0 { h.migration = try MigrationEntry.decodeList(&r) }
             m = .heartbeat(h)

@@ -1,5 +1,6 @@
 import XCTest
 import VigilCore
+import VigilTestKit
 
 /// The lease machine on its own: promises, echoes, ceasing, final withdrawals, refusals, epochs.
 final class SupportLedgerTests: XCTestCase {
@@ -85,5 +86,50 @@ final class SupportLedgerTests: XCTestCase {
         XCTAssertEqual(a.epoch, first + 1)
         XCTAssertGreaterThan(ledger(1, inc: 6).epoch, a.epoch, "a new incarnation starts above every epoch of the last")
         XCTAssertEqual(SupportLedger.firstEpoch(incarnation: UInt64.max) & 0xFF_FFFF, 1, "no trap on a damaged incarnation")
+    }
+
+    /// The epochs reported in every heartbeat are kept, not rebuilt: after any sequence of
+    /// heartbeats, reports and new epochs they are ours and every peer's highest seen.
+    func testEpochsSeenFollowEverythingThatShowsAnEpoch() {
+        for seed in UInt64(1)...40 {
+            var rng = SplitMix64(seed: seed)
+            var l = SupportLedger(selfId: 2, peers: [1, 2, 3, 4, 5], incarnation: seed, params: params, now: 0)
+            var now: UInt64 = 600
+            for _ in 0..<60 {
+                now += UInt64.random(in: 1...50, using: &rng)
+                let peer = NodeID.n(Int.random(in: 1...5, using: &rng))
+                let epoch = UInt64.random(in: 0...9, using: &rng)
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: l.heard(from: peer, epoch: epoch, sentAt: PeerTime(sentBy: now), now: now)
+                case 1: l.report(from: peer, supportEpoch: 0, supportEcho: 0, refused: 0, withdrawals: [:],
+                                 epochsSeen: [NodeID.n(Int.random(in: 1...5, using: &rng)): epoch == 9 ? .max : epoch], now: now)
+                case 2: l.newEpoch()
+                default: _ = l.update(now: now, member: { _ in true }, lostByMajority: { _ in false })
+                }
+                var expected: [NodeID: UInt64] = [l.selfId: l.epoch]
+                for (id, p) in l.peers where p.highestSeen > 0 { expected[id] = p.highestSeen }
+                XCTAssertEqual(l.epochsSeen, expected, "seed \(seed)")
+            }
+        }
+    }
+
+    /// The lease's end is the promise of the `majority - 1`-th best supporter: the same as taking
+    /// it from the promises sorted, for every count of promises and every majority.
+    func testLeaseEndIsTheNeededBestPromise() {
+        for seed in UInt64(1)...200 {
+            var rng = SplitMix64(seed: seed)
+            var h = SupportLedger(selfId: 1, peers: (1...9).map { NodeID.n($0) }, incarnation: 1, params: params, now: 0)
+            for peer in 2...9 where Bool.random(using: &rng) {
+                // Few distinct send times, so that equal promises occur.
+                let echo = UInt64.random(in: 1...4, using: &rng) * 100
+                h.report(from: NodeID.n(peer), supportEpoch: h.epoch, supportEcho: echo, refused: 0,
+                         withdrawals: [:], epochsSeen: [:], now: 1000)
+            }
+            let sorted = h.promises.values.sorted(by: >)
+            for majority in 2...9 {
+                let need = majority - 1
+                XCTAssertEqual(h.leaseEnd(majority: majority), sorted.count >= need ? sorted[need - 1] : 0, "seed \(seed) majority \(majority)")
+            }
+        }
     }
 }
