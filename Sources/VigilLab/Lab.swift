@@ -76,6 +76,8 @@ public final class Lab: @unchecked Sendable {
         let base = options.workDir ?? NSTemporaryDirectory() + "vigil-lab-\(prefix)"
         workDir = base
         try? FileManager.default.removeItem(atPath: base)
+        // From here an interrupt removes what this lab makes (see LabSignals).
+        LabSignals.register(prefix: prefix, workDir: base)
         configPath = base + "/cluster.toml"
         var r = timespec()
         var m = timespec()
@@ -383,6 +385,7 @@ public final class Lab: @unchecked Sendable {
         if ProcessInfo.processInfo.environment["VIGIL_LAB_KEEP"] == nil {
             try? FileManager.default.removeItem(atPath: workDir)
         }
+        LabSignals.unregister(prefix: prefix)
     }
 }
 
