@@ -103,21 +103,31 @@ extension Lab {
             Lab.reap(p.processIdentifier)
         }
         for i in Set(systemdPids.keys).union(systemdLaunchers.keys) {
-            for d in cgroupDirs(i) where FileManager.default.fileExists(atPath: d) {
-                // Whatever is still in our node's cgroups is ours (a systemd whose PID we never
-                // learnt, a unit's process): killed, then the directories go, depth first, once
-                // the processes have left (bounded).
-                for pid in Lab.run("/usr/bin/find", [d, "-name", "cgroup.procs", "-exec", "cat", "{}", ";"]).out.split(separator: "\n").compactMap({ pid_t($0) }) where pid > 1 {
-                    Glibc.kill(pid, SIGKILL)
-                }
-                for _ in 0..<100 {
-                    _ = Lab.run("/usr/bin/find", [d, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
-                    if !FileManager.default.fileExists(atPath: d) { break }
-                    usleep(20_000)
-                }
-            }
+            for d in cgroupDirs(i) where FileManager.default.fileExists(atPath: d) { Lab.removeCgroup(d) }
         }
         systemdPids = [:]
         systemdLaunchers = [:]
+    }
+
+    /// Whatever is still in one of our nodes' cgroups is ours (a systemd whose PID we never
+    /// learnt, a unit's process): killed, then the directories go, depth first, once the
+    /// processes have left (bounded).
+    static func removeCgroup(_ d: String) {
+        for pid in Lab.run("/usr/bin/find", [d, "-name", "cgroup.procs", "-exec", "cat", "{}", ";"]).out.split(separator: "\n").compactMap({ pid_t($0) }) where pid > 1 {
+            Glibc.kill(pid, SIGKILL)
+        }
+        for _ in 0..<100 {
+            _ = Lab.run("/usr/bin/find", [d, "-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+            if !FileManager.default.fileExists(atPath: d) { break }
+            usleep(20_000)
+        }
+    }
+
+    /// The cgroups of every node of the lab named `prefix` (for a removal by name).
+    static func cgroupDirs(prefix: String) -> [String] {
+        ["/sys/fs/cgroup", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"].flatMap { root -> [String] in
+            let entries = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
+            return entries.filter { $0.hasPrefix("vigil-lab-\(prefix)-") }.map { root + "/" + $0 }
+        }
     }
 }
