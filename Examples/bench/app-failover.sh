@@ -6,9 +6,5 @@
 # Last line: outage_ms min=<x> median=<y> max=<z> runs=<n>
 # Usage: Examples/bench/app-failover.sh [--runs N] [--preferred NODE_NUMBER]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "app-failover.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab app-bench --root "$PWD" "$@"

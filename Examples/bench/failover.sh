@@ -7,9 +7,5 @@
 # token and consensus printed per run; all: built-in, Corosync at its default token, and at
 # --corosync-token (default 1000), side by side; last line failover_median_ms builtin=.. ...
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "failover.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab bench "$@"

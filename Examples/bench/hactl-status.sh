@@ -5,9 +5,5 @@
 # statically). Last line: hactl_status_ms min=<x> median=<y> max=<z> runs=<n>
 # Usage: Examples/bench/hactl-status.sh [--runs N]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "hactl-status.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab status-latency "$@"

@@ -8,9 +8,5 @@
 # Usage: Examples/bench/loss.sh [--loss PCT] [--minutes M] [--links 1|2] [--lossy-links 0,1]
 #   e.g. --loss 30 --links 2 --lossy-links 0   (30 % on one of two heartbeat links)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "loss.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab loss "$@"

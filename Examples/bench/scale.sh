@@ -7,9 +7,5 @@
 # Last line: placed_ms= moves_after_settle= dual_max= idle_cpu_pct= addresses_recover_ms= recover_ms=
 # Usage: Examples/bench/scale.sh [--nodes N] [--addresses R] [--resources A] [--sample SECONDS]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "scale.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab scale "$@"

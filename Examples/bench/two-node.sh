@@ -5,9 +5,5 @@
 # Last line: outage_ms min=<x> median=<y> max=<z> runs=<n>
 # Usage: Examples/bench/two-node.sh [--runs N] [--preferred 1|2]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-if [ "$(id -u)" != 0 ]; then echo "two-node.sh needs root: it creates network namespaces" >&2; exit 1; fi
-bash .ci/install-deps.sh
-# clusterd and hactl as Resources/install.sh builds them, vigil-lab beside them.
-bash Resources/build-release.sh vigil-lab
+source "$(dirname "$0")/prepare.sh"
 exec .build/static/release/vigil-lab bench --witness "$@"

@@ -97,10 +97,10 @@ extension Engine {
 
     mutating func updateLeases(now: UInt64, out: inout [Directive]) {
         // (Every loop round: no set is built while every peer is a member, the usual case.)
-        let snapshot = membership.peers
+        let view = membership  // (a copy the closure may read while the ledger changes)
         var lost: [NodeID] = []
-        for id in membership.peerIds where !(snapshot[id]?.member ?? false) && lostByMajority(id) { lost.append(id) }
-        for e in ledger.update(now: now, member: { snapshot[$0]?.member ?? false }, lostByMajority: { lost.contains($0) }) {
+        for id in view.peerIds where !view.isMember(id) && lostByMajority(id) { lost.append(id) }
+        for e in ledger.update(now: now, member: { view.isMember($0) }, lostByMajority: { lost.contains($0) }) {
             switch e {
             case .ceasing(let id): out.append(.event(.supportCeasing(name(of: id))))
             case .resumed(let id): out.append(.event(.supportResumed(name(of: id))))

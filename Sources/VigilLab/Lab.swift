@@ -371,13 +371,7 @@ public final class Lab: @unchecked Sendable {
         qdevices = [:]
         qnetd = nil
         stopSystemds()
-        // What our daemons started inside our namespaces (agents, hooks, services) goes too.
-        for n in namespaces {
-            for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) {
-                Glibc.kill(pid, SIGKILL)
-            }
-        }
-        for n in namespaces { _ = run("/usr/sbin/ip", ["netns", "del", n]) }
+        Lab.removeNamespaces(namespaces)
         for i in clocks.keys where FileManager.default.fileExists(atPath: timeNamespaceFile(i)) { _ = run("/usr/bin/umount", [timeNamespaceFile(i)]) }
         for b in bridges { _ = run("/usr/sbin/ip", ["link", "del", b]) }
         namespaces = []
@@ -386,6 +380,24 @@ public final class Lab: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: workDir)
         }
         LabSignals.unregister(prefix: prefix)
+    }
+}
+
+extension Lab {
+    /// Every network namespace on this machine, by name.
+    public static func namespaceNames() -> [String] {
+        run("/usr/sbin/ip", ["netns", "list"]).out.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+    }
+
+    /// Kills what runs in `names` (what we started, and what our daemons started there: agents,
+    /// hooks, services), then deletes the namespaces.
+    public static func removeNamespaces(_ names: [String]) {
+        for n in names {
+            for pid in run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) where pid > 1 {
+                Glibc.kill(pid, SIGKILL)
+            }
+        }
+        for n in names { _ = run("/usr/sbin/ip", ["netns", "del", n]) }
     }
 }
 

@@ -95,7 +95,7 @@ enum LabSignals {
             defer { lock.unlock() }
             return live
         }()
-        let namespaces = Lab.run("/usr/sbin/ip", ["netns", "list"]).out.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
+        let namespaces = Lab.namespaceNames()
         let mounts = ((try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? "").split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ")
             return fields.count > 1 ? String(fields[1]) : nil
@@ -104,12 +104,7 @@ enum LabSignals {
             let mine = namespaces.filter { $0.hasPrefix(prefix + "-") }
             let cgroups = Lab.cgroupDirs(prefix: prefix)
             if !mine.isEmpty || !cgroups.isEmpty { found = true }
-            for n in mine {
-                for pid in Lab.run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) where pid > 1 {
-                    kill(pid, SIGKILL)
-                }
-            }
-            for n in mine { _ = Lab.run("/usr/sbin/ip", ["netns", "del", n]) }
+            Lab.removeNamespaces(mine)
             for d in cgroups { Lab.removeCgroup(d) }
             for m in mounts where m.hasPrefix(dir + "/") { _ = umount2(m, Int32(MNT_DETACH)) }
             if ProcessInfo.processInfo.environment["VIGIL_LAB_KEEP"] == nil {

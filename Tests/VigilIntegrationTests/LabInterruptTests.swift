@@ -8,8 +8,7 @@ import VigilLab
 final class LabInterruptTests: NamespaceTestCase {
     /// The namespaces of labs made by process `pid` (named `vl<pid % 1000>x<serial>-...`).
     func namespaces(ofLabsIn pid: pid_t) -> [String] {
-        let r = Lab.run("/usr/sbin/ip", ["netns", "list"])
-        return r.out.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }.filter { name in
+        Lab.namespaceNames().filter { name in
             guard name.hasPrefix("vl\(pid % 1000)x"), let dash = name.firstIndex(of: "-") else { return false }
             return name[name.index(name.startIndex, offsetBy: "vl\(pid % 1000)x".count)..<dash].allSatisfy(\.isNumber)
         }
@@ -31,9 +30,9 @@ final class LabInterruptTests: NamespaceTestCase {
         defer {
             // Whatever the outcome, nothing of this run stays (the same removal by hand).
             if p.isRunning { kill(pid, SIGKILL) }
-            for n in namespaces(ofLabsIn: pid) {
-                for d in Lab.run("/usr/sbin/ip", ["netns", "pids", n]).out.split(separator: "\n").compactMap({ pid_t($0) }) { kill(d, SIGKILL) }
-                _ = Lab.run("/usr/sbin/ip", ["netns", "del", n])
+            let left = namespaces(ofLabsIn: pid)
+            Lab.removeNamespaces(left)
+            for n in left {
                 try? FileManager.default.removeItem(atPath: NSTemporaryDirectory() + "vigil-lab-" + String(n[..<(n.firstIndex(of: "-") ?? n.endIndex)]))
             }
         }
